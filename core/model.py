@@ -1,0 +1,252 @@
+"""Load a GPT-2 checkpoint (hub id or local directory) once, read-only, on the best device.
+
+`load_model` is the only way the rest of the code gets a model. It never imports
+streamlit; the app wraps it in `st.cache_resource` so every browser session shares
+one `LoadedModel`, which nothing mutates after loading.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+GPT2_FAMILY = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
+DEFAULT_MODEL = "gpt2"
+ENV_MODEL = "GPT2VIZ_MODEL"
+ENV_DEVICE = "GPT2VIZ_DEVICE"
+
+# Only what a GPT-2 needs; hub repos also hold TF, Flax, ONNX and tflite copies.
+_WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
+_LEGACY_WEIGHT_PATTERNS = ["*.json", "pytorch_model*.bin", "*.txt"]
+
+ProgressFn = Callable[[float, str], None]
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded. `hint` says how to fix it, in words for a person."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
+
+
+def default_model_name() -> str:
+    """`GPT2VIZ_MODEL` (hub id or local directory) if set, else `gpt2`."""
+    return os.environ.get(ENV_MODEL, "").strip() or DEFAULT_MODEL
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """CUDA if available, else Apple MPS, else CPU; `GPT2VIZ_DEVICE` or `preferred` overrides."""
+    choice = (preferred or os.environ.get(ENV_DEVICE, "")).strip().lower()
+    if choice:
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A GPT-2 language model, its tokenizer and the facts pages show about it.
+
+    The model is in eval mode with eager attention and gradients disabled. The fast
+    tokenizer is not thread-safe, so every call goes through `tokenizer_lock`.
+    """
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    forward_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def n_layer(self) -> int:
+        return self.config.n_layer
+
+    @property
+    def n_head(self) -> int:
+        return self.config.n_head
+
+    @property
+    def d_model(self) -> int:
+        return self.config.n_embd
+
+    @property
+    def n_ctx(self) -> int:
+        return self.config.n_positions
+
+    @property
+    def d_vocab(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def n_params(self) -> int:
+        """Distinct parameters (the tied unembedding counted once), as transformers counts them."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def n_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    def encode(self, text: str) -> list[int]:
+        with self.tokenizer_lock:
+            return list(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    def id_to_piece(self, ids: list[int]) -> list[str | None]:
+        """The tokenizer's raw pieces (`Ġcat`), None for ids the tokenizer does not know."""
+        with self.tokenizer_lock:
+            return [self.tokenizer.convert_ids_to_tokens(int(i)) for i in ids]
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.n_params / 1e6:,.1f} M parameters, {self.n_bytes / 2**20:,.0f} MB on {self.device.type}"
+
+
+def _is_local(name: str) -> bool:
+    """A path on disk, or clearly meant as one; hub ids look like `gpt2` or `org/name`."""
+    return Path(name).expanduser().exists() or name.startswith((".", "/", "~", "\\")) or name.count("/") > 1
+
+
+def _progress_tqdm(progress: ProgressFn):
+    """A tqdm class that reports download progress (bytes) to `progress(fraction, text)`."""
+    from tqdm.auto import tqdm
+
+    class _Reporter(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            out = super().update(n)
+            total = self.total or 0
+            if total:
+                mb, total_mb = self.n / 2**20, total / 2**20
+                progress(min(self.n / total, 1.0), f"Downloading {self.desc or 'model files'}: {mb:,.0f} / {total_mb:,.0f} MB")
+            return out
+
+    return _Reporter
+
+
+def _fetch(name: str, progress: ProgressFn | None) -> Path:
+    """A local directory holding the checkpoint: the path itself, or a hub snapshot."""
+    if _is_local(name):
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(
+                f"No directory at {path}.",
+                "Check the path, or give a Hugging Face Hub id such as gpt2. "
+                f"`{ENV_MODEL}` sets the default.",
+            )
+        return path
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    kwargs = {"tqdm_class": _progress_tqdm(progress)} if progress else {}
+    try:
+        path = Path(snapshot_download(name, allow_patterns=_WEIGHT_PATTERNS, **kwargs))
+        if not any(path.glob("*.safetensors")):
+            path = Path(snapshot_download(name, allow_patterns=_LEGACY_WEIGHT_PATTERNS, **kwargs))
+        return path
+    except RepositoryNotFoundError as e:
+        raise ModelLoadError(
+            f"The Hugging Face Hub has no model called '{name}'.",
+            "Pick one of the GPT-2 family (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2) "
+            "or a local checkpoint directory.",
+        ) from e
+    except LocalEntryNotFoundError as e:
+        raise ModelLoadError(
+            f"'{name}' is not in the local Hugging Face cache and the Hub cannot be reached.",
+            "Run the app once with network access so the model is downloaded; later, "
+            "set HF_HUB_OFFLINE=1 to use the filled cache without network. Or point "
+            f"{ENV_MODEL} at a local directory holding a GPT-2 checkpoint.",
+        ) from e
+    except Exception as e:  # network errors come in many types across hub versions
+        raise ModelLoadError(
+            f"Downloading '{name}' failed: {type(e).__name__}: {e}",
+            "Check the network connection, or set HF_HUB_OFFLINE=1 to use a filled cache, "
+            f"or point {ENV_MODEL} at a local checkpoint directory.",
+        ) from e
+
+
+def load_model(name: str | None = None, device: str | None = None, progress: ProgressFn | None = None) -> LoadedModel:
+    """Load a GPT-2 LM (hub id or local directory) read-only on `device` (auto if None).
+
+    Raises ModelLoadError with a `hint` when the checkpoint cannot be had or is not GPT-2.
+    """
+    from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel
+
+    name = (name or default_model_name()).strip()
+    path = _fetch(name, progress)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as e:
+        raise ModelLoadError(
+            f"'{name}' has no readable config.json ({type(e).__name__}: {e}).",
+            "Point to a directory saved with transformers' save_pretrained, holding config.json, "
+            "the weights (model.safetensors) and the tokenizer files.",
+        ) from e
+    if getattr(config, "model_type", None) != "gpt2":
+        raise ModelLoadError(
+            f"'{name}' is a {getattr(config, 'model_type', 'unknown')} model, not GPT-2.",
+            "This app reads GPT-2 checkpoints only: gpt2, gpt2-medium, gpt2-large, gpt2-xl, "
+            "distilgpt2, or a local directory saved from one of them.",
+        )
+    dev = pick_device(device)
+    if progress:
+        progress(1.0, f"Loading {name} onto {dev.type}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
+    except Exception as e:
+        raise ModelLoadError(
+            f"'{name}' could not be read as a GPT-2 checkpoint ({type(e).__name__}: {e}).",
+            "The directory needs config.json, model.safetensors (or pytorch_model.bin) and the "
+            "tokenizer files (tokenizer.json, or vocab.json with merges.txt).",
+        ) from e
+    model.to(dev).eval().requires_grad_(False)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev)
+
+
+class ModelStore:
+    """Process-wide loaded models, shared by every browser session, loaded once each.
+
+    Failures are remembered too (a model that is not in the offline cache would
+    otherwise be retried, slowly, on every widget change) until `forget(name)`.
+    At most `max_models` stay in memory; gpt2-xl alone takes 6 GB.
+    """
+
+    def __init__(self, max_models: int = 2):
+        self.max_models = max_models
+        self._loaded: dict[str, LoadedModel | ModelLoadError] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, progress: ProgressFn | None = None) -> LoadedModel:
+        """The model for `name`, loading it if needed; raises ModelLoadError (also remembered)."""
+        with self._lock:
+            hit = self._loaded.get(name)
+            if hit is None:
+                try:
+                    hit = load_model(name, progress=progress)
+                except ModelLoadError as e:
+                    hit = e
+                while len(self._loaded) >= self.max_models:
+                    self._loaded.pop(next(iter(self._loaded)))
+                self._loaded[name] = hit
+        if isinstance(hit, ModelLoadError):
+            raise hit
+        return hit
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._loaded.pop(name, None)

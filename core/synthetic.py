@@ -1,0 +1,88 @@
+"""Build randomly initialised GPT-2 checkpoints with a real byte-level BPE tokenizer, offline.
+
+Tests load a tiny one through the same `load_model(path)` code path users take;
+benchmarks save one with GPT-2 small's exact shape, whose compute cost is the real one.
+The numbers such a model produces are meaningless; its shapes and code path are not.
+
+    python -m core.synthetic /tmp/tiny-gpt2            # tiny: 2 layers, 4 heads, d_model 64
+    python -m core.synthetic /tmp/gpt2-shaped --small  # GPT2Config() defaults, 124 M parameters
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+# A little of everything a prompt may hold: English, Chinese, emoji, code, markup.
+_CORPUS = [
+    "The best thing about AI is its ability to learn from data and to generate text.",
+    "hello hello hello bye bye bye. The cat sat on the mat. The dog ate the bone.",
+    "What is ChatGPT doing, and why does it work? It adds one word at a time.",
+    "我们的模型在浏览器中运行。注意力机制。你好，世界！",
+    "Emoji: 😀 🚀 👍🏽 ❤️ and symbols © ® ™ — “quotes” …",
+    "def forward(self, x):\n    return self.mlp(self.attn(x))\n",
+    "<b>bold</b> **markdown** [link](http://example.com) & ampersand",
+    "Numbers 0 1 2 3 4 5 6 7 8 9 10 100 1000 2024 3.14159",
+    "عربى עברית русский Ελληνικά 日本語のテキスト 한국어",
+]
+
+
+def build_tokenizer(out_dir: Path, vocab_size: int = 512):
+    """Train a GPT-2-style byte-level BPE on a small built-in corpus and save it to out_dir."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(
+        _CORPUS * 20,
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=["<|endoftext|>"],
+        show_progress=False,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(out_dir))  # vocab.json + merges.txt, as GPT-2 ships them
+    tok = GPT2TokenizerFast(
+        vocab=str(out_dir / "vocab.json"),
+        merges=str(out_dir / "merges.txt"),
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    tok.model_max_length = 1024
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def build_checkpoint(out_dir: str | Path, *, small: bool = False, seed: int = 0, **config_overrides) -> Path:
+    """Save a random GPT-2 (tiny by default; GPT-2 small's shape if `small`) with a tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = Path(out_dir)
+    tok = build_tokenizer(out)
+    special = dict(bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+    if small:
+        config = GPT2Config(**special, **config_overrides)  # vocab 50,257, 12 layers, 12 heads, d_model 768
+    else:
+        shape = dict(n_layer=2, n_head=4, n_embd=64, n_positions=1024, vocab_size=len(tok))
+        config = GPT2Config(**{**shape, **special, **config_overrides})
+    torch.manual_seed(seed)
+    model = GPT2LMHeadModel(config).eval()
+    model.save_pretrained(out)
+    (out / "SYNTHETIC.json").write_text(json.dumps({"note": "random weights, not GPT-2", "seed": seed}))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--small", action="store_true", help="GPT-2 small's exact shape (124 M parameters)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(build_checkpoint(args.out_dir, small=args.small, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Helpers every figure builder shares: safe token labels, colour scales, layout defaults."""
+from __future__ import annotations
+
+import html
+from typing import Sequence
+
+import numpy as np
+
+# Perceptually uniform scales: sequential for probabilities and weights >= 0, diverging around 0.
+SEQUENTIAL = "Viridis"
+DIVERGING = "RdBu_r"
+FONT_FAMILY = "Noto Sans, Noto Sans CJK SC, Segoe UI, Arial, sans-serif"
+
+
+def esc(text: str) -> str:
+    """Escape untrusted text (token strings, prompts) for Plotly labels, titles and hovers.
+
+    Plotly reads a subset of HTML (<b>, <br>, <a href>) in every text field; token text
+    from the model must never be read as markup, so <, > and & become entities.
+    """
+    return html.escape(str(text), quote=False)
+
+
+def short(text: str, limit: int = 40) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def token_ticks(tokens: Sequence[str], max_labels: int = 64) -> dict:
+    """Axis settings that label positions 0..n-1 with their tokens.
+
+    Positions (not token strings) are the axis values, so a repeated token ("hello"
+    16 times) keeps 16 columns; Plotly would merge equal category labels. When there
+    are more tokens than fit, every k-th position is labelled.
+    """
+    n = len(tokens)
+    step = max(1, int(np.ceil(n / max_labels)))
+    vals = list(range(0, n, step))
+    return dict(tickmode="array", tickvals=vals, ticktext=[esc(tokens[i]) for i in vals])
+
+
+def base_layout(title: str, **kw) -> dict:
+    return dict(
+        title=dict(text=title, x=0.0, xanchor="left"),
+        font=dict(family=FONT_FAMILY, size=13),
+        margin=dict(l=60, r=20, t=60, b=50),
+        template="plotly_white",
+        **kw,
+    )
