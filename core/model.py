@@ -97,6 +97,11 @@ class LoadedModel:
         return sum(p.numel() for p in self.model.parameters())
 
     @property
+    def label(self) -> str:
+        """Short name for titles: the hub id, or a local directory's last part."""
+        return Path(self.name).name if _is_local(self.name) else self.name
+
+    @property
     def n_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 

@@ -47,3 +47,8 @@ def base_layout(title: str, **kw) -> dict:
         template="plotly_white",
         **kw,
     )
+
+
+def figure_label(model_name: str, prompt: str, limit: int = 48) -> str:
+    """`gpt2 · “The best thing about…”` for figure titles, escaped (the prompt is untrusted)."""
+    return f"{esc(model_name)} · “{esc(short(prompt, limit))}”"

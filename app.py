@@ -1,0 +1,58 @@
+"""Inside GPT-2: entry point and the next-token page.
+
+Run with `streamlit run app.py`. Other views are Streamlit pages in pages/; every page,
+this one included, draws the shared sidebar (model, prompt, navigation) through
+ui.shell.setup_page. See README for why the pages are laid out this way.
+"""
+import numpy as np
+import streamlit as st
+
+from core.next_token import prompt_perplexity, rank_curve, top_k_table
+from ui.shell import current_trace, setup_page, show_figure
+from viz.common import figure_label
+from viz.next_token import rank_plot, surprisal_strip, top_k_bars
+
+lm = setup_page(
+    "Next token",
+    "GPT-2 reads your prompt and gives every one of its 50,257 tokens a probability of coming next; "
+    "the table and bars show the likeliest ones. Below, the same distribution on log-log axes, "
+    "and how surprised GPT-2 was by each token of the prompt (dark = expected, bright = surprising).",
+)
+if lm is None:
+    st.stop()
+t = current_trace(lm)
+if t is None:
+    st.stop()
+
+label = figure_label(lm.label, t.prompt)
+top1 = top_k_table(lm, t, 1).iloc[0]
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Tokens in the prompt", f"{t.n_tokens:,}")
+c2.metric("Likeliest next token", f"{top1['token']}", f"{top1['probability']:.1%}", delta_color="off")
+c3.metric("Entropy of the next token", f"{t.entropy[-1]:.2f} bits",
+          help="How spread out the prediction is: 0 bits = certain; log2(50,257) ≈ 15.6 bits = every token equally likely.")
+ppl = prompt_perplexity(t)
+c4.metric("Prompt perplexity", "—" if np.isnan(ppl) else f"{ppl:,.1f}",
+          help="2 to the power of the mean surprisal: on average GPT-2 was as unsure as a choice among this many tokens.")
+
+k = st.slider("How many candidates", 1, 50, 10, key="next_k")
+table = top_k_table(lm, t, k)
+left, right = st.columns([2, 3])
+with left:
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "probability": st.column_config.NumberColumn(format="%.4f"),
+        "logit": st.column_config.NumberColumn(format="%.3f"),
+    })
+with right:
+    show_figure(top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
+                           f"Top {k} next tokens · {label}"), key="next_topk")
+
+ranks, probs = rank_curve(t.next_probs)
+show_figure(rank_plot(ranks, probs, f"All {len(t.next_probs):,} next-token probabilities by rank · {label}"), key="next_rank")
+st.caption("A straight line on these axes is a power law. Wolfram's essay shows GPT-2's next-word "
+           "probabilities falling off roughly like 1/rank for the first few thousand ranks.")
+
+st.subheader("How surprising was each token?")
+st.caption("Surprisal = −log₂ p(token | the tokens before it). One bit is a coin flip's worth of surprise. "
+           "Hover a cell for the exact value.")
+show_figure(surprisal_strip(list(t.tokens), t.surprisal_bits, f"Surprisal per token · {label}"), key="next_surprisal")

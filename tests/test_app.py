@@ -1,0 +1,160 @@
+"""The app as Streamlit runs it (AppTest on app.py, the file `streamlit run` starts), tiny model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+from ui.shell import HELLO_BYE, PAGES, trace_cache
+
+TIMEOUT = 120
+
+
+def run_app(prompt: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if prompt is not None:
+        at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
+    return at
+
+
+def figures(at: AppTest) -> dict[str, dict]:
+    """Figure JSON of every Plotly chart on the page, by the chart's key."""
+    out = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def figure(at: AppTest, title_start: str) -> dict:
+    matches = [f for title, f in figures(at).items() if title.startswith(title_start)]
+    assert len(matches) == 1, list(figures(at))
+    return matches[0]
+
+
+def decode(arr) -> np.ndarray:
+    """Plotly 7 ships numpy arrays base64-encoded ({'dtype', 'bdata', 'shape'})."""
+    if isinstance(arr, dict) and "bdata" in arr:
+        import base64
+        data = np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"]))
+        return data.reshape([int(s) for s in str(arr.get("shape", len(data))).split(",")]) if "shape" in arr else data
+    return np.asarray(arr, dtype=object if arr and isinstance(arr[0], str) else float)
+
+
+def test_next_token_page_shows_gpt2s_own_probabilities(tiny_env, tiny_lm):
+    at = run_app("The best thing about AI is its ability to")
+    assert not at.exception
+    assert at.title[0].value == "Next token"
+    table = at.dataframe[0].value
+    assert len(table) == 10 and list(table.columns) == ["rank", "token", "id", "probability", "logit"]
+    # Independent: transformers' own forward on the same ids.
+    ids = tiny_lm.encode("The best thing about AI is its ability to")
+    with torch.inference_mode():
+        probs = torch.softmax(tiny_lm.model(torch.tensor([ids])).logits[0, -1], -1).numpy()
+    top = np.argsort(-probs)[:10]
+    np.testing.assert_array_equal(table["id"].to_numpy(), top)
+    np.testing.assert_allclose(table["probability"].to_numpy(), probs[top], atol=1e-6)
+    bars = figure(at, "Top 10 next tokens")["data"][0]
+    np.testing.assert_allclose(decode(bars["x"]), probs[top], atol=1e-6)
+    rank = figure(at, "All ")["data"]
+    assert rank[0]["name"].startswith("GPT-2") and figure(at, "All ")["layout"]["xaxis"]["type"] == "log"
+    np.testing.assert_allclose(decode(rank[0]["y"])[:10], np.sort(probs)[::-1][:10], rtol=1e-5)
+    strip = figure(at, "Surprisal per token")["data"][0]
+    z = decode(strip["z"]).astype(float).ravel()
+    assert np.isnan(z[0]) and np.isfinite(z[1 : len(ids)]).all()
+
+
+def test_moving_widgets_reruns_no_model(tiny_env):
+    at = run_app(HELLO_BYE)
+    misses = trace_cache().misses
+    at.slider(key="next_k").set_value(25).run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == 25
+    assert trace_cache().misses == misses
+
+
+@pytest.mark.parametrize("prompt", [
+    "人工智能最好的地方在于它能够",
+    "Emoji 😀👍🏽❤️ split into byte pieces",
+    "<img src=x onerror=alert(1)> <script>alert(1)</script>",
+    "**bold** # heading [link](javascript:alert(1)) $x^2$",
+    "NUL\x00byte",
+    "עברית مرحبا right-to-left \u202e override",
+])
+def test_hard_prompts_render_a_page(tiny_env, prompt):
+    at = run_app(prompt)
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 3
+    for fig in figures(at).values():
+        text = json.dumps(fig)
+        assert "<img" not in text and "<script" not in text  # escaped for Plotly: &lt;img
+    # The prompt is echoed nowhere as Markdown.
+    assert all(prompt not in md.value for md in at.markdown)
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t "])
+def test_empty_prompt_gets_a_friendly_message(tiny_env, prompt):
+    at = run_app(prompt)
+    assert not at.exception
+    assert any("empty" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 0
+
+
+def test_over_long_prompt_warns_and_offers_first_or_last(tiny_env, tiny_lm):
+    text = " ".join(f"w{i}" for i in range(1500))
+    n = len(tiny_lm.encode(text))
+    at = run_app(text)
+    assert not at.exception
+    warning = at.warning[0].value
+    assert f"{n:,} tokens" in warning and f"{n - 1024:,} tokens were dropped from the end" in warning
+    assert at.metric[0].value == "1,024"
+    at.radio(key="sidebar_keep").set_value("last").run()
+    assert not at.exception
+    assert "dropped from the start" in at.warning[0].value
+    assert at.session_state["keep"] == "last"
+
+
+def test_huge_paste_is_capped_by_the_text_area(tiny_env):
+    at = run_app()
+    assert at.sidebar.text_area(key="sidebar_prompt").proto.max_chars == 50_000
+
+
+def test_example_buttons_set_the_prompt(tiny_env):
+    at = run_app()
+    at.sidebar.button(key="sidebar_example_1").click().run()
+    assert at.session_state["prompt"] == HELLO_BYE
+    assert not at.exception and at.metric[0].value == "22"
+
+
+def test_model_that_cannot_be_loaded_explains_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(tmp_path / "not-a-model"))
+    at = run_app()
+    assert not at.exception
+    assert "Could not load the model" in at.error[0].value
+    assert "GPT2VIZ_MODEL" in at.info[0].value
+    assert len(at.get("plotly_chart")) == 0
+
+
+def test_sidebar_shows_device_and_model_size(tiny_env):
+    at = run_app()
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert "CPU" in caption and "M parameters" in caption and "context 1,024 tokens" in caption
+
+
+OTHER_PAGES = [file for file, _, _ in PAGES if file != "app.py" and (ROOT / file).exists()]
+
+
+@pytest.mark.parametrize("page", OTHER_PAGES)
+def test_prompt_survives_page_switches(tiny_env, page):
+    at = run_app("hello 你好 world")
+    at.switch_page(page).run()
+    assert not at.exception
+    assert at.sidebar.text_area(key="sidebar_prompt").value == "hello 你好 world"
+    at.switch_page("app.py").run()
+    assert at.sidebar.text_area(key="sidebar_prompt").value == "hello 你好 world"
+    assert not at.exception

@@ -1,0 +1,126 @@
+"""End to end in a real headless Chromium: `streamlit run app.py` on loopback with the tiny model,
+type a prompt as a person would, and see the charts drawn with no exception box.
+
+Later pages add their checks to this harness (see `open_page`). Needs Debian's chromium
+(`apt-get install -y chromium`) and the playwright package; CI installs both, and under
+CI=true a missing browser fails the test instead of skipping it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SHOTS = Path(os.environ.get("GPT2VIZ_SCREENSHOTS", ROOT / "benchmarks" / "out"))
+
+
+def _browser_available() -> bool:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return False
+    return Path(CHROMIUM).exists()
+
+
+if not _browser_available():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI needs Chromium at {CHROMIUM} and playwright: see .ci/run")
+    pytest.skip("needs chromium (apt-get install -y chromium) and playwright", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "GPT2VIZ_MODEL": str(tiny_model_dir), "GPT2VIZ_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--server.port", str(port), "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not become healthy:\n{log.read_text()[-3000:]}")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def open_page(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stSidebar"] textarea', timeout=60_000)
+    return page
+
+
+def wait_idle(page) -> None:
+    """Wait until Streamlit has finished the current run (no running indicator)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
+def test_type_a_prompt_and_see_the_next_token_chart(server, browser):
+    page = open_page(browser, server)
+    box = page.locator('[data-testid="stSidebar"] textarea')
+    box.fill("The cat sat on the <b>mat</b> 你好")
+    box.press("Control+Enter")
+    wait_idle(page)
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    # The top-k bars are drawn (SVG bar paths), the surprisal strip has its tokens.
+    assert page.locator(".js-plotly-plot .barlayer path").count() >= 5
+    assert "Top 10 next tokens" in page.inner_text("body")
+    # The HTML in the prompt is shown as text, never rendered as an element.
+    assert page.locator(".js-plotly-plot b").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "e2e_next_token.png"), full_page=True)
+    page.close()
+
+
+def test_empty_prompt_shows_a_message_not_an_error(server, browser):
+    page = open_page(browser, server)
+    box = page.locator('[data-testid="stSidebar"] textarea')
+    box.fill("   ")
+    box.press("Control+Enter")
+    wait_idle(page)
+    page.wait_for_selector("text=The prompt is empty", timeout=60_000)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -1,0 +1,217 @@
+"""The frame every page shares: page config, the sidebar (navigation, model, prompt), caches.
+
+Pages are Streamlit's auto-discovered `pages/` scripts; each starts with
+
+    lm = setup_page("Attention", "One or two plain sentences on how to read the figure.")
+    t = current_trace(lm)        # None (and a message shown) when there is nothing to trace
+    if t is None:
+        st.stop()
+
+The prompt and the model choice live under plain session-state keys ("prompt",
+"model_name"), not under widget keys, because Streamlit drops a widget's state when
+the page that drew it is left; the sidebar widgets are re-seeded from them each run.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import streamlit as st
+
+from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
+from core.model import LoadedModel
+from core.trace import estimate_trace_bytes, prompt_ids, trace_ids
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_PROMPT_CHARS = 50_000  # a pasted book stops here; 1,024 GPT-2 tokens are ~4,000 English characters
+LOCAL_DIR_OPTION = "Local directory…"
+
+HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)
+EXAMPLES = {
+    "The best thing about AI…": "The best thing about AI is its ability to",
+    "hello ×16 bye ×6": HELLO_BYE,
+    "中文": "人工智能最好的地方在于它能够",
+    "Story": "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+}
+DEFAULT_PROMPT = EXAMPLES["The best thing about AI…"]
+
+# (file, label, icon). A page is listed only once its file exists.
+PAGES = [
+    ("app.py", "Next token", ":material/format_list_numbered:"),
+    ("pages/1_Attention.py", "Attention", ":material/grid_on:"),
+    ("pages/2_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
+    ("pages/3_Weights.py", "Weights", ":material/view_module:"),
+    ("pages/4_Generation.py", "Generation", ":material/edit_note:"),
+]
+
+
+# ---- process-wide resources, shared by every browser session ------------------------------
+@st.cache_resource
+def model_store() -> ModelStore:
+    return ModelStore(max_models=2)
+
+
+@st.cache_resource
+def trace_cache() -> ByteBoundedCache:
+    return ByteBoundedCache()  # GPT2VIZ_TRACE_CACHE_MB sets the budget (default 1024 MB)
+
+
+@lru_cache(maxsize=64)
+def _tokenize(lm: LoadedModel, prompt: str, keep: str) -> tuple[tuple[int, ...], int]:
+    ids, n_dropped = prompt_ids(lm, prompt, keep)
+    return tuple(ids), n_dropped
+
+
+def get_trace(lm: LoadedModel, prompt: str, keep: str = "first") -> Trace:
+    """The cached trace of `prompt` (one forward per model, prompt and kept end)."""
+    ids, n_dropped = _tokenize(lm, prompt, keep)
+    key = (lm.name, str(lm.device), ids)
+    return trace_cache().get_or_compute(
+        key,
+        lambda: trace_ids(lm, list(ids), prompt=prompt, n_dropped=n_dropped, kept=keep),
+        expected_bytes=estimate_trace_bytes(lm, len(ids)),
+    )
+
+
+# ---- session state ------------------------------------------------------------------------
+def _init_state() -> None:
+    ss = st.session_state
+    ss.setdefault("prompt", DEFAULT_PROMPT)
+    ss.setdefault("model_name", default_model_name())
+    ss.setdefault("keep", "first")
+
+
+def _set_prompt(text: str) -> None:
+    st.session_state["prompt"] = text
+
+
+def _sync(widget_key: str, state_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
+# ---- sidebar ----------------------------------------------------------------------------------
+def _navigation() -> None:
+    for file, label, icon in PAGES:
+        if (ROOT / file).exists():
+            st.page_link(file, label=label, icon=icon)
+
+
+def _model_options() -> list[str]:
+    options = list(GPT2_FAMILY)
+    env_default = default_model_name()
+    current = st.session_state["model_name"]
+    for name in (env_default, current):
+        if name not in options:
+            options.insert(0, name)
+    return options + [LOCAL_DIR_OPTION]
+
+
+def _on_model_choice() -> None:
+    choice = st.session_state["sidebar_model"]
+    if choice != LOCAL_DIR_OPTION:
+        st.session_state["model_name"] = choice
+
+
+def _on_model_path() -> None:
+    path = st.session_state["sidebar_model_path"].strip()
+    if path:
+        st.session_state["model_name"] = path
+
+
+def _model_picker() -> None:
+    ss = st.session_state
+    options = _model_options()
+    if ss.get("sidebar_model") != LOCAL_DIR_OPTION:
+        ss["sidebar_model"] = ss["model_name"]
+    st.selectbox("Model", options, key="sidebar_model", on_change=_on_model_choice,
+                 help="A GPT-2 from the Hugging Face Hub (downloaded once, then cached), or a local "
+                 "checkpoint directory. GPT2VIZ_MODEL sets the default.")
+    if ss["sidebar_model"] == LOCAL_DIR_OPTION:
+        st.text_input("Checkpoint directory", key="sidebar_model_path", on_change=_on_model_path,
+                      placeholder="/path/to/gpt2-checkpoint")
+
+
+def _prompt_box() -> None:
+    ss = st.session_state
+    ss["sidebar_prompt"] = ss["prompt"]
+    st.text_area("Prompt", key="sidebar_prompt", height=140, max_chars=MAX_PROMPT_CHARS,
+                 on_change=_sync, args=("sidebar_prompt", "prompt"),
+                 help="Shared by every page. Press Ctrl+Enter (or click outside) to apply.")
+    st.caption("Examples")
+    cols = st.columns(2)
+    for i, (label, text) in enumerate(EXAMPLES.items()):
+        cols[i % 2].button(label, key=f"sidebar_example_{i}", on_click=_set_prompt, args=(text,), width="stretch")
+
+
+def _load_model_with_progress(name: str) -> LoadedModel | None:
+    store = model_store()
+    bar = st.empty()
+
+    def progress(fraction: float, text: str) -> None:
+        bar.progress(fraction, text=text)
+
+    try:
+        lm = store.get(name, progress=progress)
+    except ModelLoadError as e:
+        bar.empty()
+        st.error(f"Could not load the model **{_md_escape(name)}**: {_md_escape(str(e))}")
+        st.info(f"How to fix it: {e.hint}")
+        if st.button("Try again", key="model_retry"):
+            store.forget(name)
+            st.rerun()
+        return None
+    bar.empty()
+    return lm
+
+
+def _md_escape(text: str) -> str:
+    """Escape text (a path, an error message) for st.markdown, so it is shown, not rendered."""
+    specials = "\\`*_{}[]()#+-.!|<>~$"
+    return "".join("\\" + c if c in specials else c for c in text)
+
+
+def setup_page(title: str, intro: str) -> LoadedModel | None:
+    """Page config, the shared sidebar, the title and intro. Returns the model, or None if
+    it could not be loaded (the reason and the fix are already on the page)."""
+    st.set_page_config(page_title=f"{title} · Inside GPT-2", page_icon=":material/neurology:", layout="wide")
+    _init_state()
+    with st.sidebar:
+        st.markdown("### Inside GPT-2")
+        _navigation()
+        st.divider()
+        _model_picker()
+        _prompt_box()
+    st.title(title)
+    st.markdown(intro)
+    lm = _load_model_with_progress(st.session_state["model_name"])
+    if lm is not None:
+        st.sidebar.caption(f"{lm.n_layer} layers · {lm.n_head} heads · d_model {lm.d_model} · "
+                           f"context {lm.n_ctx:,} tokens · {lm.n_params / 1e6:,.1f} M parameters "
+                           f"({lm.n_bytes / 2**20:,.0f} MB) on **{lm.device.type.upper()}**")
+    return lm
+
+
+def current_trace(lm: LoadedModel) -> Trace | None:
+    """The trace of the sidebar prompt, or None with a friendly message (empty prompt)."""
+    ss = st.session_state
+    prompt = ss["prompt"]
+    try:
+        ids, n_dropped = _tokenize(lm, prompt, ss["keep"])
+    except PromptError as e:
+        st.info(str(e) + " Or pick one of the examples in the sidebar.")
+        return None
+    if n_dropped:
+        total = len(ids) + n_dropped
+        st.warning(f"The prompt is {total:,} tokens long; {_md_escape(lm.name)} reads at most {lm.n_ctx:,}. "
+                   f"{n_dropped:,} tokens were dropped from the {'end' if ss['keep'] == 'first' else 'start'}.")
+        ss["sidebar_keep"] = ss["keep"]
+        st.radio("Keep", ["first", "last"], key="sidebar_keep", horizontal=True,
+                 format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens", on_change=_sync, args=("sidebar_keep", "keep"))
+    with st.spinner(f"Running {_md_escape(lm.name)} on {len(ids):,} tokens…"):
+        return get_trace(lm, prompt, ss["keep"])
+
+
+def show_figure(fig, key: str) -> None:
+    """Draw a Plotly figure full width; the camera button saves it at slide size."""
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
+        "format": "png", "width": 1600, "height": 900, "scale": 2, "filename": key}})

@@ -1,0 +1,73 @@
+"""Figures of the next-token page: top-k bars, log-log rank plot, surprisal strip."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .common import SEQUENTIAL, base_layout, esc
+
+
+def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figure:
+    """Horizontal bars, likeliest on top. y holds ranks (not token strings, which may repeat)."""
+    ranks = np.arange(1, len(tokens) + 1)
+    labels = [esc(t) for t in tokens]
+    fig = go.Figure(go.Bar(
+        x=np.asarray(probs, dtype=np.float64), y=ranks, orientation="h",
+        text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False,
+        customdata=labels, hovertemplate="rank %{y}: %{customdata}<br>p = %{x:.4f}<extra></extra>",
+        marker_color="#3b6fb6",
+    ))
+    fig.update_layout(**base_layout(title), height=max(260, 28 * len(tokens) + 90), bargap=0.25)
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=ranks, ticktext=labels, title="next token")
+    top = float(np.max(probs)) if len(probs) else 0.0
+    fig.update_xaxes(title="probability", tickformat=".0%" if top >= 0.1 else ".2%", range=[0, max(top * 1.18, 1e-9)])
+    return fig
+
+
+def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
+    """Probability against rank on log-log axes, with a 1/rank line through rank 1."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    keep = probs > 0
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=ranks[keep], y=probs[keep], mode="lines", name="GPT-2's probabilities",
+                             line=dict(width=2.5, color="#3b6fb6"),
+                             hovertemplate="rank %{x:,}<br>p = %{y:.3g}<extra></extra>"))
+    ref = probs[0] / ranks
+    fig.add_trace(go.Scatter(x=ranks, y=ref, mode="lines", name="∝ 1/rank (power law)",
+                             line=dict(width=1.5, dash="dash", color="#d95f02"), hoverinfo="skip"))
+    fig.update_layout(**base_layout(title), height=420, legend=dict(x=0.99, y=0.99, xanchor="right"))
+    fig.update_xaxes(type="log", title="rank of the token (1 = likeliest)")
+    fig.update_yaxes(type="log", title="probability", exponentformat="power")
+    return fig
+
+
+def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: str, per_row: int = 24) -> go.Figure:
+    """The prompt as a grid of token cells, `per_row` to a line, coloured by surprisal
+    (-log2 p of each token given the ones before it). The first token has no colour:
+    nothing came before it to predict it."""
+    n = len(tokens)
+    rows = int(np.ceil(n / per_row))
+    z = np.full((rows, per_row), np.nan)
+    text = np.full((rows, per_row), "", dtype=object)
+    hover = np.full((rows, per_row), "", dtype=object)
+    s = np.asarray(surprisal_bits, dtype=np.float64)
+    for i, tok in enumerate(tokens):
+        r, c = divmod(i, per_row)
+        z[r, c] = s[i]
+        text[r, c] = esc(tok if len(tok) <= 10 else tok[:9] + "…")
+        bits = "— (first token, nothing predicts it)" if np.isnan(s[i]) else f"{s[i]:.2f} bits (p = {2 ** -s[i]:.3g})"
+        hover[r, c] = f"#{i}: {esc(tok)}<br>surprisal {bits}"
+    show_text = n <= 400
+    fig = go.Figure(go.Heatmap(
+        z=z, text=text if show_text else None, texttemplate="%{text}" if show_text else None,
+        customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+        colorscale=SEQUENTIAL, zmin=0, xgap=2, ygap=2,
+        colorbar=dict(title=dict(text="surprisal<br>(bits)")),
+    ))
+    fig.update_layout(**base_layout(title), height=min(120 + 34 * rows, 1400))
+    fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return fig
