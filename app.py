@@ -8,8 +8,8 @@ import numpy as np
 import streamlit as st
 
 from core.next_token import prompt_perplexity, rank_curve, top_k_table
-from ui.shell import current_trace, setup_page, show_figure
-from viz.common import figure_label
+from ui.shell import current_trace, md_escape, setup_page, show_figure
+from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
 lm = setup_page(
@@ -26,13 +26,14 @@ if t is None:
 
 label = figure_label(lm.label, t.prompt)
 top1 = top_k_table(lm, t, 1).iloc[0]
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Tokens in the prompt", f"{t.n_tokens:,}")
-c2.metric("Likeliest next token", f"{top1['token']}", f"{top1['probability']:.1%}", delta_color="off")
-c3.metric("Entropy of the next token", f"{t.entropy[-1]:.2f} bits",
+c2.metric("Likeliest next token", md_escape(top1["token"]))  # metric values are Markdown
+c3.metric("Its probability", format_prob(top1["probability"]))
+c4.metric("Entropy of the next token", f"{t.entropy[-1]:.2f} bits",
           help="How spread out the prediction is: 0 bits = certain; log2(50,257) ≈ 15.6 bits = every token equally likely.")
 ppl = prompt_perplexity(t)
-c4.metric("Prompt perplexity", "—" if np.isnan(ppl) else f"{ppl:,.1f}",
+c5.metric("Prompt perplexity", "—" if np.isnan(ppl) else f"{ppl:,.1f}",
           help="2 to the power of the mean surprisal: on average GPT-2 was as unsure as a choice among this many tokens.")
 
 k = st.slider("How many candidates", 1, 50, 10, key="next_k")

@@ -6,13 +6,32 @@ holds a few hundred KB.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 from collections import OrderedDict
 from typing import Callable, Hashable
 
 ENV_CACHE_MB = "GPT2VIZ_TRACE_CACHE_MB"
-DEFAULT_CACHE_MB = 1024
+DEFAULT_CACHE_MB = 768  # one 1,024-token GPT-2 small trace (~480 MB) plus many short ones
+
+
+def _load_malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to do
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by evicted traces back to the OS (glibc keeps it otherwise, and the
+    app's resident size creeps up by a few hundred MB over many long prompts)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def default_budget_bytes() -> int:
@@ -55,9 +74,13 @@ class ByteBoundedCache:
         return False, None
 
     def _make_room(self, incoming: int) -> None:
+        evicted = []
         with self._lock:
             while self._items and sum(v.nbytes for v in self._items.values()) + incoming > self.max_bytes:
-                self._items.popitem(last=False)
+                evicted.append(self._items.popitem(last=False))
+        if evicted:
+            del evicted
+            release_freed_memory()
 
     def get_or_compute(self, key: Hashable, compute: Callable[[], object], expected_bytes: int = 0):
         found, value = self._get(key)

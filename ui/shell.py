@@ -28,12 +28,12 @@ LOCAL_DIR_OPTION = "Local directory…"
 
 HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)
 EXAMPLES = {
-    "The best thing about AI…": "The best thing about AI is its ability to",
-    "hello ×16 bye ×6": HELLO_BYE,
+    "AI's ability to…": "The best thing about AI is its ability to",
+    "hello … bye": HELLO_BYE,
     "中文": "人工智能最好的地方在于它能够",
     "Story": "Once upon a time, in a small village by the sea, there lived an old fisherman who",
 }
-DEFAULT_PROMPT = EXAMPLES["The best thing about AI…"]
+DEFAULT_PROMPT = EXAMPLES["AI's ability to…"]
 
 # (file, label, icon). A page is listed only once its file exists.
 PAGES = [
@@ -53,7 +53,7 @@ def model_store() -> ModelStore:
 
 @st.cache_resource
 def trace_cache() -> ByteBoundedCache:
-    return ByteBoundedCache()  # GPT2VIZ_TRACE_CACHE_MB sets the budget (default 1024 MB)
+    return ByteBoundedCache()  # GPT2VIZ_TRACE_CACHE_MB sets the budget (default 768 MB)
 
 
 @lru_cache(maxsize=64)
@@ -154,7 +154,7 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
         lm = store.get(name, progress=progress)
     except ModelLoadError as e:
         bar.empty()
-        st.error(f"Could not load the model **{_md_escape(name)}**: {_md_escape(str(e))}")
+        st.error(f"Could not load the model **{md_escape(name)}**: {md_escape(str(e))}")
         st.info(f"How to fix it: {e.hint}")
         if st.button("Try again", key="model_retry"):
             store.forget(name)
@@ -164,7 +164,7 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
     return lm
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
     """Escape text (a path, an error message) for st.markdown, so it is shown, not rendered."""
     specials = "\\`*_{}[]()#+-.!|<>~$"
     return "".join("\\" + c if c in specials else c for c in text)
@@ -202,12 +202,12 @@ def current_trace(lm: LoadedModel) -> Trace | None:
         return None
     if n_dropped:
         total = len(ids) + n_dropped
-        st.warning(f"The prompt is {total:,} tokens long; {_md_escape(lm.name)} reads at most {lm.n_ctx:,}. "
+        st.warning(f"The prompt is {total:,} tokens long; {md_escape(lm.name)} reads at most {lm.n_ctx:,}. "
                    f"{n_dropped:,} tokens were dropped from the {'end' if ss['keep'] == 'first' else 'start'}.")
         ss["sidebar_keep"] = ss["keep"]
         st.radio("Keep", ["first", "last"], key="sidebar_keep", horizontal=True,
                  format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens", on_change=_sync, args=("sidebar_keep", "keep"))
-    with st.spinner(f"Running {_md_escape(lm.name)} on {len(ids):,} tokens…"):
+    with st.spinner(f"Running {md_escape(lm.name)} on {len(ids):,} tokens…"):
         return get_trace(lm, prompt, ss["keep"])
 
 

@@ -21,6 +21,18 @@ def esc(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
+def format_prob(p: float) -> str:
+    """A probability as a person reads it: 42%, 3.1%, 0.27%, 2.1e-05."""
+    p = float(p)
+    if p >= 0.1:
+        return f"{p:.0%}"
+    if p >= 0.01:
+        return f"{p:.1%}"
+    if p >= 0.001:
+        return f"{p:.2%}"
+    return f"{p:.1e}"
+
+
 def short(text: str, limit: int = 40) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

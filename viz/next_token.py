@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .common import SEQUENTIAL, base_layout, esc
+from .common import SEQUENTIAL, base_layout, esc, format_prob
 
 
 def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figure:
@@ -15,14 +15,14 @@ def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figur
     labels = [esc(t) for t in tokens]
     fig = go.Figure(go.Bar(
         x=np.asarray(probs, dtype=np.float64), y=ranks, orientation="h",
-        text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False,
+        text=[format_prob(p) for p in probs], textposition="outside", cliponaxis=False,
         customdata=labels, hovertemplate="rank %{y}: %{customdata}<br>p = %{x:.4f}<extra></extra>",
         marker_color="#3b6fb6",
     ))
     fig.update_layout(**base_layout(title), height=max(260, 28 * len(tokens) + 90), bargap=0.25)
     fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=ranks, ticktext=labels, title="next token")
     top = float(np.max(probs)) if len(probs) else 0.0
-    fig.update_xaxes(title="probability", tickformat=".0%" if top >= 0.1 else ".2%", range=[0, max(top * 1.18, 1e-9)])
+    fig.update_xaxes(title="probability", tickformat=".0%" if top >= 0.1 else ".3~%", range=[0, max(top * 1.18, 1e-9)])
     return fig
 
 

@@ -1,0 +1,73 @@
+"""Next-token numbers and figures against direct computations."""
+from __future__ import annotations
+
+import numpy as np
+
+from core import trace
+from core.next_token import entropy_bits, prompt_perplexity, rank_curve, top_k_table
+from ui.shell import md_escape
+from viz.common import esc, format_prob
+from viz.next_token import rank_plot, surprisal_strip, top_k_bars
+
+
+def test_top_k_table_is_the_sorted_distribution(tiny_lm):
+    t = trace(tiny_lm, "hello hello hello bye")
+    table = top_k_table(tiny_lm, t, 7)
+    order = np.argsort(-t.next_probs, kind="stable")[:7]
+    np.testing.assert_array_equal(table["id"], order)
+    np.testing.assert_allclose(table["probability"], t.next_probs[order])
+    np.testing.assert_allclose(table["logit"], t.next_logits[order])
+    assert table["rank"].tolist() == list(range(1, 8))
+    assert entropy_bits(t.next_probs) == np.float64(entropy_bits(t.next_probs))
+    np.testing.assert_allclose(entropy_bits(t.next_probs), t.entropy[-1], atol=1e-3)
+
+
+def test_prompt_perplexity_is_two_to_the_mean_surprisal(tiny_lm):
+    t = trace(tiny_lm, "The cat sat on the mat")
+    np.testing.assert_allclose(prompt_perplexity(t), 2 ** np.mean(t.surprisal_bits[1:]), rtol=1e-6)
+
+
+def test_rank_curve_samples_the_exact_sorted_probabilities():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(50_257) * 0.1)
+    ranks, probs = rank_curve(p)
+    exact = np.sort(p)[::-1]
+    assert ranks[0] == 1 and ranks[-1] == 50_257 and np.all(np.diff(ranks) > 0)
+    assert len(ranks) <= 1_500
+    np.testing.assert_array_equal(probs, exact[ranks - 1])
+    np.testing.assert_array_equal(ranks[:100], np.arange(1, 101))
+
+
+def test_rank_plot_reference_line_is_one_over_rank():
+    ranks = np.array([1, 2, 4, 8])
+    fig = rank_plot(ranks, np.array([0.4, 0.2, 0.1, 0.05]), "t")
+    np.testing.assert_allclose(fig.data[1].y, 0.4 / ranks)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_bars_keep_repeated_tokens_apart_and_escape_them():
+    fig = top_k_bars(["␣hello", "␣hello", "<b>"], np.array([0.5, 0.3, 0.2]), "t")
+    assert list(fig.data[0].y) == [1, 2, 3]
+    assert list(fig.layout.yaxis.ticktext) == ["␣hello", "␣hello", "&lt;b&gt;"]
+
+
+def test_surprisal_strip_wraps_tokens_in_order():
+    tokens = [f"t{i}" for i in range(30)]
+    s = np.arange(30, dtype=float)
+    s[0] = np.nan
+    fig = surprisal_strip(tokens, s, "t", per_row=8)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    assert z.shape == (4, 8)
+    np.testing.assert_array_equal(z.ravel()[1:30], s[1:])
+    assert np.isnan(z.ravel()[0]) and np.isnan(z.ravel()[30:]).all()
+    assert fig.data[0].text[3][5] == "t29"
+
+
+def test_text_is_escaped_for_plotly_and_markdown():
+    assert esc("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert(1)&gt;"
+    shown = md_escape("**bold** _it_ `code` [a](b) <b>")
+    assert "**" not in shown.replace("\\*", "") and "\\_it\\_" in shown and "\\<b\\>" in shown
+
+
+def test_format_prob():
+    assert [format_prob(p) for p in (0.42, 0.031, 0.0027, 2.1e-5)] == ["42%", "3.1%", "0.27%", "2.1e-05"]
