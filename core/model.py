@@ -136,8 +136,11 @@ def _progress_tqdm(progress: ProgressFn):
             out = super().update(n)
             total = self.total or 0
             if total:
-                mb, total_mb = self.n / 2**20, total / 2**20
-                progress(min(self.n / total, 1.0), f"Downloading {self.desc or 'model files'}: {mb:,.0f} / {total_mb:,.0f} MB")
+                if self.unit == "B":
+                    done = f"{self.n / 2**20:,.0f} / {total / 2**20:,.0f} MB"
+                else:
+                    done = f"{self.n:,.0f} / {total:,.0f}"
+                progress(min(self.n / total, 1.0), f"{self.desc or 'Downloading'}: {done}")
             return out
 
     return _Reporter

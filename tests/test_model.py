@@ -87,9 +87,13 @@ def test_store_remembers_failures_until_forgotten(tmp_path, tiny_model_dir):
 
 def test_download_progress_is_reported():
     seen = []
-    bar = _progress_tqdm(lambda f, text: seen.append((f, text)))(total=4 * 2**20, desc="model.safetensors")
+    bar = _progress_tqdm(lambda f, text: seen.append((f, text)))(total=4 * 2**20, desc="Downloading bytes", unit="B")
     bar.update(2**20)
     bar.update(3 * 2**20)
     bar.close()
     assert [round(f, 2) for f, _ in seen] == [0.25, 1.0]
-    assert "model.safetensors" in seen[-1][1] and "4 / 4 MB" in seen[-1][1]
+    assert seen[-1][1] == "Downloading bytes: 4 / 4 MB"
+    files = _progress_tqdm(lambda f, text: seen.append((f, text)))(total=7, desc="Fetching 7 files")
+    files.update(7)
+    files.close()
+    assert seen[-1] == (1.0, "Fetching 7 files: 7 / 7")

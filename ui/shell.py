@@ -13,10 +13,12 @@ the page that drew it is left; the sidebar widgets are re-seeded from them each 
 """
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
 from core.model import LoadedModel
@@ -146,8 +148,13 @@ def _prompt_box() -> None:
 def _load_model_with_progress(name: str) -> LoadedModel | None:
     store = model_store()
     bar = st.empty()
+    ctx = get_script_run_ctx()
 
     def progress(fraction: float, text: str) -> None:
+        # The hub downloads files in worker threads; give them this run's context so the
+        # bar updates reach the page instead of being dropped.
+        if get_script_run_ctx() is None and ctx is not None:
+            add_script_run_ctx(threading.current_thread(), ctx)
         bar.progress(fraction, text=text)
 
     try:
