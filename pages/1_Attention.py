@@ -1,0 +1,151 @@
+"""Attention explorer: the head atlas, one layer's heads, one head, one head across layers, one token.
+
+Everything is read from the prompt's cached trace; only the induction column of the atlas
+runs the model, once per model, on random tokens repeated twice. Tabs run lazily, so only
+the open view's figures are built and sent.
+"""
+import numpy as np
+import streamlit as st
+
+from core.attention import (
+    HEAD_METRICS, attended_by, attends_to, head_scores, induction_scores, layer_mean_pattern, pre_softmax_scores,
+)
+from ui.shell import current_trace, setup_page, show_figure
+from viz.attention import (
+    CELL_BUDGET, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure, layer_heads_figure,
+    layer_means_figure, scores_figure,
+)
+
+VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
+
+lm = setup_page(
+    "Attention",
+    "Each square shows one attention head: row *i* is a token (the query), and the colour in column *j* is how "
+    "much of what it reads comes from token *j* (the key). Rows add up to 1, and the upper triangle is empty "
+    "because a token cannot see the tokens after it.",
+)
+if lm is None:
+    st.stop()
+t = current_trace(lm)
+if t is None:
+    st.stop()
+ss = st.session_state
+
+
+@st.cache_resource(show_spinner="Measuring induction heads on random tokens repeated twice…", max_entries=4)
+def induction_atlas(model_name: str, _lm) -> np.ndarray:
+    """[layer, head] induction scores; one extra forward per model, shared by every session."""
+    return induction_scores(_lm)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def atlas_scores(model_name: str, token_ids: bytes, _t) -> dict[str, np.ndarray]:
+    return head_scores(_t)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def layer_means(model_name: str, token_ids: bytes, _t) -> np.ndarray:
+    """[layer, query_pos, key_pos] mean over heads; 50 MB at 1,024 tokens, so shared, not copied."""
+    means = layer_mean_pattern(_t)
+    means.flags.writeable = False
+    return means
+
+
+def open_head(layer: int, head: int) -> None:
+    ss["attn_layer"], ss["attn_head"], ss["attn_view"] = layer, head, "One head"
+
+
+def on_atlas_click() -> None:
+    points = ss["attn_atlas_chart"].selection.get("points", [])
+    if points:
+        open_head(int(round(points[0]["y"])), int(round(points[0]["x"])))
+
+
+def on_atlas_pick() -> None:
+    if ss["attn_atlas_pick"] is not None:
+        open_head(*ss["attn_atlas_pick"])
+
+
+# Pickers shared by the views; clamp stored values when a smaller model is chosen.
+for key, n in (("attn_layer", lm.n_layer), ("attn_head", lm.n_head)):
+    if ss.get(key, 0) >= n:
+        ss[key] = 0
+if ss.get("attn_focus_pos", 0) >= t.n_tokens:
+    ss["attn_focus_pos"] = t.n_tokens - 1
+c1, c2, c3 = st.columns([1, 1, 4])
+layer = c1.selectbox("Layer", range(lm.n_layer), key="attn_layer")
+head = c2.selectbox("Head", range(lm.n_head), key="attn_head")
+c3.caption(f"{t.n_tokens:,} tokens. Grids of many heads are max-pooled when the prompt is long: a cell then shows "
+           "the strongest weight in its block of tokens. Hover for exact values.")
+model = lm.label  # for titles; caches are keyed by lm.name
+
+tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="attn_view", on_change="rerun")))
+
+with tabs["Head atlas"]:
+    if tabs["Head atlas"].open:
+        metric = st.radio("Score", list(HEAD_METRICS), key="attn_metric", horizontal=True,
+                          format_func=lambda m: HEAD_METRICS[m][0])
+        label, description = HEAD_METRICS[metric]
+        if metric == "induction":
+            scores = induction_atlas(lm.name, lm)
+        else:
+            scores = atlas_scores(lm.name, t.token_ids.tobytes(), t)[metric]
+        fig = atlas_figure(scores, model=model, metric=label, description=description, selected=(layer, head))
+        st.plotly_chart(fig, key="attn_atlas_chart", on_select=on_atlas_click, selection_mode="points",
+                        config={"displaylogo": False})
+        order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=None)
+        cells = [tuple(int(i) for i in np.unravel_index(k, scores.shape)) for k in order]
+        st.selectbox("Open a head (highest score first), or click a cell above", cells, index=None,
+                     key="attn_atlas_pick", on_change=on_atlas_pick, placeholder="Choose a head",
+                     format_func=lambda c: f"layer {c[0]}, head {c[1]}: {scores[c]:.3f}")
+
+with tabs["One layer, all heads"]:
+    if tabs["One layer, all heads"].open:
+        show_figure(layer_heads_figure(t.take("attention", (layer,)), t.tokens, model=model, layer=layer),
+                    key="attn_layer_heads_chart")
+
+with tabs["One head"]:
+    if tabs["One head"].open:
+        with_scores = st.toggle("Show the pre-softmax scores q·k/√d too", key="attn_scores",
+                                help="The numbers the softmax turns into the pattern, recomputed from the "
+                                "layer's weights; masked (future) positions are left empty.")
+        pattern_fig = head_figure(t.take("attention", (layer, head)), t.tokens, model=model, layer=layer, head=head)
+        if not with_scores:
+            show_figure(pattern_fig, key="attn_head_chart")
+        else:
+            score_fig = scores_figure(pre_softmax_scores(lm, t, layer, head), t.tokens, model=model, layer=layer,
+                                      head=head)
+            if 2 * t.n_tokens**2 <= CELL_BUDGET:
+                left, right = st.columns(2)
+                with left:  # its own key: a chart moved into a column would keep its old width
+                    show_figure(pattern_fig, key="attn_head_pair_chart")
+                with right:
+                    show_figure(score_fig, key="attn_scores_chart")
+            else:
+                st.caption("At this length two full-resolution heads would be too much for the browser; "
+                           "showing the scores alone. Switch the toggle off to see the pattern.")
+                show_figure(score_fig, key="attn_scores_chart")
+
+with tabs["One head across layers"]:
+    if tabs["One head across layers"].open:
+        show_figure(head_across_layers_figure(t.take("attention", (slice(None), head)), t.tokens, model=model,
+                                              head=head, cell_budget=PAIR_GRID_CELLS), key="attn_across_chart")
+        means = layer_means(lm.name, t.token_ids.tobytes(), t)
+        show_figure(layer_means_figure(means, t.tokens, model=model, cell_budget=PAIR_GRID_CELLS),
+                    key="attn_means_chart")
+
+with tabs["Token focus"]:
+    if tabs["Token focus"].open:
+        f1, f2 = st.columns([2, 1])
+        pos = f1.selectbox("Token", range(t.n_tokens), index=t.n_tokens - 1, key="attn_focus_pos",
+                           format_func=lambda i: f"{i}: {t.tokens[i]}")
+        per_head = f2.radio("Heads", ["mean", "one"], key="attn_focus_heads", horizontal=True,
+                            format_func=lambda m: "mean over heads" if m == "mean" else f"head {head} (picker above)")
+        h = head if per_head == "one" else None
+        for direction, weights, positions in (
+            ("to", attends_to(t, pos), np.arange(pos + 1)),
+            ("from", attended_by(t, pos), np.arange(pos, t.n_tokens)),
+        ):
+            w = weights[:, h] if h is not None else weights.mean(axis=1, dtype=np.float32)
+            show_figure(focus_figure(w, t.tokens, positions, pos, model=model, direction=direction, head=h),
+                        key=f"attn_focus_{direction}_chart")

@@ -1,0 +1,118 @@
+"""core.attention: per-head scores on hand-built patterns, induction, pre-softmax scores."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.attention import (
+    HEAD_METRICS, attended_by, attends_to, first_token_score, head_scores, induction_score,
+    induction_scores, layer_mean_pattern, mean_entropy, pre_softmax_scores, previous_token_score,
+    repeated_random_ids, self_score,
+)
+from core.trace import trace, trace_ids
+
+
+def previous_token_pattern(n: int) -> np.ndarray:
+    """Every query puts all its weight on the token before it (query 0 on itself)."""
+    p = np.zeros((n, n), dtype=np.float16)
+    p[0, 0] = 1
+    p[np.arange(1, n), np.arange(n - 1)] = 1
+    return p
+
+
+def uniform_pattern(n: int) -> np.ndarray:
+    p = np.tril(np.ones((n, n)))
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float16)
+
+
+def copying_pattern(length: int, offset: int = 1) -> np.ndarray:
+    """An induction head on [bos] + r + r: the second copy looks at the token after the first occurrence."""
+    n = offset + 2 * length
+    p = previous_token_pattern(n).astype(np.float32)
+    for j in range(length - 1):
+        q = offset + length + j
+        p[q] = 0
+        p[q, offset + j + 1] = 1
+    return p
+
+
+@pytest.fixture(scope="module")
+def prompt_trace(tiny_lm):
+    return trace(tiny_lm, "hello hello hello bye bye. The cat sat on the mat.")
+
+
+def test_previous_token_score_is_one_for_a_previous_token_head():
+    p = previous_token_pattern(20)
+    assert previous_token_score(p) == pytest.approx(1.0)
+    assert self_score(p) == pytest.approx(0.0)
+    assert first_token_score(p) == pytest.approx(1 / 19)  # only query 1's previous token is token 0
+    assert mean_entropy(p) == pytest.approx(0.0)
+
+
+def test_scores_of_a_uniform_head():
+    n = 16
+    p = uniform_pattern(n)
+    q = np.arange(1, n)
+    assert first_token_score(p) == pytest.approx(np.mean(1 / (q + 1)), abs=1e-3)
+    assert self_score(p) == pytest.approx(np.mean(1 / (q + 1)), abs=1e-3)
+    assert mean_entropy(p) == pytest.approx(np.mean(np.log2(np.arange(1, n + 1))), abs=1e-2)
+
+
+def test_scores_broadcast_over_layer_and_head():
+    stack = np.stack([np.stack([previous_token_pattern(8), uniform_pattern(8)])] * 3)  # [3, 2, 8, 8]
+    s = previous_token_score(stack)
+    assert s.shape == (3, 2)
+    assert np.allclose(s[:, 0], 1.0) and np.all(s[:, 1] < 0.5)
+
+
+def test_induction_score_high_for_a_copying_head_low_otherwise():
+    length = 30
+    assert induction_score(copying_pattern(length), length) == pytest.approx(1.0)
+    n = 1 + 2 * length
+    assert induction_score(previous_token_pattern(n), length) == pytest.approx(0.0)
+    assert induction_score(uniform_pattern(n), length) < 0.05
+
+
+def test_head_scores_match_the_trace(prompt_trace):
+    t = prompt_trace
+    scores = head_scores(t)
+    assert set(scores) | {"induction"} == set(HEAD_METRICS)
+    for name, s in scores.items():
+        assert s.shape == (t.n_layer, t.n_head), name
+    L, h = 1, 2
+    p = t.attention[L, h].astype(np.float64)
+    n = t.n_tokens
+    assert scores["previous"][L, h] == pytest.approx(np.mean([p[q, q - 1] for q in range(1, n)]), rel=1e-6)
+    assert scores["first"][L, h] == pytest.approx(p[1:, 0].mean(), rel=1e-6)
+    assert scores["self"][L, h] == pytest.approx(np.mean(np.diag(p)[1:]), rel=1e-6)
+
+
+def test_induction_scores_run_once_on_a_repeated_sequence(tiny_lm):
+    ids = repeated_random_ids(tiny_lm, 40)
+    assert len(ids) == 81 and ids[1:41] == ids[41:]
+    assert ids[0] == tiny_lm.tokenizer.bos_token_id
+    s = induction_scores(tiny_lm, length=40)
+    assert s.shape == (tiny_lm.n_layer, tiny_lm.n_head)
+    assert np.all((s >= 0) & (s <= 1))
+    t = trace_ids(tiny_lm, ids)
+    assert s[1, 3] == pytest.approx(induction_score(t.attention[1, 3], 40), rel=1e-6)
+
+
+def test_pre_softmax_scores_softmax_back_to_the_pattern(tiny_lm, prompt_trace):
+    t = prompt_trace
+    for L, h in [(0, 0), (1, 3)]:
+        s = pre_softmax_scores(tiny_lm, t, L, h)
+        n = t.n_tokens
+        assert s.shape == (n, n) and s.dtype == np.float32
+        assert np.all(np.isneginf(s[np.triu_indices(n, 1)]))
+        e = np.exp(s - s.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(e / e.sum(axis=1, keepdims=True), t.attention[L, h], atol=2e-3)
+
+
+def test_slices_for_the_views(prompt_trace):
+    t = prompt_trace
+    a = t.attention
+    pos = 5
+    np.testing.assert_array_equal(attends_to(t, pos), a[:, :, pos, : pos + 1])
+    np.testing.assert_array_equal(attended_by(t, pos), a[:, :, pos:, pos])
+    np.testing.assert_allclose(layer_mean_pattern(t), a.astype(np.float32).mean(axis=1), atol=1e-6)

@@ -1,0 +1,257 @@
+"""Figures of attention patterns: one head, a grid of heads, the head atlas, token focus.
+
+Pure Plotly: numpy arrays and display tokens in, go.Figure out. Heatmaps put token
+positions (not strings) on the axes and label them with `token_ticks`, so repeated
+tokens keep their own rows and columns. Query positions run down, key positions
+across; the causal upper triangle is NaN so it draws empty. Grids of many heads are
+max-pooled so a figure stays within CELL_BUDGET cells whatever the prompt length.
+
+Dimension names: layer head query_pos key_pos.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks
+
+CELL_BUDGET = 1_500_000  # cells one figure may hold (a 1,024 x 1,024 head is 1.05 M)
+GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
+PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
+MAX_PANEL_SIDE = 256
+HOVER_TOKENS_MAX_CELLS = 131_072  # above this, per-cell token hover text would cost megabytes
+WEIGHT_BAR = dict(title=dict(text="attention<br>weight", side="top"))
+
+
+# ---- array helpers -----------------------------------------------------------------------
+def causal_nan(pattern: np.ndarray) -> np.ndarray:
+    """float32 copy of [..., query_pos, key_pos] with the masked upper triangle set to NaN."""
+    out = np.array(pattern, dtype=np.float32)
+    n_q, n_k = out.shape[-2:]
+    out[..., np.triu(np.ones((n_q, n_k), dtype=bool), 1)] = np.nan
+    return out
+
+
+def max_pool(grid: np.ndarray, max_side: int) -> tuple[np.ndarray, int]:
+    """Max-pool the last two axes in square blocks so each is at most `max_side` long.
+
+    [..., n, m] -> ([..., ceil(n/b), ceil(m/b)], b). NaN cells (the masked triangle) are
+    ignored; a block that is all NaN stays NaN, so the triangle still draws empty.
+    """
+    n, m = grid.shape[-2:]
+    b = max(1, math.ceil(max(n, m) / max_side))
+    a = np.asarray(grid, dtype=np.float32)
+    if b == 1:
+        return a, 1
+    pn, pm = math.ceil(n / b) * b, math.ceil(m / b) * b
+    if (pn, pm) != (n, m):
+        padded = np.full(a.shape[:-2] + (pn, pm), np.nan, dtype=np.float32)
+        padded[..., :n, :m] = a
+        a = padded
+    lead = a.shape[:-2]
+    # fmax ignores NaN unless a whole block is NaN; reduce the contiguous axis first (faster).
+    cols = np.fmax.reduce(a.reshape(lead + (pn, pm // b, b)), axis=-1)
+    return np.fmax.reduce(cols.reshape(lead + (pn // b, b, pm // b)), axis=-2), b
+
+
+def figure_cells(fig: go.Figure) -> int:
+    """Heatmap cells in a figure (what the cell budget counts)."""
+    return int(sum(np.size(tr.z) for tr in fig.data if getattr(tr, "z", None) is not None))
+
+
+def _token_pairs(tokens: Sequence[str], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """[len(rows), len(cols), 2] escaped (query token, key token) strings for hover text."""
+    toks = np.array([esc(s) for s in tokens], dtype=object)
+    out = np.empty((len(rows), len(cols), 2), dtype=object)
+    out[..., 0] = toks[rows][:, None]
+    out[..., 1] = toks[cols][None, :]
+    return out
+
+
+def _title(model: str, what: str) -> str:
+    return f"{esc(short(model, 48))} · {what}"
+
+
+# ---- one head -------------------------------------------------------------------------------
+def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str, *,
+                    colorscale: str, colorbar: dict, zmin=None, zmax=None, zmid=None) -> go.Figure:
+    n = z.shape[0]
+    pos = np.arange(n)
+    heat = dict(z=z, x=pos, y=pos, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid,
+                colorbar=colorbar, hoverongaps=False)
+    if n * n <= HOVER_TOKENS_MAX_CELLS:
+        heat["customdata"] = _token_pairs(tokens, pos, pos)
+        heat["hovertemplate"] = (f"query %{{y}} %{{customdata[0]}}<br>key %{{x}} %{{customdata[1]}}"
+                                 f"<br>{value} %{{z:.4f}}<extra></extra>")
+    else:
+        heat["hovertemplate"] = f"query %{{y}} · key %{{x}}<br>{value} %{{z:.4f}}<extra></extra>"
+    fig = go.Figure(go.Heatmap(**heat))
+    side = int(min(900, max(420, 14 * n + 160)))
+    fig.update_layout(**base_layout(title, height=side))
+    fig.update_xaxes(title="key (attended to)", constrain="domain", showgrid=False, zeroline=False, **token_ticks(tokens, 48))
+    fig.update_yaxes(title="query (attending)", autorange="reversed", scaleanchor="x", showgrid=False, zeroline=False,
+                     constrain="domain", **token_ticks(tokens, 48))
+    if n <= 48:
+        fig.update_xaxes(tickangle=-60)
+    return fig
+
+
+def head_figure(pattern: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int) -> go.Figure:
+    """One head's pattern [query_pos, key_pos] at full resolution, weights 0..1."""
+    return _square_heatmap(causal_nan(pattern), tokens, _title(model, f"layer {layer}, head {head}: attention pattern"),
+                           "weight", colorscale=SEQUENTIAL, colorbar=WEIGHT_BAR, zmin=0.0, zmax=1.0)
+
+
+def scores_figure(scores: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int) -> go.Figure:
+    """One head's pre-softmax scores [query_pos, key_pos] (q·k/√d; masked cells -inf -> empty)."""
+    z = np.where(np.isfinite(scores), scores, np.nan).astype(np.float32)
+    z = causal_nan(z)
+    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
+    return _square_heatmap(z, tokens, _title(model, f"layer {layer}, head {head}: pre-softmax scores q·k/√d"),
+                           "score", colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0.0,
+                           colorbar=dict(title=dict(text="score<br>q·k/√d", side="top")))
+
+
+# ---- grids of heads --------------------------------------------------------------------------
+def _grid_shape(n_panels: int) -> tuple[int, int]:
+    cols = next((c for c in (4, 6, 8) if n_panels % c == 0 and n_panels // c <= c), math.ceil(math.sqrt(n_panels)))
+    return math.ceil(n_panels / cols), cols
+
+
+def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Sequence[str], title: str,
+                *, cell_budget: int = GRID_CELLS) -> go.Figure:
+    """Small multiples of patterns [panel, query_pos, key_pos] on one shared 0..1 colour scale.
+
+    Each panel is max-pooled to at most MAX_PANEL_SIDE (and to the cell budget), so a
+    pooled cell shows the strongest weight in its block of queries and keys.
+    """
+    n_panels, n = patterns.shape[0], patterns.shape[-1]
+    side = max(16, min(MAX_PANEL_SIDE, math.isqrt(cell_budget // n_panels)))
+    # Pool first, then blank the upper triangle of blocks: weights are >= 0 and the trace
+    # holds 0 where the mask is, so a diagonal block's max is its largest visible weight.
+    pooled, b = max_pool(patterns, side)
+    pooled = causal_nan(pooled)
+    rows, cols = _grid_shape(n_panels)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[esc(s) for s in panel_titles],
+                        horizontal_spacing=0.02, vertical_spacing=0.06 if rows < 5 else 0.03)
+    starts = np.arange(pooled.shape[-1]) * b
+    label_tokens = b == 1 and n <= 32
+    hover_tokens = b == 1 and n_panels * n * n <= HOVER_TOKENS_MAX_CELLS
+    for i in range(n_panels):
+        heat = dict(z=pooled[i], x=starts, y=starts, coloraxis="coloraxis", hoverongaps=False)
+        if hover_tokens:
+            heat["customdata"] = _token_pairs(tokens, starts, starts)
+            heat["hovertemplate"] = (f"{esc(panel_titles[i])}<br>query %{{y}} %{{customdata[0]}}"
+                                     f"<br>key %{{x}} %{{customdata[1]}}<br>weight %{{z:.4f}}<extra></extra>")
+        elif b == 1:
+            heat["hovertemplate"] = f"{esc(panel_titles[i])}<br>query %{{y}} · key %{{x}}<br>weight %{{z:.4f}}<extra></extra>"
+        else:
+            heat["hovertemplate"] = (f"{esc(panel_titles[i])}<br>queries %{{y}}… · keys %{{x}}… (blocks of {b})"
+                                     f"<br>max weight %{{z:.4f}}<extra></extra>")
+        fig.add_trace(go.Heatmap(**heat), row=i // cols + 1, col=i % cols + 1)
+    ticks = token_ticks(tokens, 16) if label_tokens else {}
+    fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **ticks)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", showgrid=False, zeroline=False, **ticks)
+    for r in range(rows):
+        fig.update_yaxes(showticklabels=True, row=r + 1, col=1)
+    for c in range(cols):
+        fig.update_xaxes(showticklabels=True, tickangle=-60 if label_tokens else 0, row=rows, col=c + 1)
+    note = f" (max-pooled in blocks of {b}×{b} tokens)" if b > 1 else ""
+    fig.update_layout(**base_layout(title + note, height=int(130 + rows * 260)),
+                      coloraxis=dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=1.0, colorbar=WEIGHT_BAR))
+    fig.update_annotations(font_size=11)
+    return fig
+
+
+def layer_heads_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, layer: int,
+                       cell_budget: int = GRID_CELLS) -> go.Figure:
+    """All heads of one layer, patterns [head, query_pos, key_pos]."""
+    return grid_figure(patterns, tokens, [f"head {h}" for h in range(patterns.shape[0])],
+                       _title(model, f"layer {layer}, all {patterns.shape[0]} heads"), cell_budget=cell_budget)
+
+
+def head_across_layers_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, head: int,
+                              cell_budget: int = GRID_CELLS) -> go.Figure:
+    """Head `head` in every layer, patterns [layer, query_pos, key_pos]."""
+    return grid_figure(patterns, tokens, [f"layer {L}" for L in range(patterns.shape[0])],
+                       _title(model, f"head {head} in layers 0–{patterns.shape[0] - 1}"), cell_budget=cell_budget)
+
+
+def layer_means_figure(means: np.ndarray, tokens: Sequence[str], *, model: str,
+                       cell_budget: int = GRID_CELLS) -> go.Figure:
+    """Each layer's pattern averaged over its heads, [layer, query_pos, key_pos]."""
+    return grid_figure(means, tokens, [f"layer {L}, mean" for L in range(means.shape[0])],
+                       _title(model, f"mean over heads, layers 0–{means.shape[0] - 1}"), cell_budget=cell_budget)
+
+
+# ---- head atlas -------------------------------------------------------------------------------
+def atlas_figure(scores: np.ndarray, *, model: str, metric: str, description: str,
+                 selected: tuple[int, int] | None = None) -> go.Figure:
+    """A [layer, head] grid of one per-head score; click a cell (or pick it) to open the head.
+
+    An invisible marker sits on every cell: Plotly selects markers on click, not heatmap
+    cells, so the markers are what makes a click reach the app.
+    """
+    n_layer, n_head = scores.shape
+    z = np.asarray(scores, dtype=np.float32)
+    finite = z[np.isfinite(z)]
+    zmax = 1.0 if "ntropy" not in metric else float(finite.max() if finite.size else 1.0)
+    # The heatmap draws; the markers on top take hover and clicks (they are what selects).
+    fig = go.Figure(go.Heatmap(
+        z=z, x=np.arange(n_head), y=np.arange(n_layer), colorscale=SEQUENTIAL, zmin=0.0, zmax=zmax,
+        texttemplate="%{z:.2f}" if z.size <= 400 else None, textfont=dict(size=10), hoverinfo="skip",
+        colorbar=dict(title=dict(text=esc(metric).replace(" (", "<br>("), side="top"))))
+    hh, ll = np.meshgrid(np.arange(n_head), np.arange(n_layer))
+    fig.add_trace(go.Scatter(
+        x=hh.ravel(), y=ll.ravel(), customdata=z.ravel(), mode="markers", showlegend=False,
+        marker=dict(size=max(8, int(420 / max(n_layer, n_head))), color="rgba(0,0,0,0)", symbol="square"),
+        hovertemplate=f"layer %{{y}}, head %{{x}}<br>{esc(metric)} %{{customdata:.3f}}"
+                      "<br>click to open this head<extra></extra>"))
+    if selected is not None:
+        fig.add_shape(type="rect", x0=selected[1] - 0.5, x1=selected[1] + 0.5, y0=selected[0] - 0.5,
+                      y1=selected[0] + 0.5, line=dict(color="#e4572e", width=3))
+    fig.update_layout(**base_layout(_title(model, f"head atlas: {esc(metric)}") +
+                                    f"<br><sup>{esc(description)}</sup>", height=int(170 + 34 * n_layer)),
+                      clickmode="event+select", dragmode=False)
+    fig.update_xaxes(title="head", dtick=1, range=[-0.5, n_head - 0.5], showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(title="layer", dtick=1, range=[n_layer - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
+                     constrain="domain")
+    return fig
+
+
+# ---- token focus --------------------------------------------------------------------------------
+def focus_figure(weights: np.ndarray, tokens: Sequence[str], positions: np.ndarray, pos: int, *,
+                 model: str, direction: str, head: int | None) -> go.Figure:
+    """Layers x positions for one token: weights [layer, len(positions)].
+
+    direction "to": where token `pos` looks (positions are keys 0..pos);
+    direction "from": who looks at it (positions are queries pos..n-1).
+    """
+    n_layer = weights.shape[0]
+    who = "mean over heads" if head is None else f"head {head}"
+    tok = esc(short(tokens[pos], 24))
+    if direction == "to":
+        what, axis, hover_role = f"what token {pos} “{tok}” attends to", "key position", "key"
+    else:
+        what, axis, hover_role = f"which tokens attend to token {pos} “{tok}”", "query position", "query"
+    layers = np.arange(n_layer)
+    toks = np.array([esc(s) for s in tokens], dtype=object)
+    custom = np.broadcast_to(toks[positions][None, :], weights.shape)
+    z = np.asarray(weights, dtype=np.float32)
+    # One row per layer, often spread thin: the scale runs to the largest weight shown, not to 1.
+    zmax = float(max(z.max(initial=0.0), 1e-3))
+    fig = go.Figure(go.Heatmap(
+        z=z, x=positions, y=layers, customdata=custom,
+        colorscale=SEQUENTIAL, zmin=0.0, zmax=zmax, colorbar=WEIGHT_BAR,
+        hovertemplate=f"layer %{{y}}<br>{hover_role} %{{x}} %{{customdata}}<br>weight %{{z:.4f}}<extra></extra>"))
+    sub = [tokens[i] for i in positions]
+    ticks = token_ticks(sub, 48)
+    ticks["tickvals"] = [int(positions[i]) for i in ticks["tickvals"]]
+    fig.update_layout(**base_layout(_title(model, f"{what}, every layer ({who})"), height=int(160 + 26 * n_layer)))
+    fig.update_xaxes(title=axis, tickangle=-60 if len(positions) <= 48 else 0, showgrid=False, zeroline=False, **ticks)
+    fig.update_yaxes(title="layer", dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False, zeroline=False)
+    return fig
