@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from core.next_token import prompt_perplexity, rank_curve, top_k_table
-from ui.shell import current_trace, md_escape, setup_page, show_figure
+from ui.shell import current_trace, md_escape, setup_page, show_figure, show_table, url_state
 from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
@@ -36,17 +36,19 @@ ppl = prompt_perplexity(t)
 c5.metric("Prompt perplexity", "—" if np.isnan(ppl) else f"{ppl:,.1f}",
           help="2 to the power of the mean surprisal: on average GPT-2 was as unsure as a choice among this many tokens.")
 
-k = st.slider("How many candidates", 1, 50, 10, key="next_k")
+url_state({"next_k": (int, 10)})
+st.session_state["next_k"] = min(max(int(st.session_state["next_k"]), 1), 50)
+k = st.slider("How many candidates", 1, 50, key="next_k")
 table = top_k_table(lm, t, k)
 left, right = st.columns([2, 3])
 with left:
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    show_table(table, "next_topk_table", name="next-token-table", hide_index=True, width="stretch", column_config={
         "probability": st.column_config.NumberColumn(format="%.4f"),
         "logit": st.column_config.NumberColumn(format="%.3f"),
     })
 with right:
     show_figure(top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
-                           f"Top {k} next tokens · {label}"), key="next_topk")
+                           f"Top {k} next tokens · {label}"), key="next_topk", name=f"next-token-top{k}")
 
 ranks, probs = rank_curve(t.next_probs)
 show_figure(rank_plot(ranks, probs, f"All {len(t.next_probs):,} next-token probabilities by rank · {label}"), key="next_rank")

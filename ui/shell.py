@@ -23,6 +23,8 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
 from core.model import LoadedModel
 from core.trace import estimate_trace_bytes, prompt_ids, trace_ids
+from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
+from ui.url import prompt_too_long_for_links, seed_shared_state, url_state, write_shared_state  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_PROMPT_CHARS = 50_000  # a pasted book stops here; 1,024 GPT-2 tokens are ~4,000 English characters
@@ -78,6 +80,7 @@ def get_trace(lm: LoadedModel, prompt: str, keep: str = "first") -> Trace:
 # ---- session state ------------------------------------------------------------------------
 def _init_state() -> None:
     ss = st.session_state
+    seed_shared_state()  # a shared link's prompt and model, on the session's first run
     ss.setdefault("prompt", DEFAULT_PROMPT)
     ss.setdefault("model_name", default_model_name())
     ss.setdefault("keep", "first")
@@ -182,6 +185,7 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
     it could not be loaded (the reason and the fix are already on the page)."""
     st.set_page_config(page_title=f"{title} · Inside GPT-2", page_icon=":material/neurology:", layout="wide")
     _init_state()
+    start_page(title)
     with st.sidebar:
         st.markdown("### Inside GPT-2")
         _navigation()
@@ -191,10 +195,21 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
     st.title(title)
     st.markdown(intro)
     lm = _load_model_with_progress(st.session_state["model_name"])
-    if lm is not None:
-        st.sidebar.caption(f"{lm.n_layer} layers · {lm.n_head} heads · d_model {lm.d_model} · "
-                           f"context {lm.n_ctx:,} tokens · {lm.n_params / 1e6:,.1f} M parameters "
-                           f"({lm.n_bytes / 2**20:,.0f} MB) on **{lm.device.type.upper()}**")
+    write_shared_state()
+    with st.sidebar:
+        if lm is not None:
+            st.caption(f"{lm.n_layer} layers · {lm.n_head} heads · d_model {lm.d_model} · "
+                       f"context {lm.n_ctx:,} tokens · {lm.n_params / 1e6:,.1f} M parameters "
+                       f"({lm.n_bytes / 2**20:,.0f} MB) on **{lm.device.type.upper()}**")
+            st.session_state["_model_label"] = lm.label
+        st.divider()
+        export_settings()
+        export_all_button()
+        if prompt_too_long_for_links():
+            st.caption("The prompt is too long to put in the page's address; a copied link will "
+                       "open the view with the default prompt.")
+        else:
+            st.caption("The address bar always holds a link to this exact view (prompt, model, controls).")
     return lm
 
 
@@ -216,9 +231,3 @@ def current_trace(lm: LoadedModel) -> Trace | None:
                  format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens", on_change=_sync, args=("sidebar_keep", "keep"))
     with st.spinner(f"Running {md_escape(lm.name)} on {len(ids):,} tokens…"):
         return get_trace(lm, prompt, ss["keep"])
-
-
-def show_figure(fig, key: str) -> None:
-    """Draw a Plotly figure full width; the camera button saves it at slide size."""
-    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
-        "format": "png", "width": 1600, "height": 900, "scale": 2, "filename": key}})

@@ -1,0 +1,157 @@
+"""Export: image sizes, SVG, standalone HTML, CSV round trip, safe file names, ZIP, CLI, links."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import struct
+import zipfile
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+from viz.export import export_zip, find_chromium, main, presentation_style, safe_filename, static_export, to_csv, to_html, to_png, to_svg
+
+needs_static = pytest.mark.skipif(not static_export().available and not os.environ.get("CI"),
+                                  reason="PNG/SVG export needs Chromium: apt-get install -y chromium")
+
+
+def heatmap_fig(title="Layer 0 · head 1 &lt;b&gt;") -> go.Figure:
+    z = np.array([[1.0, np.nan], [0.25, 0.75]])
+    fig = go.Figure(go.Heatmap(z=z, x=[0, 1], y=[0, 1], name="pattern"))
+    fig.update_layout(title=title)
+    return fig
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+@needs_static
+def test_png_has_the_requested_pixel_size():
+    assert png_size(to_png(heatmap_fig(), 800, 450, 2)) == (1600, 900)
+    assert png_size(to_png(heatmap_fig(), 640, 480, 1)) == (640, 480)
+
+
+@needs_static
+def test_svg_parses_and_carries_the_title():
+    svg = to_svg(heatmap_fig("Top 10 next tokens · gpt2"), 800, 450)
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    assert "Top 10 next tokens · gpt2" in "".join(root.itertext())
+
+
+def test_html_is_standalone(tmp_path):
+    html = to_html(heatmap_fig("Standalone check")).decode()
+    assert "<html>" in html[:200].lower() and "Standalone check" in html
+    assert not re.search(r"<script[^>]+src=[\"']https?://", html)  # plotly.js inlined, no network needed
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("opening the page needs Chromium")
+    from playwright.sync_api import sync_playwright
+
+    path = tmp_path / "figure.html"
+    path.write_text(html)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        page = browser.new_page()
+        page.route("http*://**", lambda route: route.abort())  # offline: everything must be inline
+        page.goto(path.as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+        assert "Standalone check" in page.inner_text(".js-plotly-plot")
+        browser.close()
+
+
+def test_csv_round_trips_to_the_figure_numbers():
+    rows = list(csv.DictReader(io.StringIO(to_csv(heatmap_fig()).decode())))
+    got = {(int(r["y"]), int(r["x"])): float(r["z"]) for r in rows}
+    assert got[(0, 0)] == 1.0 and got[(1, 0)] == 0.25 and got[(1, 1)] == 0.75 and np.isnan(got[(0, 1)])
+    bars = go.Figure(go.Bar(x=[0.5, 0.25], y=[1, 2], customdata=["␣cat", "<b>"], name="bars"))
+    rows = list(csv.DictReader(io.StringIO(to_csv(bars).decode())))
+    assert [(float(r["x"]), int(r["y"]), r["label"]) for r in rows] == [(0.5, 1, "␣cat"), (0.25, 2, "<b>")]
+
+
+@pytest.mark.parametrize("prompt", [
+    "a/b\\c", "../../etc/passwd", "人工智能", "😀🚀", "CON", "x" * 500, "tab\tnew\nline\x00nul", 'quote"star*?<>|:',
+])
+def test_file_names_are_safe_everywhere(prompt):
+    name = safe_filename("attention layer 3/head 5", "gpt2", prompt=prompt, ext="png")
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.png", name), name
+    stem = name[:-4].lower()
+    assert stem not in {"con", "prn", "aux", "nul"} and len(name) <= 160 and ".." not in name
+    assert safe_filename("con") == "con_"
+
+
+def test_prompts_without_ascii_still_get_distinct_names():
+    assert safe_filename("v", prompt="人工智能") != safe_filename("v", prompt="机器学习")
+
+
+def test_presentation_style_is_big_and_carries_the_prompt():
+    fig = go.Figure(go.Scatter(x=[1, 2], y=[3, 4], line_width=2), layout=dict(title="Rank plot"))
+    slides = presentation_style(fig, prompt="hello <b>world</b>")
+    assert slides.layout.font.size >= 18 and slides.layout.xaxis.tickfont.size >= 18
+    assert slides.data[0].line.width >= 3
+    assert "hello &lt;b&gt;world&lt;/b&gt;" in slides.layout.title.subtitle.text
+    dark = presentation_style(fig, dark=True)
+    assert dark.layout.paper_bgcolor == "#111418"
+    assert fig.layout.font.size is None  # the original is untouched
+
+
+def test_zip_holds_every_figure_and_an_index():
+    import pandas as pd
+
+    data = export_zip({"head": heatmap_fig(), "bars": go.Figure(go.Bar(x=[1], y=[2]))},
+                      {"table": pd.DataFrame({"a": [1]})}, title="t", static=False)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert {"index.txt", "head.csv", "head.html", "bars.csv", "bars.html", "table.csv"} <= set(names)
+
+
+def test_batch_export_writes_the_standard_set(tiny_model_dir, tmp_path):
+    main(["--model", str(tiny_model_dir), "--prompt", "hello/../你好 <b>", "--out", str(tmp_path), "--formats", "html,csv"])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "index.txt" in files
+    csvs = [f for f in files if f.endswith(".csv")]
+    assert any(f.startswith("next-token-top10") for f in csvs) and any(f.startswith("attention-layer1-all-heads") for f in csvs)
+    assert any(f.startswith("weights-block0-w-o-moving-average") for f in csvs)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", f) for f in files)
+
+
+def test_query_string_round_trips_through_the_app(tiny_env, tiny_model_dir):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({"prompt": "hello 你好 world", "next_k": "7", "model": str(tiny_model_dir)})
+    at.run()
+    assert not at.exception
+    assert at.session_state["prompt"] == "hello 你好 world"
+    assert at.sidebar.text_area(key="sidebar_prompt").value == "hello 你好 world"
+    assert at.slider(key="next_k").value == 7 and len(at.dataframe[0].value) == 7
+    at.slider(key="next_k").set_value(12).run()
+    assert at.query_params["next_k"] == ["12"] or at.query_params["next_k"] == "12"
+    at.sidebar.text_area(key="sidebar_prompt").input("bye bye").run()
+    assert at.query_params["prompt"] in ("bye bye", ["bye bye"])
+    assert at.query_params["model"] in (str(tiny_model_dir), [str(tiny_model_dir)])
+
+
+def test_bad_query_values_fall_back_to_defaults(tiny_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({"next_k": "lots", "keep": "middle"})
+    at.run()
+    assert not at.exception
+    assert at.slider(key="next_k").value == 10 and at.session_state["keep"] == "first"
+
+
+def test_slides_style_applies_to_the_page(tiny_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="sidebar_style").set_value("dark").run()
+    assert not at.exception
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["paper_bgcolor"] == "#111418" and spec["layout"]["font"]["size"] >= 18

@@ -1,0 +1,115 @@
+"""Showing figures and tables with export built in: slide style, per-figure downloads, ZIP of a page.
+
+Every page draws its figures through `show_figure` and its tables through `show_table`;
+both register what they drew so the sidebar's "Export all" button can package the page.
+Downloads are computed only when clicked (deferred `st.download_button` data).
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from viz.export import export_zip, presentation_style, safe_filename, static_export, table_to_csv, to_csv, to_html, to_png, to_svg
+
+STYLES = {"normal": "Screen", "slides": "Slides (white)", "dark": "Slides (dark)"}
+_REGISTRY = "_page_exports"
+
+
+def start_page(view: str) -> None:
+    """Begin a page run: forget the previous run's figures; remember the page's name."""
+    st.session_state[_REGISTRY] = {"view": view, "figures": {}, "tables": {}}
+
+
+def _registry() -> dict:
+    return st.session_state.setdefault(_REGISTRY, {"view": "figure", "figures": {}, "tables": {}})
+
+
+def _context() -> tuple[str, str]:
+    ss = st.session_state
+    return ss.get("_model_label", "model"), ss.get("prompt", "")
+
+
+def export_settings() -> None:
+    """Sidebar controls: figure style and exported image size (kept across pages)."""
+    ss = st.session_state
+    ss.setdefault("style", "normal")
+    ss["sidebar_style"] = ss["style"]
+    st.radio("Figure style", list(STYLES), key="sidebar_style", format_func=STYLES.get, horizontal=True,
+             on_change=lambda: ss.update(style=ss["sidebar_style"]),
+             help="Slides: white or dark background, large fonts and thick lines, titles with the prompt.")
+    for key, default in (("png_width", 1600), ("png_height", 900), ("png_scale", 2.0)):
+        ss.setdefault(key, default)
+        ss[f"sidebar_{key}"] = ss[key]
+    with st.expander("Image export size"):
+        c1, c2, c3 = st.columns(3)
+        c1.number_input("Width", 200, 8000, step=100, key="sidebar_png_width", on_change=lambda: ss.update(png_width=ss["sidebar_png_width"]))
+        c2.number_input("Height", 200, 8000, step=100, key="sidebar_png_height", on_change=lambda: ss.update(png_height=ss["sidebar_png_height"]))
+        c3.number_input("Scale", 0.5, 6.0, step=0.5, key="sidebar_png_scale", on_change=lambda: ss.update(png_scale=ss["sidebar_png_scale"]))
+        st.caption("PNG pixels = size × scale. The camera icon on each figure uses the same size.")
+
+
+def export_all_button() -> None:
+    """Sidebar button: a ZIP (SVG + PNG + HTML + CSV and an index) of this page's figures.
+    Drawn before the page's figures exist; the ZIP is built when clicked, from what the
+    page drew in this run."""
+    reg = _registry()
+    model, prompt = _context()
+
+    def build() -> bytes:
+        title = f"Inside GPT-2 · {reg['view']} · {model}\nPrompt: {prompt}"
+        return export_zip(dict(reg["figures"]), dict(reg["tables"]), title=title)
+
+    st.download_button("Export all figures on this page (ZIP)", build, key="sidebar_export_all",
+                       file_name=safe_filename(reg["view"], model, prompt=prompt, ext="zip"),
+                       mime="application/zip", on_click="ignore", icon=":material/folder_zip:", width="stretch")
+    if not static_export().available:
+        st.caption(static_export().message)
+
+
+def styled(fig):
+    """`fig` in the style chosen in the sidebar (slides styles add the prompt to the title)."""
+    style = st.session_state.get("style", "normal")
+    if style == "normal":
+        return fig
+    return presentation_style(fig, dark=style == "dark", prompt=_context()[1])
+
+
+def show_figure(fig, key: str, name: str | None = None) -> None:
+    """Draw a Plotly figure full width, with downloads (PNG, SVG, HTML, CSV) under it.
+
+    `name` (default: `key`) names the exported files, e.g. "attention-layer3-head5"."""
+    ss = st.session_state
+    fig = styled(fig)
+    model, prompt = _context()
+    base = safe_filename(name or key, model, prompt=prompt)
+    _registry()["figures"][base] = fig
+    w, h, scale = int(ss.get("png_width", 1600)), int(ss.get("png_height", 900)), float(ss.get("png_scale", 2.0))
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
+        "format": "png", "width": w, "height": h, "scale": scale, "filename": base}})
+    _download_row(fig, key, base, w, h, scale)
+
+
+def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> None:
+    static = static_export()
+    with st.popover("Download", icon=":material/download:"):
+        st.caption(f"{base}.*")
+        if static.available:
+            st.download_button(f"PNG {w * scale:,.0f}×{h * scale:,.0f}", lambda: to_png(fig, w, h, scale), key=f"{key}_png",
+                               file_name=f"{base}.png", mime="image/png", on_click="ignore")
+            st.download_button("SVG", lambda: to_svg(fig, w, h), key=f"{key}_svg", file_name=f"{base}.svg",
+                               mime="image/svg+xml", on_click="ignore")
+        else:
+            st.caption(static.message)
+        st.download_button("Interactive HTML", lambda: to_html(fig), key=f"{key}_html", file_name=f"{base}.html",
+                           mime="text/html", on_click="ignore")
+        st.download_button("Data (CSV)", lambda: to_csv(fig), key=f"{key}_csv", file_name=f"{base}.csv",
+                           mime="text/csv", on_click="ignore")
+
+
+def show_table(table, key: str, name: str | None = None, **dataframe_kwargs) -> None:
+    """st.dataframe (text only, never Markdown) plus a CSV download; registered for the ZIP."""
+    model, prompt = _context()
+    base = safe_filename(name or key, model, prompt=prompt)
+    _registry()["tables"][base] = table
+    st.dataframe(table, key=key, **dataframe_kwargs)
+    st.download_button("Table as CSV", lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
+                       mime="text/csv", on_click="ignore", icon=":material/download:")

@@ -1,0 +1,277 @@
+"""Export figures for slides and sharing: PNG, SVG, standalone HTML, CSV, ZIP; slide styling.
+
+Pure functions of Plotly figures (no streamlit, no torch). Static images use Plotly's
+kaleido with a system Chromium (`BROWSER_PATH`, or `chromium` on PATH); one kaleido
+browser is started per process and reused for every image.
+
+Batch export without the browser (the one entry point here that loads a model):
+
+    python -m viz.export --model gpt2 --prompt "The best thing about AI is its ability to" --out slides/
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import io
+import os
+import re
+import shutil
+import threading
+import unicodedata
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from .common import esc, short
+
+SLIDE = dict(width=1600, height=900, scale=2)
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_kaleido_lock = threading.Lock()
+_kaleido_started = False
+
+
+# ---- file names -----------------------------------------------------------------------------
+def slug(text: str, limit: int = 40) -> str:
+    """ASCII words of `text` joined by '-', for file names; '' if none survive."""
+    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    words = re.findall(r"[A-Za-z0-9]+", text)
+    out = "-".join(words)[:limit].strip("-")
+    return out.lower()
+
+
+def safe_filename(*parts: str, prompt: str | None = None, ext: str = "") -> str:
+    """A file name safe on Windows, macOS and Linux: ASCII letters, digits, '-', '_' and one
+    '.ext'. The prompt adds a slug of its first words plus a short hash, so two prompts
+    never share a name even when nothing ASCII is left (Chinese, emoji)."""
+    pieces = [slug(p, 40) for p in parts]
+    if prompt is not None:
+        digest = hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        pieces += [slug(prompt, 40), digest]
+    name = "_".join(p for p in pieces if p) or "figure"
+    if name.lower() in _WINDOWS_RESERVED:
+        name += "_"
+    name = name[:150]
+    ext = re.sub(r"[^A-Za-z0-9]", "", ext)
+    return f"{name}.{ext}" if ext else name
+
+
+# ---- slide styling --------------------------------------------------------------------------
+def presentation_style(fig: go.Figure, dark: bool = False, prompt: str | None = None) -> go.Figure:
+    """A copy of `fig` for slides: plain background, fonts >= 18 px at 1,600 px wide,
+    thicker lines and markers, and the prompt under the title when the title lacks it.
+    `dark` gives light text on near-black."""
+    fig = go.Figure(fig)
+    title = fig.layout.title.text or ""
+    quoted = esc(short(prompt, 90)) if prompt else ""
+    if quoted and quoted[:20] not in title:
+        fig.update_layout(title_subtitle_text=f"“{quoted}”", title_subtitle_font_size=20)
+    bg, fg, grid = ("#111418", "#f2f2f2", "#3a3f47") if dark else ("#ffffff", "#111111", "#e3e3e3")
+    fig.update_layout(
+        template="plotly_dark" if dark else "plotly_white",
+        paper_bgcolor=bg, plot_bgcolor=bg,
+        font=dict(size=20, color=fg),
+        title=dict(font=dict(size=28, color=fg), x=0.01, xref="container", xanchor="left", yref="container", y=0.97, yanchor="top"),
+        legend_font=dict(size=18),
+        margin=dict(l=90, r=40, t=130, b=80),
+    )
+    fig.update_xaxes(title_font=dict(size=22), tickfont=dict(size=18), gridcolor=grid, zerolinecolor=grid)
+    fig.update_yaxes(title_font=dict(size=22), tickfont=dict(size=18), gridcolor=grid, zerolinecolor=grid)
+    fig.update_annotations(font_size=20)
+    for trace in fig.data:
+        if trace.type in ("scatter", "scattergl"):
+            width = (trace.line.width or 2) if trace.line is not None else 2
+            trace.update(line_width=max(3, width * 1.6))
+            if trace.marker is not None and trace.marker.size is not None and np.isscalar(trace.marker.size):
+                trace.update(marker_size=trace.marker.size * 1.5)
+        if trace.type == "bar":
+            trace.update(textfont_size=18)
+        if trace.type == "heatmap" and trace.colorbar is not None:
+            trace.update(colorbar_tickfont_size=18, colorbar_title_font_size=20)
+    return fig
+
+
+# ---- formats ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StaticExport:
+    available: bool
+    message: str  # why not, and how to fix it
+
+
+def find_chromium() -> str | None:
+    for candidate in (os.environ.get("BROWSER_PATH"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                      shutil.which("google-chrome"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def static_export() -> StaticExport:
+    """Whether PNG/SVG export can run here; if not, the message says how to fix it."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return StaticExport(False, "PNG and SVG export need the kaleido package: pip install kaleido. "
+                                   "HTML and CSV export work without it.")
+    if find_chromium() is None:
+        return StaticExport(False, "PNG and SVG export need Chromium or Chrome: apt-get install -y chromium "
+                                   "(or set BROWSER_PATH to a Chrome binary). HTML and CSV export work without it.")
+    return StaticExport(True, "")
+
+
+def _ensure_kaleido() -> None:
+    """Start kaleido's browser once per process; later images reuse it (~0.5 s instead of ~5 s)."""
+    global _kaleido_started
+    with _kaleido_lock:
+        if _kaleido_started:
+            return
+        status = static_export()
+        if not status.available:
+            raise RuntimeError(status.message)
+        os.environ.setdefault("BROWSER_PATH", find_chromium())
+        import kaleido
+
+        kaleido.start_sync_server(silence_warnings=True)
+        _kaleido_started = True
+
+
+def _image(fig: go.Figure, fmt: str, width: int, height: int, scale: float) -> bytes:
+    _ensure_kaleido()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+        return pio.to_image(fig, format=fmt, width=int(width), height=int(height), scale=scale)
+
+
+def to_png(fig: go.Figure, width: int = SLIDE["width"], height: int = SLIDE["height"], scale: float = SLIDE["scale"]) -> bytes:
+    """PNG of width*scale x height*scale pixels."""
+    return _image(fig, "png", width, height, scale)
+
+
+def to_svg(fig: go.Figure, width: int = SLIDE["width"], height: int = SLIDE["height"]) -> bytes:
+    return _image(fig, "svg", width, height, 1)
+
+
+def to_html(fig: go.Figure) -> bytes:
+    """A standalone interactive page: plotly.js is inlined, so it opens without a network."""
+    return pio.to_html(fig, include_plotlyjs=True, full_html=True, config={"displaylogo": False}).encode()
+
+
+def _column(values, n: int) -> list:
+    if values is None:
+        return [""] * n
+    arr = np.asarray(values).ravel()
+    return arr.tolist() if arr.size == n else [""] * n
+
+
+def to_csv(fig: go.Figure) -> bytes:
+    """The figure's numbers in long form: one row per point or cell, with its trace's name.
+
+    Columns: trace, x, y, z, label. Heatmap cells give (x, y, z) for every cell (x, y are
+    the axis values, positions for token axes); bars and lines give (x, y); `label` is the
+    hover or text label where the figure has one. NaN (e.g. the causal upper triangle)
+    stays NaN."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["trace", "x", "y", "z", "label"])
+    for i, trace in enumerate(fig.data):
+        name = trace.name or f"{trace.type} {i}"
+        if getattr(trace, "z", None) is not None and trace.type in ("heatmap", "contour"):
+            z = np.asarray(trace.z, dtype=float)
+            if z.ndim != 2:
+                continue
+            ys = np.asarray(trace.y) if trace.y is not None else np.arange(z.shape[0])
+            xs = np.asarray(trace.x) if trace.x is not None else np.arange(z.shape[1])
+            labels = np.asarray(trace.customdata, dtype=object) if trace.customdata is not None else None
+            for r in range(z.shape[0]):
+                for c in range(z.shape[1]):
+                    lab = labels[r, c] if labels is not None and labels.shape[:2] == z.shape else ""
+                    w.writerow([name, xs[c] if c < len(xs) else c, ys[r] if r < len(ys) else r, z[r, c], lab])
+        elif getattr(trace, "x", None) is not None or getattr(trace, "y", None) is not None:
+            x = trace.x if trace.x is not None else np.arange(len(trace.y))
+            n = len(np.asarray(x).ravel())
+            y = _column(trace.y, n)
+            z = _column(getattr(trace, "z", None), n)
+            lab = _column(trace.customdata if trace.customdata is not None else getattr(trace, "text", None), n)
+            for xi, yi, zi, li in zip(np.asarray(x).ravel().tolist(), y, z, lab):
+                w.writerow([name, xi, yi, zi, li])
+    return buf.getvalue().encode("utf-8")
+
+
+def table_to_csv(table) -> bytes:
+    return table.to_csv(index=False).encode("utf-8")
+
+
+def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, title: str = "",
+               static: bool | None = None) -> bytes:
+    """A ZIP with SVG + PNG + CSV of every figure (PNG/SVG only if static export works),
+    CSV of every table, and an index.txt listing them."""
+    static = static_export().available if static is None else static
+    buf = io.BytesIO()
+    lines = [title or "Inside GPT-2 figures", ""]
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, fig in figures.items():
+            base = safe_filename(name)
+            title_text = fig.layout.title.text or name
+            files = [f"{base}.csv", f"{base}.html"]
+            z.writestr(f"{base}.csv", to_csv(fig))
+            z.writestr(f"{base}.html", to_html(fig))
+            if static:
+                z.writestr(f"{base}.svg", to_svg(fig))
+                z.writestr(f"{base}.png", to_png(fig))
+                files += [f"{base}.svg", f"{base}.png"]
+            lines.append(f"{title_text}\n    " + ", ".join(sorted(files)))
+        for name, table in (tables or {}).items():
+            base = safe_filename(name)
+            z.writestr(f"{base}.csv", table_to_csv(table))
+            lines.append(f"{name} (table)\n    {base}.csv")
+        if not static:
+            lines += ["", static_export().message]
+        z.writestr("index.txt", "\n".join(lines) + "\n")
+    return buf.getvalue()
+
+
+# ---- batch export ---------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the standard figure set for a prompt (PNG, SVG, HTML, CSV).")
+    parser.add_argument("--model", default=None, help="hub id or local directory (default: GPT2VIZ_MODEL or gpt2)")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument("--style", choices=["normal", "slides", "dark"], default="slides")
+    parser.add_argument("--formats", default="png,svg,html,csv")
+    args = parser.parse_args(argv)
+
+    from core import load_model, trace  # the CLI is the one place viz reaches for a model
+
+    from .figure_set import standard_figures
+
+    lm = load_model(args.model)
+    t = trace(lm, args.prompt)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    formats = {f.strip() for f in args.formats.split(",") if f.strip()}
+    if formats & {"png", "svg"} and not static_export().available:
+        print(static_export().message)
+        formats -= {"png", "svg"}
+    written = []
+    for name, fig in standard_figures(lm, t).items():
+        if args.style != "normal":
+            fig = presentation_style(fig, dark=args.style == "dark", prompt=args.prompt)
+        base = safe_filename(name, lm.label, prompt=args.prompt)
+        writers = {"png": to_png, "svg": to_svg, "html": to_html, "csv": to_csv}
+        for fmt in sorted(formats):
+            path = out / f"{base}.{fmt}"
+            path.write_bytes(writers[fmt](fig))
+            written.append(path.name)
+    (out / "index.txt").write_text(f"{lm.name}\n{args.prompt}\n\n" + "\n".join(written) + "\n", encoding="utf-8")
+    print(f"wrote {len(written)} files to {out}")
+
+
+if __name__ == "__main__":
+    main()
