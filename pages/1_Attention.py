@@ -10,7 +10,7 @@ import streamlit as st
 from core.attention import (
     HEAD_METRICS, attended_by, attends_to, head_scores, induction_scores, layer_mean_pattern, pre_softmax_scores,
 )
-from ui.shell import current_trace, setup_page, show_figure
+from ui.shell import current_trace, setup_page, show_figure, url_state
 from viz.attention import (
     CELL_BUDGET, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure, layer_heads_figure,
     layer_means_figure, scores_figure,
@@ -66,12 +66,13 @@ def on_atlas_pick() -> None:
         open_head(*ss["attn_atlas_pick"])
 
 
-# Pickers shared by the views; clamp stored values when a smaller model is chosen.
+# Pickers shared by the views, mirrored in the URL; clamp stored values when a smaller model
+# (or a hand-edited link) asks for a layer, head or position that does not exist.
+url_state({"attn_layer": (int, 0), "attn_head": (int, 0), "attn_focus_pos": (int, t.n_tokens - 1)})
 for key, n in (("attn_layer", lm.n_layer), ("attn_head", lm.n_head)):
-    if ss.get(key, 0) >= n:
+    if not 0 <= ss.get(key, 0) < n:
         ss[key] = 0
-if ss.get("attn_focus_pos", 0) >= t.n_tokens:
-    ss["attn_focus_pos"] = t.n_tokens - 1
+ss["attn_focus_pos"] = min(max(ss.get("attn_focus_pos", 0), 0), t.n_tokens - 1)
 c1, c2, c3 = st.columns([1, 1, 4])
 layer = c1.selectbox("Layer", range(lm.n_layer), key="attn_layer")
 head = c2.selectbox("Head", range(lm.n_head), key="attn_head")
@@ -137,7 +138,7 @@ with tabs["One head across layers"]:
 with tabs["Token focus"]:
     if tabs["Token focus"].open:
         f1, f2 = st.columns([2, 1])
-        pos = f1.selectbox("Token", range(t.n_tokens), index=t.n_tokens - 1, key="attn_focus_pos",
+        pos = f1.selectbox("Token", range(t.n_tokens), key="attn_focus_pos",
                            format_func=lambda i: f"{i}: {t.tokens[i]}")
         per_head = f2.radio("Heads", ["mean", "one"], key="attn_focus_heads", horizontal=True,
                             format_func=lambda m: "mean over heads" if m == "mean" else f"head {head} (picker above)")

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.weights import KINDS, block_distributions, get_matrix, normal_pdf, spectrum, stats_table, view_grid
-from ui.shell import setup_page, show_figure
+from ui.shell import setup_page, show_figure, url_state
 from viz.common import esc
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
 
@@ -49,7 +49,9 @@ def table_of(name: str, _lm):
 # ---- what to show ----------------------------------------------------------------------------
 ss = st.session_state
 blocks, heads = list(range(lm.n_layer)), ["all"] + list(range(lm.n_head))
-for key, options in (("weights_block", blocks), ("weights_head", heads)):
+url_state({"weights_param": (str, next(iter(KINDS))), "weights_block": (int, 0),
+           "weights_head": (lambda v: v if v == "all" else int(v), "all")})
+for key, options in (("weights_param", list(KINDS)), ("weights_block", blocks), ("weights_head", heads)):
     if key in ss and ss[key] not in options:  # another model, with fewer blocks or heads
         del ss[key]
 c1, c2, c3 = st.columns([3, 1, 1])
