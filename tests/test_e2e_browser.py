@@ -124,3 +124,21 @@ def test_empty_prompt_shows_a_message_not_an_error(server, browser):
     page.wait_for_selector("text=The prompt is empty", timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
+
+
+@pytest.mark.parametrize("label", ["Attention", "Weights"])
+def test_other_pages_through_the_sidebar_keep_the_prompt(server, browser, label):
+    page = open_page(browser, server)
+    box = page.locator('[data-testid="stSidebar"] textarea')
+    box.fill("hello hello bye")
+    box.press("Control+Enter")
+    wait_idle(page)
+    page.locator('[data-testid="stSidebar"] a', has_text=label).first.click()
+    page.wait_for_selector(f"h1:has-text('{label}')", timeout=60_000)
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
+    wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stSidebar"] textarea').input_value() == "hello hello bye"
+    assert "prompt=hello+hello+bye" in page.url or "prompt=hello%20hello%20bye" in page.url
+    page.screenshot(path=str(SHOTS / f"e2e_{label.lower()}.png"))
+    page.close()
