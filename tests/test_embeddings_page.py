@@ -1,0 +1,177 @@
+"""The embeddings page as Streamlit runs it (AppTest on app.py, then the page), tiny model.
+
+Figure data is read back from the chart JSON and checked against the model's own tables.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics.pairwise import cosine_similarity
+from streamlit.testing.v1 import AppTest
+
+from core.embeddings import pca, position_embeddings, token_embeddings
+from core.trace import trace
+from tests.conftest import ROOT
+from tests.test_app import decode
+from ui.shell import HELLO_BYE
+
+TIMEOUT = 180
+PAGE = "pages/2_Embeddings.py"
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    return {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def chart(at: AppTest, start: str) -> dict:
+    found = [spec for title, spec in charts(at).items() if title.startswith(start)]
+    assert len(found) == 1, list(charts(at))
+    return found[0]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPT2VIZ_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def open_page(prompt: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if prompt is not None:
+        at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
+    at.switch_page(PAGE)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def show_tab(at: AppTest, name: str) -> AppTest:
+    at.session_state["emb_tab"] = name
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_prompt_heatmaps_are_wte_wpe_and_their_sum(tiny_env, tiny_lm, cache):
+    at = open_page("The best thing about AI is its ability to")
+    assert at.title[0].value == "Embeddings"
+    ids = tiny_lm.encode("The best thing about AI is its ability to")
+    wte, wpe = token_embeddings(tiny_lm)[ids], position_embeddings(tiny_lm)[: len(ids)]
+    tok = chart(at, "Token embeddings (wte)")["data"][0]
+    np.testing.assert_array_equal(decode(tok["z"]), wte.T)
+    np.testing.assert_array_equal(decode(chart(at, "Position embeddings (wpe)")["data"][0]["z"]), wpe.T)
+    np.testing.assert_allclose(decode(chart(at, "Their sum")["data"][0]["z"]), (wte + wpe).T, atol=1e-6)
+    assert tok["zmid"] == 0
+    assert f"64 × {len(ids)}" in next(iter(charts(at)))
+
+
+def test_hello_bye_in_one_click_keeps_sixteen_columns(tiny_env, tiny_lm, cache):
+    at = open_page()
+    at.button(key="emb_hello").click().run()
+    assert not at.exception and at.session_state["prompt"] == HELLO_BYE
+    spec = chart(at, "Token embeddings (wte)")
+    z = decode(spec["data"][0]["z"])
+    assert z.shape == (64, 22)
+    assert spec["layout"]["xaxis"]["ticktext"].count("␣hello") == 15  # plus "hello" at position 0
+    np.testing.assert_array_equal(z[:, 1], z[:, 15])  # same token, same embedding
+    pos = decode(chart(at, "Position embeddings (wpe)")["data"][0]["z"])
+    assert not np.array_equal(pos[:, 1], pos[:, 15])  # different positions
+
+
+def test_position_tab(tiny_env, tiny_lm, cache):
+    at = show_tab(open_page(), "Positions")
+    wpe = position_embeddings(tiny_lm)
+    np.testing.assert_array_equal(decode(chart(at, "All 1,024 position embeddings")["data"][0]["z"]), wpe.T)
+    sims = decode(chart(at, "Cosine similarity between positions")["data"][0]["z"])
+    full = cosine_similarity(wpe)
+    assert sims.shape == (512, 512)
+    assert sims[3, 7] == pytest.approx(full[6:8, 14:16].mean(), abs=1e-5)
+    lines = chart(at, "First principal components")["data"]
+    assert len(lines) == 4
+    np.testing.assert_allclose(decode(lines[0]["y"]), pca(wpe, 4).coords[:, 0], atol=1e-4)
+
+
+def test_word_vectors_similarities_and_neighbours(tiny_env, tiny_lm, cache):
+    at = show_tab(open_page(), "Word vectors")
+    at.text_input(key="emb_words").input("cat, dog, elephant, <b>x</b>").run()
+    assert not at.exception
+    wte = token_embeddings(tiny_lm)
+    vecs = np.stack([wte[tiny_lm.encode(" " + w)].mean(0) for w in ["cat", "dog", "elephant", "<b>x</b>"]])
+    lines = chart(at, "Raw embedding vectors")
+    for i in range(4):
+        np.testing.assert_allclose(decode(lines["data"][i]["y"]), vecs[i], rtol=1e-6)
+    assert "&lt;b&gt;x&lt;/b&gt;" in json.dumps(lines) and "<b>x</b>" not in json.dumps(lines)
+    np.testing.assert_allclose(decode(chart(at, "Cosine similarity")["data"][0]["z"]), cosine_similarity(vecs), atol=1e-5)
+    table = at.dataframe[0].value
+    assert table["vector"].iloc[0] == "one token" and table["vector"].iloc[2].startswith("8 tokens: mean of")
+    assert any("not one token" in c.value for c in at.caption)
+    at.selectbox(key="emb_nn_word").set_value("dog").run()
+    nn = at.dataframe[1].value
+    sims = cosine_similarity(wte, vecs[1:2])[:, 0]
+    sims[tiny_lm.encode(" dog")] = -np.inf
+    np.testing.assert_array_equal(nn["id"].to_numpy(), np.argsort(-sims, kind="stable")[:20])
+    np.testing.assert_allclose(nn["cosine"].to_numpy(), np.sort(sims)[::-1][:20], atol=1e-5)
+
+
+def test_meaning_space_pca_and_umap(tiny_env, cache):
+    at = show_tab(open_page(), "Meaning space")
+    spec = chart(at, "60 words, UMAP in 2-D")
+    assert [trace["name"] for trace in spec["data"]] == ["animals", "fruits", "colours", "numbers", "countries", "verbs"]
+    at.radio(key="emb_method").set_value("pca").run()
+    at.radio(key="emb_dims").set_value(3).run()
+    assert not at.exception
+    spec = chart(at, "60 words, PCA in 3-D")
+    assert spec["data"][0]["type"] == "scatter3d" and len(spec["data"][0]["text"]) == 10
+
+
+def test_vocabulary_map_is_computed_on_request_then_cached(tiny_env, tiny_lm, cache):
+    at = show_tab(open_page("hello world"), "Whole vocabulary")
+    assert not at.get("plotly_chart") and not list(cache.glob("*.npz"))
+    at.button(key="emb_vocab_compute_tokens").click().run()
+    assert not at.exception
+    (saved,) = cache.glob("*.npz")
+    with np.load(saved) as z:
+        coords = z["coords"]
+    spec = chart(at, "All 512 token embeddings, UMAP")
+    base, prompt = spec["data"][0], spec["data"][1]
+    assert base["type"] == "scattergl" and len(base["text"]) == tiny_lm.d_vocab
+    np.testing.assert_array_equal(decode(base["x"]), coords[:, 0])
+    ids = tiny_lm.encode("hello world")
+    np.testing.assert_array_equal(decode(prompt["x"]), coords[ids, 0])
+
+    again = show_tab(open_page("hello world"), "Whole vocabulary")  # a fresh session: from disk, no button
+    assert any("loaded from the cache" in c.value for c in again.caption)
+    again.text_input(key="emb_vocab_search").input("hello").run()
+    assert not again.exception
+    star = chart(again, "All 512 token embeddings")["data"][-1]
+    assert star["name"] == "search result"
+    assert again.dataframe[0].value["token"].iloc[0] == "␣hello"
+
+    saved.write_bytes(saved.read_bytes()[:100])  # truncated: the page offers to recompute, no crash
+    broken = show_tab(open_page(), "Whole vocabulary")
+    assert not broken.get("plotly_chart") and broken.button(key="emb_vocab_compute_tokens")
+
+
+def test_position_map(tiny_env, cache):
+    at = show_tab(open_page(), "Whole vocabulary")
+    at.radio(key="emb_vocab_table").set_value("positions").run()
+    at.button(key="emb_vocab_compute_positions").click().run()
+    assert not at.exception
+    spec = chart(at, "All 1,024 position embeddings, UMAP")
+    assert len(decode(spec["data"][0]["x"])) == 1024
+
+
+def test_contextual_embeddings_follow_the_layer(tiny_env, tiny_lm, cache):
+    at = show_tab(open_page(), "In context")
+    at.button(key="emb_bank").click().run()
+    at.slider(key="emb_layer").set_value(2).run()
+    assert not at.exception
+    t = trace(tiny_lm, at.session_state["prompt"])
+    coords = pca(t.resid[2, 1:], 2).coords
+    spec = chart(at, "The prompt's tokens at layer 2")
+    np.testing.assert_allclose(decode(spec["data"][0]["x"]), coords[:, 0], atol=1e-4)
+    drift = chart(at, "How alike two occurrences")["data"]
+    assert len(drift) >= 1 and len(decode(drift[0]["y"])) == tiny_lm.n_layer + 1

@@ -1,0 +1,189 @@
+"""Figures of the embeddings page: heatmaps of embedding tables, similarity matrices, word
+vectors as lines, 2-D/3-D maps of words, the whole vocabulary (WebGL) and the residual stream.
+
+Arrays in, go.Figure out. Token and word text is untrusted and goes through `esc`.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks
+
+GROUP_COLOURS = qualitative.D3 + qualitative.Set2
+
+
+def _symmetric_range(z: np.ndarray, q: float = 99.5) -> float:
+    finite = np.abs(z[np.isfinite(z)])
+    return float(np.percentile(finite, q)) if finite.size else 1.0
+
+
+def embedding_heatmap(vectors: np.ndarray, tokens: Sequence[str], title: str, height: int = 420) -> go.Figure:
+    """vectors [pos, d_model] drawn as the essay does: one column per token, d_model rows."""
+    z = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).T)  # [d_model, pos]
+    lim = _symmetric_range(z)
+    fig = go.Figure(go.Heatmap(z=z, x=np.arange(z.shape[1]), colorscale=DIVERGING, zmid=0, zmin=-lim, zmax=lim,
+                               colorbar=dict(title="value"),
+                               hovertemplate="position %{x}<br>dimension %{y}<br>%{z:.4f}<extra></extra>"))
+    fig.update_layout(**base_layout(title, height=height))
+    fig.update_xaxes(title="token (position)", **token_ticks(tokens))
+    fig.update_yaxes(title="d_model", autorange="reversed")
+    return fig
+
+
+def matrix_heatmap(z: np.ndarray, title: str, x_title: str, y_title: str, *, symmetric: bool = True,
+                   zrange: tuple[float, float] | None = None, height: int = 560, x0: float = 0, dx: float = 1,
+                   y0: float = 0, dy: float = 1) -> go.Figure:
+    """A large numeric matrix z [rows, cols] (float32 on the wire), rows top to bottom."""
+    z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
+    if zrange is None:
+        lim = _symmetric_range(z)
+        zrange = (-lim, lim)
+    fig = go.Figure(go.Heatmap(z=z, x0=x0, dx=dx, y0=y0, dy=dy, colorscale=DIVERGING if symmetric else SEQUENTIAL,
+                               zmin=zrange[0], zmax=zrange[1], zmid=0 if symmetric else None,
+                               hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>%{{z:.4f}}<extra></extra>"))
+    fig.update_layout(**base_layout(title, height=height))
+    fig.update_xaxes(title=x_title)
+    fig.update_yaxes(title=y_title, autorange="reversed")
+    return fig
+
+
+def components_figure(coords: np.ndarray, explained: np.ndarray, title: str) -> go.Figure:
+    """coords [pos, k]: each principal component of the position embeddings against position."""
+    fig = go.Figure()
+    for j in range(coords.shape[1]):
+        fig.add_trace(go.Scatter(x=np.arange(len(coords)), y=coords[:, j].astype(np.float32), mode="lines",
+                                 name=f"PC{j + 1} ({explained[j]:.1%} of variance)"))
+    fig.update_layout(**base_layout(title, height=420), legend=dict(orientation="h", y=-0.2))
+    fig.update_xaxes(title="position")
+    fig.update_yaxes(title="coordinate along the component")
+    return fig
+
+
+def vector_lines(vectors: np.ndarray, labels: Sequence[str], title: str) -> go.Figure:
+    """vectors [word, d_model] as line plots one above the other (the essay's raw word vectors)."""
+    n = len(labels)
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, vertical_spacing=min(0.08, 0.3 / max(n, 1)),
+                        subplot_titles=[esc(short(w, 60)) for w in labels])
+    lim = float(np.abs(vectors).max()) if vectors.size else 1.0
+    for i in range(n):
+        fig.add_trace(go.Scatter(x=np.arange(vectors.shape[1]), y=vectors[i].astype(np.float32), mode="lines",
+                                 line=dict(width=1, color=GROUP_COLOURS[i % len(GROUP_COLOURS)]), showlegend=False,
+                                 name=esc(short(labels[i])), hovertemplate="dimension %{x}<br>%{y:.4f}<extra></extra>"),
+                      row=i + 1, col=1)
+        fig.update_yaxes(range=[-lim * 1.05, lim * 1.05], row=i + 1, col=1)
+    fig.update_layout(**base_layout(title, height=110 + 130 * n))
+    fig.update_xaxes(title="d_model", row=n, col=1)
+    return fig
+
+
+def pair_matrix(m: np.ndarray, labels: Sequence[str], title: str, *, similarity: bool) -> go.Figure:
+    """A small [word, word] matrix with the values written in the cells."""
+    ticks_x, ticks_y = token_ticks(labels), token_ticks(labels)
+    n = len(labels)
+    m = np.asarray(m, dtype=np.float32)
+    kw = dict(colorscale=DIVERGING, zmin=-1, zmax=1, zmid=0) if similarity else dict(colorscale=SEQUENTIAL)
+    fig = go.Figure(go.Heatmap(z=m, x=np.arange(n), y=np.arange(n), texttemplate="%{z:.2f}" if n <= 16 else None,
+                               hovertemplate="%{z:.4f}<extra></extra>", **kw))
+    size = max(360, min(720, 120 + 40 * n))
+    fig.update_layout(**base_layout(title, height=size))
+    fig.update_xaxes(**ticks_x)
+    fig.update_yaxes(autorange="reversed", **ticks_y)
+    return fig
+
+
+def points_map(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str], title: str) -> go.Figure:
+    """coords [n, 2 or 3]: one labelled point per word, one colour (trace) per group."""
+    three_d = coords.shape[1] == 3
+    fig = go.Figure()
+    for g_index, group in enumerate(dict.fromkeys(groups)):
+        rows = [i for i, g in enumerate(groups) if g == group]
+        c = coords[rows].astype(np.float32)
+        text = [esc(short(labels[i], 30)) for i in rows]
+        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)), textposition="top center",
+                      marker=dict(color=GROUP_COLOURS[g_index % len(GROUP_COLOURS)], size=6 if three_d else 9),
+                      hovertemplate="%{text}<extra>%{fullData.name}</extra>")
+        if three_d:
+            fig.add_trace(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], **common))
+        else:
+            fig.add_trace(go.Scatter(x=c[:, 0], y=c[:, 1], **common))
+    fig.update_layout(**base_layout(title, height=640))
+    if not three_d:
+        fig.update_xaxes(showticklabels=False, zeroline=False)
+        fig.update_yaxes(showticklabels=False, zeroline=False, scaleanchor="x")
+    return fig
+
+
+def cloud_map(coords: np.ndarray, hover: Sequence[str], title: str, *, highlight: Sequence[tuple[int, str]] = (),
+              focus: int | None = None, colour_by_index: bool = False, name: str = "token") -> go.Figure:
+    """A WebGL scatter of a whole table coords [n, 2] (50,257 tokens or 1,024 positions).
+
+    `hover` holds short escaped strings, one per point; `highlight` (row, label) pairs are
+    drawn on top with their labels (the prompt's tokens); `focus` zooms to that row.
+    """
+    xy = np.asarray(coords, dtype=np.float32)
+    marker = dict(size=3, opacity=0.55, color="#7f7f7f")
+    if colour_by_index:
+        marker.update(color=np.arange(len(xy), dtype=np.int32), colorscale=SEQUENTIAL, opacity=0.9, size=5,
+                      colorbar=dict(title=name))
+    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, text=list(hover),
+                                 hovertemplate="%{text}<extra></extra>", name=f"every {name}"))
+    if len(highlight):
+        rows = np.array([r for r, _ in highlight], dtype=np.int64)
+        fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers+text", name="the prompt's tokens",
+                                   text=[esc(short(lab, 24)) for _, lab in highlight], textposition="top center",
+                                   marker=dict(size=9, color="#d62728", line=dict(width=1, color="white")),
+                                   hovertemplate="%{text}<extra>prompt</extra>"))
+    if focus is not None:
+        fx, fy = float(xy[focus, 0]), float(xy[focus, 1])
+        fig.add_trace(go.Scattergl(x=[fx], y=[fy], mode="markers+text", name="search result", text=[hover[focus]],
+                                   textposition="bottom center", hovertemplate="%{text}<extra>found</extra>",
+                                   marker=dict(size=16, symbol="star", color="#ff7f0e", line=dict(width=1, color="black"))))
+        span = 0.04 * max(float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1])), 1e-6)
+        fig.update_xaxes(range=[fx - span, fx + span])
+        fig.update_yaxes(range=[fy - span, fy + span])
+    fig.update_layout(**base_layout(title, height=720), legend=dict(orientation="h", y=-0.05))
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    return fig
+
+
+def context_map(coords: np.ndarray, tokens: Sequence[str], repeated: dict[int, list[int]], title: str,
+                positions: Sequence[int] | None = None) -> go.Figure:
+    """coords [n, 2]: the prompt's residual vectors at one layer; repeated tokens coloured alike."""
+    positions = list(range(len(coords))) if positions is None else list(positions)
+    row_of = {p: r for r, p in enumerate(positions)}
+    c = coords.astype(np.float32)
+    fig = go.Figure(go.Scatter(x=c[:, 0], y=c[:, 1], mode="markers+text", name="every token",
+                               text=[esc(short(tokens[p], 20)) for p in positions], textposition="top center",
+                               marker=dict(size=7, color="#b0b0b0"), customdata=np.array(positions),
+                               hovertemplate="%{text} (position %{customdata})<extra></extra>"))
+    for k, (tid, where) in enumerate(repeated.items()):
+        rows = [row_of[p] for p in where if p in row_of]
+        if not rows:
+            continue
+        fig.add_trace(go.Scatter(x=c[rows, 0], y=c[rows, 1], mode="markers+lines", line=dict(dash="dot", width=1),
+                                 name=esc(short(tokens[where[0]], 20)) + f" ×{len(where)}",
+                                 marker=dict(size=12, color=GROUP_COLOURS[k % len(GROUP_COLOURS)]),
+                                 customdata=np.array([positions[r] for r in rows]),
+                                 hovertemplate="position %{customdata}<extra>%{fullData.name}</extra>"))
+    fig.update_layout(**base_layout(title, height=600))
+    fig.update_xaxes(title="PC1")
+    fig.update_yaxes(title="PC2")
+    return fig
+
+
+def drift_figure(curves: dict[str, np.ndarray], title: str) -> go.Figure:
+    """{label: [layer + 1] cosine between a token's two occurrences} against depth."""
+    fig = go.Figure()
+    for k, (label, y) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=np.arange(len(y)), y=np.asarray(y, dtype=np.float32), mode="lines+markers",
+                                 name=esc(short(label, 30)), line=dict(color=GROUP_COLOURS[k % len(GROUP_COLOURS)])))
+    fig.update_layout(**base_layout(title, height=380))
+    fig.update_xaxes(title="layer (0 = embedding; last = final residual before ln_f)", dtick=1)
+    fig.update_yaxes(title="cosine similarity", range=[-1.05, 1.05])
+    return fig
