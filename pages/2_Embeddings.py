@@ -11,7 +11,7 @@ from core.embeddings import (cosine_matrix, euclidean_matrix, find_tokens, neare
                              token_embeddings, word_vectors)
 from core.projection import MapParams, embedding_map, matrix_digest, project
 from core.tokens import display_tokens
-from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure
+from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure, url_state
 from viz.common import esc, figure_label, short
 from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
                             matrix_heatmap, pair_matrix, points_map, vector_lines)
@@ -86,6 +86,7 @@ def word_map(name: str, pairs: tuple, leading_space: bool, method: str, dims: in
 
 label = figure_label(lm.label, t.prompt) if t is not None else esc(lm.label)
 model_tag = esc(lm.label)
+url_state({"emb_words": (str, "cat, dog, chair"), "emb_layer": (int, lm.n_layer // 2)})  # shareable in links
 tabs = st.tabs(["The prompt's embeddings", "Positions", "Word vectors", "Meaning space", "Whole vocabulary",
                 "In context"], key="emb_tab", on_change="rerun")
 
@@ -141,7 +142,7 @@ with tabs[1]:
 with tabs[2]:
     if tabs[2].open:
         c1, c2 = st.columns([3, 1])
-        words = split_words(c1.text_input("Words, separated by commas", "cat, dog, chair", key="emb_words"), limit=12)
+        words = split_words(c1.text_input("Words, separated by commas", key="emb_words"), limit=12)
         leading = c2.toggle("In-sentence form (“ word”)", True, key="emb_leading",
                             help="GPT-2 writes a word in mid-sentence with its leading space, as one token: ␣cat. "
                                  "Off: the word as typed, as at the very start of a text.")
@@ -251,8 +252,8 @@ with tabs[5]:
                   icon=":material/account_balance:")
         if t is not None:
             if not 0 <= ss.get("emb_layer", 0) <= lm.n_layer:  # another model, with fewer layers
-                del ss["emb_layer"]
-            layer = st.slider("Depth in the residual stream", 0, lm.n_layer, lm.n_layer // 2, key="emb_layer",
+                ss["emb_layer"] = lm.n_layer // 2
+            layer = st.slider("Depth in the residual stream", 0, lm.n_layer, key="emb_layer",
                               help=f"0 is the embedding itself (token + position); {lm.n_layer} is the final "
                                    "residual before the last LayerNorm.")
             skip_first = st.toggle("Leave out the first token", t.n_tokens > 3, key="emb_skip_first",
