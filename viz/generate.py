@@ -1,0 +1,137 @@
+"""Figures of the generation page: per-step probability and entropy, the generated tokens,
+runs side by side, and how temperature flattens the next-token distribution."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .common import SEQUENTIAL, base_layout, esc, format_prob
+
+CHOSEN = "#3b6fb6"
+ENTROPY = "#d95f02"
+LOOP = "#c0392b"
+
+
+def step_chart(tokens: Sequence[str], probs: np.ndarray, entropy_bits: np.ndarray, loop_mask: np.ndarray,
+               title: str, sample_probs: np.ndarray | None = None) -> go.Figure:
+    """Top: the chosen token's probability at each step (bars; loop steps in red). Bottom: the
+    entropy of the distribution it was picked from, in bits. x is the step, 1-based."""
+    n = len(tokens)
+    steps = np.arange(1, n + 1)
+    labels = [esc(t) for t in tokens]
+    loop_mask = np.asarray(loop_mask, dtype=bool)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
+    fig.add_trace(go.Bar(x=steps, y=np.asarray(probs, dtype=np.float64), name="p(chosen) under GPT-2",
+                         marker_color=[LOOP if m else CHOSEN for m in loop_mask], customdata=labels,
+                         hovertemplate="step %{x}: %{customdata}<br>p = %{y:.4f}<extra></extra>"), row=1, col=1)
+    if sample_probs is not None:
+        fig.add_trace(go.Scatter(x=steps, y=np.asarray(sample_probs, dtype=np.float64), mode="markers",
+                                 name="p(chosen) when drawn (after temperature, top-k, top-p)",
+                                 marker=dict(symbol="line-ew-open", size=12, color="#222", line=dict(width=2)),
+                                 customdata=labels, hovertemplate="step %{x}: %{customdata}<br>drawn with p = %{y:.4f}"
+                                 "<extra></extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=steps, y=np.asarray(entropy_bits, dtype=np.float64), mode="lines+markers",
+                             name="entropy (bits)", line=dict(color=ENTROPY, width=2), marker=dict(size=4),
+                             customdata=labels, hovertemplate="step %{x} (%{customdata})<br>%{y:.2f} bits<extra></extra>"),
+                  row=2, col=1)
+    if loop_mask.any():
+        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=LOOP, name="inside a repeated phrase"), row=1, col=1)
+    fig.update_layout(**base_layout(title), height=460, bargap=0.15,
+                      legend=dict(orientation="h", y=-0.18, x=0))
+    fig.update_yaxes(title="probability", rangemode="tozero", tickformat=".2~p", row=1, col=1)
+    fig.update_yaxes(title="entropy (bits)", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title="generated token (step)", row=2, col=1)
+    return fig
+
+
+def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray, title: str,
+                per_row: int = 16) -> go.Figure:
+    """The generated tokens in reading order, `per_row` to a line, coloured by the probability
+    GPT-2 gave each one; tokens inside a repeated phrase are framed in red."""
+    n = len(tokens)
+    rows = max(1, int(np.ceil(n / per_row)))
+    z = np.full((rows, per_row), np.nan)
+    text = np.full((rows, per_row), "", dtype=object)
+    hover = np.full((rows, per_row), "", dtype=object)
+    loop_x, loop_y = [], []
+    for i, tok in enumerate(tokens):
+        r, c = divmod(i, per_row)
+        z[r, c] = probs[i]
+        label = esc(tok)
+        text[r, c] = label if len(tok) <= 9 else esc(tok[:8]) + "…"
+        hover[r, c] = f"step {i + 1}: {label}<br>p = {format_prob(probs[i])}" + ("<br>repeats an earlier phrase" if loop_mask[i] else "")
+        if loop_mask[i]:
+            loop_x.append(c)
+            loop_y.append(r)
+    fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+                               colorscale=SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
+                               colorbar=dict(title="p", tickformat=".0%")))
+    if loop_x:
+        fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name="inside a repeated phrase", hoverinfo="skip",
+                                 marker=dict(symbol="square-open", size=34, color=LOOP, line=dict(width=3))))
+    fig.update_layout(**base_layout(title), height=110 + 42 * rows, showlegend=bool(loop_x),
+                      legend=dict(orientation="h", y=-0.05, x=0))
+    fig.update_xaxes(visible=False, range=[-0.5, per_row - 0.5])
+    fig.update_yaxes(visible=False, autorange="reversed")
+    return fig
+
+
+def runs_grid(runs: Sequence[Sequence[str]], run_labels: Sequence[str], diverge: Sequence[int | None],
+              title: str) -> go.Figure:
+    """One row per continuation (the first is the reference, e.g. greedy), one column per step.
+    Cells equal to the reference are pale, differing cells dark; a red frame marks each run's
+    first step that differs from the reference."""
+    n_steps = max((len(r) for r in runs), default=0)
+    z = np.full((len(runs), n_steps), np.nan)
+    text = np.full((len(runs), n_steps), "", dtype=object)
+    ref = runs[0] if runs else []
+    for r, run in enumerate(runs):
+        for c, tok in enumerate(run):
+            z[r, c] = 0.0 if (r == 0 or (c < len(ref) and ref[c] == tok and (diverge[r] is None or c < diverge[r]))) else 1.0
+            text[r, c] = esc(tok if len(tok) <= 7 else tok[:6] + "…")
+    ylabels = [esc(s) for s in run_labels]
+    fig = go.Figure(go.Heatmap(z=z, x=np.arange(1, n_steps + 1), y=list(range(len(runs))), text=text, texttemplate="%{text}",
+                               colorscale=[[0, "#e8eef7"], [1, "#8fb3e0"]], zmin=0, zmax=1, showscale=False,
+                               xgap=2, ygap=2, hovertemplate="step %{x}: %{text}<extra></extra>"))
+    dx = [d + 1 for d in diverge if d is not None]
+    dy = [i for i, d in enumerate(diverge) if d is not None]
+    if dx:
+        fig.add_trace(go.Scatter(x=dx, y=dy, mode="markers", name="first step that differs from the first row",
+                                 marker=dict(symbol="square-open", size=30, color=LOOP, line=dict(width=3)),
+                                 hovertemplate="diverges at step %{x}<extra></extra>"))
+    fig.update_layout(**base_layout(title), height=120 + 44 * len(runs), showlegend=bool(dx),
+                      legend=dict(orientation="h", y=-0.15, x=0))
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(runs))), ticktext=ylabels, autorange="reversed")
+    fig.update_xaxes(title="step", range=[0.5, n_steps + 0.5])
+    return fig
+
+
+def temperature_figure(tokens: Sequence[str], temperatures: Sequence[float], probs: np.ndarray, title: str,
+                       entropy_bits: Sequence[float] | None = None) -> go.Figure:
+    """Grouped bars: the probability of each of GPT-2's likeliest next tokens (x, likeliest first)
+    at each temperature (one colour per temperature). probs: [temperature, k]; the legend
+    gives each temperature's entropy when `entropy_bits` is given."""
+    k = len(tokens)
+    x = np.arange(1, k + 1)
+    labels = [esc(t) for t in tokens]
+    colors = _ramp(len(temperatures))
+    fig = go.Figure()
+    bits = entropy_bits if entropy_bits is not None else [None] * len(temperatures)
+    for t, row, color, h in zip(temperatures, np.asarray(probs, dtype=np.float64), colors, bits):
+        name = f"T = {t:g}" + (f" · {h:.2f} bits" if h is not None else "")
+        fig.add_trace(go.Bar(x=x, y=row, name=name, marker_color=color, customdata=labels,
+                             hovertemplate=f"T = {t:g}<br>%{{customdata}}: p = %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(**base_layout(title), barmode="group", height=420, legend=dict(title="temperature · entropy"))
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, title="GPT-2's likeliest next tokens")
+    fig.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    return fig
+
+
+def _ramp(n: int) -> list[str]:
+    """n colours from cool (low temperature) to warm (high)."""
+    from plotly.colors import sample_colorscale
+
+    return sample_colorscale("Plasma", [0.05 + 0.8 * i / max(1, n - 1) for i in range(n)])
