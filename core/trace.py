@@ -182,10 +182,12 @@ def _attend(attn, x: torch.Tensor, mask: torch.Tensor, layer: int, n_head: int, 
     k_t = k.transpose(1, 2)  # (nh, hs, T)
     scale = _attention_scale(attn, layer)
     z = torch.empty(n_head, T, hs, device=x.device, dtype=x.dtype)
+    scratch = torch.empty(n_head * min(_QUERY_CHUNK, T) * T, device=x.device, dtype=x.dtype)
     for s in range(0, T, _QUERY_CHUNK):
         e = min(s + _QUERY_CHUNK, T)
-        scores = torch.baddbmm(mask[s:e, :e], q[:, s:e], k_t[:, :, :e], alpha=scale)  # (nh, chunk, e)
-        pattern = torch.softmax(scores, dim=-1)
+        pattern = scratch[: n_head * (e - s) * e].view(n_head, e - s, e)  # (nh, chunk, e), reused
+        torch.baddbmm(mask[s:e, :e], q[:, s:e], k_t[:, :, :e], alpha=scale, out=pattern)  # scores
+        torch.ops.aten._softmax.out(pattern, -1, False, out=pattern)  # in place: scores -> pattern
         pattern_out[:, s:e, :e] = pattern
         torch.bmm(pattern, v[:, :e], out=z[:, s:e])
     return attn.c_proj(z.transpose(0, 1).reshape(T, d))
@@ -203,10 +205,15 @@ def _unembed(lm_head: torch.nn.Module, final: torch.Tensor, ids: torch.Tensor, k
     entropy = torch.empty(T, device=dev)
     top_ids = torch.empty(T, k, dtype=torch.long, device=dev)
     top_probs = torch.empty(T, k, device=dev)
+    W = lm_head.weight  # [vocab, d_model], tied to wte; GPT-2's lm_head has no bias
+    chunk = min(_LOGIT_CHUNK, T)
+    logits_buf = torch.empty(chunk, W.shape[0], device=dev, dtype=torch.float32)  # reused per chunk
+    probs_buf = torch.empty_like(logits_buf)
     for s in range(0, T, _LOGIT_CHUNK):
         e = min(s + _LOGIT_CHUNK, T)
-        logits = lm_head(final[s:e]).float()  # [chunk, vocab]
-        probs = torch.softmax(logits, dim=-1)
+        logits, probs = logits_buf[: e - s], probs_buf[: e - s]
+        torch.mm(final[s:e], W.t(), out=logits)  # [chunk, vocab]
+        torch.ops.aten._softmax.out(logits, -1, False, out=probs)
         top_logit, ti = logits.topk(k, dim=-1)  # [chunk, k]
         rows = torch.arange(e - s, device=dev)
         lse = top_logit[:, 0] - torch.log(probs[rows, ti[:, 0]])  # [chunk]
