@@ -1,6 +1,8 @@
 """The app as Streamlit runs it (AppTest on app.py, the file `streamlit run` starts), tiny model."""
 from __future__ import annotations
 
+from tests.plotly_json import decode
+
 import json
 
 import numpy as np
@@ -35,15 +37,6 @@ def figure(at: AppTest, title_start: str) -> dict:
     matches = [f for title, f in figures(at).items() if title.startswith(title_start)]
     assert len(matches) == 1, list(figures(at))
     return matches[0]
-
-
-def decode(arr) -> np.ndarray:
-    """Plotly 7 ships numpy arrays base64-encoded ({'dtype', 'bdata', 'shape'})."""
-    if isinstance(arr, dict) and "bdata" in arr:
-        import base64
-        data = np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"]))
-        return data.reshape([int(s) for s in str(arr.get("shape", len(data))).split(",")]) if "shape" in arr else data
-    return np.asarray(arr, dtype=object if arr and isinstance(arr[0], str) else float)
 
 
 def test_next_token_page_shows_gpt2s_own_probabilities(tiny_env, tiny_lm):

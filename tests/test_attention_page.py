@@ -12,7 +12,7 @@ import ui.shell
 from core.attention import head_scores
 from core.trace import trace
 from tests.conftest import ROOT
-from tests.test_attention_viz import decode
+from tests.plotly_json import decode
 from viz.attention import CELL_BUDGET, causal_nan
 
 PROMPT = "hello hello hello bye bye. The <b>cat</b> sat on the mat & slept."

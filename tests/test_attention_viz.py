@@ -1,7 +1,8 @@
 """viz.attention: each figure holds exactly the slice of the trace it claims, within budget."""
 from __future__ import annotations
 
-import base64
+from tests.plotly_json import decode
+
 import json
 
 import numpy as np
@@ -15,15 +16,6 @@ from viz.attention import (
 )
 
 MODEL = "tiny <b>gpt2</b>"
-
-
-def decode(v) -> np.ndarray:
-    """An array as plotly JSON holds it: a plain list or {dtype, bdata, shape}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        shape = [int(s) for s in str(v.get("shape", len(a))).split(",")]
-        return a.reshape(shape)
-    return np.array(v, dtype=float)
 
 
 def json_z(fig, i: int = 0) -> np.ndarray:

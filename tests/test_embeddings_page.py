@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from core.embeddings import pca, position_embeddings, token_embeddings
 from core.trace import trace
 from tests.conftest import ROOT
-from tests.test_app import decode
+from tests.plotly_json import decode
 from ui.shell import HELLO_BYE
 
 TIMEOUT = 180

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import core.generate
 from core.generate import Decoding, first_divergence, generate_ids
 from tests.conftest import ROOT
-from tests.test_app import decode
+from tests.plotly_json import decode
 
 TIMEOUT = 120
 PROMPT = "The best thing about AI is its ability to"

@@ -4,7 +4,8 @@ Figure data is read back from the chart's JSON and checked against the parameter
 """
 from __future__ import annotations
 
-import base64
+from tests.plotly_json import decode
+
 import json
 
 import numpy as np
@@ -17,15 +18,6 @@ from core.weights import moving_average
 from tests.conftest import ROOT
 
 TIMEOUT = 120
-
-
-def decode(value) -> np.ndarray:
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        if "shape" in value:
-            arr = arr.reshape([int(s) for s in str(value["shape"]).split(",")])
-        return arr
-    return np.asarray(value, dtype=float)
 
 
 def figures(at: AppTest) -> list[dict]:

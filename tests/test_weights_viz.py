@@ -1,23 +1,14 @@
 """viz.weights figures carry the parameter data they are given, in the orientation given."""
 from __future__ import annotations
 
-import base64
+from tests.plotly_json import decode
+
 import json
 
 import numpy as np
 
 from core.weights import block_distributions, get_matrix, normal_pdf, spectrum, view_grid
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
-
-
-def decode(value) -> np.ndarray:
-    """An array from Plotly JSON: a plain list, or {'dtype', 'bdata', 'shape'} binary."""
-    if isinstance(value, dict) and "bdata" in value:
-        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-        if "shape" in value:
-            arr = arr.reshape([int(s) for s in str(value["shape"]).split(",")])
-        return arr
-    return np.asarray(value, dtype=float)
 
 
 def test_matrix_figure_holds_the_matrix_rows_as_inputs(tiny_lm):

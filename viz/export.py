@@ -10,7 +10,6 @@ Batch export without the browser (the one entry point here that loads a model):
 """
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import io
