@@ -14,7 +14,7 @@ from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
 lm = setup_page(
     "Next token",
-    "GPT-2 reads your prompt and gives every one of its 50,257 tokens a probability of coming next; "
+    "GPT-2 reads your prompt and gives every token in its vocabulary (50,257 of them) a probability of coming next; "
     "the table and bars show the likeliest ones. Below, the same distribution on log-log axes, "
     "and how surprised GPT-2 was by each token of the prompt (dark = expected, bright = surprising).",
 )
