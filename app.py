@@ -48,7 +48,7 @@ with left:
     })
 with right:
     show_figure(top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
-                           f"Top {k} next tokens · {label}"), key="next_topk", name=f"next-token-top{k}")
+                           f"Top {k} next tokens · {label}"), key="next_topk")
 
 ranks, probs = rank_curve(t.next_probs)
 show_figure(rank_plot(ranks, probs, f"All {len(t.next_probs):,} next-token probabilities by rank · {label}"), key="next_rank")

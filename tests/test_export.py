@@ -155,3 +155,14 @@ def test_slides_style_applies_to_the_page(tiny_env):
 
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["paper_bgcolor"] == "#111418" and spec["layout"]["font"]["size"] >= 18
+
+
+def test_figure_files_are_named_after_view_model_layer_and_head():
+    from ui.figures import figure_name
+
+    fig = go.Figure(layout=dict(title="tiny · layer 1, head 0: attention pattern"))
+    name = safe_filename(figure_name(fig, "attn_head_chart"), prompt="The cat 你好")
+    assert name.startswith("tiny-layer-1-head-0-attention-pattern_the-cat_")
+    fig = go.Figure(layout=dict(title="Top 10 next tokens · gpt2 · “&lt;b&gt;The cat…”"))
+    assert figure_name(fig, "k") == "Top 10 next tokens · gpt2"
+    assert figure_name(go.Figure(), "next_rank") == "next_rank"

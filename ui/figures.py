@@ -6,6 +6,9 @@ Downloads are computed only when clicked (deferred `st.download_button` data).
 """
 from __future__ import annotations
 
+import html
+import re
+
 import streamlit as st
 
 from viz.export import export_zip, presentation_style, safe_filename, static_export, table_to_csv, to_csv, to_html, to_png, to_svg
@@ -73,14 +76,23 @@ def styled(fig):
     return presentation_style(fig, dark=style == "dark", prompt=_context()[1])
 
 
+def figure_name(fig, key: str) -> str:
+    """What a figure's files are called: its title (which names the view, the model and the
+    layer or head) without markup or the quoted prompt, which safe_filename adds as a slug."""
+    title = html.unescape(re.sub(r"<[^>]+>", " ", fig.layout.title.text or ""))
+    title = re.sub(r"“[^”]*”", " ", title).strip(" ·")
+    return title or key
+
+
 def show_figure(fig, key: str, name: str | None = None) -> None:
     """Draw a Plotly figure full width, with downloads (PNG, SVG, HTML, CSV) under it.
 
-    `name` (default: `key`) names the exported files, e.g. "attention-layer3-head5"."""
+    `name` (default: the figure's title, e.g. "tiny · layer 1, head 0: attention pattern")
+    names the exported files, followed by the prompt's first words and a hash."""
     ss = st.session_state
-    fig = styled(fig)
     model, prompt = _context()
-    base = safe_filename(name or key, model, prompt=prompt)
+    base = safe_filename(name or figure_name(fig, key), prompt=prompt)
+    fig = styled(fig)
     _registry()["figures"][base] = fig
     w, h, scale = int(ss.get("png_width", 1600)), int(ss.get("png_height", 900)), float(ss.get("png_scale", 2.0))
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {

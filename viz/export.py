@@ -48,7 +48,7 @@ def safe_filename(*parts: str, prompt: str | None = None, ext: str = "") -> str:
     """A file name safe on Windows, macOS and Linux: ASCII letters, digits, '-', '_' and one
     '.ext'. The prompt adds a slug of its first words plus a short hash, so two prompts
     never share a name even when nothing ASCII is left (Chinese, emoji)."""
-    pieces = [slug(p, 40) for p in parts]
+    pieces = [slug(p, 80) for p in parts]
     if prompt is not None:
         digest = hashlib.sha1(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         pieces += [slug(prompt, 40), digest]
