@@ -21,7 +21,8 @@ import urllib.request
 
 from common import ROOT, gpt2_small_shaped
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+from viz.export import CHROMIUM_ARGS
+
 WORDS = ("model attention token layer weight meaning word text language network probability the of and "
          "to in is that it for with as on was by this be are from at an or have which one cat dog").split()
 
@@ -59,7 +60,7 @@ def main() -> None:
             except OSError:
                 time.sleep(0.5)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/{args.page}")
             page.wait_for_selector('[data-testid="stSidebar"] textarea', timeout=120_000)

@@ -5,8 +5,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from viz.export import CHROMIUM_ARGS  # noqa: E402
+
 
 
 def main() -> None:
@@ -22,7 +26,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         page.goto(args.url)
         page.wait_for_selector('[data-testid="stSidebar"] textarea', timeout=180_000)

@@ -22,3 +22,15 @@ def decode(value) -> np.ndarray:
 def chart_specs(at) -> list[dict]:
     """The figure JSON of every Plotly chart an AppTest run drew, in page order."""
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def figures_by_title(at) -> dict[str, dict]:
+    """The same, keyed by each figure's title."""
+    return {spec["layout"]["title"]["text"]: spec for spec in chart_specs(at)}
+
+
+def figure(at, title_start: str) -> dict:
+    """The one figure whose title starts with `title_start`."""
+    matches = [f for title, f in figures_by_title(at).items() if title.startswith(title_start)]
+    assert len(matches) == 1, list(figures_by_title(at))
+    return matches[0]

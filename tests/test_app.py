@@ -1,7 +1,7 @@
 """The app as Streamlit runs it (AppTest on app.py, the file `streamlit run` starts), tiny model."""
 from __future__ import annotations
 
-from tests.plotly_json import decode
+from tests.plotly_json import decode, figure, figures_by_title
 
 import json
 
@@ -22,21 +22,6 @@ def run_app(prompt: str | None = None) -> AppTest:
     if prompt is not None:
         at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
     return at
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    """Figure JSON of every Plotly chart on the page, by the chart's key."""
-    out = {}
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
-
-
-def figure(at: AppTest, title_start: str) -> dict:
-    matches = [f for title, f in figures(at).items() if title.startswith(title_start)]
-    assert len(matches) == 1, list(figures(at))
-    return matches[0]
 
 
 def test_next_token_page_shows_gpt2s_own_probabilities(tiny_env, tiny_lm):
@@ -83,7 +68,7 @@ def test_hard_prompts_render_a_page(tiny_env, prompt):
     at = run_app(prompt)
     assert not at.exception
     assert len(at.get("plotly_chart")) == 3
-    for fig in figures(at).values():
+    for fig in figures_by_title(at).values():
         text = json.dumps(fig)
         assert "<img" not in text and "<script" not in text  # escaped for Plotly: &lt;img
     # The prompt is echoed nowhere as Markdown.

@@ -12,7 +12,7 @@ import ui.shell
 from core.attention import head_scores
 from core.trace import trace
 from tests.conftest import ROOT
-from tests.plotly_json import decode
+from tests.plotly_json import chart_specs, decode
 from viz.attention import CELL_BUDGET, causal_nan
 
 PROMPT = "hello hello hello bye bye. The <b>cat</b> sat on the mat & slept."
@@ -35,10 +35,6 @@ def show(at: AppTest, view: str) -> AppTest:
     at.run()
     assert not at.exception
     return at
-
-
-def specs(at: AppTest) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
 @pytest.fixture(scope="module")
@@ -67,26 +63,26 @@ def counted_forwards(monkeypatch):
 def test_every_view_shows_the_traces_slices(tiny_env, expected, counted_forwards):
     a = expected.attention
     at = open_page(attn_layer=1, attn_head=2)
-    [atlas] = specs(at)  # the atlas is the first tab; other tabs build nothing until opened
+    [atlas] = chart_specs(at)  # the atlas is the first tab; other tabs build nothing until opened
     np.testing.assert_allclose(decode(atlas["data"][0]["z"]), head_scores(expected)["previous"], atol=1e-6)
     assert "head atlas" in atlas["layout"]["title"]["text"]
 
-    figs = specs(show(at, "One layer, all heads"))[0]["data"]
+    figs = chart_specs(show(at, "One layer, all heads"))[0]["data"]
     assert len(figs) == 4
     for h in range(4):
         np.testing.assert_array_equal(decode(figs[h]["z"]), causal_nan(a[1, h]))
 
-    [head] = specs(show(at, "One head"))
+    [head] = chart_specs(show(at, "One head"))
     np.testing.assert_array_equal(decode(head["data"][0]["z"]), causal_nan(a[1, 2]))
     assert "layer 1, head 2" in head["layout"]["title"]["text"]
     assert "<b>" not in json.dumps(head["data"][0]["customdata"])  # token text stays escaped
 
-    across, means = specs(show(at, "One head across layers"))
+    across, means = chart_specs(show(at, "One head across layers"))
     for L in range(2):
         np.testing.assert_array_equal(decode(across["data"][L]["z"]), causal_nan(a[L, 2]))
         np.testing.assert_allclose(decode(means["data"][L]["z"]), causal_nan(a[L].astype(np.float32).mean(0)), atol=1e-6)
 
-    to, frm = specs(show(at, "Token focus"))
+    to, frm = chart_specs(show(at, "Token focus"))
     last = expected.n_tokens - 1
     np.testing.assert_allclose(decode(to["data"][0]["z"]), a[:, :, last, :].astype(np.float32).mean(1), atol=1e-6)
     np.testing.assert_allclose(decode(frm["data"][0]["z"]), a[:, :, last:, last].astype(np.float32).mean(1), atol=1e-6)
@@ -100,7 +96,7 @@ def test_switching_layer_and_head_runs_no_model(tiny_env, counted_forwards):
     at.selectbox(key="attn_head").set_value(3).run()
     at.toggle(key="attn_scores").set_value(True).run()
     assert not at.exception
-    pattern, scores = specs(at)
+    pattern, scores = chart_specs(at)
     assert "layer 1, head 3" in pattern["layout"]["title"]["text"] and "pre-softmax" in scores["layout"]["title"]["text"]
     assert counted_forwards == before
 
@@ -116,7 +112,7 @@ def test_induction_atlas_runs_once_and_a_pick_opens_the_head(tiny_env, counted_f
     assert not at.exception
     assert at.session_state["attn_view"] == "One head"
     assert at.session_state["attn_layer"] == 1 and at.session_state["attn_head"] == 3
-    [head] = specs(at)
+    [head] = chart_specs(at)
     assert "layer 1, head 3" in head["layout"]["title"]["text"]
 
 
@@ -125,14 +121,14 @@ def test_a_1024_token_prompt_stays_within_budget(tiny_env):
     at = open_page(long_prompt)
     budget_bytes = 10_000_000
     for view in ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]:
-        figs = specs(show(at, view))
+        figs = chart_specs(show(at, view))
         assert figs, view
         cells = [sum(decode(tr["z"]).size for tr in f["data"] if "z" in tr) for f in figs]
         assert max(cells) <= CELL_BUDGET, (view, cells)
         assert sum(len(c.proto.spec) for c in at.get("plotly_chart")) < budget_bytes, view
-    head = specs(show(at, "One head"))[0]
+    head = chart_specs(show(at, "One head"))[0]
     assert decode(head["data"][0]["z"]).shape == (1024, 1024)  # one head at full resolution
     at.toggle(key="attn_scores").set_value(True).run()
-    [scores] = specs(at)  # two 1,024 x 1,024 heads would pass the page budget: scores alone
+    [scores] = chart_specs(at)  # two 1,024 x 1,024 heads would pass the page budget: scores alone
     assert "pre-softmax" in scores["layout"]["title"]["text"]
     assert len(at.get("plotly_chart")[0].proto.spec) < budget_bytes

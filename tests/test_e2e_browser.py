@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from viz.export import CHROMIUM_ARGS
 
 CHROMIUM = os.environ.get("BROWSER_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 SHOTS = Path(os.environ.get("GPT2VIZ_SCREENSHOTS", ROOT / "benchmarks" / "out"))
 
 
@@ -89,6 +88,14 @@ def open_page(browser, url: str):
     return page
 
 
+def type_prompt(page, text: str) -> None:
+    """Type into the sidebar's prompt box and apply it (Ctrl+Enter), as a person would."""
+    box = page.locator('[data-testid="stSidebar"] textarea')
+    box.fill(text)
+    box.press("Control+Enter")
+    wait_idle(page)
+
+
 def wait_idle(page) -> None:
     """Wait until Streamlit has finished the current run (no running indicator)."""
     page.wait_for_timeout(300)
@@ -98,10 +105,7 @@ def wait_idle(page) -> None:
 
 def test_type_a_prompt_and_see_the_next_token_chart(server, browser):
     page = open_page(browser, server)
-    box = page.locator('[data-testid="stSidebar"] textarea')
-    box.fill("The cat sat on the <b>mat</b> 你好")
-    box.press("Control+Enter")
-    wait_idle(page)
+    type_prompt(page, "The cat sat on the <b>mat</b> 你好")
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
@@ -117,10 +121,7 @@ def test_type_a_prompt_and_see_the_next_token_chart(server, browser):
 
 def test_empty_prompt_shows_a_message_not_an_error(server, browser):
     page = open_page(browser, server)
-    box = page.locator('[data-testid="stSidebar"] textarea')
-    box.fill("   ")
-    box.press("Control+Enter")
-    wait_idle(page)
+    type_prompt(page, "   ")
     page.wait_for_selector("text=The prompt is empty", timeout=60_000)
     assert page.locator('[data-testid="stException"]').count() == 0
     page.close()
@@ -129,10 +130,7 @@ def test_empty_prompt_shows_a_message_not_an_error(server, browser):
 @pytest.mark.parametrize("label", ["Attention", "Weights"])
 def test_other_pages_through_the_sidebar_keep_the_prompt(server, browser, label):
     page = open_page(browser, server)
-    box = page.locator('[data-testid="stSidebar"] textarea')
-    box.fill("hello hello bye")
-    box.press("Control+Enter")
-    wait_idle(page)
+    type_prompt(page, "hello hello bye")
     page.locator('[data-testid="stSidebar"] a', has_text=label).first.click()
     page.wait_for_selector(f"h1:has-text('{label}')", timeout=60_000)
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)

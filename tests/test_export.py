@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
-from viz.export import export_zip, find_chromium, main, presentation_style, safe_filename, static_export, to_csv, to_html, to_png, to_svg
+from viz.export import CHROMIUM_ARGS, export_zip, find_chromium, main, presentation_style, safe_filename, static_export, to_csv, to_html, to_png, to_svg
 
 needs_static = pytest.mark.skipif(not static_export().available and not os.environ.get("CI"),
                                   reason="PNG/SVG export needs Chromium: apt-get install -y chromium")
@@ -59,8 +59,7 @@ def test_html_is_standalone(tmp_path):
     path = tmp_path / "figure.html"
     path.write_text(html)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
-                                    "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.route("http*://**", lambda route: route.abort())  # offline: everything must be inline
         page.goto(path.as_uri())

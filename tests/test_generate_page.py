@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 import core.generate
 from core.generate import Decoding, first_divergence, generate_ids
 from tests.conftest import ROOT
-from tests.plotly_json import decode
+from tests.plotly_json import decode, figure, figures_by_title
 
 TIMEOUT = 120
 PROMPT = "The best thing about AI is its ability to"
@@ -28,20 +28,6 @@ def open_page(prompt: str | None = None) -> AppTest:
     at.switch_page("pages/4_Generation.py")
     at.run()
     return at
-
-
-def figures(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
-
-
-def figure(at: AppTest, title_start: str) -> dict:
-    matches = [f for title, f in figures(at).items() if title.startswith(title_start)]
-    assert len(matches) == 1, list(figures(at))
-    return matches[0]
 
 
 def texts(at: AppTest) -> list[str]:
@@ -97,8 +83,8 @@ def test_moving_chart_widgets_does_not_generate_again(page, monkeypatch):
     page.slider(key="gen_detail_step").set_value(5).run()
     assert not page.exception and calls == []
     assert page.dataframe[0].value["id"].tolist() == before["id"].tolist()
-    assert figures(page)  # still drawn
-    assert any(t.startswith("Step 5:") for t in figures(page))
+    assert figures_by_title(page)  # still drawn
+    assert any(t.startswith("Step 5:") for t in figures_by_title(page))
     page.button(key="gen_run").click().run()  # while "Generate" does (and the patch is seen)
     assert calls == [1]
 
@@ -180,7 +166,7 @@ def test_token_text_is_escaped_and_never_markdown(tiny_env):
     prompt = "<b>bold</b> **markdown** <img src=x onerror=alert(1)>"
     at = open_page(prompt)
     assert not at.exception
-    for fig in figures(at).values():
+    for fig in figures_by_title(at).values():
         text = json.dumps(fig)
         assert "<img" not in text and "<b>" not in text
     assert all(prompt not in md.value for md in at.markdown)

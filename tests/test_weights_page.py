@@ -4,9 +4,8 @@ Figure data is read back from the chart's JSON and checked against the parameter
 """
 from __future__ import annotations
 
-from tests.plotly_json import decode
+from tests.plotly_json import chart_specs, decode
 
-import json
 
 import numpy as np
 import pytest
@@ -18,10 +17,6 @@ from core.weights import moving_average
 from tests.conftest import ROOT
 
 TIMEOUT = 120
-
-
-def figures(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
 
 
 def title(spec: dict) -> str:
@@ -50,7 +45,7 @@ def show_tab(at: AppTest, name: str) -> AppTest:
 
 
 def test_matrix_view_shows_w_q_split_from_c_attn(page, tiny_lm):
-    (spec,) = figures(page)
+    (spec,) = chart_specs(page)
     c_attn = params(tiny_lm)["transformer.h.0.attn.c_attn.weight"]
     np.testing.assert_array_equal(decode(spec["data"][0]["z"]), c_attn[:, :64])
     assert spec["data"][0]["zmid"] == 0
@@ -65,12 +60,12 @@ def test_matrix_view_follows_block_parameter_and_head(page, tiny_lm):
     at.selectbox(key="weights_block").set_value(1).run()
     at.selectbox(key="weights_head").set_value(2).run()
     assert not at.exception
-    (spec,) = figures(at)
+    (spec,) = chart_specs(at)
     c_attn = params(tiny_lm)["transformer.h.1.attn.c_attn.weight"]
     np.testing.assert_array_equal(decode(spec["data"][0]["z"]), c_attn[:, 128 + 32:128 + 48])
     assert "head 2" in spec["layout"]["xaxis"]["title"]["text"]
     at.selectbox(key="weights_param").set_value("W_out").run()
-    (spec,) = figures(at)
+    (spec,) = chart_specs(at)
     np.testing.assert_array_equal(decode(spec["data"][0]["z"]), params(tiny_lm)["transformer.h.1.mlp.c_proj.weight"])
     assert at.selectbox(key="weights_head").disabled
     assert spec["layout"]["yaxis"]["title"]["text"] == "d_mlp (input)"
@@ -79,10 +74,10 @@ def test_matrix_view_follows_block_parameter_and_head(page, tiny_lm):
 def test_vectors_are_bar_charts_and_smoothing_asks_for_a_matrix(page, tiny_lm):
     at = page
     at.selectbox(key="weights_param").set_value("b_in").run()
-    (spec,) = figures(at)
+    (spec,) = chart_specs(at)
     np.testing.assert_array_equal(decode(spec["data"][0]["y"]), params(tiny_lm)["transformer.h.0.mlp.c_fc.bias"])
     show_tab(at, "Smoothed")
-    assert not figures(at) and "needs a matrix" in at.info[0].value
+    assert not chart_specs(at) and "needs a matrix" in at.info[0].value
 
 
 def test_large_matrices_are_downsampled_and_say_so(page, tiny_lm, monkeypatch):
@@ -90,7 +85,7 @@ def test_large_matrices_are_downsampled_and_say_so(page, tiny_lm, monkeypatch):
     st.cache_data.clear()
     try:
         page.selectbox(key="weights_param").set_value("W_E").run()
-        (spec,) = figures(page)
+        (spec,) = chart_specs(page)
     finally:
         st.cache_data.clear()
     z = decode(spec["data"][0]["z"])
@@ -105,7 +100,7 @@ def test_smoothed_views_match_a_direct_moving_average(page, tiny_lm):
     at.selectbox(key="weights_param").set_value("W_in").run()
     at.slider(key="weights_window").set_value(16).run()
     assert not at.exception
-    moving, block = figures(at)
+    moving, block = chart_specs(at)
     w = params(tiny_lm)["transformer.h.0.mlp.c_fc.weight"]  # (64, 256)
     z = decode(moving["data"][0]["z"])
     assert z.shape == (49, 241)
@@ -120,7 +115,7 @@ def test_smoothed_views_match_a_direct_moving_average(page, tiny_lm):
 def test_distributions_overlay_every_block(page, tiny_lm):
     at = show_tab(page, "Across blocks")
     at.selectbox(key="weights_param").set_value("W_O").run()
-    dist, kurt = figures(at)
+    dist, kurt = chart_specs(at)
     names = [t["name"] for t in dist["data"]]
     assert names == ["block 0", "block 1", "normal fit (block 0)"]
     table = at.dataframe[0].value
@@ -128,7 +123,7 @@ def test_distributions_overlay_every_block(page, tiny_lm):
     np.testing.assert_allclose(table["std"].iloc[1], w1.std(), rtol=1e-6)
     assert len(decode(kurt["data"][0]["y"])) == 2
     at.toggle(key="weights_log").set_value(True).run()
-    assert figures(at)[0]["layout"]["yaxis"]["type"] == "log"
+    assert chart_specs(at)[0]["layout"]["yaxis"]["type"] == "log"
 
 
 def test_statistics_table_total_equals_the_models_count(page, tiny_lm):
@@ -142,7 +137,7 @@ def test_statistics_table_total_equals_the_models_count(page, tiny_lm):
 def test_spectrum_matches_numpy(page, tiny_lm):
     at = show_tab(page, "Spectrum")
     at.selectbox(key="weights_param").set_value("W_in").run()
-    (spec,) = figures(at)
+    (spec,) = chart_specs(at)
     w = params(tiny_lm)["transformer.h.0.mlp.c_fc.weight"].astype(np.float64)
     np.testing.assert_allclose(decode(spec["data"][0]["y"]), np.linalg.svd(w, compute_uv=False), rtol=1e-4)
     assert spec["layout"]["yaxis"]["type"] == "log"
@@ -157,5 +152,5 @@ def test_window_follows_a_smaller_matrix_without_warnings(page):
     at.selectbox(key="weights_head").set_value(1).run()  # (16, 64): the window must shrink to fit
     assert not at.exception and not at.warning
     assert at.slider(key="weights_window").max == 16 and 1 <= at.slider(key="weights_window").value <= 16
-    moving, _ = figures(at)
+    moving, _ = chart_specs(at)
     assert "head 1" in title(moving)

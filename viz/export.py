@@ -30,6 +30,10 @@ import plotly.io as pio
 from .common import esc, short
 
 SLIDE = dict(width=1600, height=900, scale=2)
+# How this project starts a headless Chromium (tests, screenshots, benchmarks): no sandbox as
+# root, and none of the background traffic that a closed network answers with errors.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
 _kaleido_lock = threading.Lock()
 _kaleido_started = False
