@@ -8,21 +8,16 @@ import numpy as np
 import streamlit as st
 
 from core.next_token import prompt_perplexity, rank_curve, top_k_table
-from ui.shell import current_trace, md_escape, setup_page, show_figure, show_table, url_state
+from ui.shell import md_escape, setup_trace_page, show_figure, show_table, url_state
 from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
-lm = setup_page(
+lm, t = setup_trace_page(
     "Next token",
     "GPT-2 reads your prompt and gives every token in its vocabulary (50,257 of them) a probability of coming next; "
     "the table and bars show the likeliest ones. Below, the same distribution on log-log axes, "
     "and how surprised GPT-2 was by each token of the prompt (dark = expected, bright = surprising).",
 )
-if lm is None:
-    st.stop()
-t = current_trace(lm)
-if t is None:
-    st.stop()
 
 label = figure_label(lm.label, t.prompt)
 top1 = top_k_table(lm, t, 1).iloc[0]

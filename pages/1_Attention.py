@@ -10,7 +10,7 @@ import streamlit as st
 from core.attention import (
     HEAD_METRICS, attended_by, attends_to, head_scores, induction_scores, layer_mean_pattern, pre_softmax_scores,
 )
-from ui.shell import current_trace, setup_page, show_figure, url_state
+from ui.shell import setup_trace_page, show_figure, url_state
 from viz.attention import (
     CELL_BUDGET, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure, layer_heads_figure,
     layer_means_figure, scores_figure,
@@ -18,17 +18,12 @@ from viz.attention import (
 
 VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
 
-lm = setup_page(
+lm, t = setup_trace_page(
     "Attention",
     "Each square shows one attention head: row *i* is a token (the query), and the colour in column *j* is how "
     "much of what it reads comes from token *j* (the key). Rows add up to 1, and the upper triangle is empty "
     "because a token cannot see the tokens after it.",
 )
-if lm is None:
-    st.stop()
-t = current_trace(lm)
-if t is None:
-    st.stop()
 ss = st.session_state
 
 

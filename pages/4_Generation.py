@@ -8,22 +8,17 @@ import streamlit as st
 from core.generate import (Decoding, beam_search, beams_table, decode_text, eos_ids, first_divergence, generate_ids,
                            generate_steps, entropy_at_temperatures, max_new_tokens, repeated_ngram_mask, steps_table, temperature_sweep)
 from core.tokens import display_tokens
-from ui.shell import current_trace, setup_page, show_figure, show_table, url_state
+from ui.shell import setup_trace_page, show_figure, show_table, url_state
 from viz.common import figure_label
 from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
 from viz.next_token import top_k_bars
 
-lm = setup_page(
+lm, t = setup_trace_page(
     "Generation",
     "GPT-2 writes by adding one token at a time: it gives every token a probability, one is picked, "
     "and the longer text goes back in. Always taking the likeliest token (greedy) soon repeats itself; "
     "sampling at a temperature such as 0.8 reads better, and differs with every seed.",
 )
-if lm is None:
-    st.stop()
-t = current_trace(lm)
-if t is None:
-    st.stop()
 
 ss = st.session_state
 METHODS = {"greedy": "Greedy (temperature 0)", "sample": "Sample", "beam": "Beam search"}

@@ -2,10 +2,9 @@
 
 Pages are Streamlit's auto-discovered `pages/` scripts; each starts with
 
-    lm = setup_page("Attention", "One or two plain sentences on how to read the figure.")
-    t = current_trace(lm)        # None (and a message shown) when there is nothing to trace
-    if t is None:
-        st.stop()
+    lm, t = setup_trace_page("Attention", "One or two plain sentences on how to read the figure.")
+
+(or `setup_page` alone, for a page such as Weights that needs no prompt).
 
 The prompt and the model choice live under plain session-state keys ("prompt",
 "model_name"), not under widget keys, because Streamlit drops a widget's state when
@@ -231,3 +230,15 @@ def current_trace(lm: LoadedModel) -> Trace | None:
                  format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens", on_change=_sync, args=("sidebar_keep", "keep"))
     with st.spinner(f"Running {md_escape(lm.name)} on {len(ids):,} tokens…"):
         return get_trace(lm, prompt, ss["keep"])
+
+
+def setup_trace_page(title: str, intro: str) -> tuple[LoadedModel, Trace]:
+    """setup_page, then the prompt's trace, for pages that need both. When either is missing
+    the page has already said why (and how to fix it), and the run stops here."""
+    lm = setup_page(title, intro)
+    if lm is None:
+        st.stop()
+    t = current_trace(lm)
+    if t is None:
+        st.stop()
+    return lm, t
