@@ -26,19 +26,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.common import gpt2_small_shaped  # noqa: E402
 from core import load_model  # noqa: E402
-from core.embeddings import parse_groups, position_embeddings, token_embeddings, word_vectors  # noqa: E402
-from core.projection import MapParams, embedding_map, matrix_digest, project  # noqa: E402
+from core.embeddings import EXAMPLE_WORD_GROUPS, parse_groups, position_embeddings, token_embeddings, word_vectors  # noqa: E402
+from core.projection import VOCAB_MAP_PARAMS, embedding_map, matrix_digest, project, word_map_params  # noqa: E402
 from core.tokens import display_tokens  # noqa: E402
 from viz.common import esc, short  # noqa: E402
 from viz.embeddings import cloud_map  # noqa: E402
 
-VOCAB_PARAMS = MapParams(method="umap", n_neighbors=15, min_dist=0.1, metric="cosine", pca_dims=50, n_epochs=200, seed=0)
-WORDS = """animals: cat, dog, horse, cow, lion, tiger, elephant, mouse, rabbit, sheep
-fruits: apple, banana, orange, grape, cherry, pear, peach, lemon, mango, strawberry
-colours: red, green, blue, yellow, purple, pink, brown, black, white, grey
-numbers: one, two, three, four, five, six, seven, eight, nine, ten
-countries: France, Germany, Italy, Spain, Japan, China, India, Brazil, Canada, Mexico
-verbs: run, walk, eat, sleep, write, read, swim, sing, think, jump"""
 OTHER_WORDS = "tools: hammer, saw, drill, wrench, screwdriver, pliers\nweather: rain, snow, wind, storm, sun, fog, hail"
 
 
@@ -63,16 +56,16 @@ def main() -> None:
         if not stages or s.split(":")[0] != stages[-1][1].split(":")[0]:
             stages.append((time.perf_counter() - t_start, s))
 
-    emap, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_PARAMS, progress=progress, directory=directory))
+    emap, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, progress=progress, directory=directory))
     assert not emap.from_cache
     rows.append((f"first vocabulary map {wte.shape[0]:,} x {wte.shape[1]} (fresh process, incl. numba compile)", secs,
                  "goal < 90 s"))
     digest, secs = timed(lambda: matrix_digest(wte))
     rows.append(("hash of wte (154 MB; once per model in the app)", secs, ""))
-    again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_PARAMS, directory=directory))
+    again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, directory=directory))
     assert again.from_cache
     rows.append(("cached reload, hashing wte included", secs, "goal < 1 s"))
-    again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_PARAMS, directory=directory, digest=digest))
+    again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, directory=directory, digest=digest))
     rows.append(("cached reload, hash known (what the app does)", secs, "goal < 1 s"))
 
     strings = display_tokens(lm, range(lm.d_vocab))
@@ -81,15 +74,15 @@ def main() -> None:
     size = len(fig.to_json())
     rows.append((f"vocabulary figure built ({size / 2**20:.2f} MB of JSON)", secs, "page < 10 MB"))
 
-    pmap, secs = timed(lambda: embedding_map(wpe, lm.name, "positions", VOCAB_PARAMS, directory=directory))
+    pmap, secs = timed(lambda: embedding_map(wpe, lm.name, "positions", VOCAB_MAP_PARAMS, directory=directory))
     rows.append((f"first position map {wpe.shape[0]:,} x {wpe.shape[1]}", secs, ""))
 
-    for label, text in (("word-list map, 60 words, UMAP (first list)", WORDS),
-                        ("word-list map, same 60 words again", WORDS),
+    for label, text in (("word-list map, 60 words, UMAP (first list)", EXAMPLE_WORD_GROUPS),
+                        ("word-list map, same 60 words again", EXAMPLE_WORD_GROUPS),
                         ("word-list map, another 13 words", OTHER_WORDS)):
         pairs = parse_groups(text)
         vecs = [w.vector for w in word_vectors(lm, [w for _, w in pairs])]
-        params = MapParams(n_neighbors=8, min_dist=0.3, pca_dims=0, seed=0)
+        params = word_map_params()
         _, secs = timed(lambda: project(np.stack(vecs), params))
         rows.append((label, secs, "goal < 5 s"))
 

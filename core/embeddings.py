@@ -78,6 +78,15 @@ def split_words(text: str, limit: int = 64) -> list[str]:
     return out[:limit]
 
 
+# The example word list, in the spirit of Wolfram's essay: a few groups of everyday words.
+EXAMPLE_WORD_GROUPS = """animals: cat, dog, horse, cow, lion, tiger, elephant, mouse, rabbit, sheep
+fruits: apple, banana, orange, grape, cherry, pear, peach, lemon, mango, strawberry
+colours: red, green, blue, yellow, purple, pink, brown, black, white, grey
+numbers: one, two, three, four, five, six, seven, eight, nine, ten
+countries: France, Germany, Italy, Spain, Japan, China, India, Brazil, Canada, Mexico
+verbs: run, walk, eat, sleep, write, read, swim, sing, think, jump"""
+
+
 def parse_groups(text: str, limit: int = 400) -> list[tuple[str, str]]:
     """(group, word) pairs from lines like `animals: cat, dog, horse`.
 

@@ -59,6 +59,15 @@ class MapParams:
         return "-".join(f"{k}{v}" for k, v in asdict(self).items())
 
 
+def word_map_params(method: str = "umap", dims: int = 2) -> MapParams:
+    """Settings for a map of a short word list: few neighbours, spread-out points, no PCA step."""
+    return MapParams(method=method, n_components=dims, n_neighbors=8, min_dist=0.3, pca_dims=0, seed=0)
+
+
+# The whole-table maps (all tokens, all positions) the app draws and caches, and the benchmark times.
+VOCAB_MAP_PARAMS = MapParams(method="umap", n_neighbors=15, min_dist=0.1, metric="cosine", pca_dims=50, n_epochs=200, seed=0)
+
+
 # ---- projections --------------------------------------------------------------------------------
 def project(X: np.ndarray, params: MapParams = MapParams(), progress: ProgressFn | None = None) -> np.ndarray:
     """Rows of X [n, d] as points [n, n_components] float32, by PCA or UMAP.

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.embeddings import (cosine_matrix, euclidean_matrix, find_tokens, nearest_tokens, occurrence_similarity,
+from core.embeddings import (EXAMPLE_WORD_GROUPS, cosine_matrix, euclidean_matrix, find_tokens, nearest_tokens, occurrence_similarity,
                              parse_groups, pca, pool_square, position_embeddings, repeated_tokens, split_words,
                              token_embeddings, word_vectors)
-from core.projection import MapParams, embedding_map, matrix_digest, project
+from core.projection import VOCAB_MAP_PARAMS, embedding_map, matrix_digest, project, word_map_params
 from core.tokens import display_tokens
 from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure, url_state
 from viz.common import esc, figure_label, short
@@ -27,13 +27,6 @@ if lm is None:
 t = current_trace(lm)
 
 BANK = "I sat on the bank of the river and watched the water. Then I went to the bank to deposit my money."
-EXAMPLE_GROUPS = """animals: cat, dog, horse, cow, lion, tiger, elephant, mouse, rabbit, sheep
-fruits: apple, banana, orange, grape, cherry, pear, peach, lemon, mango, strawberry
-colours: red, green, blue, yellow, purple, pink, brown, black, white, grey
-numbers: one, two, three, four, five, six, seven, eight, nine, ten
-countries: France, Germany, Italy, Spain, Japan, China, India, Brazil, Canada, Mexico
-verbs: run, walk, eat, sleep, write, read, swim, sing, think, jump"""
-VOCAB_PARAMS = MapParams(method="umap", n_neighbors=15, min_dist=0.1, metric="cosine", pca_dims=50, n_epochs=200, seed=0)
 MAX_CELLS = 1_500_000  # per figure: what a browser draws smoothly
 MAX_HEATMAP_TOKENS = 128  # 3 heatmaps of 768 x 128 keep the tab near 1.5 MB
 ss = st.session_state
@@ -79,8 +72,7 @@ def neighbours(name: str, word: str, leading_space: bool, _lm) -> pd.DataFrame:
 def word_map(name: str, pairs: tuple, leading_space: bool, method: str, dims: int, _lm):
     wvs = word_vectors(_lm, [w for _, w in pairs], leading_space)
     t0 = time.perf_counter()
-    coords = project(np.stack([w.vector for w in wvs]), MapParams(method=method, n_components=dims, n_neighbors=8,
-                                                                  min_dist=0.3, pca_dims=0, seed=0))
+    coords = project(np.stack([w.vector for w in wvs]), word_map_params(method, dims))
     return coords, sum(w.n_pieces > 1 for w in wvs), time.perf_counter() - t0
 
 
@@ -179,7 +171,7 @@ with tabs[2]:
 # ---- 4. meaning space for a word list -----------------------------------------------------------------------
 with tabs[3]:
     if tabs[3].open:
-        text = st.text_area("Words by group, one group per line: “group: word, word, …”", EXAMPLE_GROUPS,
+        text = st.text_area("Words by group, one group per line: “group: word, word, …”", EXAMPLE_WORD_GROUPS,
                             height=180, key="emb_groups")
         c1, c2, c3 = st.columns(3)
         method = c1.radio("Projection", ["umap", "pca"], horizontal=True, key="emb_method",
@@ -207,20 +199,20 @@ with tabs[4]:
                          else f"position embeddings ({lm.n_ctx:,})")
         X = token_embeddings(lm) if table == "tokens" else position_embeddings(lm)
         digest = digests(lm.name, lm)[table]
-        emap = embedding_map(X, lm.name, table, VOCAB_PARAMS, digest=digest, compute=False)
+        emap = embedding_map(X, lm.name, table, VOCAB_MAP_PARAMS, digest=digest, compute=False)
         if emap is None:
             st.info(f"The map of all {len(X):,} {table} is computed once per model and kept on disk; it takes "
                     f"{'about a minute' if len(X) > 20_000 else 'a few seconds'} on a CPU.")
             if st.button(f"Compute the map of all {len(X):,} {table}", key=f"emb_vocab_compute_{table}",
                          icon=":material/play_arrow:"):
                 bar = st.progress(0.0, text="Starting…")
-                emap = embedding_map(X, lm.name, table, VOCAB_PARAMS, digest=digest,
+                emap = embedding_map(X, lm.name, table, VOCAB_MAP_PARAMS, digest=digest,
                                      progress=lambda f, s: bar.progress(min(max(f, 0.0), 1.0), text=s))
                 bar.empty()
         if emap is not None:
             how = "loaded from the cache" if emap.from_cache else "computed"
-            st.caption(f"UMAP of {len(X):,} × {lm.d_model} ({VOCAB_PARAMS.pca_dims} PCA dimensions first, "
-                       f"{VOCAB_PARAMS.n_neighbors} neighbours, cosine), {how} in {emap.seconds:.1f} s.")
+            st.caption(f"UMAP of {len(X):,} × {lm.d_model} ({VOCAB_MAP_PARAMS.pca_dims} PCA dimensions first, "
+                       f"{VOCAB_MAP_PARAMS.n_neighbors} neighbours, cosine), {how} in {emap.seconds:.1f} s.")
             if table == "tokens":
                 strings, hover = vocab_strings(lm.name, lm)
                 query = st.text_input("Find a token", key="emb_vocab_search", placeholder="e.g. cat")
