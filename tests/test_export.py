@@ -88,6 +88,12 @@ def test_file_names_are_safe_everywhere(prompt):
     assert safe_filename("con") == "con_"
 
 
+def test_the_zip_uses_the_names_the_page_buttons_use():
+    name = safe_filename("tiny · layer 1, head 0: attention pattern", prompt="The cat 你好")
+    data = export_zip({name: heatmap_fig()}, {}, static=False)
+    assert f"{name}.csv" in zipfile.ZipFile(io.BytesIO(data)).namelist()
+
+
 def test_prompts_without_ascii_still_get_distinct_names():
     assert safe_filename("v", prompt="人工智能") != safe_filename("v", prompt="机器学习")
 

@@ -35,6 +35,7 @@ SLIDE = dict(width=1600, height=900, scale=2)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,150}")
 _kaleido_lock = threading.Lock()
 _kaleido_started = False
 
@@ -209,6 +210,11 @@ def table_to_csv(table) -> bytes:
     return table.to_csv(index=False).encode("utf-8")
 
 
+def _zip_name(name: str) -> str:
+    """A name already made by safe_filename (the page's buttons use it) is kept as it is."""
+    return name if _SAFE_NAME.fullmatch(name) and name.lower() not in _WINDOWS_RESERVED else safe_filename(name)
+
+
 def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, title: str = "",
                static: bool | None = None) -> bytes:
     """A ZIP with SVG + PNG + CSV of every figure (PNG/SVG only if static export works),
@@ -218,7 +224,7 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
     lines = [title or "Inside GPT-2 figures", ""]
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, fig in figures.items():
-            base = safe_filename(name)
+            base = _zip_name(name)
             title_text = fig.layout.title.text or name
             files = [f"{base}.csv", f"{base}.html"]
             z.writestr(f"{base}.csv", to_csv(fig))
@@ -229,7 +235,7 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
                 files += [f"{base}.svg", f"{base}.png"]
             lines.append(f"{title_text}\n    " + ", ".join(sorted(files)))
         for name, table in (tables or {}).items():
-            base = safe_filename(name)
+            base = _zip_name(name)
             z.writestr(f"{base}.csv", table_to_csv(table))
             lines.append(f"{name} (table)\n    {base}.csv")
         if not static:
