@@ -11,6 +11,7 @@ import re
 
 import streamlit as st
 
+from ui.state import persisted
 from viz.export import export_zip, presentation_style, safe_filename, static_export, table_to_csv, to_csv, to_html, to_png, to_svg
 
 STYLES = {"normal": "Screen", "slides": "Slides (white)", "dark": "Slides (dark)"}
@@ -33,20 +34,13 @@ def _context() -> tuple[str, str]:
 
 def export_settings() -> None:
     """Sidebar controls: figure style and exported image size (kept across pages)."""
-    ss = st.session_state
-    ss.setdefault("style", "normal")
-    ss["sidebar_style"] = ss["style"]
-    st.radio("Figure style", list(STYLES), key="sidebar_style", format_func=STYLES.get, horizontal=True,
-             on_change=lambda: ss.update(style=ss["sidebar_style"]),
+    st.radio("Figure style", list(STYLES), format_func=STYLES.get, horizontal=True, **persisted("style", "normal"),
              help="Slides: white or dark background, large fonts and thick lines, titles with the prompt.")
-    for key, default in (("png_width", 1600), ("png_height", 900), ("png_scale", 2.0)):
-        ss.setdefault(key, default)
-        ss[f"sidebar_{key}"] = ss[key]
     with st.expander("Image export size"):
         c1, c2, c3 = st.columns(3)
-        c1.number_input("Width", 200, 8000, step=100, key="sidebar_png_width", on_change=lambda: ss.update(png_width=ss["sidebar_png_width"]))
-        c2.number_input("Height", 200, 8000, step=100, key="sidebar_png_height", on_change=lambda: ss.update(png_height=ss["sidebar_png_height"]))
-        c3.number_input("Scale", 0.5, 6.0, step=0.5, key="sidebar_png_scale", on_change=lambda: ss.update(png_scale=ss["sidebar_png_scale"]))
+        c1.number_input("Width", 200, 8000, step=100, **persisted("png_width", 1600))
+        c2.number_input("Height", 200, 8000, step=100, **persisted("png_height", 900))
+        c3.number_input("Scale", 0.5, 6.0, step=0.5, **persisted("png_scale", 2.0))
         st.caption("PNG pixels = size × scale. The camera icon on each figure uses the same size.")
 
 

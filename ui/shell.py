@@ -23,6 +23,7 @@ from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, Prom
 from core.model import LoadedModel
 from core.trace import estimate_trace_bytes, prompt_ids, trace_ids
 from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
+from ui.state import persisted
 from ui.url import prompt_too_long_for_links, seed_shared_state, url_state, write_shared_state  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,10 +90,6 @@ def _set_prompt(text: str) -> None:
     st.session_state["prompt"] = text
 
 
-def _sync(widget_key: str, state_key: str) -> None:
-    st.session_state[state_key] = st.session_state[widget_key]
-
-
 # ---- sidebar ----------------------------------------------------------------------------------
 def _navigation() -> None:
     for file, label, icon in PAGES:
@@ -136,10 +133,7 @@ def _model_picker() -> None:
 
 
 def _prompt_box() -> None:
-    ss = st.session_state
-    ss["sidebar_prompt"] = ss["prompt"]
-    st.text_area("Prompt", key="sidebar_prompt", height=140, max_chars=MAX_PROMPT_CHARS,
-                 on_change=_sync, args=("sidebar_prompt", "prompt"),
+    st.text_area("Prompt", height=140, max_chars=MAX_PROMPT_CHARS, **persisted("prompt"),
                  help="Shared by every page. Press Ctrl+Enter (or click outside) to apply.")
     st.caption("Examples")
     cols = st.columns(2)
@@ -225,9 +219,8 @@ def current_trace(lm: LoadedModel) -> Trace | None:
         total = len(ids) + n_dropped
         st.warning(f"The prompt is {total:,} tokens long; {md_escape(lm.name)} reads at most {lm.n_ctx:,}. "
                    f"{n_dropped:,} tokens were dropped from the {'end' if ss['keep'] == 'first' else 'start'}.")
-        ss["sidebar_keep"] = ss["keep"]
-        st.radio("Keep", ["first", "last"], key="sidebar_keep", horizontal=True,
-                 format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens", on_change=_sync, args=("sidebar_keep", "keep"))
+        st.radio("Keep", ["first", "last"], horizontal=True, format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens",
+                 **persisted("keep"))
     with st.spinner(f"Running {md_escape(lm.name)} on {len(ids):,} tokens…"):
         return get_trace(lm, prompt, ss["keep"])
 
