@@ -35,12 +35,6 @@ def rank_curve(probs: np.ndarray, max_points: int = 1500) -> tuple[np.ndarray, n
     return ranks, p[ranks - 1]
 
 
-def entropy_bits(probs: np.ndarray) -> float:
-    """Shannon entropy in bits of a probability vector."""
-    p = np.asarray(probs, dtype=np.float64)
-    p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
-
 
 def prompt_perplexity(t: Trace) -> float:
     """2 ** mean surprisal (bits) over the tokens GPT-2 predicted (all but the first); NaN if none."""
