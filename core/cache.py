@@ -1,8 +1,10 @@
-"""A thread-safe LRU of traces bounded by bytes, so memory stays flat however many prompts come.
+"""A thread-safe LRU of traces and per-layer arrays bounded by bytes, so memory stays flat
+however many prompts and views come.
 
-Counting entries is not enough: one 1,024-token trace of GPT-2 small holds ~500 MB
-(the attention alone is 12 x 12 x 1024 x 1024 float16 = 302 MB) while a short one
-holds a few hundred KB.
+Counting entries is not enough: one layer's patterns of gpt2-xl at 1,024 tokens hold
+105 MB (25 x 1024 x 1024 float32) while a short prompt's trace holds a few hundred KB.
+The budget follows the model: `budget_for(lm)` fits a full-length trace plus several
+whole layers of patterns; `GPT2VIZ_TRACE_CACHE_MB` overrides it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ from collections import OrderedDict
 from typing import Callable, Hashable
 
 ENV_CACHE_MB = "GPT2VIZ_TRACE_CACHE_MB"
-DEFAULT_CACHE_MB = 768  # one 1,024-token GPT-2 small trace (~480 MB) plus many short ones
+DEFAULT_CACHE_MB = 768  # the floor: GPT-2 small's full-length trace (50 MB) and ~15 whole layers of patterns
+LAYERS_KEPT = 8  # whole layers of patterns at full length that the budget must hold besides a trace
+MAX_SHARE_OF_RAM = 0.25
 
 
 def _load_malloc_trim():
@@ -34,8 +38,36 @@ def release_freed_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+def budget_override() -> int | None:
+    value = os.environ.get(ENV_CACHE_MB, "").strip()
+    return int(float(value) * 2**20) if value else None
+
+
 def default_budget_bytes() -> int:
-    return int(float(os.environ.get(ENV_CACHE_MB, DEFAULT_CACHE_MB)) * 2**20)
+    override = budget_override()
+    return override if override is not None else DEFAULT_CACHE_MB * 2**20
+
+
+def _physical_ram() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return None
+
+
+def budget_for(trace_bytes: int, layer_pattern_bytes: int) -> int:
+    """Bytes a cache needs for a model whose full-length trace and one layer's patterns
+    take these many bytes: the floor, or a trace plus LAYERS_KEPT layers, whichever is
+    larger, but at most a quarter of the machine's memory (never below one trace and
+    two layers). `GPT2VIZ_TRACE_CACHE_MB` overrides."""
+    override = budget_override()
+    if override is not None:
+        return override
+    want = max(DEFAULT_CACHE_MB * 2**20, trace_bytes + LAYERS_KEPT * layer_pattern_bytes)
+    ram = _physical_ram()
+    if ram:
+        want = min(want, max(int(ram * MAX_SHARE_OF_RAM), trace_bytes + 2 * layer_pattern_bytes))
+    return want
 
 
 class ByteBoundedCache:
@@ -50,7 +82,7 @@ class ByteBoundedCache:
         self.max_bytes = default_budget_bytes() if max_bytes is None else int(max_bytes)
         self._items: OrderedDict[Hashable, object] = OrderedDict()
         self._lock = threading.Lock()
-        self._compute_lock = threading.Lock()
+        self._compute_lock = threading.RLock()  # a layer's MLP computes (and caches) its attention first
         self.hits = 0
         self.misses = 0
 
@@ -100,6 +132,32 @@ class ByteBoundedCache:
                     self._items[key] = value
             return value
 
+    def ensure_budget(self, max_bytes: int) -> None:
+        """Grow the budget to at least max_bytes (a larger model was loaded)."""
+        self.max_bytes = max(self.max_bytes, int(max_bytes))
+
+    def drop(self, match: Callable[[Hashable], bool]) -> None:
+        """Forget every entry whose key matches (for example those of an unloaded model)."""
+        with self._lock:
+            gone = [k for k in self._items if match(k)]
+            for k in gone:
+                del self._items[k]
+        if gone:
+            release_freed_memory()
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+_SHARED: ByteBoundedCache | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_cache() -> ByteBoundedCache:
+    """The process-wide cache that traces use for their per-layer arrays unless given another."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            _SHARED = ByteBoundedCache()
+        return _SHARED

@@ -234,8 +234,9 @@ class ModelStore:
     At most `max_models` stay in memory; gpt2-xl alone takes 6 GB.
     """
 
-    def __init__(self, max_models: int = 2):
+    def __init__(self, max_models: int = 2, on_evict: Callable[[str], None] | None = None):
         self.max_models = max_models
+        self.on_evict = on_evict
         self._loaded: dict[str, LoadedModel | ModelLoadError] = {}
         self._lock = threading.Lock()
 
@@ -249,7 +250,10 @@ class ModelStore:
                 except ModelLoadError as e:
                     hit = e
                 while len(self._loaded) >= self.max_models:
-                    self._loaded.pop(next(iter(self._loaded)))
+                    gone = next(iter(self._loaded))
+                    self._loaded.pop(gone)
+                    if self.on_evict is not None:
+                        self.on_evict(gone)
                 self._loaded[name] = hit
         if isinstance(hit, ModelLoadError):
             raise hit

@@ -4,8 +4,9 @@ Tests load a tiny one through the same `load_model(path)` code path users take;
 benchmarks save one with GPT-2 small's exact shape, whose compute cost is the real one.
 The numbers such a model produces are meaningless; its shapes and code path are not.
 
-    python -m core.synthetic /tmp/tiny-gpt2            # tiny: 2 layers, 4 heads, d_model 64
-    python -m core.synthetic /tmp/gpt2-shaped --small  # GPT2Config() defaults, 124 M parameters
+    python -m core.synthetic /tmp/tiny-gpt2                   # tiny: 2 layers, 4 heads, d_model 64
+    python -m core.synthetic /tmp/gpt2-shaped --small         # GPT2Config() defaults, 124 M parameters
+    python -m core.synthetic /tmp/xl-shaped --shape gpt2-xl   # 48 layers, 25 heads, d_model 1,600
 """
 from __future__ import annotations
 
@@ -56,6 +57,51 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 512):
     return tok
 
 
+def randomize_layer_norms(model, seed: int = 0) -> None:
+    """Give every LayerNorm random gains around 1 and random biases, as trained GPT-2 has.
+    GPT2Config's initial gains of 1 and biases of 0 would hide a dropped bias or a
+    misnamed LayerNorm."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1 + 0.3 * torch.randn(module.weight.shape, generator=gen))
+                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=gen))
+
+
+# The GPT-2 family's shapes: (n_layer, n_head, n_embd); vocabulary 50,257 and context 1,024 for all.
+SHAPES = {"gpt2": (12, 12, 768), "gpt2-medium": (24, 16, 1024), "gpt2-large": (36, 20, 1280), "gpt2-xl": (48, 25, 1600)}
+
+
+def build_shaped(out_dir: str | Path, shape: str, seed: int = 0) -> Path:
+    """Save a random model of one GPT-2 size's exact shape (gpt2-xl: 1.6 B parameters, 6.2 GB),
+    built on the meta device and filled in place, so memory holds one copy of the weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = Path(out_dir)
+    tok = build_tokenizer(out)
+    n_layer, n_head, n_embd = SHAPES[shape]
+    config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bos_token_id=tok.eos_token_id,
+                        eos_token_id=tok.eos_token_id)
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(config)
+    model = model.to_empty(device="cpu").eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.zero_()
+            elif "ln_" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02, generator=gen)
+    model.tie_weights()
+    randomize_layer_norms(model, seed)
+    model.save_pretrained(out)
+    (out / "SYNTHETIC.json").write_text(json.dumps({"note": f"random weights in {shape}'s shape, not GPT-2", "seed": seed}))
+    return out
+
+
 def build_checkpoint(out_dir: str | Path, *, small: bool = False, seed: int = 0, **config_overrides) -> Path:
     """Save a random GPT-2 (tiny by default; GPT-2 small's shape if `small`) with a tokenizer."""
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -70,6 +116,7 @@ def build_checkpoint(out_dir: str | Path, *, small: bool = False, seed: int = 0,
         config = GPT2Config(**{**shape, **special, **config_overrides})
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config).eval()
+    randomize_layer_norms(model)
     model.save_pretrained(out)
     (out / "SYNTHETIC.json").write_text(json.dumps({"note": "random weights, not GPT-2", "seed": seed}))
     return out
@@ -79,9 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out_dir")
     parser.add_argument("--small", action="store_true", help="GPT-2 small's exact shape (124 M parameters)")
+    parser.add_argument("--shape", choices=list(SHAPES), help="a GPT-2 size's exact shape (random weights)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(build_checkpoint(args.out_dir, small=args.small, seed=args.seed))
+    if args.shape:
+        print(build_shaped(args.out_dir, args.shape, seed=args.seed))
+    else:
+        print(build_checkpoint(args.out_dir, small=args.small, seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
-"""One forward pass of GPT-2 -> a Trace of named, read-only arrays that every page reads.
+"""One forward pass of GPT-2 -> a Trace: the residual stream, kept; everything per layer, on request.
 
-The forward is written out block by block over the checkpoint's own modules (`wte`,
-`wpe`, `h[L].ln_1`, `attn.c_attn`, `attn.c_proj`, `ln_2`, `mlp.c_fc`, `mlp.act`,
-`mlp.c_proj`, `ln_f`, `lm_head`), nanoGPT style, instead of asking transformers for
-`output_attentions` and `output_hidden_states`. That keeps what we store exact and
-cheap: the pattern is the softmax GPT-2 itself multiplies with V (stored as float16),
-the MLP output after GELU needs no hook, the last residual is taken before `ln_f`
-(transformers' last `hidden_states` entry is after it), and the unembedding runs in
-chunks so a 1,024-token prompt never holds a [pos, vocab] matrix. Tests check the
-result against transformers' own forward and against numpy recomputations.
+The forward (`trace_ids`) keeps what is small and costly to recompute: the token and
+position embeddings, the residual stream before every block and after the last (before
+`ln_f`), each query's log-sum-exp of attention scores, the per-head summaries the head
+atlas reads, and the per-position next-token facts. For gpt2-xl at 1,024 tokens that
+is ~330 MB instead of the 3.9 GB that every pattern and MLP activation would take.
 
-Dimension names, as in TransformerLens: layer head query_pos key_pos pos d_model d_mlp vocab.
+Everything per layer (patterns, pre-softmax scores, z, attention and MLP outputs,
+resid_mid, MLP activations) is recomputed from that layer's stored residual by the same
+block maths the forward ran (`core.forward`), when asked, and kept in a byte-bounded
+cache per (model, tokens, layer, kind). Reading one layer costs about one block.
+
+Dimension names, as in TransformerLens: layer head query_pos key_pos pos d_model d_mlp d_head vocab.
 """
 from __future__ import annotations
 
@@ -20,45 +21,64 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import forward as F
+from .cache import ByteBoundedCache, budget_for, shared_cache
+from .layers import LAYER_NAMES, LayerArrays, compute_layer, layer_bytes, stored_resid
 from .model import LoadedModel
 from .tokens import display_tokens
+from .unembed import next_token_facts
 
 TOP_K_PER_POSITION = 10
-_LOGIT_CHUNK = 256  # positions unembedded at once: 256 x 50,257 floats = 51 MB
+WHOLE_ARRAY_MAX_BYTES = 1 << 30  # `t.attention` / `t.mlp_post` refuse to build more than this
 
 
 class PromptError(ValueError):
     """The prompt cannot be traced (for example it is empty). The message is for a person."""
 
 
+def _host(x, index=()) -> np.ndarray:
+    """x[index] as a read-only numpy array, copying only that part off the device."""
+    part = x[index] if index != () else x
+    if isinstance(part, torch.Tensor):
+        part = part.detach().cpu().numpy()
+    part = np.asarray(part).view()
+    part.flags.writeable = False
+    return part
+
+
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """Everything one forward pass of GPT-2 computed for a prompt.
+    """What one forward pass of GPT-2 computed for a prompt, and the means to recompute the rest.
 
-    Arrays (read them with the properties, `t[name]` or `t.take(name, index)`):
+    Stored (read with the properties, `t[name]` or `t.take(key, index)`):
 
-    =============  =====================================  =======  =============================
-    key            shape                                  dtype    TransformerLens-style name
-    =============  =====================================  =======  =============================
-    embed          [pos, d_model]                         float32  hook_embed
-    pos_embed      [pos, d_model]                         float32  hook_pos_embed
-    resid          [layer + 1, pos, d_model]              float32  blocks.{L}.hook_resid_pre;
-                                                                   the last entry is the final
-                                                                   residual before ln_f
-    attention      [layer, head, query_pos, key_pos]      float16  blocks.{L}.attn.hook_pattern
-    mlp_post       [layer, pos, d_mlp]                    float32  blocks.{L}.mlp.hook_post
-    ln_final       [pos, d_model]                         float32  ln_final.hook_normalized
-    token_logprob  [pos]  ln p(token_i | tokens before i); NaN at position 0
-    entropy        [pos]  entropy in bits of the next-token distribution after position i
-    top_ids        [pos, k]  the k likeliest next tokens after position i (k = 10)
-    top_probs      [pos, k]  their probabilities
-    next_logits    [vocab]  logits for the token after the last position
-    next_probs     [vocab]  softmax of next_logits
-    =============  =====================================  =======  =============================
+    ==============  ==========================  ===================================================
+    key             shape                       meaning (TransformerLens-style name)
+    ==============  ==========================  ===================================================
+    embed           [pos, d_model]              hook_embed
+    pos_embed       [pos, d_model]              hook_pos_embed
+    resid           [layer + 1, pos, d_model]   blocks.{L}.hook_resid_pre; the last entry is the
+                                                final residual before ln_f (hook_resid_post of
+                                                the last block)
+    lse             [layer, head, pos]          log-sum-exp of each query's scaled scores
+    head_previous   [layer, head]               mean weight on the previous token (queries 1..)
+    head_first      [layer, head]               mean weight on the first token
+    head_self       [layer, head]               mean weight on itself
+    token_logprob   [pos]                       ln p(token_i | tokens before i); NaN at 0
+    entropy         [pos]                       bits, of the next-token distribution after i
+    top_ids         [pos, k]                    the k likeliest next tokens after i (k = 10)
+    top_probs       [pos, k]                    their probabilities
+    next_logits     [vocab]                     logits for the token after the last position
+    next_probs      [vocab]                     softmax of next_logits
+    ==============  ==========================  ===================================================
 
-    On CPU the arrays are numpy views, marked read-only. On a GPU they stay torch
-    tensors on the device, and `take(name, index)` copies only the indexed part to
-    the host, so a page that shows one head moves one head.
+    Per layer, computed on request and cached: `t.pattern(L, head)`, `t.attn_scores(L, head)`
+    and `t.layer_act(L, name)` for name in LAYER_NAMES (z, attn_out, resid_mid, mlp_pre,
+    mlp_post, mlp_out), or by name: `t["blocks.3.attn.hook_pattern"]`. `t.attention` and
+    `t.mlp_post` assemble every layer, for short prompts.
+
+    On CPU arrays are read-only numpy views. On a GPU everything stays on the device and
+    only the part asked for is copied to the host.
     """
 
     model_name: str
@@ -70,29 +90,13 @@ class Trace:
     n_layer: int
     n_head: int
     _arrays: dict = field(repr=False)
+    lm: LoadedModel | None = field(default=None, repr=False)
+    cache: ByteBoundedCache | None = field(default=None, repr=False)
 
-    # ---- access -------------------------------------------------------------------
+    # ---- stored arrays ------------------------------------------------------------------
     def take(self, key: str, index=()) -> np.ndarray:
-        """`self[key][index]` as a numpy array, copying only that part off the device."""
-        arr = self._arrays[key]
-        part = arr[index] if index != () else arr
-        if isinstance(part, torch.Tensor):
-            part = part.detach().cpu().numpy()
-            part.flags.writeable = False
-        return part
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        """Array by TransformerLens-style name (see `names()`) or by key."""
-        if name in self._arrays:
-            return self.take(name)
-        key, index = _resolve(name, self.n_layer)
-        return self.take(key, index)
-
-    def names(self) -> list[str]:
-        per_layer = []
-        for L in range(self.n_layer):
-            per_layer += [f"blocks.{L}.hook_resid_pre", f"blocks.{L}.attn.hook_pattern", f"blocks.{L}.mlp.hook_post"]
-        return ["hook_embed", "hook_pos_embed", *per_layer, f"blocks.{self.n_layer - 1}.hook_resid_post", "ln_final.hook_normalized"]
+        """`self[key][index]` for a stored array, copying only that part off the device."""
+        return _host(self._arrays[key], index)
 
     @property
     def n_tokens(self) -> int:
@@ -100,14 +104,17 @@ class Trace:
 
     @property
     def nbytes(self) -> int:
+        """Bytes the trace itself holds (per-layer arrays live in the cache)."""
         return int(sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size() for a in self._arrays.values()))
+
+    @property
+    def key(self) -> tuple:
+        device = str(self.lm.device) if self.lm is not None else "cpu"
+        return (self.model_name, device, self.token_ids.tobytes())
 
     embed = property(lambda self: self.take("embed"))
     pos_embed = property(lambda self: self.take("pos_embed"))
     resid = property(lambda self: self.take("resid"))
-    attention = property(lambda self: self.take("attention"))
-    mlp_post = property(lambda self: self.take("mlp_post"))
-    ln_final = property(lambda self: self.take("ln_final"))
     token_logprob = property(lambda self: self.take("token_logprob"))
     entropy = property(lambda self: self.take("entropy"))
     top_ids = property(lambda self: self.take("top_ids"))
@@ -120,26 +127,123 @@ class Trace:
         """[pos] -log2 p(token_i | tokens before i); NaN at position 0 (nothing predicts it)."""
         return -self.token_logprob / math.log(2)
 
+    # ---- per layer, on request ----------------------------------------------------------
+    def _check(self, layer: int, head: int | None) -> None:
+        if not 0 <= layer < self.n_layer:
+            raise IndexError(f"layer {layer} does not exist; this model has layers 0–{self.n_layer - 1}.")
+        if head is not None and not 0 <= head < self.n_head:
+            raise IndexError(f"head {head} does not exist; this model has heads 0–{self.n_head - 1}.")
+        if self.lm is None:
+            raise RuntimeError("This Trace was built without its model, so per-layer arrays cannot be computed.")
 
-_NAMED = {
-    "hook_embed": ("embed", ()),
-    "hook_pos_embed": ("pos_embed", ()),
-    "ln_final.hook_normalized": ("ln_final", ()),
-}
-_PER_LAYER = {"hook_resid_pre": "resid", "attn.hook_pattern": "attention", "mlp.hook_post": "mlp_post"}
+    def _layer(self, layer: int, kind: str, head: int | None = None) -> dict:
+        self._check(layer, head)
+        if head is not None and kind in ("pattern", "scores") and (self.key, layer, kind, None) in self.cache:
+            whole = self._layer(layer, kind)  # the whole layer is cached already: slice it
+            return {kind: whole[kind][head : head + 1]}
+        return self.cache.get_or_compute(
+            (self.key, layer, kind, head),
+            lambda: compute_layer(self.lm, self, layer, kind, head),
+            expected_bytes=layer_bytes(self.lm, self.n_tokens, kind, head),
+        )
+
+    def memo(self, name: tuple, compute) -> LayerArrays:
+        """compute() -> LayerArrays, once per trace and name, kept in the trace's cache
+        (for what a view derives from many layers: pooled grids, summaries)."""
+        return self.cache.get_or_compute((self.key, "memo", name), compute)
+
+    def pattern(self, layer: int, head: int | None = None, *, keep: bool = True) -> np.ndarray:
+        """float32 attention pattern of a layer [head, query_pos, key_pos], or of one head
+        [query_pos, key_pos]. Rows sum to 1; 0 above the diagonal. keep=False computes a
+        pattern that is not cached yet without caching it (for views that pool it)."""
+        if not keep and not any((self.key, layer, "pattern", h) in self.cache for h in (None, head)):
+            self._check(layer, head)
+            arr = compute_layer(self.lm, self, layer, "pattern", head)["pattern"]
+        else:
+            arr = self._layer(layer, "pattern", head)["pattern"]
+        return _host(arr, () if head is None else (0,))
+
+    def attn_scores(self, layer: int, head: int | None = None) -> np.ndarray:
+        """float32 pre-softmax scores q·k·scale, like `pattern`; -inf above the diagonal."""
+        arr = self._layer(layer, "scores", head)["scores"]
+        return _host(arr, () if head is None else (0,))
+
+    def layer_act(self, layer: int, name: str, index=()) -> np.ndarray:
+        """One per-layer activation (see LAYER_NAMES), optionally indexed, e.g. (slice(None), 3)."""
+        if name not in LAYER_NAMES:
+            raise KeyError(f"No per-layer activation called {name!r}; choose from {', '.join(LAYER_NAMES)}.")
+        kind, key = LAYER_NAMES[name]
+        return _host(self._layer(layer, kind)[key], index)
+
+    def _whole(self, per_layer, shape: tuple[int, ...]) -> np.ndarray:
+        nbytes = 4 * math.prod(shape)
+        if nbytes > WHOLE_ARRAY_MAX_BYTES:
+            raise MemoryError(f"The whole array would take {nbytes / 2**20:,.0f} MB; read one layer at a time "
+                              "(t.pattern(L), t.layer_act(L, name)) instead.")
+        return np.stack([per_layer(L) for L in range(self.n_layer)])
+
+    @property
+    def attention(self) -> np.ndarray:
+        """[layer, head, query_pos, key_pos] float32, every layer's pattern (short prompts)."""
+        n = self.n_tokens
+        return self._whole(self.pattern, (self.n_layer, self.n_head, n, n))
+
+    @property
+    def mlp_post(self) -> np.ndarray:
+        """[layer, pos, d_mlp] float32, every layer's MLP activations after GELU (short prompts)."""
+        d_mlp = self.lm.model.transformer.h[0].mlp.c_fc.nf
+        return self._whole(lambda L: self.layer_act(L, "mlp_post"), (self.n_layer, self.n_tokens, d_mlp))
+
+    # ---- by TransformerLens name ----------------------------------------------------------
+    def names(self) -> list[str]:
+        out = ["hook_embed", "hook_pos_embed"]
+        for L in range(self.n_layer):
+            out += [f"blocks.{L}.hook_resid_pre", f"blocks.{L}.attn.hook_attn_scores", f"blocks.{L}.attn.hook_pattern",
+                    f"blocks.{L}.attn.hook_z", f"blocks.{L}.hook_attn_out", f"blocks.{L}.hook_resid_mid",
+                    f"blocks.{L}.mlp.hook_pre", f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_mlp_out",
+                    f"blocks.{L}.hook_resid_post"]
+        return out + ["ln_final.hook_scale", "ln_final.hook_normalized"]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """An array by TransformerLens-style name (see `names()`) or by stored key."""
+        if name in self._arrays:
+            return self.take(name)
+        if name in ("hook_embed", "hook_pos_embed"):
+            return self.take(name[5:])
+        if name in ("ln_final.hook_scale", "ln_final.hook_normalized"):
+            return _host(_ln_final_parts(self)[name.rsplit("_", 1)[-1]])
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) < self.n_layer:
+            L, hook = int(parts[1]), parts[2]
+            if hook == "hook_resid_pre":
+                return self.take("resid", (L,))
+            if hook == "hook_resid_post":
+                return self.take("resid", (L + 1,))
+            if hook == "attn.hook_pattern":
+                return self.pattern(L)
+            if hook == "attn.hook_attn_scores":
+                return self.attn_scores(L)
+            for act, (_, _, tl_name) in _TL_HOOKS.items():
+                if hook == tl_name:
+                    return self.layer_act(L, act)
+        raise KeyError(f"No activation called {name!r}; Trace.names() lists them.")
 
 
-def _resolve(name: str, n_layer: int) -> tuple[str, tuple]:
-    if name in _NAMED:
-        return _NAMED[name]
-    parts = name.split(".", 2)
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit():
-        L, hook = int(parts[1]), parts[2]
-        if L < n_layer and hook in _PER_LAYER:
-            return _PER_LAYER[hook], (L,)
-        if L == n_layer - 1 and hook == "hook_resid_post":
-            return "resid", (n_layer,)
-    raise KeyError(f"No activation called {name!r}; Trace.names() lists them.")
+_TL_HOOKS = {name: (kind, key, tl) for name, (kind, key, tl) in (
+    ("z", ("attn", "z", "attn.hook_z")), ("attn_out", ("attn", "attn_out", "hook_attn_out")),
+    ("resid_mid", ("attn", "resid_mid", "hook_resid_mid")), ("mlp_pre", ("mlp", "pre", "mlp.hook_pre")),
+    ("mlp_post", ("mlp", "post", "mlp.hook_post")), ("mlp_out", ("mlp", "out", "hook_mlp_out")),
+)}
+
+
+def _ln_final_parts(t: Trace) -> dict:
+    """TransformerLens's ln_final hooks: `scale` [pos, 1] = sqrt(var + eps) and `normalized`
+    [pos, d_model] = (x - mean) / scale, before ln_f's gain and bias."""
+    ln_f = t.lm.model.transformer.ln_f
+    x = stored_resid(t.lm, t, t.n_layer)
+    centred = x - x.mean(-1, keepdim=True)
+    scale = (centred.pow(2).mean(-1, keepdim=True) + ln_f.eps).sqrt()
+    return {"scale": scale, "normalized": centred / scale}
 
 
 # ---- tokenization ----------------------------------------------------------------------
@@ -159,147 +263,69 @@ def prompt_ids(lm: LoadedModel, prompt: str, keep: str = "first") -> tuple[list[
 
 
 # ---- the forward -----------------------------------------------------------------------
-def _attention_scale(attn, layer: int) -> float:
-    scale = attn.head_dim**-0.5 if attn.scale_attn_weights else 1.0
-    if attn.scale_attn_by_inverse_layer_idx:
-        scale /= float(layer + 1)
-    return scale
+def _run(lm: LoadedModel, ids_t: torch.Tensor, flash: bool) -> dict:
+    tr, T, H = lm.model.transformer, len(ids_t), lm.n_head
+    dev = ids_t.device
+    embed = tr.wte(ids_t)  # [pos, d_model]
+    pos_embed = tr.wpe(torch.arange(T, device=dev))
+    resid = torch.empty(lm.n_layer + 1, T, lm.d_model, device=dev)
+    lse = torch.empty(lm.n_layer, H, T, device=dev)
+    stats = torch.empty(3, lm.n_layer, H, device=dev)
+    x = resid[0]
+    torch.add(embed, pos_embed, out=x)
+    for L, block in enumerate(tr.h):
+        scale = F.attention_scale(block.attn, L)
+        q, k, v = F.qkv(block, x, H)
+        z, lse[L] = F.attend(q, k, v, scale, flash=flash)
+        stats[:, L] = F.head_summaries(q, k, lse[L], scale)
+        mid = x + F.attn_out(block, z)
+        torch.add(mid, F.mlp(block, mid)[2], out=resid[L + 1])
+        x = resid[L + 1]
+    final = tr.ln_f(x)
+    arrays = dict(embed=embed, pos_embed=pos_embed, resid=resid, lse=lse,
+                  head_previous=stats[0], head_first=stats[1], head_self=stats[2])
+    arrays.update(next_token_facts(lm.model.lm_head.weight, final, ids_t, min(TOP_K_PER_POSITION, lm.d_vocab)))
+    return arrays
 
 
-_QUERY_CHUNK = 128  # query rows of attention computed at once: only keys up to the chunk's end
+def trace_ids(lm: LoadedModel, ids: list[int], *, prompt: str = "", n_dropped: int = 0, kept: str = "first",
+              cache: ByteBoundedCache | None = None, flash: bool = True) -> Trace:
+    """Run GPT-2 once on token ids (at most n_ctx of them) and keep the residual stream.
 
-
-def _attend(attn, x: torch.Tensor, mask: torch.Tensor, layer: int, n_head: int, pattern_out: torch.Tensor) -> torch.Tensor:
-    """Causal self-attention of one block, writing the pattern [head, q, k] into `pattern_out`.
-
-    Queries go in chunks, each against only the keys it can see, which halves the work
-    of the full [head, pos, pos] scores and keeps temporaries small. Returns z @ W_O.
-    """
-    T, d = x.shape
-    hs = d // n_head
-    qkv = attn.c_attn(x)  # [pos, 3 d_model]
-    q, k, v = (t.view(T, n_head, hs).transpose(0, 1) for t in qkv.split(d, dim=-1))  # (nh, T, hs)
-    k_t = k.transpose(1, 2)  # (nh, hs, T)
-    scale = _attention_scale(attn, layer)
-    z = torch.empty(n_head, T, hs, device=x.device, dtype=x.dtype)
-    scratch = torch.empty(n_head * min(_QUERY_CHUNK, T) * T, device=x.device, dtype=x.dtype)
-    for s in range(0, T, _QUERY_CHUNK):
-        e = min(s + _QUERY_CHUNK, T)
-        pattern = scratch[: n_head * (e - s) * e].view(n_head, e - s, e)  # (nh, chunk, e), reused
-        torch.baddbmm(mask[s:e, :e], q[:, s:e], k_t[:, :, :e], alpha=scale, out=pattern)  # scores
-        torch.ops.aten._softmax.out(pattern, -1, False, out=pattern)  # in place: scores -> pattern
-        pattern_out[:, s:e, :e] = pattern
-        torch.bmm(pattern, v[:, :e], out=z[:, s:e])
-    return attn.c_proj(z.transpose(0, 1).reshape(T, d))
-
-
-def _unembed(lm_head: torch.nn.Module, final: torch.Tensor, ids: torch.Tensor, k: int) -> dict:
-    """Per-position next-token facts from the final normalized residual [pos, d_model].
-
-    Cheap identities instead of a log_softmax over [pos, vocab]: with p = softmax(l) and
-    the top logit l* (probability p*), logsumexp(l) = l* - ln p*, entropy = lse - sum(p l).
-    """
-    T = final.shape[0]
-    dev = final.device
-    logprob = torch.full((T,), float("nan"), device=dev)
-    entropy = torch.empty(T, device=dev)
-    top_ids = torch.empty(T, k, dtype=torch.long, device=dev)
-    top_probs = torch.empty(T, k, device=dev)
-    W = lm_head.weight  # [vocab, d_model], tied to wte; GPT-2's lm_head has no bias
-    chunk = min(_LOGIT_CHUNK, T)
-    logits_buf = torch.empty(chunk, W.shape[0], device=dev, dtype=torch.float32)  # reused per chunk
-    probs_buf = torch.empty_like(logits_buf)
-    for s in range(0, T, _LOGIT_CHUNK):
-        e = min(s + _LOGIT_CHUNK, T)
-        logits, probs = logits_buf[: e - s], probs_buf[: e - s]
-        torch.mm(final[s:e], W.t(), out=logits)  # [chunk, vocab]
-        torch.ops.aten._softmax.out(logits, -1, False, out=probs)
-        top_logit, ti = logits.topk(k, dim=-1)  # [chunk, k]
-        rows = torch.arange(e - s, device=dev)
-        lse = top_logit[:, 0] - torch.log(probs[rows, ti[:, 0]])  # [chunk]
-        mean_logit = torch.bmm(probs.unsqueeze(1), logits.unsqueeze(2)).view(-1)
-        entropy[s:e] = (lse - mean_logit) / math.log(2)
-        top_ids[s:e], top_probs[s:e] = ti, torch.exp(top_logit - lse[:, None])
-        nxt = ids[s + 1 : e + 1]  # the token that actually follows positions s..e-1
-        n = len(nxt)
-        logprob[s + 1 : s + 1 + n] = logits[rows[:n], nxt] - lse[:n]
-        if e == T:
-            next_logits, next_probs = logits[-1].clone(), probs[-1].clone()
-    return dict(token_logprob=logprob, entropy=entropy, top_ids=top_ids, top_probs=top_probs, next_logits=next_logits, next_probs=next_probs)
-
-
-def _allocator(device: torch.device):
-    """Output buffers. On CPU numpy's allocator asks for huge pages, which makes filling
-    ~450 MB of trace (at 1,024 tokens) about 3x cheaper than torch.empty's 4 KB pages."""
-    def alloc(*shape: int, dtype=torch.float32) -> torch.Tensor:
-        if device.type == "cpu":
-            np_dtype = {torch.float32: np.float32, torch.float16: np.float16}[dtype]
-            return torch.from_numpy(np.zeros(shape, dtype=np_dtype))
-        return torch.zeros(*shape, dtype=dtype, device=device)
-
-    return alloc
-
-
-def _read_only(arrays: dict, device: torch.device) -> dict:
-    if device.type != "cpu":
-        return arrays
-    out = {}
-    for key, t in arrays.items():
-        a = t.numpy()
-        a.flags.writeable = False
-        out[key] = a
-    return out
-
-
-def trace_ids(lm: LoadedModel, ids: list[int], *, prompt: str = "", n_dropped: int = 0, kept: str = "first") -> Trace:
-    """Run GPT-2 once on token ids (at most n_ctx of them) and collect every activation."""
+    `cache` holds the per-layer arrays computed later (default: one shared per process).
+    `flash=False` runs the portable chunked attention that GPUs use, for tests."""
     if not 0 < len(ids) <= lm.n_ctx:
         raise PromptError(f"GPT-2 reads 1 to {lm.n_ctx} tokens at a time; got {len(ids)}.")
-    tr, dev = lm.model.transformer, lm.device
-    alloc = _allocator(dev)
-    T, n_layer = len(ids), lm.n_layer
     with lm.forward_lock, torch.inference_mode():
-        ids_t = torch.tensor(ids, dtype=torch.long, device=dev)
-        embed = tr.wte(ids_t)  # [pos, d_model]
-        pos_embed = tr.wpe(torch.arange(T, device=dev))
-        mask = torch.full((T, T), float("-inf"), device=dev).triu_(1)  # causal: no key after the query
-        resid = alloc(n_layer + 1, T, lm.d_model)
-        attention = alloc(n_layer, lm.n_head, T, T, dtype=torch.float16)
-        mlp_post = alloc(n_layer, T, tr.h[0].mlp.c_fc.nf)
-        x = embed + pos_embed
-        for L, block in enumerate(tr.h):
-            resid[L] = x
-            x = x + _attend(block.attn, block.ln_1(x), mask, L, lm.n_head, attention[L])
-            mlp_post[L] = block.mlp.act(block.mlp.c_fc(block.ln_2(x)))  # [pos, d_mlp]
-            x = x + block.mlp.c_proj(mlp_post[L])
-        resid[n_layer] = x
-        ln_final = tr.ln_f(x)
-        arrays = dict(embed=embed, pos_embed=pos_embed, resid=resid, attention=attention, mlp_post=mlp_post, ln_final=ln_final)
-        arrays.update(_unembed(lm.model.lm_head, ln_final, ids_t, min(TOP_K_PER_POSITION, lm.d_vocab)))
+        arrays = _run(lm, torch.tensor(ids, dtype=torch.long, device=lm.device), flash)
+    if lm.device.type == "cpu":
+        arrays = {k: v.numpy() for k, v in arrays.items()}
+        for a in arrays.values():
+            a.flags.writeable = False
     return Trace(
-        model_name=lm.name,
-        prompt=prompt,
-        token_ids=np.asarray(ids, dtype=np.int64),
-        tokens=tuple(display_tokens(lm, ids)),
-        n_dropped=n_dropped,
-        kept=kept,
-        n_layer=lm.n_layer,
-        n_head=lm.n_head,
-        _arrays=_read_only(arrays, dev),
+        model_name=lm.name, prompt=prompt, token_ids=np.asarray(ids, dtype=np.int64),
+        tokens=tuple(display_tokens(lm, ids)), n_dropped=n_dropped, kept=kept,
+        n_layer=lm.n_layer, n_head=lm.n_head, _arrays=arrays, lm=lm,
+        cache=cache if cache is not None else shared_cache(),
     )
 
 
-def trace(lm: LoadedModel, prompt: str, keep: str = "first") -> Trace:
+def trace(lm: LoadedModel, prompt: str, keep: str = "first", **kwargs) -> Trace:
     """Tokenize `prompt`, keep the first (or last) n_ctx tokens, run GPT-2 once, return a Trace.
 
     Raises PromptError for an empty prompt.
     """
     ids, n_dropped = prompt_ids(lm, prompt, keep)
-    return trace_ids(lm, ids, prompt=prompt, n_dropped=n_dropped, kept=keep)
+    return trace_ids(lm, ids, prompt=prompt, n_dropped=n_dropped, kept=keep, **kwargs)
 
 
 def estimate_trace_bytes(lm: LoadedModel, n_tokens: int) -> int:
-    """Bytes a Trace of n_tokens will hold, to make room in a cache before computing it."""
-    d_mlp = lm.model.transformer.h[0].mlp.c_fc.nf
-    per_layer = lm.n_head * n_tokens * n_tokens * 2 + n_tokens * (d_mlp + lm.d_model) * 4
-    return lm.n_layer * per_layer + n_tokens * lm.d_model * 4 * 4 + lm.d_vocab * 8
+    """Bytes a Trace of n_tokens holds (not counting per-layer arrays computed later)."""
+    T, L, H, d = n_tokens, lm.n_layer, lm.n_head, lm.d_model
+    k = min(TOP_K_PER_POSITION, lm.d_vocab)
+    return 4 * ((L + 3) * T * d + L * H * T + 3 * L * H + 2 * T + 3 * T * k + 2 * lm.d_vocab)
+
+
+def cache_budget_for(lm: LoadedModel) -> int:
+    """Cache bytes for this model: a full-length trace plus several whole layers of patterns."""
+    return budget_for(estimate_trace_bytes(lm, lm.n_ctx), layer_bytes(lm, lm.n_ctx, "pattern"))

@@ -1,19 +1,22 @@
 """Attention explorer: the head atlas, one layer's heads, one head, one head across layers, one token.
 
-Everything is read from the prompt's cached trace; only the induction column of the atlas
-runs the model, once per model, on random tokens repeated twice. Tabs run lazily, so only
-the open view's figures are built and sent.
+The prompt's trace keeps the residual stream; a view computes the layer (or the head, or
+the one row) it shows from it, and core caches that, so changing the layer or head costs
+about one block, never a forward. Views that read every layer show a progress bar and a
+Stop. Only the induction column of the atlas runs the model, once per model, on random
+tokens repeated twice. Tabs run lazily, so only the open view's figures are built and sent.
 """
 import numpy as np
 import streamlit as st
 
 from core.attention import (
-    HEAD_METRICS, attended_by, attends_to, head_scores, induction_scores, layer_mean_pattern, pre_softmax_scores,
+    HEAD_METRICS, attended_by, attends_to, head_across_layers, head_scores, induction_scores, pattern_summaries,
 )
+from ui.progress import layer_by_layer
 from ui.shell import setup_trace_page, show_figure, url_state
 from viz.attention import (
     CELL_BUDGET, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure, layer_heads_figure,
-    layer_means_figure, scores_figure,
+    layer_means_figure, panel_side, scores_figure,
 )
 
 VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
@@ -25,6 +28,7 @@ lm, t = setup_trace_page(
     "because a token cannot see the tokens after it.",
 )
 ss = st.session_state
+GRID_SIDE = panel_side(lm.n_layer, PAIR_GRID_CELLS)  # cells a side of each layer's panel in the all-layer grids
 
 
 @st.cache_resource(show_spinner="Measuring induction heads on random tokens repeated twice…", max_entries=4)
@@ -33,17 +37,11 @@ def induction_atlas(model_name: str, _lm) -> np.ndarray:
     return induction_scores(_lm)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def atlas_scores(model_name: str, token_ids: bytes, _t) -> dict[str, np.ndarray]:
-    return head_scores(_t)
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def layer_means(model_name: str, token_ids: bytes, _t) -> np.ndarray:
-    """[layer, query_pos, key_pos] mean over heads; 50 MB at 1,024 tokens, so shared, not copied."""
-    means = layer_mean_pattern(_t)
-    means.flags.writeable = False
-    return means
+def summaries() -> dict | None:
+    """Entropy per head and each layer's pooled mean pattern: every pattern of every layer,
+    formed one layer at a time (cached per layer by core), with progress and a Stop."""
+    return layer_by_layer("Reading every head of every layer", t.n_layer,
+                          lambda on_layer: pattern_summaries(t, GRID_SIDE, on_layer), key="attn_summaries")
 
 
 def open_head(layer: int, head: int) -> None:
@@ -84,8 +82,13 @@ with tabs["Head atlas"]:
         label, description = HEAD_METRICS[metric]
         if metric == "induction":
             scores = induction_atlas(lm.name, lm)
+        elif metric == "entropy":
+            done = summaries()
+            scores = done["entropy"] if done is not None else None
         else:
-            scores = atlas_scores(lm.name, t.token_ids.tobytes(), t)[metric]
+            scores = head_scores(t, with_entropy=False)[metric]
+        if scores is None:
+            st.stop()
         fig = atlas_figure(scores, model=model, metric=label, description=description, selected=(layer, head))
         st.plotly_chart(fig, key="attn_atlas_chart", on_select=on_atlas_click, selection_mode="points",
                         config={"displaylogo": False})
@@ -97,7 +100,7 @@ with tabs["Head atlas"]:
 
 with tabs["One layer, all heads"]:
     if tabs["One layer, all heads"].open:
-        show_figure(layer_heads_figure(t.take("attention", (layer,)), t.tokens, model=model, layer=layer),
+        show_figure(layer_heads_figure(t.pattern(layer), t.tokens, model=model, layer=layer),
                     key="attn_layer_heads_chart")
 
 with tabs["One head"]:
@@ -105,11 +108,11 @@ with tabs["One head"]:
         with_scores = st.toggle("Show the pre-softmax scores q·k/√d too", key="attn_scores",
                                 help="The numbers the softmax turns into the pattern, recomputed from the "
                                 "layer's weights; masked (future) positions are left empty.")
-        pattern_fig = head_figure(t.take("attention", (layer, head)), t.tokens, model=model, layer=layer, head=head)
+        pattern_fig = head_figure(t.pattern(layer, head), t.tokens, model=model, layer=layer, head=head)
         if not with_scores:
             show_figure(pattern_fig, key="attn_head_chart")
         else:
-            score_fig = scores_figure(pre_softmax_scores(lm, t, layer, head), t.tokens, model=model, layer=layer,
+            score_fig = scores_figure(t.attn_scores(layer, head), t.tokens, model=model, layer=layer,
                                       head=head)
             if 2 * t.n_tokens**2 <= CELL_BUDGET:
                 left, right = st.columns(2)
@@ -124,11 +127,13 @@ with tabs["One head"]:
 
 with tabs["One head across layers"]:
     if tabs["One head across layers"].open:
-        show_figure(head_across_layers_figure(t.take("attention", (slice(None), head)), t.tokens, model=model,
-                                              head=head, cell_budget=PAIR_GRID_CELLS), key="attn_across_chart")
-        means = layer_means(lm.name, t.token_ids.tobytes(), t)
-        show_figure(layer_means_figure(means, t.tokens, model=model, cell_budget=PAIR_GRID_CELLS),
-                    key="attn_means_chart")
+        grids, block = head_across_layers(t, head, GRID_SIDE)
+        show_figure(head_across_layers_figure(grids, t.tokens, model=model, head=head, cell_budget=PAIR_GRID_CELLS,
+                                              block=block), key="attn_across_chart")
+        done = summaries()
+        if done is not None:
+            show_figure(layer_means_figure(done["means"], t.tokens, model=model, cell_budget=PAIR_GRID_CELLS,
+                                           block=done["block"]), key="attn_means_chart")
 
 with tabs["Token focus"]:
     if tabs["Token focus"].open:

@@ -110,7 +110,7 @@ def test_focus_figures_are_the_trace_rows_and_columns(t):
     assert "mean over heads" in fig.layout.title.text
     frm = attended_by(t, pos)
     fig = focus_figure(frm[:, 2], t.tokens, np.arange(pos, t.n_tokens), pos, model=MODEL, direction="from", head=2)
-    np.testing.assert_array_equal(json_z(fig), t.attention[:, 2, pos:, pos].astype(np.float32))
+    np.testing.assert_allclose(json_z(fig), t.attention[:, 2, pos:, pos].astype(np.float32), rtol=1e-5, atol=1e-7)
     assert list(fig.data[0].x) == list(range(pos, t.n_tokens)) and "head 2" in fig.layout.title.text
 
 

@@ -131,8 +131,8 @@ def test_distributions_match_the_values_of_every_block(tiny_lm):
 
 
 def test_distributions_of_a_constant_or_model_wide_parameter(tiny_lm):
-    edges, table = block_distributions(tiny_lm, "ln1_w")  # untrained gains are all 1
-    assert table["std"].eq(0).all() and table["kurtosis"].isna().all() and edges[0] < 1 < edges[-1]
+    edges, table = block_distributions(tiny_lm, "b_O")  # untrained biases are all 0
+    assert table["std"].eq(0).all() and table["kurtosis"].isna().all() and edges[0] < 0 < edges[-1]
     _, table = block_distributions(tiny_lm, "W_pos")
     assert list(table["block"]) == ["all"] and table["n"].iloc[0] == 1024 * 64
     x = np.linspace(-3, 3, 7)

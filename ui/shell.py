@@ -21,7 +21,8 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
 from core.model import LoadedModel
-from core.trace import estimate_trace_bytes, prompt_ids, trace_ids
+from core.cache import shared_cache
+from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
 from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
 from ui.state import persisted
 from ui.url import prompt_too_long_for_links, seed_shared_state, url_state, write_shared_state  # noqa: F401
@@ -52,12 +53,18 @@ PAGES = [
 # ---- process-wide resources, shared by every browser session ------------------------------
 @st.cache_resource
 def model_store() -> ModelStore:
-    return ModelStore(max_models=2)
+    # An unloaded model's traces and per-layer arrays go with it (they hold the model).
+    return ModelStore(max_models=2, on_evict=lambda name: trace_cache().drop(lambda key: _model_of(key) == name))
 
 
-@st.cache_resource
+def _model_of(key: tuple) -> str:
+    """The model name in a cache key: (name, device, ids) for a trace, ((name, device, ids), …) for its layers."""
+    return key[0] if isinstance(key[0], str) else key[0][0]
+
+
 def trace_cache() -> ByteBoundedCache:
-    return ByteBoundedCache()  # GPT2VIZ_TRACE_CACHE_MB sets the budget (default 768 MB)
+    """Traces and their per-layer arrays, one byte budget for the process (core's shared cache)."""
+    return shared_cache()
 
 
 @lru_cache(maxsize=64)
@@ -69,10 +76,11 @@ def _tokenize(lm: LoadedModel, prompt: str, keep: str) -> tuple[tuple[int, ...],
 def get_trace(lm: LoadedModel, prompt: str, keep: str = "first") -> Trace:
     """The cached trace of `prompt` (one forward per model, prompt and kept end)."""
     ids, n_dropped = _tokenize(lm, prompt, keep)
-    key = (lm.name, str(lm.device), ids)
-    return trace_cache().get_or_compute(
-        key,
-        lambda: trace_ids(lm, list(ids), prompt=prompt, n_dropped=n_dropped, kept=keep),
+    cache = trace_cache()
+    cache.ensure_budget(cache_budget_for(lm))
+    return cache.get_or_compute(
+        (lm.name, str(lm.device), ids),
+        lambda: trace_ids(lm, list(ids), prompt=prompt, n_dropped=n_dropped, kept=keep, cache=cache),
         expected_bytes=estimate_trace_bytes(lm, len(ids)),
     )
 

@@ -122,18 +122,24 @@ def _grid_shape(n_panels: int) -> tuple[int, int]:
     return math.ceil(n_panels / cols), cols
 
 
+def panel_side(n_panels: int, cell_budget: int = GRID_CELLS) -> int:
+    """Cells per side that each of n_panels square panels may have within the budget."""
+    return max(16, min(MAX_PANEL_SIDE, math.isqrt(cell_budget // n_panels)))
+
+
 def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Sequence[str], title: str,
-                *, cell_budget: int = GRID_CELLS) -> go.Figure:
+                *, cell_budget: int = GRID_CELLS, block: int = 1) -> go.Figure:
     """Small multiples of patterns [panel, query_pos, key_pos] on one shared 0..1 colour scale.
 
-    Each panel is max-pooled to at most MAX_PANEL_SIDE (and to the cell budget), so a
-    pooled cell shows the strongest weight in its block of queries and keys.
+    Each panel is max-pooled to at most `panel_side` cells a side (within the cell budget), so a
+    pooled cell shows the strongest weight in its block of queries and keys. `block` > 1 says
+    the patterns come already max-pooled in blocks of that many tokens (core pools views that
+    read every layer as it computes them).
     """
-    n_panels, n = patterns.shape[0], patterns.shape[-1]
-    side = max(16, min(MAX_PANEL_SIDE, math.isqrt(cell_budget // n_panels)))
+    n_panels, n = patterns.shape[0], len(tokens)
     # Pool first, then blank the upper triangle of blocks: weights are >= 0 and the trace
     # holds 0 where the mask is, so a diagonal block's max is its largest visible weight.
-    pooled, b = max_pool(patterns, side)
+    pooled, b = max_pool(patterns, panel_side(n_panels, cell_budget)) if block == 1 else (patterns, block)
     pooled = causal_nan(pooled)
     rows, cols = _grid_shape(n_panels)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[esc(s) for s in panel_titles],
@@ -175,17 +181,19 @@ def layer_heads_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: st
 
 
 def head_across_layers_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, head: int,
-                              cell_budget: int = GRID_CELLS) -> go.Figure:
-    """Head `head` in every layer, patterns [layer, query_pos, key_pos]."""
+                              cell_budget: int = GRID_CELLS, block: int = 1) -> go.Figure:
+    """Head `head` in every layer, patterns [layer, query_pos, key_pos] (pooled by `block`)."""
     return grid_figure(patterns, tokens, [f"layer {L}" for L in range(patterns.shape[0])],
-                       _title(model, f"head {head} in layers 0–{patterns.shape[0] - 1}"), cell_budget=cell_budget)
+                       _title(model, f"head {head} in layers 0–{patterns.shape[0] - 1}"), cell_budget=cell_budget,
+                       block=block)
 
 
 def layer_means_figure(means: np.ndarray, tokens: Sequence[str], *, model: str,
-                       cell_budget: int = GRID_CELLS) -> go.Figure:
-    """Each layer's pattern averaged over its heads, [layer, query_pos, key_pos]."""
+                       cell_budget: int = GRID_CELLS, block: int = 1) -> go.Figure:
+    """Each layer's pattern averaged over its heads, [layer, query_pos, key_pos] (pooled by `block`)."""
     return grid_figure(means, tokens, [f"layer {L}, mean" for L in range(means.shape[0])],
-                       _title(model, f"mean over heads, layers 0–{means.shape[0] - 1}"), cell_budget=cell_budget)
+                       _title(model, f"mean over heads, layers 0–{means.shape[0] - 1}"), cell_budget=cell_budget,
+                       block=block)
 
 
 # ---- head atlas -------------------------------------------------------------------------------

@@ -31,9 +31,9 @@ def standard_figures(lm, t) -> dict[str, go.Figure]:
     figs["surprisal"] = surprisal_strip(list(t.tokens), t.surprisal_bits, f"Surprisal per token · {label}")
 
     layer = min(1, lm.n_layer - 1)
-    figs[f"attention-layer{layer}-all-heads"] = layer_heads_figure(t.take("attention", (layer,)), t.tokens, model=lm.label, layer=layer)
-    figs[f"attention-layer{layer}-head0"] = head_figure(t.take("attention", (layer, 0)), t.tokens, model=lm.label, layer=layer, head=0)
-    scores = head_scores(t)["previous"]
+    figs[f"attention-layer{layer}-all-heads"] = layer_heads_figure(t.pattern(layer), t.tokens, model=lm.label, layer=layer)
+    figs[f"attention-layer{layer}-head0"] = head_figure(t.pattern(layer, 0), t.tokens, model=lm.label, layer=layer, head=0)
+    scores = head_scores(t, with_entropy=False)["previous"]
     name, description = HEAD_METRICS["previous"]
     figs["attention-atlas-previous-token"] = atlas_figure(scores, model=lm.label, metric=name, description=description)
 
