@@ -13,8 +13,6 @@ Dimension names, as in TransformerLens: layer head query_pos key_pos pos d_model
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 _QUERY_CHUNK = 128  # query rows of a pattern formed at once: only keys up to the chunk's end
@@ -142,7 +140,3 @@ def head_patterns(q: torch.Tensor, k: torch.Tensor, scale: float, *, scores_only
             out[h, s:e, :e] = block[0]
     return out
 
-
-def row_entropy_bits(pattern: torch.Tensor) -> torch.Tensor:
-    """[..., query_pos, key_pos] -> [...]: mean over queries of each row's entropy in bits."""
-    return torch.special.entr(pattern).sum(-1, dtype=torch.float64).mean(-1) / math.log(2)

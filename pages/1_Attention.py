@@ -10,7 +10,8 @@ import numpy as np
 import streamlit as st
 
 from core.attention import (
-    HEAD_METRICS, attended_by, attends_to, head_across_layers, head_scores, induction_scores, pattern_summaries,
+    HEAD_METRICS, head_across_layers, head_scores, induction_scores, pattern_summaries, summaries_cached,
+    summaries_seconds, token_focus,
 )
 from ui.progress import layer_by_layer
 from ui.shell import setup_trace_page, show_figure, url_state
@@ -40,8 +41,10 @@ def induction_atlas(model_name: str, _lm) -> np.ndarray:
 def summaries() -> dict | None:
     """Entropy per head and each layer's pooled mean pattern: every pattern of every layer,
     formed one layer at a time (cached per layer by core), with progress and a Stop."""
+    estimate = 0.0 if summaries_cached(t, GRID_SIDE) else summaries_seconds(t)
     return layer_by_layer("Reading every head of every layer", t.n_layer,
-                          lambda on_layer: pattern_summaries(t, GRID_SIDE, on_layer), key="attn_summaries")
+                          lambda on_layer: pattern_summaries(t, GRID_SIDE, on_layer), key="attn_summaries",
+                          estimate_s=estimate, work_id=t.key)
 
 
 def open_head(layer: int, head: int) -> None:
@@ -143,10 +146,8 @@ with tabs["Token focus"]:
         per_head = f2.radio("Heads", ["mean", "one"], key="attn_focus_heads", horizontal=True,
                             format_func=lambda m: "mean over heads" if m == "mean" else f"head {head} (picker above)")
         h = head if per_head == "one" else None
-        for direction, weights, positions in (
-            ("to", attends_to(t, pos), np.arange(pos + 1)),
-            ("from", attended_by(t, pos), np.arange(pos, t.n_tokens)),
-        ):
+        to, frm = token_focus(t, pos)
+        for direction, weights, positions in (("to", to, np.arange(pos + 1)), ("from", frm, np.arange(pos, t.n_tokens))):
             w = weights[:, h] if h is not None else weights.mean(axis=1, dtype=np.float32)
             show_figure(focus_figure(w, t.tokens, positions, pos, model=model, direction=direction, head=h),
                         key=f"attn_focus_{direction}_chart")

@@ -101,6 +101,26 @@ def test_switching_layer_and_head_runs_no_model(tiny_env, counted_forwards):
     assert counted_forwards == before
 
 
+def test_every_tab_and_page_after_the_first_reads_the_stored_trace(tiny_env, counted_forwards):
+    """One forward per prompt: every Attention tab, a layer and head change in each, the entropy
+    atlas (which reads every pattern) and the other pages all reuse the prompt's trace."""
+    at = open_page()
+    assert counted_forwards["prompt"] <= 1
+    before = counted_forwards["prompt"]
+    at.radio(key="attn_metric").set_value("entropy").run()
+    for view in ["One layer, all heads", "One head", "One head across layers", "Token focus"]:
+        show(at, view)
+        at.selectbox(key="attn_layer").set_value(1).run()
+        at.selectbox(key="attn_head").set_value(3).run()
+        at.selectbox(key="attn_layer").set_value(0).run()
+        assert not at.exception and chart_specs(at), view
+    for page in ["pages/2_Embeddings.py", "pages/4_Generation.py", "app.py"]:
+        at.switch_page(page)
+        at.run()
+        assert not at.exception, page
+    assert counted_forwards["prompt"] == before
+
+
 def test_induction_atlas_runs_once_and_a_pick_opens_the_head(tiny_env, counted_forwards):
     at = open_page()
     at.radio(key="attn_metric").set_value("induction").run()
@@ -132,3 +152,22 @@ def test_a_1024_token_prompt_stays_within_budget(tiny_env):
     [scores] = chart_specs(at)  # two 1,024 x 1,024 heads would pass the page budget: scores alone
     assert "pre-softmax" in scores["layout"]["title"]["text"]
     assert len(at.get("plotly_chart")[0].proto.spec) < budget_bytes
+
+
+def test_reading_every_layer_asks_first_when_it_would_be_long(tiny_env, monkeypatch):
+    """Over ~2 s of work waits for a click (estimated from the model and prompt); a stopped
+    run offers Continue and keeps what it finished."""
+    monkeypatch.setattr(core.attention, "summaries_seconds", lambda t: 12.0)
+    monkeypatch.setattr(core.attention, "summaries_cached", lambda t, side: False)
+    at = open_page()
+    at.radio(key="attn_metric").set_value("entropy").run()
+    assert not at.exception and not chart_specs(at)
+    assert any("about 12 s" in c.value for c in at.caption)
+    at.button(key="attn_summaries_compute").click().run()
+    [atlas] = chart_specs(at)
+    assert "Entropy" in atlas["layout"]["title"]["text"]
+    at.session_state["attn_summaries_stopped"] = True
+    at.run()
+    assert not chart_specs(at) and any("stopped" in i.value for i in at.info)
+    at.button(key="attn_summaries_continue").click().run()
+    assert chart_specs(at)
