@@ -111,10 +111,10 @@ def _layer_summary(t: Trace, layer: int, side: int) -> LayerArrays:
     no log, and at most one head's [pos, pos] at a time."""
     n = t.n_tokens
     q, k = _projection(t, layer, 0, slice(None)), _projection(t, layer, 1, slice(None))  # [head, pos, d_head]
-    lse = torch.from_numpy(np.array(t.take("lse", (layer,))))  # [head, pos]
+    lse = t.tensor("lse", (layer,))  # [head, pos]
     scale = attention_scale(t.lm.model.transformer.h[layer].attn, layer)
-    future = torch.ones(n, n, dtype=torch.bool).triu_(1)
-    mean = torch.zeros(n, n)
+    future = torch.ones(n, n, dtype=torch.bool, device=q.device).triu_(1)
+    mean = torch.zeros(n, n, device=q.device)
     entropy = np.empty(t.n_head)
     for h in range(t.n_head):
         scores = (q[h] @ k[h].T).mul_(scale).masked_fill_(future, 0.0)  # [query_pos, key_pos]
@@ -122,7 +122,7 @@ def _layer_summary(t: Trace, layer: int, side: int) -> LayerArrays:
         entropy[h] = float((lse[h] - (p * scores).sum(-1)).double().mean()) / math.log(2)
         mean += p
     pooled, b = _pool(mean / t.n_head, side)
-    return LayerArrays(entropy=entropy, mean=pooled.numpy(), block=np.array(b))
+    return LayerArrays(entropy=entropy, mean=pooled.cpu().numpy(), block=np.array(b))
 
 
 def pattern_summaries(t: Trace, side: int, on_layer: Callable[[int], None] | None = None) -> dict:
@@ -163,8 +163,8 @@ def head_across_layers(t: Trace, head: int, side: int) -> tuple[np.ndarray, int]
     """[layer, q', k'] head `head`'s pattern in every layer, max-pooled to at most `side` per
     axis (blocks of the returned size); one head at a time, never [layer, head, pos, pos]."""
     def compute():
-        grids = [_pool(torch.from_numpy(np.array(t.pattern(L, head, keep=False))), side) for L in range(t.n_layer)]
-        return LayerArrays(grids=torch.stack([g for g, _ in grids]).numpy(), block=np.array(grids[0][1]))
+        grids = [_pool(t.pattern_tensor(L, head, keep=False), side) for L in range(t.n_layer)]  # pooled on the device
+        return LayerArrays(grids=torch.stack([g for g, _ in grids]).cpu().numpy(), block=np.array(grids[0][1]))
     got = t.memo(("head_across", head, side), compute)
     return got["grids"], int(got["block"])
 
@@ -216,11 +216,10 @@ def induction_scores(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int 
     with torch.inference_mode():
         for L in range(t.n_layer):
             q, k = _projection(t, L, 0, slice(None)), _projection(t, L, 1, slice(None))
-            lse = torch.from_numpy(np.array(t.take("lse", (L,))))
             scale = attention_scale(lm.model.transformer.h[L].attn, L)
-            w = weights_at(q, k, lse, scale, length - 1)  # [head, query - (length - 1)]
+            w = weights_at(q, k, t.tensor("lse", (L,)), scale, length - 1)  # [head, query - (length - 1)]
             queries = offset + length + np.arange(length - 1)
-            out[L] = w[:, queries - (length - 1)].double().mean(-1).numpy()
+            out[L] = w[:, queries - (length - 1)].double().mean(-1).cpu().numpy()
     return out
 
 
@@ -252,10 +251,10 @@ def _token_focus(t: Trace, pos: int) -> tuple[np.ndarray, np.ndarray]:
         for L in range(t.n_layer):
             q = _projection(t, L, 0, slice(pos, None))  # [head, n - pos, d_head]; row 0 is `pos` itself
             k = _projection(t, L, 1, slice(0, pos + 1))  # [head, pos + 1, d_head]; the last row is `pos`
-            lse = torch.from_numpy(np.array(t.take("lse", (L, slice(None), slice(pos, None)))))  # [head, n - pos]
+            lse = t.tensor("lse", (L, slice(None), slice(pos, None)))  # [head, n - pos]
             scale = attention_scale(t.lm.model.transformer.h[L].attn, L)
-            to[L] = torch.exp(torch.bmm(q[:, :1], k.transpose(1, 2))[:, 0] * scale - lse[:, :1]).numpy()
-            frm[L] = torch.exp(torch.bmm(q, k[:, -1:].transpose(1, 2))[..., 0] * scale - lse).numpy()
+            to[L] = torch.exp(torch.bmm(q[:, :1], k.transpose(1, 2))[:, 0] * scale - lse[:, :1]).cpu().numpy()
+            frm[L] = torch.exp(torch.bmm(q, k[:, -1:].transpose(1, 2))[..., 0] * scale - lse).cpu().numpy()
     return to, frm
 
 

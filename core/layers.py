@@ -50,8 +50,7 @@ def layer_bytes(lm: LoadedModel, n_tokens: int, kind: str, head: int | None = No
 
 def stored_resid(lm: LoadedModel, t, layer: int) -> torch.Tensor:
     """resid_pre of `layer` (layer = n_layer: the final residual) as a tensor on the model's device."""
-    r = t._arrays["resid"][layer]
-    return r if isinstance(r, torch.Tensor) else torch.from_numpy(np.array(r))
+    return t.tensor("resid", (layer,))
 
 
 def head_qk(block, x: torch.Tensor, heads, n_head: int, rows=slice(None)) -> tuple[torch.Tensor, torch.Tensor]:

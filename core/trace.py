@@ -98,6 +98,12 @@ class Trace:
         """`self[key][index]` for a stored array, copying only that part off the device."""
         return _host(self._arrays[key], index)
 
+    def tensor(self, key: str, index=()) -> torch.Tensor:
+        """A stored array (or part of it) as a tensor on the model's device, for core's maths."""
+        arr = self._arrays[key]
+        part = arr[index] if index != () else arr
+        return part if isinstance(part, torch.Tensor) else torch.from_numpy(np.array(part))
+
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
@@ -156,12 +162,16 @@ class Trace:
         """float32 attention pattern of a layer [head, query_pos, key_pos], or of one head
         [query_pos, key_pos]. Rows sum to 1; 0 above the diagonal. keep=False computes a
         pattern that is not cached yet without caching it (for views that pool it)."""
+        return _host(self.pattern_tensor(layer, head, keep=keep))
+
+    def pattern_tensor(self, layer: int, head: int | None = None, *, keep: bool = True) -> torch.Tensor:
+        """`pattern`, as a tensor on the model's device (for core's maths: nothing is copied)."""
         if not keep and not any((self.key, layer, "pattern", h) in self.cache for h in (None, head)):
             self._check(layer, head)
             arr = compute_layer(self.lm, self, layer, "pattern", head)["pattern"]
         else:
             arr = self._layer(layer, "pattern", head)["pattern"]
-        return _host(arr, () if head is None else (0,))
+        return arr if head is None else arr[0]
 
     def attn_scores(self, layer: int, head: int | None = None) -> np.ndarray:
         """float32 pre-softmax scores q·k·scale, like `pattern`; -inf above the diagonal."""

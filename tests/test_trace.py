@@ -288,3 +288,8 @@ def test_device_resident_arrays_copy_only_the_slice(tiny_lm, t):
     np.testing.assert_array_equal(dev_trace["blocks.1.hook_resid_pre"], t.resid[1])
     np.testing.assert_array_equal(dev_trace.layer_act(1, "mlp_post"), t.layer_act(1, "mlp_post"))
     assert dev_trace.nbytes == t.nbytes
+    from core.attention import head_across_layers, pattern_summaries, token_focus
+    for a, b in zip(token_focus(dev_trace, 4), token_focus(t, 4)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(head_across_layers(dev_trace, 1, 8)[0], head_across_layers(t, 1, 8)[0])
+    np.testing.assert_array_equal(pattern_summaries(dev_trace, 8)["means"], pattern_summaries(t, 8)["means"])
