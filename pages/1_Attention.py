@@ -93,8 +93,7 @@ with tabs["Head atlas"]:
         if scores is None:
             st.stop()
         fig = atlas_figure(scores, model=model, metric=label, description=description, selected=(layer, head))
-        st.plotly_chart(fig, key="attn_atlas_chart", on_select=on_atlas_click, selection_mode="points",
-                        config={"displaylogo": False})
+        show_figure(fig, key="attn_atlas_chart", on_select=on_atlas_click, selection_mode="points")
         order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=None)
         cells = [tuple(int(i) for i in np.unravel_index(k, scores.shape)) for k in order]
         st.selectbox("Open a head (highest score first), or click a cell above", cells, index=None,

@@ -11,7 +11,7 @@ from core.embeddings import (EXAMPLE_WORD_GROUPS, cosine_matrix, euclidean_matri
                              token_embeddings, word_vectors)
 from core.projection import VOCAB_MAP_PARAMS, embedding_map, matrix_digest, project, word_map_params
 from core.tokens import display_tokens
-from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure, url_state
+from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure, show_table, url_state
 from viz.common import esc, figure_label, short
 from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
                             matrix_heatmap, pair_matrix, points_map, vector_lines)
@@ -142,9 +142,9 @@ with tabs[2]:
             st.info("Type a few words, separated by commas.")
         else:
             wvs = looked_up(lm.name, tuple(words), leading, lm)
-            st.dataframe(pd.DataFrame({"word": [w.word for w in wvs], "tokens": [" + ".join(w.pieces) for w in wvs],
-                                       "ids": [", ".join(map(str, w.ids)) for w in wvs], "vector": [w.note for w in wvs]}),
-                         hide_index=True, width="stretch")
+            show_table(pd.DataFrame({"word": [w.word for w in wvs], "tokens": [" + ".join(w.pieces) for w in wvs],
+                                     "ids": [", ".join(map(str, w.ids)) for w in wvs], "vector": [w.note for w in wvs]}),
+                       "emb_words_table", name="word-lookup", hide_index=True, width="stretch")
             split = [w for w in wvs if w.n_pieces > 1]
             if split:
                 st.caption(f"{len(split)} of these words {'is' if len(split) == 1 else 'are'} not one token in "
@@ -163,8 +163,8 @@ with tabs[2]:
             if ss.get("emb_nn_word") not in words:
                 ss.pop("emb_nn_word", None)
             pick = st.selectbox("Nearest tokens to", words, key="emb_nn_word")
-            st.dataframe(neighbours(lm.name, pick, leading, lm), hide_index=True, width="stretch",
-                         column_config={"cosine": st.column_config.NumberColumn(format="%.4f")})
+            show_table(neighbours(lm.name, pick, leading, lm), "emb_neighbours_table", name=f"nearest-tokens-{pick}",
+                       hide_index=True, width="stretch", column_config={"cosine": st.column_config.NumberColumn(format="%.4f")})
             st.caption(f"The 20 tokens of all {lm.d_vocab:,} whose embeddings point most nearly the same way "
                        "(cosine similarity), leaving out the word's own tokens.")
 
@@ -227,8 +227,9 @@ with tabs[4]:
                                 highlight=highlight, focus=found[0] if found else None)
                 show_figure(fig, key="emb_vocab_map")
                 if found:
-                    st.dataframe(pd.DataFrame({"token": [strings[i] for i in found], "id": found}),
-                                 hide_index=True, width="stretch", height=min(220, 38 + 35 * len(found)))
+                    show_table(pd.DataFrame({"token": [strings[i] for i in found], "id": found}), "emb_search_table",
+                               name="vocabulary-search", hide_index=True, width="stretch",
+                               height=min(220, 38 + 35 * len(found)))
                     st.caption("The map is zoomed to the first match (the star); double-click the map to zoom out.")
                 st.caption("Grey: every token, hover for its text and id. Red: the prompt's tokens.")
             else:

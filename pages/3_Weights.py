@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.weights import KINDS, block_distributions, get_matrix, normal_pdf, spectrum, stats_table, view_grid
-from ui.shell import setup_page, show_figure, url_state
+from ui.shell import setup_page, show_figure, show_table, url_state
 from viz.common import esc
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
 
@@ -126,8 +126,9 @@ with tabs[2]:
                    "(pick another above) and the dashed curve the normal distribution with its mean and standard "
                    "deviation. On the log scale a normal is a parabola; tails above it are heavier than Gaussian.")
         show_figure(kurtosis_figure(dist, f"Excess kurtosis of {kind.key} by block · {model_tag}"), key="weights_kurtosis")
-        st.dataframe(dist.drop(columns="density"), hide_index=True, width="stretch", column_config={
-            c: st.column_config.NumberColumn(format="%.4g") for c in ("mean", "std", "kurtosis", "min", "max")})
+        show_table(dist.drop(columns="density"), "weights_dist_table", name=f"{kind.key}-distribution-by-block",
+                   hide_index=True, width="stretch", column_config={
+                       c: st.column_config.NumberColumn(format="%.4g") for c in ("mean", "std", "kurtosis", "min", "max")})
 
 with tabs[3]:
     if tabs[3].open:
@@ -141,12 +142,10 @@ with tabs[3]:
                        "token embedding W_E itself, tied, so it is not counted twice.")
         else:
             st.error(f"The table misses {lm.n_params - total:,} parameters; please report this.")
-        st.dataframe(table, hide_index=True, width="stretch", height=460, column_config={
-            "count": st.column_config.NumberColumn(format="localized"),
-            **{c: st.column_config.NumberColumn(format="%.4g") for c in ("mean", "std", "min", "max", "frobenius")}})
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in lm.name.strip("/").split("/")[-1]) or "model"
-        st.download_button("Download as CSV", table.to_csv(index=False).encode(), file_name=f"{safe}_parameters.csv",
-                           mime="text/csv", key="weights_csv", icon=":material/download:")
+        show_table(table, "weights_param_table", name="parameters", hide_index=True, width="stretch", height=460,
+                   column_config={"count": st.column_config.NumberColumn(format="localized"),
+                                  **{c: st.column_config.NumberColumn(format="%.4g")
+                                     for c in ("mean", "std", "min", "max", "frobenius")}})
 
 with tabs[4]:
     if tabs[4].open:

@@ -131,7 +131,8 @@ def test_statistics_table_total_equals_the_models_count(page, tiny_lm):
     table = at.dataframe[0].value
     assert table["count"].sum() == tiny_lm.n_params
     assert [m.value for m in at.metric] == [f"{tiny_lm.n_params:,}"] * 2
-    assert [b.key for b in at.get("download_button") if b.key == "weights_csv"] == ["weights_csv"] and not at.error
+    assert [b.key for b in at.get("download_button") if b.key == "weights_param_table_csv"] == ["weights_param_table_csv"]
+    assert not at.error
 
 
 def test_spectrum_matches_numpy(page, tiny_lm):

@@ -78,11 +78,14 @@ def figure_name(fig, key: str) -> str:
     return title or key
 
 
-def show_figure(fig, key: str, name: str | None = None) -> None:
+def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
     """Draw a Plotly figure full width, with downloads (PNG, SVG, HTML, CSV) under it.
 
     `name` (default: the figure's title, e.g. "tiny · layer 1, head 0: attention pattern")
-    names the exported files, followed by the prompt's first words and a hash."""
+    names the exported files, followed by the prompt's first words and a hash. Extra
+    keyword arguments go to st.plotly_chart (on_select, selection_mode). Pages draw every
+    figure through here (a test checks they never call st.plotly_chart themselves), so the
+    page's ZIP holds exactly the figures on screen."""
     ss = st.session_state
     model, prompt = _context()
     base = safe_filename(name or figure_name(fig, key), prompt=prompt)
@@ -90,7 +93,7 @@ def show_figure(fig, key: str, name: str | None = None) -> None:
     _registry()["figures"][base] = fig
     w, h, scale = int(ss.get("png_width", 1600)), int(ss.get("png_height", 900)), float(ss.get("png_scale", 2.0))
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
-        "format": "png", "width": w, "height": h, "scale": scale, "filename": base}})
+        "format": "png", "width": w, "height": h, "scale": scale, "filename": base}}, **chart_kwargs)
     _download_row(fig, key, base, w, h, scale)
 
 
@@ -112,7 +115,8 @@ def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> Non
 
 
 def show_table(table, key: str, name: str | None = None, **dataframe_kwargs) -> None:
-    """st.dataframe (text only, never Markdown) plus a CSV download; registered for the ZIP."""
+    """st.dataframe (text only, never Markdown) plus a CSV download; registered for the ZIP.
+    Pages draw every table through here (a test checks they never call st.dataframe)."""
     model, prompt = _context()
     base = safe_filename(name or key, model, prompt=prompt)
     _registry()["tables"][base] = table
