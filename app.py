@@ -37,10 +37,8 @@ k = st.slider("How many candidates", 1, 50, key="next_k")
 table = top_k_table(lm, t, k)
 left, right = st.columns([2, 3])
 with left:
-    show_table(table, "next_topk_table", name="next-token-table", hide_index=True, width="stretch", column_config={
-        "probability": st.column_config.NumberColumn(format="%.4f"),
-        "logit": st.column_config.NumberColumn(format="%.3f"),
-    })
+    show_table(table, "next_topk_table", name="next-token-table", hide_index=True, width="stretch",
+               formats={"probability": format_prob, "logit": "{:.3f}"})
 with right:
     show_figure(top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
                            f"Top {k} next tokens · {label}"), key="next_topk")

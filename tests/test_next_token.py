@@ -61,6 +61,11 @@ def test_surprisal_strip_wraps_tokens_in_order():
     np.testing.assert_array_equal(z.ravel()[1:30], s[1:])
     assert np.isnan(z.ravel()[0]) and np.isnan(z.ravel()[30:]).all()
     assert fig.data[0].text[3][5] == "t29"
+    first = np.asarray(fig.data[1].z, dtype=float)  # the grey cell of the unpredicted first token
+    assert first[0, 0] == 0 and np.isnan(first.ravel()[1:]).all() and fig.data[1].text[0][0] == "t0"
+    assert "first token" in fig.data[1].customdata[0][0]
+    assert fig.layout.yaxis.scaleanchor == "x"  # cells keep their shape at any export size
+    assert np.asarray(surprisal_strip(tokens[:5], s[:5], "t").data[0].z).shape == (1, 5)  # short: one full row
 
 
 def test_text_is_escaped_for_plotly_and_markdown():
@@ -70,4 +75,6 @@ def test_text_is_escaped_for_plotly_and_markdown():
 
 
 def test_format_prob():
-    assert [format_prob(p) for p in (0.42, 0.031, 0.0027, 2.1e-5)] == ["42%", "3.1%", "0.27%", "2.1e-05"]
+    """One way to write a probability, readable from 0.3 to 3e-7: never 0.0000 or 1.7e-04."""
+    values = (0.42, 0.3, 0.031, 0.0027, 1.5e-4, 2.1e-5, 3e-7, 0.0)
+    assert [format_prob(p) for p in values] == ["42%", "30%", "3.1%", "0.27%", "0.015%", "2.1×10⁻⁵", "3.0×10⁻⁷", "0"]

@@ -114,12 +114,14 @@ def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> Non
                            mime="text/csv", on_click="ignore")
 
 
-def show_table(table, key: str, name: str | None = None, **dataframe_kwargs) -> None:
+def show_table(table, key: str, name: str | None = None, formats: dict | None = None, **dataframe_kwargs) -> None:
     """st.dataframe (text only, never Markdown) plus a CSV download; registered for the ZIP.
-    Pages draw every table through here (a test checks they never call st.dataframe)."""
+    Pages draw every table through here (a test checks they never call st.dataframe).
+    `formats` maps a column to a function that writes its values on screen (say,
+    viz.common.format_prob for probabilities); the CSV keeps the numbers."""
     model, prompt = _context()
     base = safe_filename(name or key, model, prompt=prompt)
     _registry()["tables"][base] = table
-    st.dataframe(table, key=key, **dataframe_kwargs)
+    st.dataframe(table.style.format(formats) if formats else table, key=key, **dataframe_kwargs)
     st.download_button("Table as CSV", lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
                        mime="text/csv", on_click="ignore", icon=":material/download:")

@@ -21,16 +21,24 @@ def esc(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def format_prob(p: float) -> str:
-    """A probability as a person reads it: 42%, 3.1%, 0.27%, 2.1e-05."""
+    """A probability as a person reads it, the one way the app writes one (tables, metrics,
+    bar labels, hovers): a percentage with two significant digits down to 0.01% (42%, 3.1%,
+    0.27%, 0.015%), then a power of ten (3.0×10⁻⁷); 0 and NaN as themselves."""
     p = float(p)
-    if p >= 0.1:
-        return f"{p:.0%}"
-    if p >= 0.01:
-        return f"{p:.1%}"
-    if p >= 0.001:
-        return f"{p:.2%}"
-    return f"{p:.1e}"
+    if p != p:
+        return "—"
+    if p <= 0:
+        return "0"
+    if p >= 1e-4:
+        pct = p * 100
+        digits = max(0, 1 - int(np.floor(np.log10(pct)))) if pct < 10 else 0
+        return f"{pct:.{digits}f}%"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
 def short(text: str, limit: int = 40) -> str:

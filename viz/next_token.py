@@ -16,7 +16,8 @@ def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figur
     fig = go.Figure(go.Bar(
         x=np.asarray(probs, dtype=np.float64), y=ranks, orientation="h",
         text=[format_prob(p) for p in probs], textposition="outside", cliponaxis=False,
-        customdata=labels, hovertemplate="rank %{y}: %{customdata}<br>p = %{x:.4f}<extra></extra>",
+        customdata=np.stack([labels, [format_prob(p) for p in probs]], axis=-1) if len(labels) else None,
+        hovertemplate="rank %{y}: %{customdata[0]}<br>p = %{customdata[1]}<extra></extra>",
         marker_color="#3b6fb6",
     ))
     fig.update_layout(**base_layout(title), height=max(260, 28 * len(tokens) + 90), bargap=0.25)
@@ -33,8 +34,8 @@ def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
     keep = probs > 0
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=ranks[keep], y=probs[keep], mode="lines", name="GPT-2's probabilities",
-                             line=dict(width=2.5, color="#3b6fb6"),
-                             hovertemplate="rank %{x:,}<br>p = %{y:.3g}<extra></extra>"))
+                             line=dict(width=2.5, color="#3b6fb6"), customdata=[format_prob(p) for p in probs[keep]],
+                             hovertemplate="rank %{x:,}<br>p = %{customdata}<extra></extra>"))
     ref = probs[0] / ranks
     fig.add_trace(go.Scatter(x=ranks, y=ref, mode="lines", name="∝ 1/rank (power law)",
                              line=dict(width=1.5, dash="dash", color="#d95f02"), hoverinfo="skip"))
@@ -46,28 +47,37 @@ def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
 
 def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: str, per_row: int = 24) -> go.Figure:
     """The prompt as a grid of token cells, `per_row` to a line, coloured by surprisal
-    (-log2 p of each token given the ones before it). The first token has no colour:
-    nothing came before it to predict it."""
+    (-log2 p of each token given the ones before it). The first token is grey and says why:
+    nothing came before it to predict it. Cells keep their shape at any figure size (the
+    y axis is tied to the x axis), so an export at 1,600 × 900 does not stretch them."""
     n = len(tokens)
+    per_row = max(1, min(per_row, n))
     rows = int(np.ceil(n / per_row))
     z = np.full((rows, per_row), np.nan)
+    unpredicted = np.full((rows, per_row), np.nan)
     text = np.full((rows, per_row), "", dtype=object)
     hover = np.full((rows, per_row), "", dtype=object)
     s = np.asarray(surprisal_bits, dtype=np.float64)
     for i, tok in enumerate(tokens):
         r, c = divmod(i, per_row)
-        z[r, c] = s[i]
         text[r, c] = esc(tok if len(tok) <= 10 else tok[:9] + "…")
-        bits = "— (first token, nothing predicts it)" if np.isnan(s[i]) else f"{s[i]:.2f} bits (p = {2 ** -s[i]:.3g})"
-        hover[r, c] = f"#{i}: {esc(tok)}<br>surprisal {bits}"
+        if np.isnan(s[i]):
+            unpredicted[r, c] = 0.0
+            hover[r, c] = f"#{i}: {esc(tok)}<br>no surprisal: the first token, nothing before it predicts it"
+        else:
+            z[r, c] = s[i]
+            hover[r, c] = f"#{i}: {esc(tok)}<br>surprisal {s[i]:.2f} bits (p = {format_prob(2 ** -s[i])})"
     show_text = n <= 400
-    fig = go.Figure(go.Heatmap(
-        z=z, text=text if show_text else None, texttemplate="%{text}" if show_text else None,
-        customdata=hover, hovertemplate="%{customdata}<extra></extra>",
-        colorscale=SEQUENTIAL, zmin=0, xgap=2, ygap=2,
-        colorbar=dict(title=dict(text="surprisal<br>(bits)")),
-    ))
-    fig.update_layout(**base_layout(title), height=min(120 + 34 * rows, 1400))
-    fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    cells = dict(text=text if show_text else None, texttemplate="%{text}" if show_text else None,
+                 customdata=hover, hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2, hoverongaps=False)
+    fig = go.Figure(go.Heatmap(z=z, colorscale=SEQUENTIAL, zmin=0, name="surprisal", **cells,
+                               colorbar=dict(title=dict(text="surprisal (bits)", side="right"), thickness=14,
+                                             lenmode="pixels", len=max(110, min(300, 40 * rows + 60)))))
+    fig.add_trace(go.Heatmap(z=unpredicted, colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], showscale=False,
+                             name="first token", **cells))
+    fig.update_layout(**base_layout(title + "<br><sup>grey: the first token, which nothing predicts</sup>"),
+                      height=int(min(150 + 40 * rows, 1400)))
+    fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False,
+                     scaleanchor="x", scaleratio=0.45, constrain="domain")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
     return fig
