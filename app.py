@@ -7,7 +7,7 @@ ui.shell.setup_page. See README for why the pages are laid out this way.
 import numpy as np
 import streamlit as st
 
-from core.next_token import prompt_perplexity, rank_curve, top_k_table
+from core.next_token import prompt_perplexity, rank_curve, tokenization_table, top_k_table
 from ui.shell import md_escape, setup_trace_page, show_figure, show_table, url_state
 from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
@@ -52,3 +52,10 @@ st.subheader("How surprising was each token?")
 st.caption("Surprisal = −log₂ p(token | the tokens before it). One bit is a coin flip's worth of surprise. "
            "Hover a cell for the exact value.")
 show_figure(surprisal_strip(list(t.tokens), t.surprisal_bits, f"Surprisal per token · {label}"), key="next_surprisal")
+
+st.subheader("How GPT-2 split the prompt into tokens")
+st.caption("GPT-2 reads bytes, not letters: each row is one token, with its id in the vocabulary and the bytes it stands "
+           "for. A Chinese character or an emoji often takes two or three tokens; the last column names the tokens "
+           "that make such a character together.")
+show_table(tokenization_table(lm, t), "next_tokens_table", name="tokenization", hide_index=True, width="stretch",
+           height=min(420, 38 + 35 * t.n_tokens))

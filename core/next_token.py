@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from .model import LoadedModel
-from .tokens import display_tokens
+from .tokens import characters_across_tokens, display_tokens, token_bytes
 from .trace import Trace
 
 
@@ -40,3 +40,22 @@ def prompt_perplexity(t: Trace) -> float:
     """2 ** mean surprisal (bits) over the tokens GPT-2 predicted (all but the first); NaN if none."""
     s = t.surprisal_bits[1:]
     return float(2 ** np.mean(s)) if s.size else float("nan")
+
+
+def tokenization_table(lm: LoadedModel, t: Trace) -> pd.DataFrame:
+    """One row per prompt token: position, token as shown, id, its bytes in hex, and, for a
+    token that holds part of a character split over several tokens (Chinese, emoji), which
+    tokens make that character together."""
+    pieces = token_bytes(lm, t.token_ids)
+    shared = [""] * len(pieces)
+    for ch, first, last in characters_across_tokens(pieces):
+        for i in range(first, last + 1):
+            note = f"{ch} = tokens {first}–{last}"
+            shared[i] = note if not shared[i] else f"{shared[i]}; {note}"
+    return pd.DataFrame({
+        "position": np.arange(len(pieces)),
+        "token": list(t.tokens),
+        "id": t.token_ids.astype(np.int64),
+        "bytes": [" ".join(f"{b:02x}" for b in p) for p in pieces],
+        "character split over tokens": shared,
+    })

@@ -109,3 +109,33 @@ def display_tokens(lm, ids) -> list[str]:
     ids = [int(i) for i in ids]
     special = frozenset(getattr(lm.tokenizer, "all_special_tokens", []) or [])
     return [display_token(p, i, special) for p, i in zip(lm.id_to_piece(ids), ids)]
+
+
+def token_bytes(lm, ids) -> list[bytes]:
+    """The bytes each token id stands for (special tokens: their text in UTF-8)."""
+    ids = [int(i) for i in ids]
+    return [b"" if p is None else piece_to_bytes(p) for p in lm.id_to_piece(ids)]
+
+
+def characters_across_tokens(pieces: list[bytes]) -> list[tuple[str, int, int]]:
+    """(character, first token, last token) for every character whose UTF-8 bytes are split
+    over more than one token (a Chinese character or an emoji over two or three tokens).
+
+    Bytes are read as one stream in token order; a character that starts in token i and
+    ends in token j > i is reported with (i, j)."""
+    owner = [i for i, p in enumerate(pieces) for _ in p]
+    stream = b"".join(pieces)
+    out = []
+    k = 0
+    while k < len(stream):
+        n = _char_len(stream[k]) or 1
+        chunk = stream[k : k + n]
+        try:
+            ch = chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            k += 1
+            continue
+        if owner[k] != owner[k + n - 1]:
+            out.append((_show_char(ch), owner[k], owner[k + n - 1]))
+        k += n
+    return out

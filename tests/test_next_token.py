@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from core import trace
-from core.next_token import prompt_perplexity, rank_curve, top_k_table
+from core.next_token import prompt_perplexity, rank_curve, tokenization_table, top_k_table
 from ui.shell import md_escape
 from viz.common import esc, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
@@ -78,3 +78,27 @@ def test_format_prob():
     """One way to write a probability, readable from 0.3 to 3e-7: never 0.0000 or 1.7e-04."""
     values = (0.42, 0.3, 0.031, 0.0027, 1.5e-4, 2.1e-5, 3e-7, 0.0)
     assert [format_prob(p) for p in values] == ["42%", "30%", "3.1%", "0.27%", "0.015%", "2.1×10⁻⁵", "3.0×10⁻⁷", "0"]
+
+
+def test_tokenization_table_gives_each_tokens_bytes_and_the_characters_split_over_tokens(tiny_lm):
+    prompt = "AI 你好 😀 <b>x</b>\n"
+    t = trace(tiny_lm, prompt)
+    table = tokenization_table(tiny_lm, t)
+    assert list(table["id"]) == tiny_lm.encode(prompt) and list(table["token"]) == list(t.tokens)
+    pieces = [bytes.fromhex(h) for h in table["bytes"]]
+    assert b"".join(pieces) == prompt.encode("utf-8")  # the tokens' bytes are the prompt, in order
+    # oracle: each character's byte span in the prompt, mapped to tokens by cumulative length
+    ends = np.cumsum([len(p) for p in pieces])
+    split = {}
+    offset = 0
+    for ch in prompt:
+        n = len(ch.encode("utf-8"))
+        first, last = np.searchsorted(ends, offset, "right"), np.searchsorted(ends, offset + n - 1, "right")
+        if first != last:
+            split[ch] = (first, last)
+        offset += n
+    assert split, "the tiny tokenizer should split at least the emoji"
+    for ch, (first, last) in split.items():
+        for i in range(first, last + 1):
+            assert f"{ch} = tokens {first}–{last}" in table["character split over tokens"][i]
+    assert (table["character split over tokens"] != "").sum() == sum(b - a + 1 for a, b in split.values())
