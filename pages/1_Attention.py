@@ -16,17 +16,18 @@ from core.attention import (
 from ui.progress import layer_by_layer
 from ui.shell import setup_trace_page, show_figure, url_state
 from viz.attention import (
-    CELL_BUDGET, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure, layer_heads_figure,
-    layer_means_figure, panel_side, scores_figure,
+    CELL_BUDGET, COLOUR_SCALES, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure,
+    layer_heads_figure, layer_means_figure, panel_side, scores_figure,
 )
 
 VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
 
 lm, t = setup_trace_page(
     "Attention",
-    "Each square shows one attention head: row *i* is a token (the query), and the colour in column *j* is how "
-    "much of what it reads comes from token *j* (the key). Rows add up to 1, and the upper triangle is empty "
-    "because a token cannot see the tokens after it.",
+    "Every token looks back at the tokens before it, through each layer's attention heads. The **head atlas** "
+    "scores every head at once (one cell per layer and head: click one to open it); the other views draw patterns, "
+    "where row *i* is a token (the query) and the colour in column *j* is how much of what it reads comes from token "
+    "*j* (the key). Rows add up to 1, and the upper triangle is empty: a token cannot see the tokens after it.",
 )
 ss = st.session_state
 GRID_SIDE = panel_side(lm.n_layer, PAIR_GRID_CELLS)  # cells a side of each layer's panel in the all-layer grids
@@ -69,11 +70,17 @@ for key, n in (("attn_layer", lm.n_layer), ("attn_head", lm.n_head)):
     if not 0 <= ss.get(key, 0) < n:
         ss[key] = 0
 ss["attn_focus_pos"] = min(max(ss.get("attn_focus_pos", 0), 0), t.n_tokens - 1)
-c1, c2, c3 = st.columns([1, 1, 4])
+url_state({"attn_colour": (str, "stretch")})
+if ss["attn_colour"] not in COLOUR_SCALES:
+    ss["attn_colour"] = "stretch"
+c1, c2, c3, c4 = st.columns([1, 1, 2, 3])
 layer = c1.selectbox("Layer", range(lm.n_layer), key="attn_layer")
 head = c2.selectbox("Head", range(lm.n_head), key="attn_head")
-c3.caption(f"{t.n_tokens:,} tokens. Grids of many heads are max-pooled when the prompt is long: a cell then shows "
-           "the strongest weight in its block of tokens. Hover for exact values.")
+colour = c3.selectbox("Colour scale", list(COLOUR_SCALES), key="attn_colour", format_func=COLOUR_SCALES.get,
+                      help="Most heads of a trained GPT-2 put most of their weight on the first token (the attention "
+                           "sink): on a 0-to-1 scale everything else looks black. Stretched and log scales show the rest.")
+c4.caption(f"{t.n_tokens:,} tokens. Colour: {COLOUR_SCALES[colour]}. Grids of many heads are max-pooled when the "
+           "prompt is long: a cell then shows the strongest weight in its block of tokens. Hover for exact values.")
 model = lm.label  # for titles; caches are keyed by lm.name
 
 tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="attn_view", on_change="rerun")))
@@ -102,7 +109,7 @@ with tabs["Head atlas"]:
 
 with tabs["One layer, all heads"]:
     if tabs["One layer, all heads"].open:
-        show_figure(layer_heads_figure(t.pattern(layer), t.tokens, model=model, layer=layer),
+        show_figure(layer_heads_figure(t.pattern(layer), t.tokens, model=model, layer=layer, colour=colour),
                     key="attn_layer_heads_chart")
 
 with tabs["One head"]:
@@ -110,7 +117,7 @@ with tabs["One head"]:
         with_scores = st.toggle("Show the pre-softmax scores q·k/√d too", key="attn_scores",
                                 help="The numbers the softmax turns into the pattern, recomputed from the "
                                 "layer's weights; masked (future) positions are left empty.")
-        pattern_fig = head_figure(t.pattern(layer, head), t.tokens, model=model, layer=layer, head=head)
+        pattern_fig = head_figure(t.pattern(layer, head), t.tokens, model=model, layer=layer, head=head, colour=colour)
         if not with_scores:
             show_figure(pattern_fig, key="attn_head_chart")
         else:
@@ -131,11 +138,11 @@ with tabs["One head across layers"]:
     if tabs["One head across layers"].open:
         grids, block = head_across_layers(t, head, GRID_SIDE)
         show_figure(head_across_layers_figure(grids, t.tokens, model=model, head=head, cell_budget=PAIR_GRID_CELLS,
-                                              block=block), key="attn_across_chart")
+                                              block=block, colour=colour), key="attn_across_chart")
         done = summaries()
         if done is not None:
             show_figure(layer_means_figure(done["means"], t.tokens, model=model, cell_budget=PAIR_GRID_CELLS,
-                                           block=done["block"]), key="attn_means_chart")
+                                           block=done["block"], colour=colour), key="attn_means_chart")
 
 with tabs["Token focus"]:
     if tabs["Token focus"].open:

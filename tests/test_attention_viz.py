@@ -134,3 +134,24 @@ def test_1024_token_figures_stay_within_the_cell_budget():
     assert figure_cells(figs[0]) == n * n  # one head: full resolution
     assert figure_cells(figs[2]) == n_head * 256 * 256  # a grid: pooled to 256 x 256 per head
     assert np.isnan(json_z(figs[2], 0)[0, 1]) and json_z(figs[2], 0)[1, 0] == pattern[4:8, :4].max()
+
+
+def test_colour_scales_show_what_the_sink_would_hide():
+    """Most weight on key 0 (the attention sink): linear runs 0..1, stretch to the largest
+    weight elsewhere, log draws log10 of the weight; the values under the cells stay weights
+    except on the log scale."""
+    n = 6
+    p = np.tril(np.full((n, n), 0.02))
+    p[:, 0] = 0.9
+    p[3, 2] = 0.07
+    p[0, 0] = 1.0
+    lin = head_figure(p, [f"t{i}" for i in range(n)], model=MODEL, layer=0, head=0)
+    stretch = head_figure(p, [f"t{i}" for i in range(n)], model=MODEL, layer=0, head=0, colour="stretch")
+    log = head_figure(p, [f"t{i}" for i in range(n)], model=MODEL, layer=0, head=0, colour="log")
+    assert (lin.data[0].zmin, lin.data[0].zmax) == (0.0, 1.0)
+    assert stretch.data[0].zmax == pytest.approx(0.07)
+    np.testing.assert_array_equal(json_z(stretch), causal_nan(p))
+    np.testing.assert_allclose(json_z(log)[3, 2], np.log10(0.07), rtol=1e-6)
+    assert (log.data[0].zmin, log.data[0].zmax) == (-4, 0.0) and np.isnan(json_z(log)[0, 1])
+    grid = layer_heads_figure(np.stack([p, p]), [f"t{i}" for i in range(n)], model=MODEL, layer=0, colour="stretch")
+    assert grid.layout.coloraxis.cmax == pytest.approx(0.07)

@@ -25,6 +25,36 @@ PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
 MAX_PANEL_SIDE = 256
 HOVER_TOKENS_MAX_CELLS = 131_072  # above this, per-cell token hover text would cost megabytes
 WEIGHT_BAR = dict(title=dict(text="attention<br>weight", side="top"))
+LOG_FLOOR = -4  # log10 of the smallest weight the log scale tells apart
+
+# Colour scales for attention weights. Most GPT-2 heads put most of their weight on the first
+# token (the "attention sink"), so on a 0-1 scale everything else is nearly black.
+COLOUR_SCALES = {
+    "linear": "0 to 1",
+    "stretch": "stretched to the largest weight off the first token",
+    "log": "log scale, 0.0001 to 1",
+}
+
+
+def colour_scale(z: np.ndarray, scale: str) -> tuple[np.ndarray, dict, str]:
+    """(values to draw, heatmap colour settings, hover label) for weights z (NaN = masked).
+
+    linear: 0..1. stretch: 0..the largest weight outside key column 0, so the first
+    column may saturate. log: log10 of the weight from 10^LOG_FLOOR to 1."""
+    if scale == "log":
+        with np.errstate(divide="ignore"):
+            logz = np.log10(np.maximum(z, 10.0**LOG_FLOOR))
+        ticks = list(range(LOG_FLOOR, 1))
+        bar = dict(title=dict(text="attention<br>weight (log)", side="top"), tickvals=ticks,
+                   ticktext=[f"{10.0 ** t:g}" for t in ticks])
+        return np.where(np.isnan(z), np.nan, logz).astype(np.float32), dict(zmin=LOG_FLOOR, zmax=0.0, colorbar=bar), \
+            "log₁₀ weight"
+    if scale == "stretch":
+        rest = z[..., 1:]
+        top = float(np.nanmax(rest)) if rest.size and np.isfinite(rest).any() else 1.0
+        bar = dict(title=dict(text=f"attention<br>weight<br>(to {top:.2g})", side="top"))
+        return z, dict(zmin=0.0, zmax=max(top, 1e-6), colorbar=bar), "weight"
+    return z, dict(zmin=0.0, zmax=1.0, colorbar=WEIGHT_BAR), "weight"
 
 
 # ---- array helpers -----------------------------------------------------------------------
@@ -100,10 +130,12 @@ def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str
     return fig
 
 
-def head_figure(pattern: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int) -> go.Figure:
-    """One head's pattern [query_pos, key_pos] at full resolution, weights 0..1."""
-    return _square_heatmap(causal_nan(pattern), tokens, _title(model, f"layer {layer}, head {head}: attention pattern"),
-                           "weight", colorscale=SEQUENTIAL, colorbar=WEIGHT_BAR, zmin=0.0, zmax=1.0)
+def head_figure(pattern: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int,
+                colour: str = "linear") -> go.Figure:
+    """One head's pattern [query_pos, key_pos] at full resolution, coloured by `colour` (COLOUR_SCALES)."""
+    z, settings, value = colour_scale(causal_nan(pattern), colour)
+    return _square_heatmap(z, tokens, _title(model, f"layer {layer}, head {head}: attention pattern"),
+                           value, colorscale=SEQUENTIAL, **settings)
 
 
 def scores_figure(scores: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int) -> go.Figure:
@@ -128,7 +160,7 @@ def panel_side(n_panels: int, cell_budget: int = GRID_CELLS) -> int:
 
 
 def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Sequence[str], title: str,
-                *, cell_budget: int = GRID_CELLS, block: int = 1) -> go.Figure:
+                *, cell_budget: int = GRID_CELLS, block: int = 1, colour: str = "linear") -> go.Figure:
     """Small multiples of patterns [panel, query_pos, key_pos] on one shared 0..1 colour scale.
 
     Each panel is max-pooled to at most `panel_side` cells a side (within the cell budget), so a
@@ -140,7 +172,7 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
     # Pool first, then blank the upper triangle of blocks: weights are >= 0 and the trace
     # holds 0 where the mask is, so a diagonal block's max is its largest visible weight.
     pooled, b = max_pool(patterns, panel_side(n_panels, cell_budget)) if block == 1 else (patterns, block)
-    pooled = causal_nan(pooled)
+    pooled, settings, value = colour_scale(causal_nan(pooled), colour)
     rows, cols = _grid_shape(n_panels)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[esc(s) for s in panel_titles],
                         horizontal_spacing=0.02, vertical_spacing=0.06 if rows < 5 else 0.03)
@@ -152,12 +184,12 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         if hover_tokens:
             heat["customdata"] = _token_pairs(tokens, starts, starts)
             heat["hovertemplate"] = (f"{esc(panel_titles[i])}<br>query %{{y}} %{{customdata[0]}}"
-                                     f"<br>key %{{x}} %{{customdata[1]}}<br>weight %{{z:.4f}}<extra></extra>")
+                                     f"<br>key %{{x}} %{{customdata[1]}}<br>{value} %{{z:.4f}}<extra></extra>")
         elif b == 1:
-            heat["hovertemplate"] = f"{esc(panel_titles[i])}<br>query %{{y}} · key %{{x}}<br>weight %{{z:.4f}}<extra></extra>"
+            heat["hovertemplate"] = f"{esc(panel_titles[i])}<br>query %{{y}} · key %{{x}}<br>{value} %{{z:.4f}}<extra></extra>"
         else:
             heat["hovertemplate"] = (f"{esc(panel_titles[i])}<br>queries %{{y}}… · keys %{{x}}… (blocks of {b})"
-                                     f"<br>max weight %{{z:.4f}}<extra></extra>")
+                                     f"<br>max {value} %{{z:.4f}}<extra></extra>")
         fig.add_trace(go.Heatmap(**heat), row=i // cols + 1, col=i % cols + 1)
     ticks = token_ticks(tokens, 16) if label_tokens else {}
     fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **ticks)
@@ -168,32 +200,34 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         fig.update_xaxes(showticklabels=True, tickangle=-60 if label_tokens else 0, row=rows, col=c + 1)
     note = f" (max-pooled in blocks of {b}×{b} tokens)" if b > 1 else ""
     fig.update_layout(**base_layout(title + note, height=int(130 + rows * 260)),
-                      coloraxis=dict(colorscale=SEQUENTIAL, cmin=0.0, cmax=1.0, colorbar=WEIGHT_BAR))
+                      coloraxis=dict(colorscale=SEQUENTIAL, cmin=settings["zmin"], cmax=settings["zmax"],
+                                     colorbar=settings["colorbar"]))
     fig.update_annotations(font_size=11)
     return fig
 
 
 def layer_heads_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, layer: int,
-                       cell_budget: int = GRID_CELLS) -> go.Figure:
+                       cell_budget: int = GRID_CELLS, colour: str = "linear") -> go.Figure:
     """All heads of one layer, patterns [head, query_pos, key_pos]."""
     return grid_figure(patterns, tokens, [f"head {h}" for h in range(patterns.shape[0])],
-                       _title(model, f"layer {layer}, all {patterns.shape[0]} heads"), cell_budget=cell_budget)
+                       _title(model, f"layer {layer}, all {patterns.shape[0]} heads"), cell_budget=cell_budget,
+                       colour=colour)
 
 
 def head_across_layers_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, head: int,
-                              cell_budget: int = GRID_CELLS, block: int = 1) -> go.Figure:
+                              cell_budget: int = GRID_CELLS, block: int = 1, colour: str = "linear") -> go.Figure:
     """Head `head` in every layer, patterns [layer, query_pos, key_pos] (pooled by `block`)."""
     return grid_figure(patterns, tokens, [f"layer {L}" for L in range(patterns.shape[0])],
                        _title(model, f"head {head} in layers 0–{patterns.shape[0] - 1}"), cell_budget=cell_budget,
-                       block=block)
+                       block=block, colour=colour)
 
 
 def layer_means_figure(means: np.ndarray, tokens: Sequence[str], *, model: str,
-                       cell_budget: int = GRID_CELLS, block: int = 1) -> go.Figure:
+                       cell_budget: int = GRID_CELLS, block: int = 1, colour: str = "linear") -> go.Figure:
     """Each layer's pattern averaged over its heads, [layer, query_pos, key_pos] (pooled by `block`)."""
     return grid_figure(means, tokens, [f"layer {L}, mean" for L in range(means.shape[0])],
                        _title(model, f"mean over heads, layers 0–{means.shape[0] - 1}"), cell_budget=cell_budget,
-                       block=block)
+                       block=block, colour=colour)
 
 
 # ---- head atlas -------------------------------------------------------------------------------
