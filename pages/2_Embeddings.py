@@ -118,12 +118,13 @@ with tabs[1]:
         every = int(np.ceil(wpe.size / MAX_CELLS))  # gpt2-xl: 1,024 x 1,600 is over the budget
         thin = f" · one dimension in {every}" if every > 1 else ""
         show_figure(matrix_heatmap(wpe.T[::every], f"All {lm.n_ctx:,} position embeddings (wpe) · {lm.d_model} × "
-                                   f"{lm.n_ctx:,}{thin} · {model_tag}", "position", "d_model", height=520, dy=every),
+                                   f"{lm.n_ctx:,}{thin} · {model_tag}", "position", "d_model", height=520, dy=every,
+                                   value="embedding value"),
                     key="emb_wpe")
         note = f" · mean of {tile}×{tile} tiles" if tile > 1 else ""
         show_figure(matrix_heatmap(sims, f"Cosine similarity between positions{note} · {model_tag}", "position",
                                    "position", zrange=(-1, 1), dx=tile, dy=tile, x0=(tile - 1) / 2, y0=(tile - 1) / 2,
-                                   height=620), key="emb_wpe_cosine")
+                                   height=620, value="cosine similarity"), key="emb_wpe_cosine")
         show_figure(components_figure(pc.coords, pc.explained, f"First principal components of wpe against position · {model_tag}"),
                     key="emb_wpe_pca")
         st.caption("GPT-2 learned its position vectors. Nearby positions get similar vectors (the bright band "

@@ -37,15 +37,17 @@ def embedding_heatmap(vectors: np.ndarray, tokens: Sequence[str], title: str, he
 
 def matrix_heatmap(z: np.ndarray, title: str, x_title: str, y_title: str, *, symmetric: bool = True,
                    zrange: tuple[float, float] | None = None, height: int = 560, x0: float = 0, dx: float = 1,
-                   y0: float = 0, dy: float = 1) -> go.Figure:
-    """A large numeric matrix z [rows, cols] (float32 on the wire), rows top to bottom."""
+                   y0: float = 0, dy: float = 1, value: str = "value") -> go.Figure:
+    """A large numeric matrix z [rows, cols] (float32 on the wire), rows top to bottom; `value`
+    names what the colour shows (the colour bar's title)."""
     z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
     if zrange is None:
         lim = _symmetric_range(z)
         zrange = (-lim, lim)
     fig = go.Figure(go.Heatmap(z=z, x0=x0, dx=dx, y0=y0, dy=dy, colorscale=DIVERGING if symmetric else SEQUENTIAL,
                                zmin=zrange[0], zmax=zrange[1], zmid=0 if symmetric else None,
-                               hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>%{{z:.4f}}<extra></extra>"))
+                               colorbar=dict(title=dict(text=esc(value).replace(" ", "<br>", 1), side="top")),
+                               hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>{esc(value)} %{{z:.4f}}<extra></extra>"))
     fig.update_layout(**base_layout(title, height=height))
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title, autorange="reversed")
@@ -87,8 +89,10 @@ def pair_matrix(m: np.ndarray, labels: Sequence[str], title: str, *, similarity:
     n = len(labels)
     m = np.asarray(m, dtype=np.float32)
     kw = dict(colorscale=DIVERGING, zmin=-1, zmax=1, zmid=0) if similarity else dict(colorscale=SEQUENTIAL)
+    value = "cosine" if similarity else "distance"
     fig = go.Figure(go.Heatmap(z=m, x=np.arange(n), y=np.arange(n), texttemplate="%{z:.2f}" if n <= 16 else None,
-                               hovertemplate="%{z:.4f}<extra></extra>", **kw))
+                               colorbar=dict(title=dict(text=value, side="top")),
+                               hovertemplate=f"{value} %{{z:.4f}}<extra></extra>", **kw))
     size = max(360, min(720, 120 + 40 * n))
     fig.update_layout(**base_layout(title, height=size))
     fig.update_xaxes(**ticks_x)

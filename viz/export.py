@@ -86,7 +86,10 @@ def presentation_style(fig: go.Figure, dark: bool = False, prompt: str | None = 
     )
     fig.update_xaxes(title_font=dict(size=22), tickfont=dict(size=18), gridcolor=grid, zerolinecolor=grid)
     fig.update_yaxes(title_font=dict(size=22), tickfont=dict(size=18), gridcolor=grid, zerolinecolor=grid)
+    _fit_token_labels(fig)
     fig.update_annotations(font_size=20)
+    if fig.layout.annotations:  # subplot titles sit above each panel: leave room under the prompt line
+        fig.update_layout(margin_t=175)
     for trace in fig.data:
         if trace.type in ("scatter", "scattergl"):
             width = (trace.line.width or 2) if trace.line is not None else 2
@@ -98,6 +101,18 @@ def presentation_style(fig: go.Figure, dark: bool = False, prompt: str | None = 
         if trace.type == "heatmap" and trace.colorbar is not None:
             trace.update(colorbar_tickfont_size=18, colorbar_title_font_size=20)
     return fig
+
+
+def _fit_token_labels(fig: go.Figure, width: int = 1600, height: int = 900) -> None:
+    """Shrink the font of axes labelled token by token (tickvals) so every label fits its
+    slot at slide size; at 18 px Plotly would hide every other one."""
+    for name in [k for k in fig.layout if k.startswith(("xaxis", "yaxis"))]:
+        axis = fig.layout[name]
+        if axis.tickvals is None or len(axis.tickvals) < 2:
+            continue
+        span = (axis.domain[1] - axis.domain[0]) if axis.domain else 1.0
+        slot = (width if name.startswith("x") else height) * span / len(axis.tickvals)
+        axis.tickfont.size = int(max(9, min(18, slot / 1.25)))
 
 
 # ---- formats ------------------------------------------------------------------------------------
