@@ -202,14 +202,18 @@ with tabs[4]:
         digest = digests(lm.name, lm)[table]
         emap = embedding_map(X, lm.name, table, VOCAB_MAP_PARAMS, digest=digest, compute=False)
         if emap is None:
-            st.info(f"The map of all {len(X):,} {table} is computed once per model and kept on disk; it takes "
-                    f"{'about a minute' if len(X) > 20_000 else 'a few seconds'} on a CPU.")
-            if st.button(f"Compute the map of all {len(X):,} {table}", key=f"emb_vocab_compute_{table}",
-                         icon=":material/play_arrow:"):
+            ask = st.empty()  # the notice and its button go once the map is there
+            with ask.container():
+                st.info(f"The map of all {len(X):,} {table} is computed once per model and kept on disk; it takes "
+                        f"{'about a minute' if len(X) > 20_000 else 'a few seconds'} on a CPU.")
+                clicked = st.button(f"Compute the map of all {len(X):,} {table}", key=f"emb_vocab_compute_{table}",
+                                    icon=":material/play_arrow:")
+            if clicked:
                 bar = st.progress(0.0, text="Starting…")
                 emap = embedding_map(X, lm.name, table, VOCAB_MAP_PARAMS, digest=digest,
                                      progress=lambda f, s: bar.progress(min(max(f, 0.0), 1.0), text=s))
                 bar.empty()
+                ask.empty()
         if emap is not None:
             how = "loaded from the cache" if emap.from_cache else "computed"
             st.caption(f"UMAP of {len(X):,} × {lm.d_model} ({VOCAB_MAP_PARAMS.pca_dims} PCA dimensions first, "

@@ -130,8 +130,10 @@ def test_meaning_space_pca_and_umap(tiny_env, cache):
 def test_vocabulary_map_is_computed_on_request_then_cached(tiny_env, tiny_lm, cache):
     at = show_tab(open_page("hello world"), "Whole vocabulary")
     assert not at.get("plotly_chart") and not list(cache.glob("*.npz"))
+    assert any("computed once per model" in i.value for i in at.info)
     at.button(key="emb_vocab_compute_tokens").click().run()
     assert not at.exception
+    assert not any("computed once per model" in i.value for i in at.info)  # the notice goes with the map drawn
     (saved,) = cache.glob("*.npz")
     with np.load(saved) as z:
         coords = z["coords"]
