@@ -22,9 +22,15 @@ def test_top_k_table_is_the_sorted_distribution(tiny_lm):
     np.testing.assert_allclose(-(p * np.log2(p)).sum(), t.entropy[-1], atol=1e-3)  # entropy, from the probabilities
 
 
-def test_prompt_perplexity_is_two_to_the_mean_surprisal(tiny_lm):
+def test_prompt_perplexity_is_transformers_loss_exponentiated(tiny_lm):
+    """Oracle: transformers' own language-model loss (mean nats over the predicted tokens)."""
+    import torch
+
     t = trace(tiny_lm, "The cat sat on the mat")
-    np.testing.assert_allclose(prompt_perplexity(t), 2 ** np.mean(t.surprisal_bits[1:]), rtol=1e-6)
+    ids = torch.tensor([t.token_ids.tolist()])
+    with torch.inference_mode():
+        loss = tiny_lm.model(ids, labels=ids).loss.item()
+    np.testing.assert_allclose(prompt_perplexity(t), np.exp(loss), rtol=1e-4)
 
 
 def test_rank_curve_samples_the_exact_sorted_probabilities():
