@@ -185,6 +185,12 @@ class Trace:
         kind, key = LAYER_NAMES[name]
         return _host(self._layer(layer, kind)[key], index)
 
+    def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
+        """`layer_act` as the cached tensor on the model's device, for core's maths (no copy;
+        do not modify it)."""
+        kind, key = LAYER_NAMES[name]
+        return self._layer(layer, kind)[key]
+
     def _whole(self, per_layer, shape: tuple[int, ...]) -> np.ndarray:
         nbytes = 4 * math.prod(shape)
         if nbytes > WHOLE_ARRAY_MAX_BYTES:

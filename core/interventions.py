@@ -1,0 +1,223 @@
+"""Experiments: knock out heads, neurons or MLP layers, and patch activations from one prompt's
+run into another's, then see how the prediction moves.
+
+Every intervention runs on this request's own computation, core's forward over the
+checkpoint's modules, starting from the trace's stored residual at the first layer it
+touches: never a hook on the shared model, so nothing has to be undone and another
+session tracing at the same moment sees the unmodified network. Runs that try many
+interventions (a scan over every head, patching every position) batch them: one copy of
+the prompt per intervention, one forward for a whole layer's worth.
+
+Dimension names as in core.trace: batch layer head pos d_model d_head d_mlp vocab.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import forward as F
+from .layers import LayerArrays
+from .model import LoadedModel
+from .trace import Trace
+from .unembed import next_token_facts
+
+EditZ = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, z [batch, head, pos, d_head]) -> z
+EditMLP = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, [batch, pos, d]) -> same
+
+
+def run_blocks(lm: LoadedModel, x: torch.Tensor, start: int, *, edit_z: EditZ | None = None,
+               edit_post: EditMLP | None = None, edit_mlp_out: EditMLP | None = None) -> torch.Tensor:
+    """Blocks start..n_layer-1 on a batch of residuals x [batch, pos, d_model] -> the final
+    residual (before ln_f). The edit functions may replace, per layer, each head's output z,
+    the MLP activations after GELU, or the MLP's output."""
+    B, T, d = x.shape
+    H = lm.n_head
+    for L in range(start, lm.n_layer):
+        block = lm.model.transformer.h[L]
+        q, k, v = (t.reshape(B, T, H, d // H).transpose(1, 2) for t in block.attn.c_attn(block.ln_1(x)).split(d, -1))
+        z = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                                             scale=F.attention_scale(block.attn, L))  # [B, H, T, hs]
+        if edit_z is not None:
+            z = edit_z(L, z)
+        mid = x + block.attn.c_proj(z.transpose(1, 2).reshape(B, T, d))
+        post = F.activation(block.mlp.act)(block.mlp.c_fc(block.ln_2(mid)))
+        if edit_post is not None:
+            post = edit_post(L, post)
+        out = block.mlp.c_proj(post)
+        if edit_mlp_out is not None:
+            out = edit_mlp_out(L, out)
+        x = mid + out
+    return x
+
+
+def last_logits(lm: LoadedModel, final: torch.Tensor) -> torch.Tensor:
+    """[batch, pos, d_model] final residuals -> [batch, vocab] logits of the next token."""
+    return lm.model.transformer.ln_f(final[:, -1]) @ lm.model.lm_head.weight.T
+
+
+# ---- ablation -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ablation:
+    """The prediction with some parts knocked out. next_probs [vocab]; token_logprob [pos]
+    (ln p of each prompt token given the ones before it, NaN at 0); entropy [pos] in bits."""
+
+    next_probs: np.ndarray
+    next_logits: np.ndarray
+    token_logprob: np.ndarray
+    entropy: np.ndarray
+
+
+def _check(lm: LoadedModel, heads, neurons, mlp_layers, mode: str) -> None:
+    if mode not in ("zero", "mean"):
+        raise ValueError("mode must be 'zero' or 'mean'")
+    for L, h in heads:
+        if not (0 <= L < lm.n_layer and 0 <= h < lm.n_head):
+            raise ValueError(f"There is no head {h} in layer {L}: {lm.n_layer} layers of {lm.n_head} heads.")
+    d_mlp = lm.model.transformer.h[0].mlp.c_fc.nf
+    for L, n in neurons:
+        if not (0 <= L < lm.n_layer and 0 <= n < d_mlp):
+            raise ValueError(f"There is no neuron {n} in layer {L}: {lm.n_layer} layers of {d_mlp} neurons.")
+    for L in mlp_layers:
+        if not 0 <= L < lm.n_layer:
+            raise ValueError(f"There is no MLP layer {L}: the layers are 0–{lm.n_layer - 1}.")
+
+
+def ablate(lm: LoadedModel, t: Trace, heads: Iterable[tuple[int, int]] = (), neurons: Iterable[tuple[int, int]] = (),
+           mlp_layers: Iterable[int] = (), mode: str = "zero") -> Ablation:
+    """The prompt of trace `t` run again with the given heads (their output z), MLP neurons
+    (activation after GELU) and whole MLP layers (their output) set to zero, or to their mean
+    over the prompt's positions (mode="mean"). Ablating nothing gives the trace's own numbers."""
+    heads, neurons, mlp_layers = sorted(set(heads)), sorted(set(neurons)), sorted(set(mlp_layers))
+    _check(lm, heads, neurons, mlp_layers, mode)
+    touched = [L for L, _ in heads] + [L for L, _ in neurons] + list(mlp_layers)
+    start = min(touched, default=lm.n_layer)
+    mean = mode == "mean"
+
+    def edit_z(L, z):
+        for layer, h in heads:
+            if layer == L:
+                z[:, h] = t.layer_tensor(L, "z")[:, h].mean(0) if mean else 0.0
+        return z
+
+    def edit_post(L, post):
+        for layer, n in neurons:
+            if layer == L:
+                post[..., n] = t.layer_tensor(L, "mlp_post")[:, n].mean() if mean else 0.0
+        return post
+
+    def edit_mlp_out(L, out):
+        if L in mlp_layers:
+            out = t.layer_tensor(L, "mlp_out").mean(0).expand_as(out).clone() if mean else torch.zeros_like(out)
+        return out
+
+    with torch.inference_mode():
+        final = run_blocks(lm, t.tensor("resid", (start,))[None], start, edit_z=edit_z, edit_post=edit_post,
+                           edit_mlp_out=edit_mlp_out)[0] if start < lm.n_layer else t.tensor("resid", (lm.n_layer,))
+        ids = torch.as_tensor(t.token_ids, device=final.device)
+        facts = next_token_facts(lm.model.lm_head.weight, lm.model.transformer.ln_f(final), ids, 1)
+    host = {k: v.cpu().numpy() for k, v in facts.items()}
+    return Ablation(next_probs=host["next_probs"], next_logits=host["next_logits"],
+                    token_logprob=host["token_logprob"], entropy=host["entropy"])
+
+
+def head_ablation_scan(lm: LoadedModel, t: Trace, target_token: int, *, mode: str = "zero",
+                       on_layer: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """How much knocking out each head, and each whole MLP layer, alone, changes the log-
+    probability of `target_token` after the prompt: heads [layer, head] and mlp [layer], in
+    nats (negative: the part helped predict it). One batched forward per layer, from that
+    layer's stored residual: n_head + 1 copies of the prompt. Each layer is kept in the
+    trace's cache, so a stopped scan resumes where it stopped."""
+    if not 0 <= target_token < lm.d_vocab:
+        raise ValueError(f"Token id {target_token} is not in the vocabulary (0–{lm.d_vocab - 1}).")
+    _check(lm, [], [], [], mode)
+    H = lm.n_head
+    base = float(np.log(t.next_probs[target_token]))
+    heads, mlp = np.empty((lm.n_layer, H)), np.empty(lm.n_layer)
+    for L in range(lm.n_layer):
+        def compute(L=L):
+            if on_layer is not None:
+                on_layer(L)
+            z_mean = t.layer_tensor(L, "z").mean(0) if mode == "mean" else None  # [head, d_head]
+            out_mean = t.layer_tensor(L, "mlp_out").mean(0) if mode == "mean" else None
+
+            def edit_z(layer, z):  # copy b < H loses head b at layer L
+                if layer == L:
+                    for b in range(H):
+                        z[b, b] = z_mean[b] if z_mean is not None else 0.0
+                return z
+
+            def edit_mlp_out(layer, out):  # copy H loses layer L's MLP
+                if layer == L:
+                    out[H] = out_mean if out_mean is not None else 0.0
+                return out
+
+            with torch.inference_mode():
+                x = t.tensor("resid", (L,))[None].repeat(H + 1, 1, 1)
+                logp = torch.log_softmax(last_logits(lm, run_blocks(lm, x, L, edit_z=edit_z, edit_mlp_out=edit_mlp_out)), -1)
+            return LayerArrays(delta=(logp[:, target_token].double().cpu().numpy() - base))
+        got = t.memo(("head_ablation_scan", mode, target_token, L), compute)["delta"]
+        heads[L], mlp[L] = got[:H], got[H]
+    return {"heads": heads, "mlp": mlp, "base_logprob": np.array(base)}
+
+
+# ---- activation patching --------------------------------------------------------------------------
+def answer_tokens(clean: Trace, corrupted: Trace) -> tuple[int, int]:
+    """The tokens the logit difference compares: each run's own likeliest next token (the
+    corrupted run's second likeliest when both agree)."""
+    a = int(clean.top_ids[-1, 0])
+    b = int(corrupted.top_ids[-1, 0])
+    return a, (b if b != a else int(corrupted.top_ids[-1, 1]))
+
+
+def _logit_diff(logits: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    return logits[..., a] - logits[..., b]
+
+
+def patch(lm: LoadedModel, clean: Trace, corrupted: Trace, what: str = "resid", *,
+          answers: tuple[int, int] | None = None, on_layer: Callable[[int], None] | None = None) -> dict:
+    """Activation patching: copy one activation of the clean run into the corrupted run and
+    measure how much of the clean-vs-corrupted logit difference comes back, 0 = as corrupted,
+    1 = as clean: (LD_patched - LD_corrupted) / (LD_clean - LD_corrupted), LD = logit(answer a)
+    - logit(answer b) for the next token.
+
+    what="resid": the residual stream before each block at one position -> grid [layer, pos];
+    what="head": one head's output z at every position -> grid [layer, head].
+    Both prompts must have the same number of tokens (ValueError otherwise, with the counts)."""
+    if what not in ("resid", "head"):
+        raise ValueError("what must be 'resid' or 'head'")
+    if clean.n_tokens != corrupted.n_tokens:
+        raise ValueError(f"The prompts have {clean.n_tokens} and {corrupted.n_tokens} tokens; patching needs "
+                         "the same number, position by position.")
+    a, b = answers if answers is not None else answer_tokens(clean, corrupted)
+    ld_clean = float(clean.next_logits[a] - clean.next_logits[b])
+    ld_corrupt = float(corrupted.next_logits[a] - corrupted.next_logits[b])
+    if abs(ld_clean - ld_corrupt) < 1e-6:
+        raise ValueError("Both prompts give the two answers the same logit difference, so there is nothing to restore; "
+                         "pick prompts whose predictions differ.")
+    T, H = clean.n_tokens, lm.n_head
+    grid = np.empty((lm.n_layer, T if what == "resid" else H))
+    for L in range(lm.n_layer):
+        def compute(L=L):
+            if on_layer is not None:
+                on_layer(L)
+            with torch.inference_mode():
+                x = corrupted.tensor("resid", (L,))[None].repeat(grid.shape[1], 1, 1)
+                edit_z = None
+                if what == "resid":
+                    rows = torch.arange(T)
+                    x[rows, rows] = clean.tensor("resid", (L,))  # copy p gets the clean residual at position p
+                else:
+                    z_clean = clean.layer_tensor(L, "z").transpose(0, 1)  # [head, pos, d_head]
+
+                    def edit_z(layer, z):
+                        if layer == L:
+                            for h in range(H):
+                                z[h, h] = z_clean[h]
+                        return z
+                ld = _logit_diff(last_logits(lm, run_blocks(lm, x, L, edit_z=edit_z)), a, b)
+            return LayerArrays(restored=((ld.double().cpu().numpy() - ld_corrupt) / (ld_clean - ld_corrupt)))
+        grid[L] = corrupted.memo(("patch", what, clean.key, a, b, L), compute)["restored"]
+    return {"grid": grid, "answers": (a, b), "logit_diff_clean": ld_clean, "logit_diff_corrupted": ld_corrupt}
