@@ -47,6 +47,7 @@ PAGES = [
     ("pages/2_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("pages/3_Weights.py", "Weights", ":material/view_module:"),
     ("pages/4_Generation.py", "Generation", ":material/edit_note:"),
+    ("pages/6_Experiments.py", "Experiments", ":material/science:"),
 ]
 
 
