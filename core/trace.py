@@ -23,7 +23,8 @@ import torch
 
 from . import forward as F
 from .cache import ByteBoundedCache, budget_for, shared_cache
-from .layers import LAYER_NAMES, LayerArrays, compute_layer, layer_bytes, stored_resid
+from .layers import LAYER_NAMES, LayerArrays, compute_layer, layer_bytes
+from .names import activation_names, by_name
 from .model import LoadedModel
 from .tokens import display_tokens
 from .unembed import next_token_facts
@@ -212,54 +213,12 @@ class Trace:
 
     # ---- by TransformerLens name ----------------------------------------------------------
     def names(self) -> list[str]:
-        out = ["hook_embed", "hook_pos_embed"]
-        for L in range(self.n_layer):
-            out += [f"blocks.{L}.hook_resid_pre", f"blocks.{L}.attn.hook_attn_scores", f"blocks.{L}.attn.hook_pattern",
-                    f"blocks.{L}.attn.hook_z", f"blocks.{L}.hook_attn_out", f"blocks.{L}.hook_resid_mid",
-                    f"blocks.{L}.mlp.hook_pre", f"blocks.{L}.mlp.hook_post", f"blocks.{L}.hook_mlp_out",
-                    f"blocks.{L}.hook_resid_post"]
-        return out + ["ln_final.hook_scale", "ln_final.hook_normalized"]
+        """Every name `t[name]` answers to (see core.names)."""
+        return activation_names(self)
 
     def __getitem__(self, name: str) -> np.ndarray:
         """An array by TransformerLens-style name (see `names()`) or by stored key."""
-        if name in self._arrays:
-            return self.take(name)
-        if name in ("hook_embed", "hook_pos_embed"):
-            return self.take(name[5:])
-        if name in ("ln_final.hook_scale", "ln_final.hook_normalized"):
-            return _host(_ln_final_parts(self)[name.rsplit("_", 1)[-1]])
-        parts = name.split(".", 2)
-        if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and int(parts[1]) < self.n_layer:
-            L, hook = int(parts[1]), parts[2]
-            if hook == "hook_resid_pre":
-                return self.take("resid", (L,))
-            if hook == "hook_resid_post":
-                return self.take("resid", (L + 1,))
-            if hook == "attn.hook_pattern":
-                return self.pattern(L)
-            if hook == "attn.hook_attn_scores":
-                return self.attn_scores(L)
-            for act, (_, _, tl_name) in _TL_HOOKS.items():
-                if hook == tl_name:
-                    return self.layer_act(L, act)
-        raise KeyError(f"No activation called {name!r}; Trace.names() lists them.")
-
-
-_TL_HOOKS = {name: (kind, key, tl) for name, (kind, key, tl) in (
-    ("z", ("attn", "z", "attn.hook_z")), ("attn_out", ("attn", "attn_out", "hook_attn_out")),
-    ("resid_mid", ("attn", "resid_mid", "hook_resid_mid")), ("mlp_pre", ("mlp", "pre", "mlp.hook_pre")),
-    ("mlp_post", ("mlp", "post", "mlp.hook_post")), ("mlp_out", ("mlp", "out", "hook_mlp_out")),
-)}
-
-
-def _ln_final_parts(t: Trace) -> dict:
-    """TransformerLens's ln_final hooks: `scale` [pos, 1] = sqrt(var + eps) and `normalized`
-    [pos, d_model] = (x - mean) / scale, before ln_f's gain and bias."""
-    ln_f = t.lm.model.transformer.ln_f
-    x = stored_resid(t.lm, t, t.n_layer)
-    centred = x - x.mean(-1, keepdim=True)
-    scale = (centred.pow(2).mean(-1, keepdim=True) + ln_f.eps).sqrt()
-    return {"scale": scale, "normalized": centred / scale}
+        return _host(by_name(self, name))
 
 
 # ---- tokenization ----------------------------------------------------------------------
