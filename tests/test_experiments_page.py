@@ -46,6 +46,8 @@ def test_knocking_out_a_head_shows_the_ablated_prediction(tiny_env, tiny_model_d
     assert "before and after" in bars["layout"]["title"]["text"]
     at.text_input(key="exp_neurons").input("1:5, nonsense").run()
     assert any("nonsense" in w.value for w in at.warning) and not at.exception
+    show(show(at, "Patching"), "Knock out parts")  # a closed tab's choices are kept
+    assert at.multiselect(key="exp_heads").value == [(1, 2)] and at.text_input(key="exp_neurons").value == "1:5, nonsense"
 
 
 def test_the_scan_draws_the_change_of_each_head(tiny_env, tiny_model_dir):
@@ -65,7 +67,7 @@ def test_two_prompts_and_patching_say_when_lengths_differ(tiny_env):
     figs = chart_specs(at)
     lengths_match = not any("tokens; comparing" in i.value for i in at.info)
     assert bool(figs) == lengths_match
-    at.session_state["exp_other"] = "A much longer second prompt than the first one, by many tokens"
+    at.text_input(key="exp_other").input("A much longer second prompt than the first one, by many tokens").run()
     at.run()
     assert any("comparing attention position by position" in i.value for i in at.info)
     show(at, "Patching")

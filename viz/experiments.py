@@ -62,7 +62,12 @@ def scan_figure(heads: np.ndarray, mlp: np.ndarray, title: str, target: str) -> 
                              hovertemplate="layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=mlp.astype(np.float32)[:, None], x=[0], y=np.arange(n_layer), showscale=False, **scale,
                              hovertemplate="layer %{y}, MLP<br>Δ ln p %{z:+.4f}<extra></extra>"), row=1, col=2)
-    fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)))
+    # Invisible markers on the head cells: Plotly selects markers on click, not heatmap cells.
+    hh, ll = np.meshgrid(np.arange(n_head), np.arange(n_layer))
+    fig.add_trace(go.Scatter(x=hh.ravel(), y=ll.ravel(), mode="markers", showlegend=False, hoverinfo="skip",
+                             marker=dict(size=max(8, int(420 / max(n_layer, n_head))), color="rgba(0,0,0,0)",
+                                         symbol="square")), row=1, col=1)
+    fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)), clickmode="event+select", dragmode=False)
     fig.update_yaxes(autorange="reversed", dtick=1, title="layer", row=1, col=1)
     fig.update_yaxes(autorange="reversed", dtick=1, showticklabels=False, row=1, col=2)
     fig.update_xaxes(title="head", dtick=1, row=1, col=1)
