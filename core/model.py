@@ -16,6 +16,15 @@ import torch
 
 GPT2_FAMILY = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 DEFAULT_MODEL = "gpt2"
+# A small GPT-2 trained here (training/train_mini_gpt2.py) and shipped in the repository, so the
+# app shows learned structure with no network; the app falls back to it when gpt2 cannot be had.
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled" / "mini-gpt2-kjv"
+BUNDLED_DESCRIPTION = "the bundled mini GPT-2 (6 layers, trained here on the King James Bible)"
+_FIX_OFFLINE = ("Run the app once with network access so the model is downloaded (then HF_HUB_OFFLINE=1 works "
+                "without network); where the Hugging Face Hub is blocked, set HF_ENDPOINT to a Hub mirror (for "
+                "example HF_ENDPOINT=https://hf-mirror.com); or pick *Local directory…* in the sidebar (or set "
+                "GPT2VIZ_MODEL) for a checkpoint on disk. The bundled mini GPT-2 is "
+                "in the sidebar's list and needs no network.")
 ENV_MODEL = "GPT2VIZ_MODEL"
 ENV_DEVICE = "GPT2VIZ_DEVICE"
 
@@ -32,6 +41,11 @@ class ModelLoadError(RuntimeError):
     def __init__(self, message: str, hint: str):
         super().__init__(message)
         self.hint = hint
+
+
+def bundled_model_dir() -> str | None:
+    """The mini GPT-2 shipped in the repository, if this checkout has it."""
+    return str(BUNDLED_DIR) if (BUNDLED_DIR / "config.json").exists() else None
 
 
 def default_model_name() -> str:
@@ -174,17 +188,10 @@ def _fetch(name: str, progress: ProgressFn | None) -> Path:
         ) from e
     except LocalEntryNotFoundError as e:
         raise ModelLoadError(
-            f"'{name}' is not in the local Hugging Face cache and the Hub cannot be reached.",
-            "Run the app once with network access so the model is downloaded; later, "
-            "set HF_HUB_OFFLINE=1 to use the filled cache without network. Or point "
-            f"{ENV_MODEL} at a local directory holding a GPT-2 checkpoint.",
+            f"'{name}' is not in the local Hugging Face cache and the Hub cannot be reached.", _FIX_OFFLINE,
         ) from e
     except Exception as e:  # network errors come in many types across hub versions
-        raise ModelLoadError(
-            f"Downloading '{name}' failed: {type(e).__name__}: {e}",
-            "Check the network connection, or set HF_HUB_OFFLINE=1 to use a filled cache, "
-            f"or point {ENV_MODEL} at a local checkpoint directory.",
-        ) from e
+        raise ModelLoadError(f"Downloading '{name}' failed: {type(e).__name__}: {e}", _FIX_OFFLINE) from e
 
 
 def load_model(name: str | None = None, device: str | None = None, progress: ProgressFn | None = None) -> LoadedModel:

@@ -1,7 +1,8 @@
 """Build randomly initialised GPT-2 checkpoints with a real byte-level BPE tokenizer, offline.
 
-Tests load a tiny one through the same `load_model(path)` code path users take;
-benchmarks save one with GPT-2 small's exact shape, whose compute cost is the real one.
+Tests load a tiny one (a 512-token BPE trained here) through the same `load_model(path)`
+code path users take; benchmarks save ones with the GPT-2 family's exact shapes, whose
+compute cost is the real one, with GPT-2's own tokenizer (vendored in bundled/gpt2-bpe).
 The numbers such a model produces are meaningless; its shapes and code path are not.
 
     python -m core.synthetic /tmp/tiny-gpt2                   # tiny: 2 layers, 4 heads, d_model 64
@@ -28,6 +29,22 @@ _CORPUS = [
     "Numbers 0 1 2 3 4 5 6 7 8 9 10 100 1000 2024 3.14159",
     "عربى עברית русский Ελληνικά 日本語のテキスト 한국어",
 ]
+
+
+GPT2_BPE_DIR = Path(__file__).resolve().parent.parent / "bundled" / "gpt2-bpe"
+
+
+def gpt2_tokenizer(out_dir: Path):
+    """GPT-2's own byte-level BPE (50,257 tokens, vendored in bundled/gpt2-bpe), saved to out_dir:
+    random models of GPT-2's shapes then read and write real text, not ⟨id 16967⟩."""
+    from transformers import GPT2TokenizerFast
+
+    tok = GPT2TokenizerFast(vocab=str(GPT2_BPE_DIR / "vocab.json"), merges=str(GPT2_BPE_DIR / "merges.txt"),
+                            bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    tok.model_max_length = 1024
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(out_dir)
+    return tok
 
 
 def build_tokenizer(out_dir: Path, vocab_size: int = 512):
@@ -79,7 +96,7 @@ def build_shaped(out_dir: str | Path, shape: str, seed: int = 0) -> Path:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     out = Path(out_dir)
-    tok = build_tokenizer(out)
+    tok = gpt2_tokenizer(out) if (GPT2_BPE_DIR / "merges.txt").exists() else build_tokenizer(out)
     n_layer, n_head, n_embd = SHAPES[shape]
     config = GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=n_embd, bos_token_id=tok.eos_token_id,
                         eos_token_id=tok.eos_token_id)
@@ -107,7 +124,8 @@ def build_checkpoint(out_dir: str | Path, *, small: bool = False, seed: int = 0,
     from transformers import GPT2Config, GPT2LMHeadModel
 
     out = Path(out_dir)
-    tok = build_tokenizer(out)
+    real = small and (GPT2_BPE_DIR / "merges.txt").exists()
+    tok = gpt2_tokenizer(out) if real else build_tokenizer(out)
     special = dict(bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
     if small:
         config = GPT2Config(**special, **config_overrides)  # vocab 50,257, 12 layers, 12 heads, d_model 768

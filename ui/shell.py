@@ -12,6 +12,7 @@ the page that drew it is left; the sidebar widgets are re-seeded from them each 
 """
 from __future__ import annotations
 
+import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
 from core.model import LoadedModel
 from core.cache import shared_cache
+from core.model import BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_MODEL, bundled_model_dir
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
 from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
 from ui.state import persisted
@@ -107,13 +109,17 @@ def _navigation() -> None:
 
 
 def _model_options() -> list[str]:
-    options = list(GPT2_FAMILY)
+    options = list(GPT2_FAMILY) + ([bundled_model_dir()] if bundled_model_dir() else [])
     env_default = default_model_name()
     current = st.session_state["model_name"]
     for name in (env_default, current):
         if name not in options:
             options.insert(0, name)
     return options + [LOCAL_DIR_OPTION]
+
+
+def _model_label(name: str) -> str:
+    return "mini-gpt2-kjv (bundled, offline)" if name == bundled_model_dir() else name
 
 
 def _on_model_choice() -> None:
@@ -133,9 +139,9 @@ def _model_picker() -> None:
     options = _model_options()
     if ss.get("sidebar_model") != LOCAL_DIR_OPTION:
         ss["sidebar_model"] = ss["model_name"]
-    st.selectbox("Model", options, key="sidebar_model", on_change=_on_model_choice,
-                 help="A GPT-2 from the Hugging Face Hub (downloaded once, then cached), or a local "
-                 "checkpoint directory. GPT2VIZ_MODEL sets the default.")
+    st.selectbox("Model", options, key="sidebar_model", on_change=_on_model_choice, format_func=_model_label,
+                 help="A GPT-2 from the Hugging Face Hub (downloaded once, then cached), the mini GPT-2 that ships "
+                 "with the app (no network needed), or a local checkpoint directory. GPT2VIZ_MODEL sets the default.")
     if ss["sidebar_model"] == LOCAL_DIR_OPTION:
         st.text_input("Checkpoint directory", key="sidebar_model_path", on_change=_on_model_path,
                       placeholder="/path/to/gpt2-checkpoint")
@@ -166,6 +172,11 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
         lm = store.get(name, progress=progress)
     except ModelLoadError as e:
         bar.empty()
+        fallback = _fallback_model(name)
+        if fallback is not None:
+            st.info(f"**{md_escape(name)}** could not be loaded ({md_escape(str(e))}), so this shows "
+                    f"{BUNDLED_DESCRIPTION}: its numbers are its own, not GPT-2's. To get the real one: {e.hint}")
+            return fallback
         st.error(f"Could not load the model **{md_escape(name)}**: {md_escape(str(e))}")
         st.info(f"How to fix it: {e.hint}")
         if st.button("Try again", key="model_retry"):
@@ -174,6 +185,19 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
         return None
     bar.empty()
     return lm
+
+
+def _fallback_model(name: str) -> LoadedModel | None:
+    """The bundled model, when the app's own default (gpt2, no GPT2VIZ_MODEL) cannot be had: the
+    app then opens on learned structure rather than an error. A model someone chose (typed, linked,
+    or set by the operator) that fails is reported, never silently replaced."""
+    bundled = bundled_model_dir()
+    if bundled is None or name != DEFAULT_MODEL or os.environ.get(ENV_MODEL, "").strip():
+        return None
+    try:
+        return model_store().get(bundled)
+    except ModelLoadError:
+        return None
 
 
 def md_escape(text: str) -> str:
