@@ -49,6 +49,7 @@ PAGES = [
     ("pages/2_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("pages/3_Weights.py", "Weights", ":material/view_module:"),
     ("pages/4_Generation.py", "Generation", ":material/edit_note:"),
+    ("pages/5_Prediction.py", "Inside the prediction", ":material/psychology:"),
     ("pages/6_Experiments.py", "Experiments", ":material/science:"),
 ]
 

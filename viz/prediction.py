@@ -1,0 +1,118 @@
+"""Figures of the "Inside the prediction" page: the logit lens, direct logit attribution, MLP
+neurons and what a head writes. Pure Plotly; token text is escaped.
+
+Dimension names: layer head pos vocab. Lens rows: 0 = the embeddings, n_layer = the output.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .common import DIVERGING, SEQUENTIAL, base_layout, esc, format_prob, short, token_ticks
+
+PUSH_SCALE = "RdBu"  # blue = pushes the logit up, red = down (the bars use blue and orange alike)
+
+
+def lens_row_names(n_layer: int) -> list[str]:
+    return ["embeddings"] + [f"after block {L}" for L in range(n_layer - 1)] + ["output"]
+
+
+def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: np.ndarray, colour: np.ndarray,
+                     positions: np.ndarray, tokens: Sequence[str], title: str, colour_label: str) -> go.Figure:
+    """Layers (rows, the output on top) × positions: each cell names the likeliest next token
+    there and is coloured by `colour` [row, pos] (a probability); hover lists the top 5."""
+    rows, n = colour.shape
+    names = lens_row_names(rows)
+    text = np.array([[esc(short(top_tokens[r][c][0], 9)) for c in range(n)] for r in range(rows)], dtype=object)
+    hover = np.array([[f"{names[r]} · after “{esc(short(tokens[positions[c]], 20))}” (position {positions[c]})<br>"
+                       + "<br>".join(f"{esc(short(tok, 20))}  {format_prob(p)}"
+                                     for tok, p in zip(top_tokens[r][c], top_probs[r, c]))
+                       for c in range(n)] for r in range(rows)], dtype=object)
+    fig = go.Figure(go.Heatmap(z=colour.astype(np.float32), x=np.arange(n), y=np.arange(rows), text=text,
+                               texttemplate="%{text}", textfont=dict(size=10), customdata=hover, zmin=0, zmax=1,
+                               hovertemplate="%{customdata}<extra></extra>", colorscale=SEQUENTIAL, xgap=1, ygap=1,
+                               colorbar=dict(title=dict(text=esc(colour_label).replace(" ", "<br>", 1), side="top"))))
+    fig.update_layout(**base_layout(title, height=int(150 + 26 * rows)))
+    fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=names, showgrid=False)
+    fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=[esc(short(tokens[p], 10)) for p in positions],
+                     tickangle=-45, title="prompt token (the prediction is of the token after it)", showgrid=False)
+    return fig
+
+
+def lens_lines_figure(probs: np.ndarray, labels: Sequence[str], title: str) -> go.Figure:
+    """probs [row, token]: each token's probability read at every layer, as lines."""
+    rows = probs.shape[0]
+    fig = go.Figure()
+    for j, label in enumerate(labels):
+        fig.add_trace(go.Scatter(x=np.arange(rows), y=probs[:, j].astype(np.float64), mode="lines+markers",
+                                 name=esc(short(label, 24)), customdata=[format_prob(p) for p in probs[:, j]],
+                                 hovertemplate=f"{esc(short(label, 24))}: %{{customdata}}<extra></extra>"))
+    fig.update_layout(**base_layout(title, height=420), legend=dict(title="token"))
+    fig.update_xaxes(tickmode="array", tickvals=list(range(rows)), ticktext=lens_row_names(rows), tickangle=-45)
+    fig.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    return fig
+
+
+def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray, embed: float, pos_embed: float,
+                       ln_bias: float, title: str, unit: str = "logit") -> go.Figure:
+    """Each head's part of a logit as a [layer, head] grid, and every other part as bars: the
+    embeddings, each MLP, each attention layer's bias, ln_f's bias. Blue pushes the logit up."""
+    n_layer, n_head = heads.shape
+    lim = max(float(np.abs(heads).max(initial=0)), 1e-6)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
+                        subplot_titles=["each attention head", "everything else"])
+    fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer),
+                             colorscale=PUSH_SCALE, zmin=-lim, zmax=lim, zmid=0,
+                             colorbar=dict(title=dict(text=f"{unit}<br>(blue: up)", side="top"), x=0.56),
+                             hovertemplate=f"layer %{{y}}, head %{{x}}<br>%{{z:+.3f}} {unit}<extra></extra>"),
+                  row=1, col=1)
+    names = ["token embedding", "position embedding"] + [f"MLP {L}" for L in range(n_layer)] + \
+        [f"attn bias {L}" for L in range(n_layer)] + ["ln_f bias"]
+    values = np.array([embed, pos_embed, *mlp, *attn_bias, ln_bias], dtype=np.float64)
+    fig.add_trace(go.Bar(x=values, y=np.arange(len(names)), orientation="h",
+                         marker_color=np.where(values >= 0, "#3b6fb6", "#d95f02"), customdata=names,
+                         hovertemplate=f"%{{customdata}}: %{{x:+.3f}} {unit}<extra></extra>", showlegend=False),
+                  row=1, col=2)
+    fig.update_layout(**base_layout(title, height=int(max(420, 150 + 30 * n_layer, 24 * len(names) + 120))),
+                      clickmode="event+select")
+    fig.update_yaxes(autorange="reversed", dtick=1, title="layer", row=1, col=1)
+    fig.update_xaxes(title="head", dtick=1, row=1, col=1)
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(len(names))), ticktext=names,
+                     row=1, col=2)
+    fig.update_xaxes(title=unit, zeroline=True, row=1, col=2)
+    return fig
+
+
+def pushes_figure(up: Sequence[str], up_values: np.ndarray, down: Sequence[str], down_values: np.ndarray,
+                  title: str, unit: str = "logit") -> go.Figure:
+    """Two bar lists: the tokens pushed up most (blue) and down most (orange)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["pushed up", "pushed down"], horizontal_spacing=0.18)
+    for col, (toks, vals, colour) in enumerate(((up, up_values, "#3b6fb6"), (down, down_values, "#d95f02")), start=1):
+        y = np.arange(len(toks))
+        fig.add_trace(go.Bar(x=np.asarray(vals, dtype=np.float64), y=y, orientation="h", marker_color=colour,
+                             customdata=[esc(x) for x in toks], showlegend=False,
+                             hovertemplate=f"%{{customdata}}: %{{x:+.3f}} {unit}<extra></extra>"), row=1, col=col)
+        fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(y),
+                         ticktext=[esc(short(x, 16)) for x in toks], row=1, col=col)
+    fig.update_layout(**base_layout(title, height=max(320, 26 * len(up) + 140)))
+    return fig
+
+
+def neuron_strip_figure(acts: np.ndarray, neurons: Sequence[int], layer: int, tokens: Sequence[str],
+                        title: str) -> go.Figure:
+    """acts [neuron, pos]: each neuron's activation (after GELU) across the prompt."""
+    n = acts.shape[1]
+    lim = max(float(np.abs(acts).max(initial=0)), 1e-6)
+    fig = go.Figure(go.Heatmap(z=acts.astype(np.float32), x=np.arange(n), y=np.arange(len(neurons)), colorscale=DIVERGING,
+                               zmin=-lim, zmax=lim, zmid=0, colorbar=dict(title=dict(text="activation", side="top")),
+                               customdata=np.broadcast_to(np.array([esc(x) for x in tokens], dtype=object)[None, :],
+                                                          acts.shape),
+                               hovertemplate="neuron %{y}<br>#%{x} %{customdata}<br>%{z:.3f}<extra></extra>"))
+    fig.update_layout(**base_layout(title, height=int(150 + 22 * len(neurons))))
+    fig.update_yaxes(tickmode="array", tickvals=list(range(len(neurons))),
+                     ticktext=[f"L{layer} N{i}" for i in neurons], autorange="reversed")
+    fig.update_xaxes(title="prompt token", **token_ticks(tokens, 48))
+    return fig
