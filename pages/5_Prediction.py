@@ -6,6 +6,7 @@ no forward), viz.prediction draws. Tabs run lazily.
 import numpy as np
 import streamlit as st
 
+from core.contributions import contribution_graph
 from core.interventions import single_token
 from core.prediction import (
     cached_lens, direct_logit_attribution, head_writes, neuron_activations, neuron_attribution, neuron_top_tokens,
@@ -15,9 +16,11 @@ from core.tokens import display_tokens
 from ui.shell import md_escape, setup_trace_page, show_figure, show_table, url_state
 from viz.attention import head_figure
 from viz.common import esc, figure_label
-from viz.prediction import attribution_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure, pushes_figure
+from viz.prediction import (
+    attribution_figure, contribution_graph_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure, pushes_figure,
+)
 
-VIEWS = ["Logit lens", "Attribution", "Neurons", "What a head writes"]
+VIEWS = ["Logit lens", "Attribution", "Neurons", "What a head writes", "Contribution graph"]
 WINDOW = 24  # positions the lens grid shows at once
 
 lm, t = setup_trace_page(
@@ -137,3 +140,16 @@ with tabs["What a head writes"]:
                                     colour="stretch"), key="pred_head_pattern")
         st.caption(f"This head's part of the logit of {md_escape(name)} here: "
                    f"{direct_logit_attribution(lm, t, target, pos).heads[layer, head]:+.3f}.")
+
+with tabs["Contribution graph"]:
+    if tabs["Contribution graph"].open:
+        st.caption(f"How the prediction after position {pos} was built, block by block: a dot is the residual stream "
+                   "at one position and layer; a line is a part that wrote at least the threshold's share of the state "
+                   "above it (blue: attention from that position, grey: the residual's own path, orange: the MLP). "
+                   "Lower the threshold to see more routes. Share = how close the part is to the whole (Ferrando & "
+                   "Voita, 2024).")
+        threshold = st.slider("Threshold (share of a state)", 0.01, 0.5, 0.04, 0.01, key="pred_graph_threshold")
+        edges = contribution_graph(lm, t, pos, threshold)
+        show_figure(contribution_graph_figure(edges, t.tokens, lm.n_layer, pos,
+                                              f"Contribution graph after “{esc(t.tokens[pos])}” · {label}"),
+                    key="pred_graph")

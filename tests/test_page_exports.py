@@ -20,7 +20,8 @@ VIEWS = {  # page -> (tab state key, tab names); None: the page has no tabs
     "pages/2_Embeddings.py": ("emb_tab", ["The prompt's embeddings", "Positions", "Word vectors", "Meaning space",
                                           "Whole vocabulary", "In context"]),
     "pages/3_Weights.py": ("weights_tab", ["Matrix", "Smoothed", "Across blocks", "All parameters", "Spectrum"]),
-    "pages/5_Prediction.py": ("pred_view", ["Logit lens", "Attribution", "Neurons", "What a head writes"]),
+    "pages/5_Prediction.py": ("pred_view", ["Logit lens", "Attribution", "Neurons", "What a head writes",
+                                            "Contribution graph"]),
     "pages/6_Experiments.py": ("exp_view", ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]),
 }
 

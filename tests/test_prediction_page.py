@@ -68,7 +68,7 @@ def test_every_view_renders_and_bad_tokens_get_a_message(tiny_env, tiny_model_di
     np.testing.assert_allclose(decode(chart_specs(at)[0]["data"][0]["z"]), np.nan_to_num(lens.target_probs), rtol=1e-5)
     at.text_input(key="pred_token").input("two words").run()
     assert not at.exception and any("not one" in w.value for w in at.warning)
-    for view in ["Logit lens", "Attribution", "Neurons", "What a head writes"]:
+    for view in ["Logit lens", "Attribution", "Neurons", "What a head writes", "Contribution graph"]:
         assert chart_specs(show(at, view)), view
 
 

@@ -116,3 +116,55 @@ def neuron_strip_figure(acts: np.ndarray, neurons: Sequence[int], layer: int, to
                      ticktext=[f"L{layer} N{i}" for i in neurons], autorange="reversed")
     fig.update_xaxes(title="prompt token", **token_ticks(tokens, 48))
     return fig
+
+
+_EDGE_COLOURS = {"attention": "#3b6fb6", "skip": "#9a9a9a", "mlp": "#d95f02"}
+
+
+def contribution_graph_figure(edges, tokens: Sequence[str], n_layer: int, pos: int, title: str) -> go.Figure:
+    """Residual states as dots (x: position, y: layer, 0 = the embeddings), the edges that wrote
+    them as lines, thicker for a larger share: blue = attention from that position, grey =
+    the residual (skip) path, orange = the layer's MLP (drawn from a square beside the state)."""
+    fig = go.Figure()
+    bins = np.array([0.0, 0.1, 0.2, 0.35, 0.6, 1.01])
+    mids_x, mids_y, mids_text = [], [], []
+    for kind, colour in _EDGE_COLOURS.items():
+        for lo, hi in zip(bins[:-1], bins[1:]):
+            xs, ys = [], []
+            for e in edges:
+                if e.kind != kind or not lo <= e.weight < hi:
+                    continue
+                x0, y0 = (e.target + 0.3, e.layer + 0.5) if kind == "mlp" else (e.source, e.layer)
+                xs += [x0, e.target, None]
+                ys += [y0, e.layer + 1, None]
+                mids_x.append((x0 + e.target) / 2)
+                mids_y.append((y0 + e.layer + 1) / 2)
+                src = f"MLP {e.layer}" if kind == "mlp" else f"#{e.source} {esc(short(tokens[e.source], 16))}"
+                mids_text.append(f"{kind}: {src} → #{e.target} {esc(short(tokens[e.target], 16))} after block {e.layer}"
+                                 f"<br>{e.weight:.0%} of that state")
+            if xs:
+                fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                                         line=dict(color=colour, width=1 + 9 * (lo + hi) / 2)))
+    states = {(e.layer, e.source) for e in edges if e.kind != "mlp"} | {(e.layer + 1, e.target) for e in edges}
+    states.add((n_layer, pos))
+    sx, sy = zip(*[(j, l) for l, j in sorted(states)])
+    fig.add_trace(go.Scatter(x=sx, y=sy, mode="markers", marker=dict(size=9, color="#222222"), showlegend=False,
+                             customdata=[f"#{j} {esc(short(tokens[j], 20))}, layer {l}" for j, l in zip(sx, sy)],
+                             hovertemplate="residual state<br>%{customdata}<extra></extra>"))
+    mlp = [e for e in edges if e.kind == "mlp"]
+    if mlp:
+        fig.add_trace(go.Scatter(x=[e.target + 0.3 for e in mlp], y=[e.layer + 0.5 for e in mlp], mode="markers",
+                                 marker=dict(size=8, symbol="square", color=_EDGE_COLOURS["mlp"]), showlegend=False,
+                                 hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=mids_x, y=mids_y, mode="markers", marker=dict(size=10, color="rgba(0,0,0,0)"),
+                             text=mids_text, hovertemplate="%{text}<extra></extra>", showlegend=False))
+    for kind, colour in _EDGE_COLOURS.items():  # legend entries
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=4), name=kind))
+    shown = sorted({j for _, j in states})
+    fig.update_layout(**base_layout(title, height=int(200 + 34 * n_layer)), legend=dict(orientation="h", y=1.02, x=1,
+                                                                                       xanchor="right", yanchor="bottom"))
+    fig.update_xaxes(tickmode="array", tickvals=shown, ticktext=[esc(short(tokens[j], 10)) for j in shown],
+                     tickangle=-45, title="position", showgrid=False, zeroline=False)
+    fig.update_yaxes(tickmode="array", tickvals=list(range(n_layer + 1)), ticktext=lens_row_names(n_layer + 1),
+                     showgrid=True, zeroline=False)
+    return fig
