@@ -43,6 +43,8 @@ def test_the_lens_ends_in_the_prediction_and_attribution_adds_up(tiny_env, tiny_
     grid, lines = chart_specs(at)
     z = decode(grid["data"][0]["z"])
     np.testing.assert_allclose(z[-1], expected.top_probs[:, 0], rtol=1e-5)  # the output row: the trace's own top-1
+    names = grid["layout"]["yaxis"]["ticktext"]
+    assert len(names) == len(z) and names[0] == "embeddings" and names[-1] == "output" and names[1] == "after block 0"
     at = show(at, "Attribution")
     logit, total = (float(m.value) for m in at.metric)
     assert total == pytest.approx(logit, abs=2e-3)

@@ -16,8 +16,10 @@ from .common import DIVERGING, SEQUENTIAL, base_layout, esc, format_prob, short,
 PUSH_SCALE = "RdBu"  # blue = pushes the logit up, red = down (the bars use blue and orange alike)
 
 
-def lens_row_names(n_layer: int) -> list[str]:
-    return ["embeddings"] + [f"after block {L}" for L in range(n_layer - 1)] + ["output"]
+def lens_row_names(n_rows: int) -> list[str]:
+    """Names of the residual stream's states, bottom up: the embeddings, after each block but
+    the last, then the output (after the last block, what ln_f and the unembedding read)."""
+    return ["embeddings"] + [f"after block {L}" for L in range(n_rows - 2)] + ["output"]
 
 
 def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: np.ndarray, colour: np.ndarray,
@@ -62,11 +64,12 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
     embeddings, each MLP, each attention layer's bias, ln_f's bias. Blue pushes the logit up."""
     n_layer, n_head = heads.shape
     lim = max(float(np.abs(heads).max(initial=0)), 1e-6)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.12,
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.2,
                         subplot_titles=["each attention head", "everything else"])
     fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer),
                              colorscale=PUSH_SCALE, zmin=-lim, zmax=lim, zmid=0,
-                             colorbar=dict(title=dict(text=f"{unit}<br>(blue: up)", side="top"), x=0.56),
+                             colorbar=dict(title=dict(text=f"{unit} (blue: pushes up)", side="top"), orientation="h",
+                                           x=0.0, xanchor="left", y=-0.08, yanchor="top", len=0.55, thickness=12),
                              hovertemplate=f"layer %{{y}}, head %{{x}}<br>%{{z:+.3f}} {unit}<extra></extra>"),
                   row=1, col=1)
     names = ["token embedding", "position embedding"] + [f"MLP {L}" for L in range(n_layer)] + \
@@ -160,11 +163,12 @@ def contribution_graph_figure(edges, tokens: Sequence[str], n_layer: int, pos: i
                              text=mids_text, hovertemplate="%{text}<extra></extra>", showlegend=False))
     for kind, colour in _EDGE_COLOURS.items():  # legend entries
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=colour, width=4), name=kind))
-    shown = sorted({j for _, j in states})
     fig.update_layout(**base_layout(title, height=int(200 + 34 * n_layer)), legend=dict(orientation="h", y=1.02, x=1,
                                                                                        xanchor="right", yanchor="bottom"))
-    fig.update_xaxes(tickmode="array", tickvals=shown, ticktext=[esc(short(tokens[j], 10)) for j in shown],
-                     tickangle=-45, title="position", showgrid=False, zeroline=False)
+    first = max(0, min(j for _, j in states) - 1)
+    ticks = token_ticks(list(tokens[first:pos + 1]), 40)
+    fig.update_xaxes(tickmode="array", tickvals=[v + first for v in ticks["tickvals"]], ticktext=ticks["ticktext"],
+                     range=[first - 0.6, pos + 0.9], tickangle=-45, title="position", showgrid=False, zeroline=False)
     fig.update_yaxes(tickmode="array", tickvals=list(range(n_layer + 1)), ticktext=lens_row_names(n_layer + 1),
                      showgrid=True, zeroline=False)
     return fig
