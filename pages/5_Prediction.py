@@ -95,6 +95,11 @@ with tabs["Attribution"]:
         show_figure(attribution_figure(a.heads, a.mlp, a.attn_bias, a.embed, a.pos_embed, a.ln_bias,
                                        f"Who pushes {esc(what)} after “{esc(t.tokens[pos])}” · {esc(lm.label)}"),
                     key="pred_attribution")
+        top3 = [tuple(int(i) for i in np.unravel_index(k, a.heads.shape)) for k in np.argsort(-a.heads, axis=None)[:3]]
+        if st.button(f"Knock out the 3 heads that push it most ({', '.join(f'L{L}.H{h}' for L, h in top3)}) in "
+                     "Experiments", key="pred_to_experiments"):
+            ss.update(_exp_heads=top3, exp_view="Knock out parts")
+            st.switch_page("pages/6_Experiments.py")
         table = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
         show_table(table, "pred_neuron_table", name="neurons-by-attribution", hide_index=True, width="stretch",
                    formats={"part of the logit": "{:+.3f}"})

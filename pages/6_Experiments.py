@@ -5,6 +5,7 @@ Every intervention runs on this request's own forward from the prompt's stored r
 (core.interventions), never on the shared model. Scans and patching, which run many
 interventions, ask first when they would take over ~2 s, then show progress and a Stop.
 """
+import numpy as np
 import streamlit as st
 
 from core.interventions import (
@@ -12,15 +13,18 @@ from core.interventions import (
     single_token,
 )
 from core.next_token import top_k_table
-from core.trace import trace_ids
+from core.prediction import cached_lens
 from core.tokens import display_tokens
+from core.trace import trace_ids
 from ui.progress import layer_by_layer
 from ui.shell import get_trace, md_escape, setup_trace_page, show_figure, show_table, trace_cache, url_state
 from viz.common import esc, figure_label, format_prob
 from viz.experiments import (
     before_after_figure, pattern_difference_figure, patching_figure, scan_figure, surprisal_change_figure,
 )
+from viz.prediction import lens_grid_figure
 
+LENS_WINDOW = 12  # positions of each prompt's logit lens, side by side
 VIEWS = ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]
 PAIRS = {"Eiffel Tower / Colosseum": ("The Eiffel Tower is in the city of", "The Colosseum is in the city of"),
          "John and Mary": ("When John and Mary went to the store, John gave a drink to",
@@ -151,6 +155,17 @@ with tabs["Two prompts"]:
                 st.caption(f"“{md_escape(tr.prompt[:80])}”")
                 show_table(top_k_table(lm, tr, 10), key, name=key.replace("_", "-"), hide_index=True, width="stretch",
                            formats={"probability": format_prob, "logit": "{:.3f}"})
+        st.caption("The logit lens of each prompt (its last positions): the token GPT-2 would predict after each "
+                   "block, bottom to top, and how sure it is.")
+        left, right = st.columns(2)
+        for col, tr, key in ((left, t, "exp_first_lens"), (right, t2, "exp_second_lens")):
+            positions = np.arange(max(0, tr.n_tokens - LENS_WINDOW), tr.n_tokens)
+            lens = cached_lens(lm, tr, positions, 5, None)
+            tops = [[display_tokens(lm, lens.top_ids[r, c]) for c in range(len(positions))] for r in range(lm.n_layer + 1)]
+            with col:
+                show_figure(lens_grid_figure(tops, lens.top_probs, lens.top_probs[..., 0], positions, tr.tokens,
+                                             f"Logit lens · {figure_label(lm.label, tr.prompt)}", "top probability"),
+                            key=key)
         if t.n_tokens != t2.n_tokens:
             st.info(f"The prompts have {t.n_tokens} and {t2.n_tokens} tokens; comparing attention position by "
                     "position needs the same number.")

@@ -64,9 +64,11 @@ def test_the_scan_draws_the_change_of_each_head(tiny_env, tiny_model_dir):
 def test_two_prompts_and_patching_say_when_lengths_differ(tiny_env):
     at = show(open_page(exp_other="The dog sat on the mat"), "Two prompts")
     assert len(at.dataframe) == 2
-    figs = chart_specs(at)
+    lenses = [f for f in chart_specs(at) if f["layout"]["title"]["text"].startswith("Logit lens")]
+    assert len(lenses) == 2  # one per prompt
+    diffs = [f for f in chart_specs(at) if "minus the" in f["layout"]["title"]["text"]]
     lengths_match = not any("tokens; comparing" in i.value for i in at.info)
-    assert bool(figs) == lengths_match
+    assert bool(diffs) == lengths_match
     at.text_input(key="exp_other").input("A much longer second prompt than the first one, by many tokens").run()
     at.run()
     assert any("comparing attention position by position" in i.value for i in at.info)

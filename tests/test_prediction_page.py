@@ -81,3 +81,13 @@ def test_a_long_prompt_shows_a_window_of_the_lens(tiny_env):
     at.slider(key="pred_lens_start").set_value(100).run()
     assert not at.exception
     assert grid["layout"]["title"]["text"].startswith("Logit lens")
+
+
+def test_the_heads_that_push_a_token_open_in_experiments(tiny_env, tiny_model_dir, expected):
+    at = show(open_page(), "Attribution")
+    at.button(key="pred_to_experiments").click().run()
+    assert not at.exception
+    a = direct_logit_attribution(load_model(str(tiny_model_dir), device="cpu"), expected, int(expected.top_ids[-1, 0]))
+    top3 = [tuple(int(i) for i in np.unravel_index(k, a.heads.shape)) for k in np.argsort(-a.heads, axis=None)[:3]]
+    assert at.multiselect(key="exp_heads").value == top3
+    assert "p after" in at.dataframe[0].value.columns  # the ablation already ran
