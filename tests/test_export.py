@@ -125,6 +125,7 @@ def test_batch_export_writes_the_standard_set(tiny_model_dir, tmp_path):
     csvs = [f for f in files if f.endswith(".csv")]
     assert any(f.startswith("next-token-top10") for f in csvs) and any(f.startswith("attention-layer1-all-heads") for f in csvs)
     assert any(f.startswith("weights-block0-w-o-moving-average") for f in csvs)
+    assert any(f.startswith("prediction-logit-lens") for f in csvs) and any(f.startswith("prediction-attribution") for f in csvs)
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", f) for f in files)
 
 

@@ -7,9 +7,10 @@ average. Built from core's outputs with the same builders the pages use.
 """
 from __future__ import annotations
 
+import numpy as np
 import plotly.graph_objects as go
 
-from .common import figure_label
+from .common import esc, figure_label
 
 
 def standard_figures(lm, t) -> dict[str, go.Figure]:
@@ -36,6 +37,22 @@ def standard_figures(lm, t) -> dict[str, go.Figure]:
     scores = head_scores(t, with_entropy=False)["previous"]
     name, description = HEAD_METRICS["previous"]
     figs["attention-atlas-previous-token"] = atlas_figure(scores, model=lm.label, metric=name, description=description)
+
+    from core.prediction import direct_logit_attribution, logit_lens
+    from core.tokens import display_tokens
+
+    from .prediction import attribution_figure, lens_grid_figure
+
+    positions = np.arange(max(0, t.n_tokens - 24), t.n_tokens)
+    lens = logit_lens(lm, t, 5, positions)
+    tops = [[display_tokens(lm, lens.top_ids[r, c]) for c in range(len(positions))] for r in range(t.n_layer + 1)]
+    figs["prediction-logit-lens"] = lens_grid_figure(tops, lens.top_probs, lens.top_probs[..., 0], positions, t.tokens,
+                                                     f"Logit lens · {label}", "top probability")
+    top = int(t.top_ids[-1, 0])
+    a = direct_logit_attribution(lm, t, top)
+    figs["prediction-attribution"] = attribution_figure(
+        a.heads, a.mlp, a.attn_bias, a.embed, a.pos_embed, a.ln_bias,
+        f"Who pushes logit({esc(display_tokens(lm, [top])[0])}) · {label}")
 
     w, rows, cols = get_matrix(lm, 0, "W_O")  # a fully connected layer of d_model x d_model
     raw = view_grid(w, "raw")
