@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.contributions import contribution_graph
 from core.interventions import single_token
+from core.layers import d_mlp as mlp_width
 from core.prediction import (
     cached_lens, direct_logit_attribution, head_writes, neuron_activations, neuron_attribution, neuron_top_tokens,
     token_probs_through_layers, top_neurons,
@@ -33,7 +34,7 @@ ss = st.session_state
 label = figure_label(lm.label, t.prompt)
 url_state({"pred_pos": (int, t.n_tokens - 1), "pred_layer": (int, lm.n_layer - 1), "pred_head": (int, 0),
            "pred_neuron": (int, 0)})
-d_mlp = lm.model.transformer.h[0].mlp.c_fc.nf
+d_mlp = mlp_width(lm)
 for key, n in (("pred_pos", t.n_tokens), ("pred_layer", lm.n_layer), ("pred_head", lm.n_head), ("pred_neuron", d_mlp)):
     ss[key] = min(max(int(ss[key]), 0), n - 1)
 pos = st.selectbox("Position (the prediction after this token)", range(t.n_tokens), key="pred_pos",
