@@ -11,9 +11,11 @@ loss as it goes and writes the checkpoint in float16 (safetensors) with the toke
 TRAINING.json of what it measured. Seeded: the same seed, text and step count give the
 same weights on the same machine.
 
-One training sequence in ten is a random span of the text repeated twice: that teaches
-"find the earlier copy of this token and say what came next" early, so an induction head
-forms in a small model and a short run, as it does in GPT-2.
+One training sequence in ten is a random span of the text repeated twice, which rewards
+"find the earlier copy of this token and say what came next" (an induction head). The
+shipped checkpoint (40 minutes, 287 steps of 16 x 256 tokens) has learned the text's words
+and statistics (held-out perplexity 67.5) but not yet such attention circuits: its heads
+still spread their weight almost evenly, so it shows no previous-token or induction head.
 """
 from __future__ import annotations
 
@@ -112,7 +114,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=40.0, help="stop after this long (and after --steps)")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 

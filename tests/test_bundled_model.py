@@ -1,0 +1,104 @@
+"""The mini GPT-2 that ships in bundled/ (training/train_mini_gpt2.py): checks only a trained
+model can pass, so every view is held to learned structure, not just to random weights.
+
+The held-out text (tests/data/kjv_held_out.txt) is four chapters the training left out
+(every 20th chapter is held out), from the same King James Bible."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core import ByteBoundedCache, load_model, trace
+from core.embeddings import nearest_tokens, token_embeddings
+from core.model import bundled_model_dir
+from core.next_token import prompt_perplexity
+
+HELD_OUT = (Path(__file__).parent / "data" / "kjv_held_out.txt").read_text()
+UNIFORM_PERPLEXITY = 50_257
+
+
+@pytest.fixture(scope="module")
+def lm():
+    path = bundled_model_dir()
+    assert path is not None, "bundled/mini-gpt2-kjv is missing: run training/train_mini_gpt2.py"
+    return load_model(path, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def untrained(lm):
+    """The same shape with GPT-2's initial weights: the baseline the trained model must beat."""
+    from transformers import GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(lm.config).eval()
+    return model.transformer.wte.weight.detach().numpy()
+
+
+def test_the_bundled_checkpoint_is_small_and_a_real_gpt2(lm):
+    files = list(Path(bundled_model_dir()).glob("*.safetensors"))
+    assert sum(f.stat().st_size for f in files) <= 30 * 2**20
+    assert lm.config.model_type == "gpt2" and lm.d_vocab == 50_257
+    assert lm.encode(" The best thing about AI is its ability to") == [383, 1266, 1517, 546, 9552, 318, 663, 2694, 284]
+
+
+def test_held_out_perplexity_is_a_small_fraction_of_a_uniform_guess(lm):
+    chapters = re.split(r"\n(?=[A-Z0-9][^\n]* \d+\n)", HELD_OUT)
+    perplexities = [prompt_perplexity(trace(lm, c[:1100], cache=ByteBoundedCache(0))) for c in chapters]
+    ppl = float(np.exp(np.mean(np.log(perplexities))))
+    assert ppl <= 150, f"held-out perplexity {ppl:.1f}"
+    assert ppl < UNIFORM_PERPLEXITY / 300
+
+
+def test_the_rank_plot_of_a_natural_prompt_is_a_power_law(lm):
+    t = trace(lm, "And the LORD spake unto Moses, saying,", cache=ByteBoundedCache(0))
+    p = np.sort(t.next_probs.astype(np.float64))[::-1]
+    ranks = np.arange(10, 1001)
+    slope = np.polyfit(np.log(ranks), np.log(p[ranks - 1]), 1)[0]
+    assert -1.6 <= slope <= -0.6, slope
+
+
+def _neighbours_seen(lm, wte: np.ndarray, words: list[str], seen: set[int]) -> float:
+    """Share of the 20 nearest tokens (cosine, token embeddings) of each word that occur in
+    the held-out sample: a trained model's neighbours are words of its text."""
+    hits = 0
+    for w in words:
+        [i] = lm.encode(w)
+        ids, _ = nearest_tokens(wte, wte[i], 20, exclude=[i])
+        hits += sum(int(j) in seen for j in ids)
+    return hits / (20 * len(words))
+
+
+def test_embeddings_put_digits_near_digits_and_words_near_words(lm, untrained):
+    wte = token_embeddings(lm)
+    digits = {lm.encode(str(d))[0] for d in range(10)} | {lm.encode(f" {d}")[0] for d in range(10)}
+    [three] = lm.encode("3")
+    near, _ = nearest_tokens(wte, wte[three], 10, exclude=[three])
+    assert len(digits & set(near.tolist())) >= 3
+    seen = set(lm.encode(HELD_OUT))
+    words = [" king", " land", " son", " house", " people"]
+    trained, baseline = _neighbours_seen(lm, wte, words, seen), _neighbours_seen(lm, untrained, words, seen)
+    assert trained >= 0.3 and trained >= 5 * baseline, (trained, baseline)
+
+
+def test_without_the_hub_the_app_opens_on_the_bundled_model(monkeypatch):
+    """A fresh install, Hub unreachable, no GPT2VIZ_MODEL: a notice and a working page, no error."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.delenv("GPT2VIZ_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception and not at.error
+    assert any("could not be loaded" in i.value and "bundled mini GPT-2" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 3
+    # a model someone typed is never silently replaced
+    at.session_state["model_name"] = "no-such-org/no-such-model"
+    at.run()
+    assert at.error and not at.get("plotly_chart")
