@@ -165,7 +165,7 @@ with tabs["Two prompts"]:
             with col:
                 show_figure(lens_grid_figure(tops, lens.top_probs, lens.top_probs[..., 0], positions, tr.tokens,
                                              f"Logit lens · {figure_label(lm.label, tr.prompt)}", "top probability"),
-                            key=key)
+                            key=key, name=f"{lm.label} · logit lens of the {key.split('_')[1]} prompt")
         if t.n_tokens != t2.n_tokens:
             st.info(f"The prompts have {t.n_tokens} and {t2.n_tokens} tokens; comparing attention position by "
                     "position needs the same number.")
