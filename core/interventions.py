@@ -21,7 +21,7 @@ import torch
 from . import forward as F
 from .layers import LayerArrays
 from .model import LoadedModel
-from .trace import Trace
+from .trace import Trace, trace
 from .unembed import next_token_facts
 
 EditZ = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, z [batch, head, pos, d_head]) -> z
@@ -85,11 +85,17 @@ def _check(lm: LoadedModel, heads, neurons, mlp_layers, mode: str) -> None:
             raise ValueError(f"There is no MLP layer {L}: the layers are 0–{lm.n_layer - 1}.")
 
 
-def ablate(lm: LoadedModel, t: Trace, heads: Iterable[tuple[int, int]] = (), neurons: Iterable[tuple[int, int]] = (),
+def _as_trace(lm: LoadedModel, t: Trace | str) -> Trace:
+    return trace(lm, t) if isinstance(t, str) else t
+
+
+def ablate(lm: LoadedModel, t: Trace | str, heads: Iterable[tuple[int, int]] = (), neurons: Iterable[tuple[int, int]] = (),
            mlp_layers: Iterable[int] = (), mode: str = "zero") -> Ablation:
     """The prompt of trace `t` run again with the given heads (their output z), MLP neurons
     (activation after GELU) and whole MLP layers (their output) set to zero, or to their mean
-    over the prompt's positions (mode="mean"). Ablating nothing gives the trace's own numbers."""
+    over the prompt's positions (mode="mean"). Ablating nothing gives the trace's own numbers.
+    `t` may also be a prompt, traced first."""
+    t = _as_trace(lm, t)
     heads, neurons, mlp_layers = sorted(set(heads)), sorted(set(neurons)), sorted(set(mlp_layers))
     _check(lm, heads, neurons, mlp_layers, mode)
     touched = [L for L, _ in heads] + [L for L, _ in neurons] + list(mlp_layers)
@@ -123,13 +129,14 @@ def ablate(lm: LoadedModel, t: Trace, heads: Iterable[tuple[int, int]] = (), neu
                     token_logprob=host["token_logprob"], entropy=host["entropy"])
 
 
-def head_ablation_scan(lm: LoadedModel, t: Trace, target_token: int, *, mode: str = "zero",
+def head_ablation_scan(lm: LoadedModel, t: Trace | str, target_token: int, *, mode: str = "zero",
                        on_layer: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """How much knocking out each head, and each whole MLP layer, alone, changes the log-
     probability of `target_token` after the prompt: heads [layer, head] and mlp [layer], in
     nats (negative: the part helped predict it). One batched forward per layer, from that
     layer's stored residual: n_head + 1 copies of the prompt. Each layer is kept in the
-    trace's cache, so a stopped scan resumes where it stopped."""
+    trace's cache, so a stopped scan resumes where it stopped. `t` may also be a prompt."""
+    t = _as_trace(lm, t)
     if not 0 <= target_token < lm.d_vocab:
         raise ValueError(f"Token id {target_token} is not in the vocabulary (0–{lm.d_vocab - 1}).")
     _check(lm, [], [], [], mode)
@@ -176,7 +183,7 @@ def _logit_diff(logits: torch.Tensor, a: int, b: int) -> torch.Tensor:
     return logits[..., a] - logits[..., b]
 
 
-def patch(lm: LoadedModel, clean: Trace, corrupted: Trace, what: str = "resid", *,
+def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str = "resid", *,
           answers: tuple[int, int] | None = None, on_layer: Callable[[int], None] | None = None) -> dict:
     """Activation patching: copy one activation of the clean run into the corrupted run and
     measure how much of the clean-vs-corrupted logit difference comes back, 0 = as corrupted,
@@ -185,7 +192,9 @@ def patch(lm: LoadedModel, clean: Trace, corrupted: Trace, what: str = "resid", 
 
     what="resid": the residual stream before each block at one position -> grid [layer, pos];
     what="head": one head's output z at every position -> grid [layer, head].
-    Both prompts must have the same number of tokens (ValueError otherwise, with the counts)."""
+    Both prompts must have the same number of tokens (ValueError otherwise, with the counts).
+    Either may be given as a prompt, traced first."""
+    clean, corrupted = _as_trace(lm, clean), _as_trace(lm, corrupted)
     if what not in ("resid", "head"):
         raise ValueError("what must be 'resid' or 'head'")
     if clean.n_tokens != corrupted.n_tokens:

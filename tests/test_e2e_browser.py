@@ -45,11 +45,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model_dir, tmp_path_factory):
+def _serve(env: dict, log):
+    """`streamlit run app.py` on a free loopback port with `env`; yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "GPT2VIZ_MODEL": str(tiny_model_dir), "GPT2VIZ_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
-    log = tmp_path_factory.mktemp("streamlit") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -69,6 +67,20 @@ def server(tiny_model_dir, tmp_path_factory):
     yield base
     proc.terminate()
     proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    env = {**os.environ, "GPT2VIZ_MODEL": str(tiny_model_dir), "GPT2VIZ_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    yield from _serve(env, tmp_path_factory.mktemp("streamlit") / "server.log")
+
+
+@pytest.fixture(scope="module")
+def offline_server(tmp_path_factory):
+    """A fresh install with the Hub unreachable and no model configured."""
+    env = {k: v for k, v in os.environ.items() if k != "GPT2VIZ_MODEL"}
+    env.update(HF_HUB_OFFLINE="1", GPT2VIZ_DEVICE="cpu")
+    yield from _serve(env, tmp_path_factory.mktemp("streamlit-offline") / "server.log")
 
 
 @pytest.fixture(scope="module")
@@ -127,13 +139,29 @@ def test_empty_prompt_shows_a_message_not_an_error(server, browser):
     page.close()
 
 
-@pytest.mark.parametrize("label", ["Attention", "Weights"])
-def test_other_pages_through_the_sidebar_keep_the_prompt(server, browser, label):
+def test_offline_the_app_opens_on_the_bundled_model(offline_server, browser):
+    page = open_page(browser, offline_server)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
+    wait_idle(page)
+    body = page.inner_text("body")
+    assert "could not be loaded" in body and "bundled mini GPT-2" in body
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "e2e_offline_bundled.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.parametrize("label, drawn", [("Attention", ".js-plotly-plot .main-svg"),
+                                          ("Weights", ".js-plotly-plot .main-svg"),
+                                          ("Inside the prediction", ".js-plotly-plot .main-svg"),
+                                          ("Experiments", "text=Pick at least one head")])
+def test_other_pages_through_the_sidebar_keep_the_prompt(server, browser, label, drawn):
     page = open_page(browser, server)
     type_prompt(page, "hello hello bye")
     page.locator('[data-testid="stSidebar"] a', has_text=label).first.click()
     page.wait_for_selector(f"h1:has-text('{label}')", timeout=60_000)
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=120_000)
+    page.wait_for_selector(drawn, timeout=120_000)
     wait_idle(page)
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.locator('[data-testid="stSidebar"] textarea').input_value() == "hello hello bye"

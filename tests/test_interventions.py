@@ -45,7 +45,7 @@ def _head_hook(lm, head, value=None):
 
 
 def test_ablating_nothing_is_the_plain_trace(tiny_lm, t):
-    a = ablate(tiny_lm, t)
+    a = ablate(tiny_lm, PROMPT)  # a prompt is traced first
     np.testing.assert_array_equal(a.next_probs, t.next_probs)
     np.testing.assert_array_equal(a.token_logprob, t.token_logprob)
 
