@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,11 @@ _FIX_OFFLINE = ("Run the app once with network access so the model is downloaded
                 "in the sidebar's list and needs no network.")
 ENV_MODEL = "GPT2VIZ_MODEL"
 ENV_DEVICE = "GPT2VIZ_DEVICE"
+# Models a link (`?model=`) may load besides the GPT-2 family, the bundled model and GPT2VIZ_MODEL:
+# comma-separated hub ids or local directories.
+ENV_ALLOWED = "GPT2VIZ_ALLOWED_MODELS"
+# For a public server: 1 limits the sidebar, too, to the allowed models (no typed hub id or directory).
+ENV_LOCKED = "GPT2VIZ_LOCKED"
 
 # Only what a GPT-2 needs; hub repos also hold TF, Flax, ONNX and tflite copies.
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt"]
@@ -42,6 +48,10 @@ class ModelLoadError(RuntimeError):
         super().__init__(message)
         self.hint = hint
 
+    def detached(self) -> "ModelLoadError":
+        """The same message and fix with no traceback or cause: safe to keep, and to raise again."""
+        return ModelLoadError(str(self), self.hint)
+
 
 def bundled_model_dir() -> str | None:
     """The mini GPT-2 shipped in the repository, if this checkout has it."""
@@ -51,6 +61,30 @@ def bundled_model_dir() -> str | None:
 def default_model_name() -> str:
     """`GPT2VIZ_MODEL` (hub id or local directory) if set, else `gpt2`."""
     return os.environ.get(ENV_MODEL, "").strip() or DEFAULT_MODEL
+
+
+def _canonical(name: str) -> str:
+    """One spelling per model: hub ids as they are, local paths normalised without touching the disk."""
+    name = name.strip()
+    return os.path.normpath(os.path.expanduser(name)) if _looks_local(name) else name
+
+
+def allowed_models() -> list[str]:
+    """What a link may load: the GPT-2 family, the bundled model, GPT2VIZ_MODEL and GPT2VIZ_ALLOWED_MODELS."""
+    names = list(GPT2_FAMILY) + [n for n in (bundled_model_dir(), default_model_name()) if n]
+    names += [n.strip() for n in os.environ.get(ENV_ALLOWED, "").split(",") if n.strip()]
+    return list(dict.fromkeys(names))
+
+
+def is_allowed_model(name: str) -> bool:
+    """Whether `name` is one the operator allows links to load (compared as written, never looked up on disk)."""
+    wanted = _canonical(name)
+    return bool(wanted) and any(_canonical(n) == wanted for n in allowed_models())
+
+
+def models_locked() -> bool:
+    """GPT2VIZ_LOCKED=1: only allowed models, from the sidebar too (for a public server)."""
+    return os.environ.get(ENV_LOCKED, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def pick_device(preferred: str | None = None) -> torch.device:
@@ -132,9 +166,14 @@ class LoadedModel:
         return f"{self.name}: {self.n_params / 1e6:,.1f} M parameters, {self.n_bytes / 2**20:,.0f} MB on {self.device.type}"
 
 
+def _looks_local(name: str) -> bool:
+    """Written as a path; hub ids look like `gpt2` or `org/name`."""
+    return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or (len(name) > 1 and name[1] == ":")
+
+
 def _is_local(name: str) -> bool:
-    """A path on disk, or clearly meant as one; hub ids look like `gpt2` or `org/name`."""
-    return Path(name).expanduser().exists() or name.startswith((".", "/", "~", "\\")) or name.count("/") > 1
+    """A path on disk, or clearly meant as one."""
+    return _looks_local(name) or Path(name).expanduser().exists()
 
 
 def _progress_tqdm(progress: ProgressFn):
@@ -202,6 +241,11 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
     from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel
 
     name = (name or default_model_name()).strip()
+    try:
+        dev = pick_device(device)
+    except RuntimeError as e:  # torch.device("tpu9")
+        raise ModelLoadError(f"'{device or os.environ.get(ENV_DEVICE, '')}' is not a device torch knows ({e}).",
+                             f"Set {ENV_DEVICE} to cpu, cuda, cuda:1 or mps, or unset it to pick the best one.") from e
     path = _fetch(name, progress)
     try:
         config = AutoConfig.from_pretrained(path)
@@ -217,55 +261,144 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
             "This app reads GPT-2 checkpoints only: gpt2, gpt2-medium, gpt2-large, gpt2-xl, "
             "distilgpt2, or a local directory saved from one of them.",
         )
-    dev = pick_device(device)
     if progress:
         progress(1.0, f"Loading {name} onto {dev.type}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32)
+        model, report = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32,
+                                                        output_loading_info=True)
     except Exception as e:
         raise ModelLoadError(
             f"'{name}' could not be read as a GPT-2 checkpoint ({type(e).__name__}: {e}).",
             "The directory needs config.json, model.safetensors (or pytorch_model.bin) and the "
             "tokenizer files (tokenizer.json, or vocab.json with merges.txt).",
         ) from e
-    model.to(dev).eval().requires_grad_(False)
+    _check_weights(name, path, report, config)
+    _check_tokenizer(name, tokenizer, config)
+    try:
+        model.to(dev).eval().requires_grad_(False)
+    except (RuntimeError, AssertionError) as e:  # "Torch not compiled with CUDA enabled", no such GPU
+        raise ModelLoadError(f"'{name}' cannot be put on {dev} ({type(e).__name__}: {e}).",
+                             f"Set {ENV_DEVICE}=cpu, or unset {ENV_DEVICE} to pick the best device this "
+                             "machine has.") from e
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev)
+
+
+# Buffers GPT-2 rebuilds itself, and the unembedding when it is tied to the token embedding.
+_REBUILT = (".attn.bias", ".attn.masked_bias")
+
+
+def _check_weights(name: str, path: Path, report: dict, config) -> None:
+    """transformers fills weights a checkpoint lacks with random numbers and only logs it: refuse."""
+    missing = sorted(k for k in report.get("missing_keys", ()) if not k.endswith(_REBUILT)
+                     and not (k == "lm_head.weight" and getattr(config, "tie_word_embeddings", True)))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in report.get("mismatched_keys", ()))
+    if not missing and not mismatched:
+        return
+    bad = missing or mismatched
+    shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    what = "lacks" if missing else "has tensors of the wrong shape for"
+    raise ModelLoadError(
+        f"The checkpoint '{name}' {what} {len(bad)} of the model's weights ({shown}); GPT-2 would run with "
+        "random numbers in their place.",
+        f"The weights file in {path} is incomplete or belongs to another model shape. Save the model again with "
+        "transformers' save_pretrained; for a hub model, delete its folder from the Hugging Face cache "
+        "(huggingface-cli delete-cache) so it is downloaded again.",
+    )
+
+
+def _check_tokenizer(name: str, tokenizer, config) -> None:
+    """A directory without tokenizer files gives an empty tokenizer that turns any text into no tokens."""
+    try:
+        probe = list(tokenizer("Hello, world", add_special_tokens=False)["input_ids"])
+    except Exception:  # a tokenizer too broken to run
+        probe = []
+    fix = ("Put the tokenizer files of the model it was trained from (tokenizer.json, or vocab.json and merges.txt) "
+           "in the checkpoint directory; for GPT-2: AutoTokenizer.from_pretrained('gpt2').save_pretrained(directory).")
+    if not probe:
+        raise ModelLoadError(f"'{name}' has no usable tokenizer: it turns text into no tokens at all.", fix)
+    if max(probe) >= config.vocab_size:
+        raise ModelLoadError(f"'{name}''s tokenizer does not match its model: it gives token ids up to {max(probe):,}, "
+                             f"and the model knows {config.vocab_size:,}.", fix)
 
 
 class ModelStore:
     """Process-wide loaded models, shared by every browser session, loaded once each.
 
-    Failures are remembered too (a model that is not in the offline cache would
-    otherwise be retried, slowly, on every widget change) until `forget(name)`.
-    At most `max_models` stay in memory; gpt2-xl alone takes 6 GB.
+    At most `max_models` stay in memory (gpt2-xl alone takes 6 GB); the least recently used
+    goes first, and `on_evict(name)` lets caches drop what they keep for it. Failures are
+    remembered too (a model that is not in the offline cache would otherwise be retried,
+    slowly, on every widget change) until `forget(name)`; they hold no model and do not count.
+    Each name has its own lock: one session's 6 GB download never makes another session wait
+    for a model that is already loaded, or for a different one.
     """
+
+    MAX_FAILURES = 32
 
     def __init__(self, max_models: int = 2, on_evict: Callable[[str], None] | None = None):
         self.max_models = max_models
         self.on_evict = on_evict
-        self._loaded: dict[str, LoadedModel | ModelLoadError] = {}
-        self._lock = threading.Lock()
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._failed: OrderedDict[str, ModelLoadError] = OrderedDict()
+        self._lock = threading.Lock()  # guards the dicts; held only for a moment
+        self._loading: dict[str, threading.Lock] = {}
+
+    def _lookup(self, name: str) -> LoadedModel | ModelLoadError | None:
+        if name in self._loaded:
+            self._loaded.move_to_end(name)
+            return self._loaded[name]
+        return self._failed.get(name)
 
     def get(self, name: str, progress: ProgressFn | None = None) -> LoadedModel:
         """The model for `name`, loading it if needed; raises ModelLoadError (also remembered)."""
         with self._lock:
-            hit = self._loaded.get(name)
-            if hit is None:
-                try:
-                    hit = load_model(name, progress=progress)
-                except ModelLoadError as e:
-                    hit = e
-                while len(self._loaded) >= self.max_models:
-                    gone = next(iter(self._loaded))
-                    self._loaded.pop(gone)
-                    if self.on_evict is not None:
-                        self.on_evict(gone)
-                self._loaded[name] = hit
+            hit = self._lookup(name)
+            name_lock = self._loading.setdefault(name, threading.Lock())
+        if hit is None:
+            if not name_lock.acquire(blocking=False):  # a second session asking for the same model waits for the load
+                if progress:
+                    progress(0.0, f"Another session is loading {name}; waiting for it")
+                name_lock.acquire()
+            try:
+                with self._lock:
+                    hit = self._lookup(name)
+                if hit is None:
+                    hit = self._load(name, progress)
+            finally:
+                name_lock.release()
         if isinstance(hit, ModelLoadError):
-            raise hit
+            raise hit.detached()  # a fresh exception: re-raising the stored one would chain every traceback
         return hit
 
-    def forget(self, name: str) -> None:
+    def _load(self, name: str, progress: ProgressFn | None) -> LoadedModel | ModelLoadError:
+        try:
+            lm = load_model(name, progress=progress)
+        except ModelLoadError as e:
+            with self._lock:
+                self._failed[name] = e.detached()
+                while len(self._failed) > self.MAX_FAILURES:
+                    self._failed.popitem(last=False)
+            return e.detached()
+        gone = []
         with self._lock:
-            self._loaded.pop(name, None)
+            self._failed.pop(name, None)
+            while len(self._loaded) >= self.max_models:
+                gone.append(self._loaded.popitem(last=False)[0])
+            self._loaded[name] = lm
+        for old in gone:
+            if self.on_evict is not None:
+                self.on_evict(old)
+        return lm
+
+    def loaded_names(self) -> list[str]:
+        """Models in memory, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+    def forget(self, name: str) -> None:
+        """Drop what is remembered about `name` (a failure to retry, or a model to load afresh)."""
+        with self._lock:
+            self._failed.pop(name, None)
+            dropped = self._loaded.pop(name, None) is not None
+        if dropped and self.on_evict is not None:
+            self.on_evict(name)

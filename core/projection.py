@@ -7,6 +7,12 @@ and keeps it in `cache/` (`GPT2VIZ_CACHE_DIR` overrides): one `.npz` per map, wr
 to a temporary file and moved into place with `os.replace`, so a crash mid-write never
 leaves half a file under the real name. Loading checks the stored key, shape and a
 checksum of the coordinates; a truncated or corrupted file is deleted and recomputed.
+Temporary files carry the writer's process id; one whose process is gone (a save killed
+mid-write) is deleted the next time the folder is used.
+
+One computation per map: when two sessions of the app ask for the same map at once, the
+second waits for the first (seeing its progress) instead of running the same minute of
+UMAP again; if the first gives up (its session stopped), a waiting one takes over.
 
 Speed: the table is first reduced to `pca_dims` (50) dimensions with randomized PCA,
 which keeps most of the neighbourhood structure and makes the nearest-neighbour search
@@ -20,6 +26,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -205,7 +212,7 @@ def save_map(path: Path, coords: np.ndarray, key: str) -> None:
     """Write atomically: a temporary file in the same folder, then os.replace onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     coords = np.ascontiguousarray(coords, dtype=np.float32)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.stem}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, coords=coords, key=np.array(key), checksum=np.array(_checksum(coords)))
@@ -215,6 +222,41 @@ def save_map(path: Path, coords: np.ndarray, key: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TMP_SUFFIX = ".npz.tmp"
+_TMP_NAME = re.compile(r".+\.(\d+)\.[^.]+" + re.escape(_TMP_SUFFIX) + "$")
+STALE_TMP_SECONDS = 24 * 3600  # a temporary file this old is left over, whoever wrote it
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # on Windows os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):  # another user's process, or no way to tell: assume alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete temporary map files whose writer is gone (killed mid-save) or that are a day old."""
+    removed = []
+    if not directory.is_dir():
+        return removed
+    now = time.time()
+    for tmp in directory.glob("*.tmp"):
+        m = _TMP_NAME.fullmatch(tmp.name)
+        try:
+            orphan = m is not None and not _process_alive(int(m.group(1)))
+            if orphan or now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone already, or not ours to delete
+            pass
+    return removed
 
 
 def load_map(path: Path, key: str, n_rows: int, n_components: int) -> np.ndarray | None:
@@ -244,27 +286,69 @@ class EmbeddingMap:
     seconds: float
 
 
+class _Job:
+    """A map being computed: its latest progress, and its result for the sessions waiting on it."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.fraction, self.text = 0.0, "Starting"
+        self.coords: np.ndarray | None = None
+
+
+_jobs: dict[str, _Job] = {}
+_jobs_lock = threading.Lock()
+WAIT_POLL_SECONDS = 0.25
+
+
 def embedding_map(X: np.ndarray, model_name: str, table: str, params: MapParams = MapParams(),
                   progress: ProgressFn | None = None, directory: Path | None = None,
                   compute: bool = True, digest: str | None = None) -> EmbeddingMap | None:
     """The map of every row of X [n, d] (a whole embedding table), from the cache or computed.
 
     With compute=False, returns None instead of computing when nothing valid is cached.
-    `digest` (matrix_digest(X)) may be passed in to skip hashing X again.
+    `digest` (matrix_digest(X)) may be passed in to skip hashing X again. Computed once per
+    key in the process: a second caller waits for the first and reports its progress.
     """
     t0 = time.perf_counter()
     progress = progress or (lambda f, s: None)
     digest = digest or matrix_digest(X)
     key = map_key(model_name, table, digest, params)
     path = map_path(model_name, table, digest, params, directory)
-    coords = load_map(path, key, X.shape[0], params.n_components)
-    if coords is not None:
-        return EmbeddingMap(coords, path, True, time.perf_counter() - t0)
-    if not compute:
-        return None
-    coords = project(X, params, progress)
-    progress(0.99, "Saving the map")
-    save_map(path, coords, key)
-    progress(1.0, "Done")
-    coords.flags.writeable = False
-    return EmbeddingMap(coords, path, False, time.perf_counter() - t0)
+    remove_stale_temporaries(path.parent)
+    while True:
+        coords = load_map(path, key, X.shape[0], params.n_components)
+        if coords is not None:
+            return EmbeddingMap(coords, path, True, time.perf_counter() - t0)
+        if not compute:
+            return None
+        with _jobs_lock:
+            job = _jobs.get(key)
+            mine = job is None
+            if mine:
+                job = _jobs[key] = _Job()
+        if mine:
+            return EmbeddingMap(_compute(X, params, path, key, job, progress), path, False, time.perf_counter() - t0)
+        while not job.done.wait(WAIT_POLL_SECONDS):
+            progress(job.fraction, f"{job.text} (started by another session; this one waits for it)")
+        if job.coords is not None:
+            return EmbeddingMap(job.coords, path, False, time.perf_counter() - t0)
+        # the other computation gave up: look at the disk again, then compute it here
+
+
+def _compute(X: np.ndarray, params: MapParams, path: Path, key: str, job: _Job, progress: ProgressFn) -> np.ndarray:
+    def report(fraction: float, text: str) -> None:
+        job.fraction, job.text = fraction, text
+        progress(fraction, text)
+
+    try:
+        coords = project(X, params, report)
+        coords.flags.writeable = False
+        job.coords = coords  # waiting sessions get it even if the disk is full
+        report(0.99, "Saving the map")
+        save_map(path, coords, key)
+        report(1.0, "Done")
+        return coords
+    finally:
+        with _jobs_lock:
+            _jobs.pop(key, None)
+        job.done.set()

@@ -15,6 +15,7 @@ from core.attention import (
 )
 from ui.progress import layer_by_layer
 from ui.shell import setup_trace_page, show_figure, url_state
+from ui.state import remember
 from viz.attention import (
     CELL_BUDGET, COLOUR_SCALES, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure,
     layer_heads_figure, layer_means_figure, panel_side, scores_figure,
@@ -63,16 +64,11 @@ def on_atlas_pick() -> None:
         open_head(*ss["attn_atlas_pick"])
 
 
-# Pickers shared by the views, mirrored in the URL; clamp stored values when a smaller model
-# (or a hand-edited link) asks for a layer, head or position that does not exist.
-url_state({"attn_layer": (int, 0), "attn_head": (int, 0), "attn_focus_pos": (int, t.n_tokens - 1)})
-for key, n in (("attn_layer", lm.n_layer), ("attn_head", lm.n_head)):
-    if not 0 <= ss.get(key, 0) < n:
-        ss[key] = 0
-ss["attn_focus_pos"] = min(max(ss.get("attn_focus_pos", 0), 0), t.n_tokens - 1)
-url_state({"attn_colour": (str, "stretch")})
-if ss["attn_colour"] not in COLOUR_SCALES:
-    ss["attn_colour"] = "stretch"
+# Pickers shared by the views, mirrored in the URL; a layer, head or position that does not exist
+# (a smaller model, a hand-edited link) goes to the nearest one, in the address bar too.
+url_state({"attn_layer": (int, 0, range(lm.n_layer)), "attn_head": (int, 0, range(lm.n_head)),
+           "attn_focus_pos": (int, t.n_tokens - 1, range(t.n_tokens)), "attn_colour": (str, "stretch", COLOUR_SCALES)})
+remember("attn_view", "attn_metric", "attn_scores", "attn_focus_heads")  # kept through runs that do not draw them
 c1, c2, c3, c4 = st.columns([1, 1, 2, 3])
 layer = c1.selectbox("Layer", range(lm.n_layer), key="attn_layer")
 head = c2.selectbox("Head", range(lm.n_head), key="attn_head")

@@ -78,7 +78,8 @@ def word_map(name: str, pairs: tuple, leading_space: bool, method: str, dims: in
 
 label = figure_label(lm.label, t.prompt) if t is not None else esc(lm.label)
 model_tag = esc(lm.label)
-url_state({"emb_words": (str, "cat, dog, chair"), "emb_layer": (int, lm.n_layer // 2)})  # shareable in links
+url_state({"emb_words": (str, "cat, dog, chair"),  # shareable in links; a layer the model lacks goes to the nearest
+           "emb_layer": (int, lm.n_layer // 2, range(lm.n_layer + 1))})
 tabs = st.tabs(["The prompt's embeddings", "Positions", "Word vectors", "Meaning space", "Whole vocabulary",
                 "In context"], key="emb_tab", on_change="rerun")
 
@@ -249,8 +250,6 @@ with tabs[5]:
         st.button("Try “bank” in two sentences", key="emb_bank", on_click=use_prompt, args=(BANK,),
                   icon=":material/account_balance:")
         if t is not None:
-            if not 0 <= ss.get("emb_layer", 0) <= lm.n_layer:  # another model, with fewer layers
-                ss["emb_layer"] = lm.n_layer // 2
             layer = st.slider("Depth in the residual stream", 0, lm.n_layer, key="emb_layer",
                               help=f"0 is the embedding itself (token + position); {lm.n_layer} is the final "
                                    "residual before the last LayerNorm.")

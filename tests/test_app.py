@@ -97,11 +97,6 @@ def test_over_long_prompt_warns_and_offers_first_or_last(tiny_env, tiny_lm):
     assert at.session_state["keep"] == "last"
 
 
-def test_huge_paste_is_capped_by_the_text_area(tiny_env):
-    at = run_app()
-    assert at.sidebar.text_area(key="sidebar_prompt").proto.max_chars == 50_000
-
-
 def test_example_buttons_set_the_prompt(tiny_env):
     at = run_app()
     at.sidebar.button(key="sidebar_example_1").click().run()

@@ -172,3 +172,76 @@ def test_figure_files_are_named_after_view_model_layer_and_head():
     fig = go.Figure(layout=dict(title="Top 10 next tokens · gpt2 · “&lt;b&gt;The cat…”"))
     assert figure_name(fig, "k") == "Top 10 next tokens · gpt2"
     assert figure_name(go.Figure(), "next_rank") == "next_rank"
+
+
+# ---- the batch exporter's command line: one clear line and a non-zero exit, before any work ------
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        code = main(list(args))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fails the test if the CLI loads a model: argument errors must be caught before that work."""
+    import core
+
+    def forbidden(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(core, "load_model", forbidden)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--prompt", "", "--out", "{tmp}/out"], "--prompt is empty"),
+    (["--prompt", "  \n", "--out", "{tmp}/out"], "--prompt is empty"),
+    (["--prompt", "hi", "--out", "{tmp}/out", "--formats", "gif"], "unknown gif; choose from png,svg,html,csv"),
+    (["--prompt", "hi", "--out", "{tmp}/out", "--formats", "csv,jpeg,html"], "unknown jpeg"),
+    (["--prompt", "hi", "--out", "{tmp}/out", "--formats", ","], "no format given"),
+    (["--prompt", "hi", "--out", "{tmp}/a-file"], "is a file; give a directory"),
+    (["--prompt", "hi", "--out", "{tmp}/a-file/below"], "cannot be created"),
+])
+def test_bad_arguments_fail_fast_with_one_line(tmp_path, capsys, no_model_load, args, says):
+    (tmp_path / "a-file").write_text("not a directory")
+    code, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2 and says in error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_model_fails_with_one_line_and_the_fix(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "--model", str(tmp_path / "nope"), "--prompt", "hi",
+                             "--out", str(tmp_path / "out"))
+    line = error_line(err)
+    assert code == 1 and "No directory at" in line and "GPT2VIZ_MODEL" in line
+    assert not (tmp_path / "out").exists()  # the directory made for the export is removed again
+
+
+def test_an_over_long_prompt_says_how_many_tokens_were_dropped(tiny_model_dir, tiny_lm, tmp_path, capsys):
+    prompt = " ".join(f"w{i}" for i in range(12_000))[:60_000]
+    n = len(tiny_lm.encode(prompt))
+    code, out, err = run_cli(capsys, "--model", str(tiny_model_dir), "--prompt", prompt, "--out", str(tmp_path),
+                             "--formats", "csv", "--style", "normal")
+    assert code == 0 and "wrote " in out
+    assert f"the prompt is {n:,} tokens" in err and f"the last {n - 1024:,} were dropped" in err
+    assert "--keep last" in err
+    rows = csv.DictReader(io.StringIO(next(tmp_path.glob("surprisal*.csv")).read_text()))
+    positions = {int(m.group(1)) for r in rows if (m := re.match(r"#(\d+):", r["label"]))}
+    assert positions == set(range(1024))  # one cell per kept token, and no more
+    code, out, err = run_cli(capsys, "--model", str(tiny_model_dir), "--prompt", prompt,
+                             "--out", str(tmp_path / "last"), "--formats", "csv", "--keep", "last")
+    assert code == 0 and f"the first {n - 1024:,} were dropped" in err
+
+
+def test_a_short_prompt_gets_no_note(tiny_model_dir, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "--model", str(tiny_model_dir), "--prompt", "hello world", "--out", str(tmp_path),
+                             "--formats", "html")
+    assert code == 0 and "dropped" not in err and all(p.suffix in (".html", ".txt") for p in tmp_path.iterdir())

@@ -6,6 +6,10 @@ UMAP calls reuse it, so they are kept to a few hundred points.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -167,3 +171,127 @@ def test_a_failed_write_leaves_no_file(blobs, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---- one computation per map, however many sessions ask ------------------------------------------
+def slow_projection(monkeypatch, started: threading.Event, release: threading.Event, fail_first: bool = False):
+    """project stand-in that reports progress, then waits for `release`; counts its calls."""
+    calls = []
+    real = projection.project
+
+    def slow(X, params, progress=None):
+        calls.append(len(X))
+        progress(0.5, "Laying out 200 points: epoch 50 of 100")
+        started.set()
+        assert release.wait(30)
+        if fail_first and len(calls) == 1:
+            raise RuntimeError("the first session stopped")
+        return real(X, params, progress)
+
+    monkeypatch.setattr(projection, "project", slow)
+    return calls
+
+
+def in_thread(fn, results: dict, name: str) -> threading.Thread:
+    def run():
+        try:
+            results[name] = fn()
+        except Exception as e:
+            results[name] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def test_two_sessions_asking_at_once_share_one_computation(blobs, tmp_path, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    calls = slow_projection(monkeypatch, started, release)
+    monkeypatch.setattr(projection, "WAIT_POLL_SECONDS", 0.02)
+    seen_by_second, results = [], {}
+    first = in_thread(lambda: embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path), results, "first")
+    assert started.wait(10)
+    second = in_thread(lambda: embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path,
+                                             progress=lambda f, s: seen_by_second.append((f, s))), results, "second")
+    deadline = time.time() + 10
+    while not seen_by_second and time.time() < deadline:
+        time.sleep(0.01)
+    release.set()
+    first.join(30), second.join(30)
+    assert calls == [200]  # one computation
+    np.testing.assert_array_equal(results["first"].coords, results["second"].coords)
+    assert seen_by_second[0] == (0.5, "Laying out 200 points: epoch 50 of 100 (started by another session; "
+                                      "this one waits for it)")
+
+
+def test_a_waiting_session_takes_over_when_the_first_gives_up(blobs, tmp_path, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    calls = slow_projection(monkeypatch, started, release, fail_first=True)
+    monkeypatch.setattr(projection, "WAIT_POLL_SECONDS", 0.02)
+    results = {}
+    first = in_thread(lambda: embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path), results, "first")
+    assert started.wait(10)
+    second = in_thread(lambda: embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path), results, "second")
+    time.sleep(0.2)  # the second is waiting
+    release.set()
+    first.join(30), second.join(30)
+    assert isinstance(results["first"], RuntimeError) and calls == [200, 200]
+    np.testing.assert_array_equal(results["second"].coords, project(blobs, PCA_PARAMS))
+    assert embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path, compute=False).from_cache
+
+
+def test_different_maps_are_computed_side_by_side(blobs, tmp_path, monkeypatch):
+    started, release = threading.Event(), threading.Event()
+    calls = slow_projection(monkeypatch, started, release)
+    results = {}
+    first = in_thread(lambda: embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path), results, "first")
+    assert started.wait(10)
+    started.clear()
+    second = in_thread(lambda: embedding_map(blobs, "other", "tokens", PCA_PARAMS, directory=tmp_path), results, "2")
+    assert started.wait(10)  # the second model's map started while the first is still running
+    release.set()
+    first.join(30), second.join(30)
+    assert calls == [200, 200]
+
+
+KILLED_SAVE = """
+import os, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+import core.projection as projection
+from pathlib import Path
+
+def stuck(f, **arrays):
+    f.write(b"PK half a file")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+
+projection.np.savez = stuck
+projection.save_map(Path({path!r}), np.zeros((5, 2), np.float32), "key")
+"""
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_that_is_cleaned(blobs, tmp_path):
+    path = map_path("m", "tokens", matrix_digest(blobs), PCA_PARAMS, tmp_path)
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_SAVE.format(root=str(projection.ROOT), path=str(path))],
+                              stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    leftover = list(tmp_path.glob("*.tmp"))
+    assert len(leftover) == 1 and str(writer.pid) in leftover[0].name
+    embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path, compute=False)
+    assert leftover[0].exists()  # its writer is still alive: left alone
+    writer.kill()
+    writer.wait(10)
+    embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path, compute=False)
+    assert list(tmp_path.glob("*.tmp")) == []
+
+
+def test_a_day_old_temporary_is_cleaned_whoever_wrote_it(blobs, tmp_path):
+    old = tmp_path / "m-tokens-abc.tmp"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    fresh = tmp_path / "someone-elses.tmp"
+    fresh.write_bytes(b"x")
+    embedding_map(blobs, "m", "tokens", PCA_PARAMS, directory=tmp_path, compute=False)
+    assert not old.exists() and fresh.exists()

@@ -12,9 +12,10 @@ the page that drew it is left; the sidebar widgets are re-seeded from them each 
 """
 from __future__ import annotations
 
+import gc
 import os
 import threading
-from functools import lru_cache
+from collections import OrderedDict
 from pathlib import Path
 
 import streamlit as st
@@ -22,15 +23,16 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
 from core.model import LoadedModel
-from core.cache import shared_cache
-from core.model import BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_MODEL, bundled_model_dir
+from core.cache import release_freed_memory, shared_cache
+from core.model import (BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_ALLOWED, ENV_MODEL, allowed_models,
+                        bundled_model_dir, is_allowed_model, models_locked)
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
 from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
-from ui.state import persisted
-from ui.url import prompt_too_long_for_links, seed_shared_state, url_state, write_shared_state  # noqa: F401
+from ui.state import drop_stale_widget_metadata, persisted
+from ui.url import (MAX_PROMPT_CHARS, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,  # noqa: F401
+                    set_prompt, url_state, write_shared_state)
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_PROMPT_CHARS = 50_000  # a pasted book stops here; 1,024 GPT-2 tokens are ~4,000 English characters
 LOCAL_DIR_OPTION = "Local directory…"
 
 HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)
@@ -57,8 +59,15 @@ PAGES = [
 # ---- process-wide resources, shared by every browser session ------------------------------
 @st.cache_resource
 def model_store() -> ModelStore:
-    # An unloaded model's traces and per-layer arrays go with it (they hold the model).
-    return ModelStore(max_models=2, on_evict=lambda name: trace_cache().drop(lambda key: _model_of(key) == name))
+    return ModelStore(max_models=2, on_evict=_forget_model)
+
+
+def _forget_model(name: str) -> None:
+    """An unloaded model's traces and per-layer arrays go with it (they hold the model)."""
+    trace_cache().drop(lambda key: _model_of(key) == name)
+    _tokenize.drop_model(name)
+    gc.collect()  # page runs that used it are reference cycles: free its gigabytes now, not at some later collection
+    release_freed_memory()
 
 
 def _model_of(key: tuple) -> str:
@@ -71,10 +80,34 @@ def trace_cache() -> ByteBoundedCache:
     return shared_cache()
 
 
-@lru_cache(maxsize=64)
-def _tokenize(lm: LoadedModel, prompt: str, keep: str) -> tuple[tuple[int, ...], int]:
-    ids, n_dropped = prompt_ids(lm, prompt, keep)
-    return tuple(ids), n_dropped
+class _TokenCache:
+    """Token ids per (model name, prompt, kept end), LRU-bounded. Keyed by the model's *name*, never
+    by the LoadedModel: a cache holding the model would keep it alive after ModelStore let it go."""
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize, self._items, self._lock = maxsize, OrderedDict(), threading.Lock()
+
+    def __call__(self, lm: LoadedModel, prompt: str, keep: str) -> tuple[tuple[int, ...], int]:
+        key = (lm.name, prompt, keep)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        ids, n_dropped = prompt_ids(lm, prompt, keep)
+        value = (tuple(ids), n_dropped)
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def drop_model(self, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k[0] == name]:
+                del self._items[key]
+
+
+_tokenize = _TokenCache()
 
 
 def get_trace(lm: LoadedModel, prompt: str, keep: str = "first") -> Trace:
@@ -96,10 +129,8 @@ def _init_state() -> None:
     ss.setdefault("prompt", DEFAULT_PROMPT)
     ss.setdefault("model_name", default_model_name())
     ss.setdefault("keep", "first")
-
-
-def _set_prompt(text: str) -> None:
-    st.session_state["prompt"] = text
+    if models_locked() and not is_allowed_model(ss["model_name"]):
+        ss["model_name"] = default_model_name()
 
 
 # ---- sidebar ----------------------------------------------------------------------------------
@@ -110,51 +141,90 @@ def _navigation() -> None:
 
 
 def _model_options() -> list[str]:
+    """The GPT-2 family and the bundled model, what the operator names (GPT2VIZ_MODEL,
+    GPT2VIZ_ALLOWED_MODELS) first, the current choice; and *Local directory…* unless locked."""
     options = list(GPT2_FAMILY) + ([bundled_model_dir()] if bundled_model_dir() else [])
-    env_default = default_model_name()
+    extra = [name for name in allowed_models() if name not in options]
     current = st.session_state["model_name"]
-    for name in (env_default, current):
-        if name not in options:
-            options.insert(0, name)
-    return options + [LOCAL_DIR_OPTION]
+    if current not in options + extra:
+        extra.insert(0, current)
+    return extra + options + ([] if models_locked() else [LOCAL_DIR_OPTION])
 
 
 def _model_label(name: str) -> str:
     return "mini-gpt2-kjv (bundled, offline)" if name == bundled_model_dir() else name
 
 
+def _choose_model(name: str) -> None:
+    st.session_state["model_name"] = name
+    st.session_state.pop("_link_model_refused", None)
+
+
 def _on_model_choice() -> None:
     choice = st.session_state["sidebar_model"]
     if choice != LOCAL_DIR_OPTION:
-        st.session_state["model_name"] = choice
+        _choose_model(choice)
 
 
 def _on_model_path() -> None:
     path = st.session_state["sidebar_model_path"].strip()
-    if path:
-        st.session_state["model_name"] = path
+    if path and not models_locked():
+        _choose_model(path)
 
 
 def _model_picker() -> None:
     ss = st.session_state
     options = _model_options()
-    if ss.get("sidebar_model") != LOCAL_DIR_OPTION:
+    if ss.get("sidebar_model") != LOCAL_DIR_OPTION or LOCAL_DIR_OPTION not in options:
         ss["sidebar_model"] = ss["model_name"]
+    locked = models_locked()
     st.selectbox("Model", options, key="sidebar_model", on_change=_on_model_choice, format_func=_model_label,
                  help="A GPT-2 from the Hugging Face Hub (downloaded once, then cached), the mini GPT-2 that ships "
-                 "with the app (no network needed), or a local checkpoint directory. GPT2VIZ_MODEL sets the default.")
+                 "with the app (no network needed)" + (". This server offers these models only." if locked else
+                 ", or a local checkpoint directory. GPT2VIZ_MODEL sets the default."))
     if ss["sidebar_model"] == LOCAL_DIR_OPTION:
-        st.text_input("Checkpoint directory", key="sidebar_model_path", on_change=_on_model_path,
+        st.text_input("Checkpoint directory or Hub id", key="sidebar_model_path", on_change=_on_model_path,
                       placeholder="/path/to/gpt2-checkpoint")
 
 
+def _on_prompt_edit() -> None:
+    set_prompt(st.session_state["sidebar_prompt"])
+
+
 def _prompt_box() -> None:
-    st.text_area("Prompt", height=140, max_chars=MAX_PROMPT_CHARS, **persisted("prompt"),
-                 help="Shared by every page. Press Ctrl+Enter (or click outside) to apply.")
+    ss = st.session_state
+    notice = prompt_cut_notice()  # before the box: it may re-cut the prompt at the other end
+    ss["sidebar_prompt"] = ss["prompt"]
+    st.text_area("Prompt", height=140, key="sidebar_prompt", on_change=_on_prompt_edit,
+                 help=f"Shared by every page. Press Ctrl+Enter (or click outside) to apply. At most "
+                      f"{MAX_PROMPT_CHARS:,} characters: of a longer text, the first ones are kept (the last ones "
+                      "once the page's *Keep* choice for long prompts says the last tokens).")
+    if notice:
+        st.warning(notice)
     st.caption("Examples")
     cols = st.columns(2)
     for i, (label, text) in enumerate(EXAMPLES.items()):
-        cols[i % 2].button(label, key=f"sidebar_example_{i}", on_click=_set_prompt, args=(text,), width="stretch")
+        cols[i % 2].button(label, key=f"sidebar_example_{i}", on_click=set_prompt, args=(text,), width="stretch")
+
+
+def _refused_link_model() -> None:
+    """A link asked for a model the operator does not allow: say so, load nothing, and (on a
+    server that is not locked) offer to load it, as typing it in the sidebar would."""
+    name = st.session_state.get("_link_model_refused")
+    if not name:
+        return
+    shown = md_escape(name if len(name) <= 80 else name[:77] + "…")
+    current = md_escape(_model_label(st.session_state["model_name"]))
+    st.warning(f"This link asks for the model **{shown}**, which this server does not load from links, so "
+               f"this shows **{current}**. Links may load the GPT-2 family, the bundled mini GPT-2 and the models "
+               f"the server's operator names in {ENV_MODEL} or {ENV_ALLOWED}.")
+    if models_locked():
+        return
+    row = st.container(horizontal=True)
+    row.button("Load it anyway", key="model_link_load", on_click=_choose_model, args=(name,),
+               help="As if you had typed it in the sidebar under Local directory…: a Hub id is downloaded, a "
+                    "directory is read from this machine.")
+    row.button("Dismiss", key="model_link_dismiss", on_click=st.session_state.pop, args=("_link_model_refused", None))
 
 
 def _load_model_with_progress(name: str) -> LoadedModel | None:
@@ -211,6 +281,7 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
     """Page config, the shared sidebar, the title and intro. Returns the model, or None if
     it could not be loaded (the reason and the fix are already on the page)."""
     st.set_page_config(page_title=f"{title} · Inside GPT-2", page_icon=":material/neurology:", layout="wide")
+    drop_stale_widget_metadata()  # else widgets of pages left behind keep their run's model alive
     _init_state()
     start_page(title)
     with st.sidebar:
@@ -221,6 +292,7 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
         _prompt_box()
     st.title(title)
     st.markdown(intro)
+    _refused_link_model()
     lm = _load_model_with_progress(st.session_state["model_name"])
     write_shared_state()
     with st.sidebar:

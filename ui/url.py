@@ -1,21 +1,33 @@
 """Shareable links: the prompt, the model and each page's main controls live in the URL query.
 
-A page lists its main widget keys with a parser and a default:
+A page lists its main widget keys with a parser, a default and, where the page has bounds,
+the values it accepts:
 
-    url_state({"attn_layer": (int, 0), "attn_head": (int, 0)})
+    url_state({"attn_layer": (int, 0, range(lm.n_layer)), "attn_colour": (str, "stretch", COLOUR_SCALES)})
 
 before drawing those widgets (without `value=`/`index=`, since the state is seeded here).
 On a session's first visit to the page the values come from the URL when present and
-valid; on every run the current values are written back, so the address bar always
-holds a link that reopens the same view.
+valid; a value outside the accepted ones is corrected (an int to the nearest end of its
+range, anything else to the default) on every run, and the corrected value is what the
+address bar shows, so a copied link never carries `attn_layer=999`. A value Streamlit
+dropped because a run stopped before drawing its widget (an empty prompt) comes back.
+
+A link may name only a model the operator allows (`core.model.is_allowed_model`): any other
+is not loaded, and the page says so (see `ui.shell`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable, Container
+from typing import Any
 
 import streamlit as st
 
+from core.model import bundled_model_dir, is_allowed_model
+from ui.state import remember
+
 MAX_PROMPT_IN_URL = 2000  # characters; longer prompts are not put in links
+MAX_PROMPT_CHARS = 50_000  # a pasted book stops here; 1,024 GPT-2 tokens are ~4,000 English characters
+BUNDLED_IN_URL = "mini-gpt2-kjv"  # the bundled model's name in links, wherever the repository lives
 SHARED = {"prompt": "prompt", "model": "model_name", "keep": "keep"}  # URL name -> session key
 
 
@@ -26,19 +38,59 @@ def _parse(parser: Callable[[str], Any], raw: str):
         return None
 
 
+# ---- the prompt: at most MAX_PROMPT_CHARS, cut on the side the token limit keeps ---------------
+def fit_prompt(text: str, keep: str = "first") -> tuple[str, int]:
+    """`text` cut to MAX_PROMPT_CHARS characters (its first or last ones), and how many were cut."""
+    cut = max(0, len(text) - MAX_PROMPT_CHARS)
+    if not cut:
+        return text, 0
+    return (text[:MAX_PROMPT_CHARS] if keep == "first" else text[-MAX_PROMPT_CHARS:]), cut
+
+
+def set_prompt(text: str) -> None:
+    """The shared prompt, cut to MAX_PROMPT_CHARS; a cut is remembered so the sidebar can say so."""
+    ss = st.session_state
+    fitted, cut = fit_prompt(text, ss.get("keep", "first"))
+    ss["prompt"] = fitted
+    ss["_prompt_cut"] = {"full": text} if cut else None
+
+
+def prompt_cut_notice() -> str | None:
+    """What happened to an over-long prompt, while it is the prompt; re-cut if the kept end changed."""
+    ss = st.session_state
+    cut = ss.get("_prompt_cut")
+    if not cut:
+        return None
+    full, keep = cut["full"], ss.get("keep", "first")
+    cuts = {k: fit_prompt(full, k)[0] for k in ("first", "last")}
+    if ss.get("prompt") not in cuts.values():  # the prompt was edited since
+        ss["_prompt_cut"] = None
+        return None
+    ss["prompt"] = cuts[keep]
+    return (f"The prompt was {len(full):,} characters; the box holds {MAX_PROMPT_CHARS:,}, so the {keep} "
+            f"{MAX_PROMPT_CHARS:,} were kept and the other {len(full) - MAX_PROMPT_CHARS:,} dropped.")
+
+
+# ---- prompt, model and kept end -----------------------------------------------------------------
 def seed_shared_state() -> None:
-    """Once per browser session: prompt, model and kept end from the URL, if given."""
+    """Once per browser session: prompt, model and kept end from the URL, if given. A model the
+    operator does not allow is not taken: its name waits under `_link_model_refused`."""
     ss = st.session_state
     if ss.get("_url_seeded"):
         return
     ss["_url_seeded"] = True
     q = st.query_params
-    if "prompt" in q:
-        ss["prompt"] = q["prompt"]
-    if q.get("model", "").strip():
-        ss["model_name"] = q["model"].strip()
     if q.get("keep") in ("first", "last"):
         ss["keep"] = q["keep"]
+    if "prompt" in q:
+        set_prompt(q["prompt"])
+    name = q.get("model", "").strip()
+    if name == BUNDLED_IN_URL and bundled_model_dir():
+        name = bundled_model_dir()
+    if name and is_allowed_model(name):
+        ss["model_name"] = name
+    elif name:
+        ss["_link_model_refused"] = name
 
 
 def write_shared_state() -> None:
@@ -49,26 +101,48 @@ def write_shared_state() -> None:
         q["prompt"] = prompt
     elif "prompt" in q:
         del q["prompt"]
-    q["model"] = ss.get("model_name", "")
+    name = ss.get("model_name", "")
+    q["model"] = BUNDLED_IN_URL if name and name == bundled_model_dir() else name
     if ss.get("keep", "first") != "first":
         q["keep"] = ss["keep"]
     elif "keep" in q:
         del q["keep"]
 
 
-def url_state(spec: dict[str, tuple[Callable[[str], Any], Any]]) -> None:
-    """Seed page widgets' state from the URL (first visit) or defaults, then mirror it back."""
+# ---- page controls ------------------------------------------------------------------------------
+Accepted = Container | Callable[[Any], Any]  # the values a control accepts, or a function that corrects one
+Spec = dict[str, tuple]  # key -> (parser, default) or (parser, default, accepted)
+
+
+def corrected(value: Any, accepted: Accepted | None, default: Any) -> Any:
+    """`value` if accepted; an int outside a range goes to the range's nearest end; else `default`.
+    `accepted` may also be a function returning the corrected value."""
+    if accepted is None:
+        return value
+    if callable(accepted) and not isinstance(accepted, range):
+        return accepted(value)
+    if isinstance(accepted, range) and isinstance(value, int) and len(accepted):
+        return value if value in accepted else (accepted[0] if value < accepted[0] else accepted[-1])
+    return value if value in accepted else default
+
+
+def url_state(spec: Spec) -> None:
+    """Seed page widgets' state from the URL (first visit), from what a stopped run dropped, or
+    from defaults; correct values outside what is accepted; mirror the result back to the URL."""
     ss = st.session_state
     page_key = "_url_seeded_" + "|".join(sorted(spec))
     first_visit = not ss.get(page_key)
     ss[page_key] = True
     q = st.query_params
-    for key, (parser, default) in spec.items():
+    remember(*spec)  # values Streamlit dropped while a run stopped before these widgets come back
+    for key, (parser, default, *accepted) in spec.items():
         value = _parse(parser, q[key]) if first_visit and key in q else None
         if value is not None:
             ss[key] = value
         elif key not in ss:
             ss[key] = default
+        ss[key] = corrected(ss[key], accepted[0] if accepted else None, default)
+        remember(key)
         q[key] = str(ss[key])
 
 

@@ -16,6 +16,7 @@ import io
 import os
 import re
 import shutil
+import sys
 import threading
 import unicodedata
 import warnings
@@ -260,42 +261,121 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
 
 
 # ---- batch export ---------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> None:
+FORMATS = ("png", "svg", "html", "csv")
+
+
+class _Refused(Exception):
+    """A problem with the command line (exit 2) or with the model or the disk (exit 1), in one line."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+def _formats(text: str) -> list[str]:
+    asked = list(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
+    unknown = [f for f in asked if f not in FORMATS]
+    if unknown or not asked:
+        raise _Refused(f"--formats {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'no format given'}; "
+                       f"choose from {','.join(FORMATS)}.")
+    if {"png", "svg"} & set(asked) and not static_export().available:
+        kept = [f for f in asked if f not in ("png", "svg")]
+        if not kept:
+            raise _Refused(static_export().message)
+        print(f"note: {static_export().message} Writing {','.join(kept)} only.", file=sys.stderr)
+        return kept
+    return asked
+
+
+def _make_out(text: str) -> tuple[Path, list[Path]]:
+    """The output directory, made before any work (so a bad --out costs nothing), and the
+    directories this made, to remove again if the export then fails."""
+    out = Path(text).expanduser()
+    if out.exists() and not out.is_dir():
+        raise _Refused(f"--out {out} is a file; give a directory (it is created if missing).")
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _Refused(f"--out {out} cannot be created: {e.strerror or e}.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise _Refused(f"--out {out} is not writable; choose another directory.")
+    return out, made
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI; returns 0, or exits non-zero with one line on stderr saying what to fix."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Write the standard figure set for a prompt (PNG, SVG, HTML, CSV).")
+    parser = argparse.ArgumentParser(prog="python -m viz.export",
+                                     description="Write the standard figure set for a prompt (PNG, SVG, HTML, CSV).")
     parser.add_argument("--model", default=None, help="hub id or local directory (default: GPT2VIZ_MODEL or gpt2)")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--out", required=True, help="output directory (created)")
     parser.add_argument("--style", choices=["normal", "slides", "dark"], default="slides")
-    parser.add_argument("--formats", default="png,svg,html,csv")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {','.join(FORMATS)}")
+    parser.add_argument("--keep", choices=["first", "last"], default="first",
+                        help="which end of a prompt longer than the model's context to keep")
     args = parser.parse_args(argv)
+    try:
+        return _export(args)
+    except _Refused as e:
+        print(f"python -m viz.export: error: {e}", file=sys.stderr)
+        raise SystemExit(e.code) from None
+    except KeyboardInterrupt:
+        print("python -m viz.export: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
-    from core import load_model, trace  # the CLI is the one place viz reaches for a model
+
+def _export(args) -> int:
+    if not args.prompt.strip():
+        raise _Refused("--prompt is empty; give the text to trace, e.g. --prompt \"The best thing about AI is\".")
+    formats = _formats(args.formats)  # all checked before a model is loaded
+    out, made = _make_out(args.out)
+    try:
+        written = _write(args, formats, out)
+    except BaseException:
+        for path in made:  # leave no empty directories behind
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+    print(f"wrote {len(written)} files to {out}")
+    return 0
+
+
+def _write(args, formats: list[str], out: Path) -> list[str]:
+    from core import ModelLoadError, PromptError, load_model, prompt_ids, trace_ids  # the CLI is viz's one model
 
     from .figure_set import standard_figures
 
-    lm = load_model(args.model)
-    t = trace(lm, args.prompt)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    formats = {f.strip() for f in args.formats.split(",") if f.strip()}
-    if formats & {"png", "svg"} and not static_export().available:
-        print(static_export().message)
-        formats -= {"png", "svg"}
-    written = []
-    for name, fig in standard_figures(lm, t).items():
-        if args.style != "normal":
-            fig = presentation_style(fig, dark=args.style == "dark", prompt=args.prompt)
-        base = safe_filename(name, lm.label, prompt=args.prompt)
-        writers = {"png": to_png, "svg": to_svg, "html": to_html, "csv": to_csv}
-        for fmt in sorted(formats):
-            path = out / f"{base}.{fmt}"
-            path.write_bytes(writers[fmt](fig))
-            written.append(path.name)
-    (out / "index.txt").write_text(f"{lm.name}\n{args.prompt}\n\n" + "\n".join(written) + "\n", encoding="utf-8")
-    print(f"wrote {len(written)} files to {out}")
+    try:
+        lm = load_model(args.model)
+        ids, n_dropped = prompt_ids(lm, args.prompt, args.keep)
+    except ModelLoadError as e:
+        raise _Refused(f"{e} {e.hint}", code=1) from None
+    except PromptError as e:
+        raise _Refused(str(e), code=1) from None
+    if n_dropped:
+        dropped, other, end = ("last", "last", "end") if args.keep == "first" else ("first", "first", "start")
+        print(f"note: the prompt is {len(ids) + n_dropped:,} tokens; {lm.label} reads at most {lm.n_ctx:,}, so the "
+              f"{dropped} {n_dropped:,} were dropped (--keep {other} keeps the {end} instead).", file=sys.stderr)
+    t = trace_ids(lm, ids, prompt=args.prompt, n_dropped=n_dropped, kept=args.keep)
+    writers = {"png": to_png, "svg": to_svg, "html": to_html, "csv": to_csv}
+    written: list[str] = []
+    try:
+        for name, fig in standard_figures(lm, t).items():
+            if args.style != "normal":
+                fig = presentation_style(fig, dark=args.style == "dark", prompt=args.prompt)
+            base = safe_filename(name, lm.label, prompt=args.prompt)
+            for fmt in formats:
+                path = out / f"{base}.{fmt}"
+                path.write_bytes(writers[fmt](fig))
+                written.append(path.name)
+        (out / "index.txt").write_text(f"{lm.name}\n{args.prompt}\n\n" + "\n".join(written) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise _Refused(f"writing to {out} failed after {len(written)} files: {e.strerror or e}.", code=1) from None
+    return written
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

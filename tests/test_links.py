@@ -1,0 +1,231 @@
+"""Links and models, as a person meets them in the app (AppTest, tiny checkpoints):
+
+what a `?model=` link may load (and what a public server locks down), switching models
+without keeping old ones in memory, values a link gets wrong written back corrected,
+controls that survive a page stopping early, and prompts longer than the box holds."""
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import core.model
+import ui.shell
+from core.model import LoadedModel
+from core.synthetic import build_checkpoint
+from tests.conftest import ROOT
+from ui.shell import LOCAL_DIR_OPTION, model_store
+from ui.url import MAX_PROMPT_CHARS
+
+TIMEOUT = 120
+ATTENTION = "pages/1_Attention.py"
+EMBEDDINGS = "pages/2_Embeddings.py"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> list[str]:
+    """Three more tiny GPT-2s, told apart by their layer count (2, 3, 4)."""
+    root = tmp_path_factory.mktemp("more-checkpoints")
+    return [str(build_checkpoint(root / f"tiny-{i}", seed=i, n_layer=2 + i)) for i in range(3)]
+
+
+def app(page: str = "app.py", **query) -> AppTest:
+    """The app opened from a link with `query`: AppTest starts on app.py (the entry point) and keeps
+    the query across the switch, as a browser opening /<Page>?… would see it."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    if page != "app.py":
+        at.switch_page(page).run()
+    assert not at.exception
+    return at
+
+
+def query(at: AppTest, key: str) -> str | None:
+    value = at.query_params.get(key)
+    return value[0] if isinstance(value, list) else value
+
+
+def texts(elements) -> str:
+    return " ".join(e.value for e in elements)
+
+
+def layers_shown(at: AppTest) -> str:
+    return texts(at.sidebar.caption)
+
+
+# ---- what a link may load -------------------------------------------------------------------------
+@pytest.mark.parametrize("asked", ["/nonexistent", "/etc", "EleutherAI/gpt-j-6b", "../../etc/passwd"])
+def test_a_link_cannot_make_the_server_load_another_model(tiny_env, tiny_model_dir, asked, monkeypatch):
+    asked_for, real_get = [], ui.shell.ModelStore.get
+    monkeypatch.setattr(ui.shell.ModelStore, "get",
+                        lambda self, name, progress=None: asked_for.append(name) or real_get(self, name, progress))
+    at = app(model=asked)
+    assert asked_for == [str(tiny_model_dir)]  # the server's own model, and nothing else
+    warning = texts(at.warning)
+    assert "does not load from links" in warning and "GPT2VIZ_ALLOWED_MODELS" in warning
+    page = texts(at.markdown) + texts(at.error) + texts(at.info) + warning
+    assert "No directory" not in page  # nothing tells whether the path exists
+    assert query(at, "model") == str(tiny_model_dir)  # the address bar names what is shown
+    assert at.get("plotly_chart")  # the page works, on the default model
+
+
+def test_a_refused_link_model_can_still_be_loaded_by_hand_on_a_local_install(tiny_env, checkpoints):
+    at = app(model=checkpoints[2])
+    assert "2 layers" in layers_shown(at)  # the default (tiny) model, not the link's
+    at.button(key="model_link_load").click().run()
+    assert not at.exception and "4 layers" in layers_shown(at)
+    assert not at.warning and query(at, "model") == checkpoints[2]
+
+
+def test_links_load_what_the_operator_allows(tiny_env, checkpoints, monkeypatch):
+    monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", f"{checkpoints[0]}, {checkpoints[1]}/")
+    at = app(model=checkpoints[1])
+    assert not at.warning and "3 layers" in layers_shown(at)
+    assert at.session_state["model_name"] == checkpoints[1]
+    assert {checkpoints[0], checkpoints[1] + "/"} <= set(at.sidebar.selectbox(key="sidebar_model").options)
+
+
+def test_a_link_names_the_bundled_model_the_same_on_every_server(tiny_env, checkpoints, monkeypatch):
+    monkeypatch.setattr(core.model, "BUNDLED_DIR", Path(checkpoints[1]))  # stands in for bundled/mini-gpt2-kjv
+    at = app(model="mini-gpt2-kjv")
+    assert not at.warning and "3 layers" in layers_shown(at)
+    assert query(at, "model") == "mini-gpt2-kjv"  # not this machine's path to it
+
+
+def test_locked_server_offers_only_allowed_models(tiny_env, tiny_model_dir, checkpoints, monkeypatch):
+    monkeypatch.setenv("GPT2VIZ_LOCKED", "1")
+    monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", checkpoints[0])
+    at = app(model=checkpoints[2])
+    options = at.sidebar.selectbox(key="sidebar_model").options
+    assert LOCAL_DIR_OPTION not in options and checkpoints[2] not in options
+    assert str(tiny_model_dir) in options and checkpoints[0] in options and "gpt2" in options
+    assert "does not load from links" in texts(at.warning)
+    assert not [b for b in at.button if b.key == "model_link_load"]  # nothing to click past the lock
+    assert "2 layers" in layers_shown(at)
+    at.sidebar.selectbox(key="sidebar_model").set_value(checkpoints[0]).run()
+    assert not at.exception and "2 layers" in layers_shown(at) and query(at, "model") == checkpoints[0]
+
+
+def test_an_unlocked_sidebar_takes_any_directory(tiny_env, checkpoints):
+    at = app()
+    assert LOCAL_DIR_OPTION in at.sidebar.selectbox(key="sidebar_model").options
+    at.sidebar.selectbox(key="sidebar_model").set_value(LOCAL_DIR_OPTION).run()
+    at.sidebar.text_input(key="sidebar_model_path").input(checkpoints[1]).run()
+    assert not at.exception and "3 layers" in layers_shown(at) and query(at, "model") == checkpoints[1]
+
+
+# ---- switching models keeps at most max_models in memory -----------------------------------------
+def live_models(names) -> list[str]:
+    gc.collect()
+    return [o.name for o in gc.get_objects() if type(o) is LoadedModel and o.name in names]
+
+
+def test_switching_models_many_times_keeps_at_most_max_models_alive(tiny_env, checkpoints, tmp_path):
+    at = app()
+    bad = [str(tmp_path / "missing-1"), str(tmp_path / "missing-2")]
+    for _ in range(3):
+        for name in [checkpoints[0], *bad, checkpoints[1], checkpoints[2]]:
+            at.sidebar.selectbox(key="sidebar_model").set_value(LOCAL_DIR_OPTION).run()
+            at.sidebar.text_input(key="sidebar_model_path").input(name).run()
+            assert not at.exception
+            if name in bad:
+                assert "No directory" in texts(at.error)
+            for page in (ATTENTION, "app.py"):  # traces and per-page caches for each model
+                at.switch_page(page).run()
+                assert not at.exception
+    alive = live_models(set(checkpoints))
+    assert len(alive) <= model_store().max_models, alive
+    assert set(alive) <= set(model_store().loaded_names())
+
+
+# ---- values a link gets wrong are corrected, in the address bar too -------------------------------
+def test_out_of_range_attention_values_are_corrected_in_the_link(tiny_env, tiny_lm):
+    at = app(ATTENTION, attn_layer="999", attn_head="-5", attn_focus_pos="12345", attn_colour="rainbow")
+    assert at.selectbox(key="attn_layer").value == tiny_lm.n_layer - 1
+    assert at.selectbox(key="attn_head").value == 0
+    assert query(at, "attn_layer") == str(tiny_lm.n_layer - 1) and query(at, "attn_head") == "0"
+    n_tokens = len(tiny_lm.encode(at.session_state["prompt"]))
+    assert query(at, "attn_focus_pos") == str(n_tokens - 1) and query(at, "attn_colour") == "stretch"
+
+
+def test_out_of_range_embedding_layer_is_corrected_in_the_link(tiny_env, tiny_lm):
+    at = app(EMBEDDINGS, emb_layer="999")
+    assert at.session_state["emb_layer"] == tiny_lm.n_layer and query(at, "emb_layer") == str(tiny_lm.n_layer)
+    at = app(EMBEDDINGS, emb_layer="-3")
+    assert query(at, "emb_layer") == "0"
+
+
+def test_a_smaller_model_moves_the_layer_to_its_last(tiny_env, checkpoints, monkeypatch):
+    monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", checkpoints[2])
+    at = app(ATTENTION, model=checkpoints[2], attn_layer="3")
+    assert at.selectbox(key="attn_layer").value == 3
+    at.sidebar.selectbox(key="sidebar_model").set_value(str(tiny_env)).run()  # 2 layers
+    assert not at.exception and at.selectbox(key="attn_layer").value == 1 and query(at, "attn_layer") == "1"
+
+
+# ---- a page that stops early keeps its controls ---------------------------------------------------
+def test_clearing_the_prompt_or_leaving_the_page_keeps_the_attention_controls(tiny_env):
+    at = app(ATTENTION)
+    at.selectbox(key="attn_layer").set_value(1).run()
+    at.selectbox(key="attn_head").set_value(2).run()
+    at.session_state["attn_metric"] = "first"
+    at.run()
+    prompt = at.sidebar.text_area(key="sidebar_prompt")
+    prompt.input("").run()
+    assert not at.exception and "empty" in texts(at.info)
+    at.sidebar.text_area(key="sidebar_prompt").input("one two three four").run()
+    at.sidebar.text_area(key="sidebar_prompt").input("five six seven eight").run()
+    assert not at.exception
+    assert at.selectbox(key="attn_layer").value == 1 and at.selectbox(key="attn_head").value == 2
+    assert query(at, "attn_layer") == "1" and query(at, "attn_head") == "2"
+    assert at.radio(key="attn_metric").value == "first"
+    at.switch_page("app.py").run()  # a whole run without these widgets: Streamlit drops their state
+    at.switch_page(ATTENTION).run()
+    assert at.selectbox(key="attn_layer").value == 1 and at.selectbox(key="attn_head").value == 2
+    assert at.radio(key="attn_metric").value == "first" and query(at, "attn_layer") == "1"
+
+
+def test_clearing_the_prompt_keeps_the_embedding_depth(tiny_env):
+    at = app(EMBEDDINGS)
+    at.session_state["emb_tab"] = "In context"
+    at.run()
+    at.slider(key="emb_layer").set_value(2).run()
+    at.sidebar.text_area(key="sidebar_prompt").input(" ").run()
+    at.sidebar.text_area(key="sidebar_prompt").input("the bank of the river and the bank").run()
+    assert not at.exception and at.slider(key="emb_layer").value == 2
+
+
+# ---- prompts longer than the box --------------------------------------------------------------------
+def long_text(n: int) -> str:
+    words = (f"w{i} " for i in range(n))
+    return "".join(words)[:n]
+
+
+def test_a_pasted_text_over_the_limit_keeps_its_start_and_says_so(tiny_env):
+    text = long_text(60_000)
+    at = app()
+    box = at.sidebar.text_area(key="sidebar_prompt")
+    assert box.proto.max_chars == 0  # the browser takes the whole paste; the app cuts it, and says so
+    box.input(text).run()
+    assert not at.exception
+    assert at.session_state["prompt"] == text[:MAX_PROMPT_CHARS]
+    assert at.sidebar.text_area(key="sidebar_prompt").value == text[:MAX_PROMPT_CHARS]
+    notice = texts(at.sidebar.warning)
+    assert "60,000 characters" in notice and f"the first {MAX_PROMPT_CHARS:,} were kept" in notice
+    at.radio(key="sidebar_keep").set_value("last").run()  # the page's "keep the last tokens" choice
+    assert at.session_state["prompt"] == text[-MAX_PROMPT_CHARS:]
+    assert f"the last {MAX_PROMPT_CHARS:,} were kept" in texts(at.sidebar.warning)
+    at.sidebar.text_area(key="sidebar_prompt").input("short again").run()  # typing works, the notice goes
+    assert at.session_state["prompt"] == "short again" and not at.sidebar.warning
+
+
+def test_a_link_with_an_over_long_prompt_is_cut_and_the_box_still_types(tiny_env):
+    text = long_text(70_000)
+    at = app(prompt=text)
+    assert at.session_state["prompt"] == text[:MAX_PROMPT_CHARS]
+    assert "70,000 characters" in texts(at.sidebar.warning)
+    at.sidebar.text_area(key="sidebar_prompt").input(text[:MAX_PROMPT_CHARS - 5]).run()
+    assert at.session_state["prompt"] == text[:MAX_PROMPT_CHARS - 5] and not at.sidebar.warning
