@@ -1,97 +1,284 @@
 """The contribution graph ("Information flow routes", Ferrando & Voita 2024): which earlier
-residual states, through which layers, built the prediction at one position.
+residual states, through which heads and MLPs, built the prediction at one position.
 
-Each block writes residual state r(l+1, p) as a sum: the state below it, r(l, p) (the skip
-path); what attention brought from every visible position j, sum over heads of
-A_h[p, j] v_j^h W_O^h (plus the shared bias b_O); and the MLP's output. A part c of a sum y
-gets the proximity weight max(0, |y|_1 - |y - c|_1), normalised over the parts, as in the
-paper: a part close to the whole carries it. Starting from the chosen position at the top,
-edges above the threshold are kept and their sources expanded, layer by layer downwards.
+Each block updates the residual stream in two steps, each a sum of parts:
 
-Dimension names: layer head pos d_model.
+    mid(L, q)  = pre(L, q) + sum over heads h and positions j <= q of A_h[q, j] v_j^h W_O^h + b_O
+    post(L, q) = mid(L, q) + MLP(mid(L, q))
+
+A part c of a sum y gets the proximity max(0, |y|_1 - |y - c|_1), normalised over the
+parts of that sum, as in the paper and Meta's LLM Transparency Tool: a part close to the
+whole carries it. Every (head, source) pair is a part of its own; an attention edge j -> q
+carries the summed share of the heads' parts from j. Starting from post(n_layer - 1, pos),
+edges whose share is at least the threshold are kept and their sources expanded, layer by
+layer downwards (pre(L, q) is post(L - 1, q); pre(0, q) is the embeddings).
+
+Exact, and fast at 1,024 tokens without forming the [head, pos, d_model] parts. Where a
+part c is no larger than y coordinate by coordinate, |y|_1 - |y - c|_1 is the linear
+sign(y) · c, which for every (head, source) at once is one projection of sign(y) back
+through W_O. A part can only break that on coordinates where |y| is below its largest
+coordinate, which is at most A_h[q, j] |v_j^h|_2 times W_O^h's largest column norm: the
+parts under a cutoff get those few coordinates (the k where |y| is smallest) corrected
+exactly, the parts over it are measured in full, and k is chosen per layer to cost least.
+A state's shares are computed once and kept in the trace's cache, so moving the threshold
+only computes the states it newly reaches.
+
+Dimension names: layer head pos d_model d_head.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .forward import attention_scale, split_heads
+from . import forward as F
+from .attribution import attention_at
+from .layers import LayerArrays
 from .model import LoadedModel
 from .trace import Trace
 
-MAX_NODES = 400
+MAX_NODES = 400  # residual states in one graph, at most
+_CUTOFFS = (0, 4, 8, 16, 32, 64, 128, 256, 512)  # coordinates corrected for every small part, candidates
+_CHUNK_ELEMENTS = 1 << 23  # of the [query, head, source, coordinate] corrections formed at once
+DENSE_FROM = 12  # form every value vector once queries x heads x this reaches d_model (see _Values)
 
 
 @dataclass(frozen=True)
 class Edge:
-    layer: int  # the edge enters r(layer + 1, target)
-    source: int  # source position (for "attention" and "skip"), the target position for "mlp"
+    """One route into a residual state at position `target` in block `layer`.
+
+    kind "attention": pre(layer, source) -> mid(layer, target) through the heads in `heads`
+    ((head, share) pairs, largest first, summing to about `weight`); "skip":
+    pre(layer, target) -> mid(layer, target), the residual around attention; "mlp":
+    mid -> post through the MLP; "mlp_skip": mid -> post around the MLP (source = target).
+    `weight`: the part's share of the state it enters, 0..1."""
+
+    layer: int
+    source: int
     target: int
-    kind: str  # "skip", "attention" or "mlp"
-    weight: float  # share of r(layer + 1, target), 0..1
+    kind: str
+    weight: float
+    heads: tuple = ()
 
 
-def _proximity(y: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
-    """parts [n, d], y [d] -> [n] normalised proximity weights."""
-    e = (y.abs().sum() - (y[None] - parts).abs().sum(-1)).clamp_min(0)
-    return e / e.sum().clamp_min(1e-12)
+class _Values:
+    """The value vectors v[j, h] = ln_1(x_j) W_V^h + b_V^h of one layer, as the shares need them:
+    formed for every position when many queries share them (`dense`), otherwise only ever
+    read through products with ln_1(x) (no [pos, d_model] x [d_model, d_model] product, which
+    dominates gpt2-xl at 1,024 tokens when the graph reaches a position or two per layer)."""
+
+    def __init__(self, h1: torch.Tensor, W_V: torch.Tensor, b_V: torch.Tensor, dense: bool):
+        self.h1, self.W_V, self.b_V = h1, W_V, b_V  # [pos, d_model], [d_model, head, d_head], [head, d_head]
+        self.v = None  # [pos, head, d_head] once formed
+        if dense:
+            self.densify()
+
+    def densify(self) -> None:
+        self.v = torch.einsum("jd,dhs->jhs", self.h1, self.W_V) + self.b_V
+
+    def costs(self) -> tuple[int, int]:
+        """Multiply-adds (per part and corrected coordinate, per part measured in full)."""
+        d, hs = self.W_V.shape[0], self.W_V.shape[2]
+        return (hs, hs * d + d) if self.v is not None else (d, 2 * d * hs + d)  # a part measured in full: its v W_O
+
+    def mix(self, A: torch.Tensor) -> torch.Tensor:
+        """[query, head, d_head]: sum_j A[q, h, j] v[j, h] (each row of A sums to 1)."""
+        if self.v is not None:
+            return torch.einsum("qhj,jhs->qhs", A, self.v)
+        return torch.einsum("qhd,dhs->qhs", A @ self.h1, self.W_V) + self.b_V
+
+    def dot(self, w: torch.Tensor) -> torch.Tensor:
+        """[query, head, pos]: v[j, h] · w[q, h] for w [query, head, d_head]."""
+        if self.v is not None:
+            return torch.einsum("jhs,qhs->qhj", self.v, w)
+        back = torch.einsum("dhs,qhs->qhd", self.W_V, w)  # w read back to d_model
+        return back @ self.h1.T + torch.einsum("hs,qhs->qh", self.b_V, w)[..., None]
+
+    def times(self, M: torch.Tensor) -> torch.Tensor:
+        """[query, head, pos, k]: v[j, h] @ M[h, :, q, :] for M [head, d_head, query, k]."""
+        if self.v is not None:
+            return torch.einsum("jhs,hsqk->qhjk", self.v, M)
+        P = torch.einsum("dhs,hsqk->qhdk", self.W_V, M)
+        return torch.einsum("jd,qhdk->qhjk", self.h1, P) + torch.einsum("hs,hsqk->qhk", self.b_V, M)[:, :, None]
+
+    def rows(self, j: torch.Tensor) -> torch.Tensor:
+        """[n, head, d_head]: v[j] for the positions j."""
+        if self.v is not None:
+            return self.v[j]
+        return (self.h1[j] @ self.W_V.reshape(self.W_V.shape[0], -1)).view(len(j), *self.b_V.shape) + self.b_V
 
 
-def block_parts(lm: LoadedModel, t: Trace, layer: int, positions: list[int]) -> dict[int, dict]:
-    """For each position q: the parts of r(layer + 1, q) as tensors: skip [d], attention [q+1, d]
-    (one per source position, heads summed, bias b_O apart), bias [d], mlp [d]."""
+_VO_BOUNDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _vo_bounds(block, W_V: torch.Tensor, b_V: torch.Tensor, W_O: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """([head], [head]): the largest column norm of W_V^h W_O^h and the largest |b_V^h W_O^h|,
+    so that every coordinate of v[j, h] W_O^h is at most |ln_1(x_j)|_2 cv[h] + cb[h].
+    Weights only: computed once per block."""
+    if block not in _VO_BOUNDS:
+        G = torch.einsum("dhs,dht->hst", W_V, W_V)  # W_V^h' W_V^h [head, d_head, d_head]
+        cv = torch.einsum("hsd,hst,htd->hd", W_O, G, W_O).clamp_min(0).sqrt().amax(-1)
+        cb = torch.einsum("hs,hsd->hd", b_V, W_O).abs().amax(-1)
+        _VO_BOUNDS[block] = (cv, cb)
+    return _VO_BOUNDS[block]
+
+
+def _plan(bound: torch.Tensor, y_sorted: torch.Tensor, per_coord: int, per_big: int) -> tuple[int, int]:
+    """(k, multiply-adds): parts whose bound is at most the (k+1)-th smallest |y| get k
+    coordinates corrected, larger ones are measured in full; the k that costs least."""
+    ks = [k for k in _CUTOFFS if k < y_sorted.shape[1]]
+    flat = bound.flatten(1).sort(dim=-1).values  # [query, parts]
+    n_big = flat.shape[1] - torch.searchsorted(flat, y_sorted[:, ks].contiguous(), right=True)  # [query, cutoff]
+    cost = [k * per_coord * bound.numel() + per_big * n for k, n in zip(ks, n_big.sum(0).tolist())]
+    best = min(range(len(ks)), key=cost.__getitem__)
+    return ks[best], cost[best]
+
+
+def _head_proximities(mids: torch.Tensor, A: torch.Tensor, values: _Values, W_O: torch.Tensor,
+                      bound: torch.Tensor) -> torch.Tensor:
+    """[query, head, src] unnormalised proximities of the parts c = A[q, h, j] v[j, h] W_O[h] of
+    the states mids [query, d_model], for A [query, head, src] (0 after each query), W_O
+    [head, d_head, d_model] and bound [query, head, src] >= max_d |c_d|. Whole-layer tensor
+    operations: no loop over positions (many small operations are slow on a busy CPU)."""
+    Q, d = mids.shape
+    y_abs = mids.abs()
+    y_sorted, order = torch.sort(y_abs, dim=-1)
+    rho = y_sorted[:, _plan(bound, y_sorted, *values.costs())[0], None]  # [query, 1]
+    small = torch.where(bound <= rho[:, :, None], bound, 0).amax((1, 2))  # [query]: the largest small part
+    k = int(torch.searchsorted(y_sorted, small[:, None]).max())  # coordinates a small part can overshoot
+    sign = torch.sign(mids)
+    e = A * values.dot(torch.einsum("hsd,qd->qhs", W_O, sign))  # the linear term sign(y) · c, exact where |c| <= |y|
+    D = order[:, :k]  # [query, k]: where |y| is smallest
+    step = max(1, _CHUNK_ELEMENTS // (A.shape[1] * max(A.shape[2], d) * max(k, 1)))
+    for s in range(0, Q if k else 0, step):
+        rows = slice(s, s + step)
+        cD = A[rows, ..., None] * values.times(W_O[:, :, D[rows]])  # [query, head, src, k]
+        yD, sD = mids[rows].gather(1, D[rows])[:, None, None], sign[rows].gather(1, D[rows])[:, None, None]
+        e[rows] += (yD.abs() - (yD - cD).abs() - sD * cD).sum(-1)
+    qi, hi, ji = torch.nonzero(bound > rho[:, :, None]).unbind(1)  # the parts measured in full
+    sources, which = torch.unique(ji, return_inverse=True)
+    step = max(1, _CHUNK_ELEMENTS // (W_O.shape[0] * d))
+    for s in range(0, len(sources), step):  # every head's v W_O at a block of the sources involved
+        vo = torch.einsum("nhs,hsd->nhd", values.rows(sources[s:s + step]), W_O)  # [source, head, d_model]
+        at = (which >= s) & (which < s + step)
+        c = A[qi[at], hi[at], ji[at], None] * vo[which[at] - s, hi[at]]  # [part, d_model]
+        e[qi[at], hi[at], ji[at]] = y_abs[qi[at]].sum(-1) - (mids[qi[at]] - c).abs().sum(-1)
+    return e.clamp_min_(0)
+
+
+def _compute_states(lm: LoadedModel, t: Trace, layer: int, queries: list[int]) -> dict[int, LayerArrays]:
+    """For each query position q: the shares of the parts of mid(layer, q) and post(layer, q)."""
     block = lm.model.transformer.h[layer]
     H, d = lm.n_head, lm.d_model
     hs = d // H
-    resid = t.tensor("resid", (layer,))  # [pos, d_model]
+    m = max(queries) + 1
+    out = {}
     with torch.inference_mode():
-        x = block.ln_1(resid)
+        x = t.tensor("resid", (layer, slice(0, m)))
+        h1 = block.ln_1(x)
+        A = attention_at(lm, t, layer, queries, h1)  # [query, head, pos], 0 after each query
         W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
-        q_all = split_heads(torch.addmm(b[:d], x, W[:, :d]), H)  # [head, pos, d_head]
-        k_all = split_heads(torch.addmm(b[d:2 * d], x, W[:, d:2 * d]), H)
-        v_all = split_heads(torch.addmm(b[2 * d:], x, W[:, 2 * d:]), H)
-        W_O = block.attn.c_proj.weight.view(H, hs, d)
-        lse = t.tensor("lse", (layer,))  # [head, pos]
-        scale = attention_scale(block.attn, layer)
-        mlp_out = t.layer_tensor(layer, "mlp_out")
-        out = {}
-        for q in positions:
-            a = torch.exp(torch.einsum("hd,hjd->hj", q_all[:, q], k_all[:, : q + 1]) * scale - lse[:, q, None])  # [H, q+1]
-            attn = torch.einsum("hj,hjd,hdm->jm", a, v_all[:, : q + 1], W_O)  # [q+1, d_model]
-            out[q] = dict(skip=resid[q], attention=attn, bias=block.attn.c_proj.bias, mlp=mlp_out[q])
+        W_V, b_V = W[:, 2 * d:].reshape(d, H, hs), b[2 * d:].view(H, hs)
+        W_O, b_O = block.attn.c_proj.weight.view(H, hs, d), block.attn.c_proj.bias
+        values = _Values(h1, W_V, b_V, dense=len(queries) * H * DENSE_FROM >= d)
+        qs = torch.as_tensor(queries, device=x.device)
+        mids = x[qs] + values.mix(A).reshape(len(queries), d) @ block.attn.c_proj.weight + b_O  # [query, d_model]
+        mlp_out = F.mlp(block, mids)[2]
+        cv, cb = _vo_bounds(block, W_V, b_V, W_O)
+        bound = A * (h1.norm(dim=-1)[None, None] * cv[None, :, None] + cb[None, :, None])  # >= max_d |c_d|
+        if values.v is None:  # where the residual is small (early layers) that bound may leave too much to measure
+            planned = _plan(bound, mids.abs().sort(dim=-1).values, *values.costs())[1]
+            if planned + 3 * len(queries) * H * m * d > m * d * d:
+                values.densify()
+        if values.v is not None:  # |v| known: a tighter bound
+            bound = torch.minimum(bound, A * (values.v.norm(dim=-1).T * W_O.norm(dim=1).amax(-1)[:, None])[None])
+        e_heads = _head_proximities(mids, A, values, W_O, bound)  # [query, head, pos]
+        posts = mids + mlp_out
+        l1 = lambda z: z.abs().sum(-1)  # noqa: E731
+        e_fixed = torch.stack([l1(mids) - l1(mids - x[qs]), l1(mids) - l1(mids - b_O)], -1).clamp_min(0)  # skip, b_O
+        e_mlp = torch.stack([l1(posts) - l1(mids), l1(posts) - l1(mlp_out)], -1).clamp_min(0)  # mlp, mlp_skip
+        total = (e_fixed.sum(-1) + e_heads.sum((1, 2))).clamp_min(1e-12)[:, None]
+        stages = torch.cat([e_fixed / total, e_mlp / e_mlp.sum(-1, keepdim=True).clamp_min(1e-12)], -1).cpu().numpy()
+        heads = (e_heads / total[..., None]).cpu().numpy()
+        for i, q in enumerate(queries):
+            out[q] = LayerArrays(stages=stages[i], heads=heads[i, :, : q + 1].copy())
     return out
 
 
-def contribution_graph(lm: LoadedModel, t: Trace, pos: int, threshold: float = 0.04) -> list[Edge]:
-    """The edges, top (layer n_layer - 1) down, whose weight in the state they write is at least
-    `threshold`, reachable from the final residual at `pos`. At most MAX_NODES states."""
+def state_shares(lm: LoadedModel, t: Trace, layer: int, queries) -> dict[int, LayerArrays]:
+    """q -> the shares of the parts that wrote block `layer`'s states at q, kept in the trace's
+    cache: stages [4] = (skip, b_O) of mid(layer, q) and (mlp, mlp_skip) of post(layer, q);
+    heads [head, q + 1]: each (head, source) part's share of mid(layer, q). Each sum's
+    shares add up to 1."""
+    queries = sorted({int(q) % t.n_tokens for q in queries})
+    name = lambda q: ("contribution_state", layer, q)  # noqa: E731
+    missing = [q for q in queries if (t.key, "memo", name(q)) not in t.cache]
+    fresh = _compute_states(lm, t, layer, missing) if missing else {}
+
+    def compute(q: int) -> LayerArrays:
+        return fresh[q] if q in fresh else _compute_states(lm, t, layer, [q])[q]
+
+    return {q: t.memo(name(q), lambda q=q: compute(q)) for q in queries}
+
+
+def contribution_graph(lm: LoadedModel, t: Trace, pos: int, threshold: float = 0.04,
+                       max_nodes: int = MAX_NODES) -> list[Edge]:
+    """The edges, top block down, whose share of the state they enter is at least `threshold`,
+    reachable from the final residual at `pos`; at most `max_nodes` residual states (the
+    strongest sources are kept when a layer would pass it)."""
     pos = pos % t.n_tokens
     edges: list[Edge] = []
-    frontier = {pos}
-    seen = 1
+    frontier, seen = [pos], 1
     for layer in range(t.n_layer - 1, -1, -1):
-        parts = block_parts(lm, t, layer, sorted(frontier))
-        below: set[int] = set()
-        for q, p in parts.items():
-            stack = torch.cat([p["skip"][None], p["attention"], p["mlp"][None], p["bias"][None]])
-            y = stack.sum(0)
-            w = _proximity(y, stack).cpu().numpy()
-            if w[0] >= threshold:
-                edges.append(Edge(layer, q, q, "skip", float(w[0])))
-                below.add(q)
-            for j in np.nonzero(w[1:q + 2] >= threshold)[0]:
-                edges.append(Edge(layer, int(j), q, "attention", float(w[1 + j])))
-                below.add(int(j))
-            if w[q + 2] >= threshold:
-                edges.append(Edge(layer, q, q, "mlp", float(w[q + 2])))
-        if seen + len(below) > MAX_NODES:
-            below = set(sorted(below, key=lambda j: -max(e.weight for e in edges if e.layer == layer and e.source == j))
-                        [: max(0, MAX_NODES - seen)])
-            edges = [e for e in edges if e.layer != layer or e.kind == "mlp" or e.source in below]
+        shares = state_shares(lm, t, layer, frontier)
+        below: dict[int, float] = {}  # source position -> its strongest edge into this layer
+        layer_edges: list[Edge] = []
+        for q in frontier:
+            skip, _, mlp, mlp_skip = (float(s) for s in shares[q]["stages"])
+            into_mid = [Edge(layer, q, q, kind, w) for kind, w in (("mlp", mlp), ("mlp_skip", mlp_skip))
+                        if w >= threshold]
+            layer_edges += into_mid
+            if not into_mid:
+                continue
+            heads = shares[q]["heads"]  # [head, q + 1]
+            per_source = heads.sum(0)
+            if skip >= threshold:
+                layer_edges.append(Edge(layer, q, q, "skip", skip))
+                below[q] = max(below.get(q, 0.0), skip)
+            for j in np.flatnonzero(per_source >= threshold):
+                order = np.argsort(-heads[:, j])[:3]
+                top = tuple((int(h), float(heads[h, j])) for h in order if heads[h, j] > 0)
+                layer_edges.append(Edge(layer, int(j), q, "attention", float(per_source[j]), top))
+                below[int(j)] = max(below.get(int(j), 0.0), float(per_source[j]))
+        if seen + len(below) > max_nodes:
+            kept = set(sorted(below, key=lambda j: -below[j])[: max(0, max_nodes - seen)])
+            layer_edges = [e for e in layer_edges if e.kind in ("mlp", "mlp_skip") or e.source in kept]
+            below = {j: w for j, w in below.items() if j in kept}
+        edges += layer_edges
         seen += len(below)
-        frontier = below
+        frontier = sorted(below)
         if not frontier:
             break
     return edges
+
+
+def block_parts(lm: LoadedModel, t: Trace, layer: int, positions: list[int]) -> dict[int, dict]:
+    """For each position q, the parts of post(layer, q) as tensors: skip [d_model] (pre(layer,
+    q)), attention [q + 1, d_model] (from each source position, heads summed), bias [d_model]
+    (b_O), mlp [d_model]."""
+    block = lm.model.transformer.h[layer]
+    m, d = max(positions) + 1, lm.d_model
+    with torch.inference_mode():
+        x = t.tensor("resid", (layer, slice(0, m)))
+        h1 = block.ln_1(x)
+        v = torch.addmm(block.attn.c_attn.bias[2 * d:], h1, block.attn.c_attn.weight[:, 2 * d:]).view(m, lm.n_head, -1)
+        A = attention_at(lm, t, layer, positions, h1)  # [query, head, pos]
+        out = {}
+        for i, q in enumerate(positions):
+            weighted = (A[i, :, : q + 1].T[..., None] * v[: q + 1]).reshape(q + 1, -1)  # [src, head * d_head]
+            attn = weighted @ block.attn.c_proj.weight  # [src, d_model]
+            mid = x[q] + attn.sum(0) + block.attn.c_proj.bias
+            out[q] = dict(skip=x[q], attention=attn, bias=block.attn.c_proj.bias, mlp=F.mlp(block, mid[None])[2][0])
+    return out

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .attribution import position_parts
 from .layers import LayerArrays
 from .model import LoadedModel
 from .trace import Trace
+from .unembed import top_k
+
+LENS_CHUNK_BYTES = 64 << 20  # logits formed at once by the lens: 333 cells of GPT-2's 50,257
 
 
 def _unembed(lm: LoadedModel) -> torch.Tensor:
@@ -44,26 +48,30 @@ class LogitLens:
 def logit_lens(lm: LoadedModel, t: Trace, k: int = 5, positions=None, target: int | None = None) -> LogitLens:
     """ln_f and the unembedding applied to the residual before each block and after the last.
 
-    `positions` (default: all) keeps the work to what a view shows: one [rows, vocab] product
-    per position block, never [layer, pos, vocab] at once. `target`: a token id whose
-    probability to report everywhere instead of each position's actual next token."""
+    `positions` (default: all) keeps the work to what a view shows. The logits are formed
+    for at most LENS_CHUNK_BYTES of (row, position) cells at a time, one matrix product per
+    chunk, and reduced at once to the top k and the target's probability: [layer, pos,
+    vocab] never exists. `target`: a token id whose probability to report everywhere
+    instead of each position's actual next token."""
     pos = np.arange(t.n_tokens) if positions is None else np.asarray(positions, dtype=np.int64)
-    nxt = np.append(t.token_ids[1:], -1)[pos] if target is None else np.full(len(pos), target)
-    rows = t.n_layer + 1
-    top_ids = np.empty((rows, len(pos), k), dtype=np.int64)
-    top_probs = np.empty((rows, len(pos), k), dtype=np.float32)
-    target_probs = np.full((rows, len(pos)), np.nan, dtype=np.float32)
+    nxt = np.append(t.token_ids[1:], -1)[pos] if target is None else np.full(len(pos), int(target))
+    rows, n = t.n_layer + 1, len(pos)
+    top_ids = np.empty((rows, n, k), dtype=np.int64)
+    top_probs = np.empty((rows, n, k), dtype=np.float32)
+    target_probs = np.full((rows, n), np.nan, dtype=np.float32)
     W, ln_f = _unembed(lm), lm.model.transformer.ln_f
+    chunk = max(1, LENS_CHUNK_BYTES // (4 * W.shape[0]))  # (row, position) cells whose logits are formed at once
+    cell_row, cell_col = np.divmod(np.arange(rows * n), n)
     with torch.inference_mode():
-        for L in range(rows):
-            x = t.tensor("resid", (L,))[torch.from_numpy(pos.copy())]  # [pos, d_model]
-            probs = torch.softmax(ln_f(x) @ W.T, dim=-1)  # [pos, vocab]
-            p, i = probs.topk(k, dim=-1)
-            top_ids[L], top_probs[L] = i.cpu().numpy(), p.cpu().numpy()
-            has = torch.as_tensor(nxt >= 0)
-            if has.any():
-                rows_with = torch.nonzero(has).flatten()
-                target_probs[L, rows_with.cpu().numpy()] = probs[rows_with, torch.as_tensor(nxt)[rows_with]].cpu().numpy()
+        for s in range(0, rows * n, chunk):
+            r, c = cell_row[s:s + chunk], cell_col[s:s + chunk]
+            logits = ln_f(t.tensor("resid", (r, pos[c]))) @ W.T  # [cells, vocab]: W_U read once per chunk
+            lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+            v, i = top_k(logits, k)
+            top_ids[r, c], top_probs[r, c] = i.cpu().numpy(), torch.exp(v - lse).cpu().numpy()
+            want = torch.from_numpy(nxt[c]).to(logits.device)
+            p = torch.exp(logits.gather(1, want.clamp_min(0)[:, None]) - lse)[:, 0]
+            target_probs[r, c] = torch.where(want >= 0, p, torch.nan).cpu().numpy()
     return LogitLens(positions=pos, top_ids=top_ids, top_probs=top_probs, targets=nxt, target_probs=target_probs)
 
 
@@ -93,15 +101,12 @@ class Attribution:
 def head_outputs(lm: LoadedModel, t: Trace, layer: int, pos: int) -> torch.Tensor:
     """[head, d_model]: what each head of `layer` adds to the residual stream at `pos` (z W_O,
     without the layer's shared bias b_O)."""
-    W_O = lm.model.transformer.h[layer].attn.c_proj.weight  # [d_model (heads' z side by side), d_model]
-    z = t.layer_tensor(layer, "z")[pos]  # [head, d_head]
-    H, hs = z.shape
-    return torch.einsum("hd,hdm->hm", z, W_O.view(H, hs, -1))
+    return position_parts(lm, t, pos)["heads"][layer]
 
 
 def _frozen_ln(lm: LoadedModel, t: Trace, pos: int, direction: torch.Tensor):
     """(f, ln_bias_part): f(c) = ((c - mean c) / scale) · (gain ⊙ direction), the frozen-scale
-    ln_f of a residual component read along `direction` [d_model]."""
+    ln_f of residual components c [..., d_model] read along `direction` [d_model]."""
     ln_f = lm.model.transformer.ln_f
     final = t.tensor("resid", (t.n_layer, pos))
     centred = final - final.mean()
@@ -109,30 +114,36 @@ def _frozen_ln(lm: LoadedModel, t: Trace, pos: int, direction: torch.Tensor):
     w = ln_f.weight * direction
 
     def f(c: torch.Tensor) -> torch.Tensor:
-        return ((c - c.mean(-1, keepdim=True)) / scale) @ w
+        return (c @ w - c.mean(-1) * w.sum()) / scale  # = ((c - mean c) / scale) @ w, without a centred copy
 
     return f, float(ln_f.bias @ direction)
+
+
+def _direction(lm: LoadedModel, token_id: int, minus_token: int | None) -> torch.Tensor:
+    W = _unembed(lm)
+    return W[token_id] - W[minus_token] if minus_token is not None else W[token_id]
 
 
 def direct_logit_attribution(lm: LoadedModel, t: Trace, token_id: int, pos: int = -1,
                              minus_token: int | None = None) -> Attribution:
     """Split the logit of `token_id` after position `pos` (or the difference logit(token_id) -
-    logit(minus_token)) into the parts of the residual stream that wrote it."""
+    logit(minus_token)) into the parts of the residual stream that wrote it.
+
+    The parts at `pos` are computed once per position (`core.attribution.position_parts`:
+    attention at that one query in every layer, no whole layer) and kept, so another token
+    or a difference at the same position costs a few matrix-vector products."""
     pos = pos % t.n_tokens
-    W = _unembed(lm)
-    direction = W[token_id] - (W[minus_token] if minus_token is not None else 0)
-    f, ln_bias = _frozen_ln(lm, t, pos, direction)
-    blocks = lm.model.transformer.h
+    parts = position_parts(lm, t, pos)
     with torch.inference_mode():
-        heads = np.stack([f(head_outputs(lm, t, L, pos)).cpu().numpy() for L in range(t.n_layer)])
-        attn_bias = np.array([float(f(blocks[L].attn.c_proj.bias)) for L in range(t.n_layer)])
-        mlp = np.array([float(f(t.layer_tensor(L, "mlp_out")[pos])) for L in range(t.n_layer)])
-        embed = float(f(t.tensor("embed", (pos,))))
-        pos_embed = float(f(t.tensor("pos_embed", (pos,))))
-        final = lm.model.transformer.ln_f(t.tensor("resid", (t.n_layer, pos)))
-        logit = float(final @ direction)
-    return Attribution(embed=embed, pos_embed=pos_embed, heads=heads.astype(np.float64), attn_bias=attn_bias,
-                       mlp=mlp, ln_bias=ln_bias, logit=logit)
+        direction = _direction(lm, token_id, minus_token)
+        f, ln_bias = _frozen_ln(lm, t, pos, direction)
+        heads = f(parts["heads"]).double().cpu().numpy()  # [layer, head]
+        attn_bias = f(parts["attn_bias"]).double().cpu().numpy()
+        mlp = f(parts["mlp"]).double().cpu().numpy()
+        embed, pos_embed = float(f(parts["embed"])), float(f(parts["pos_embed"]))
+        logit = float(lm.model.transformer.ln_f(parts["final"]) @ direction)
+    return Attribution(embed=embed, pos_embed=pos_embed, heads=heads, attn_bias=attn_bias, mlp=mlp, ln_bias=ln_bias,
+                       logit=logit)
 
 
 def head_writes(lm: LoadedModel, t: Trace, layer: int, head: int, pos: int, k: int = 10):
@@ -184,7 +195,7 @@ def cached_lens(lm: LoadedModel, t: Trace, positions: np.ndarray, k: int, target
 def token_probs_through_layers(lm: LoadedModel, t: Trace, pos: int, token_ids) -> np.ndarray:
     """[row, token]: the probability of each token after position `pos` when the residual stream
     is read (ln_f, unembedding) before each block and after the last."""
-    ids = torch.from_numpy(np.array(token_ids, dtype=np.int64))
+    ids = torch.from_numpy(np.array(token_ids, dtype=np.int64)).to(lm.device)
     with torch.inference_mode():
         x = t.tensor("resid", (slice(None), pos % t.n_tokens))  # [row, d_model]
         probs = torch.softmax(lm.model.transformer.ln_f(x) @ _unembed(lm).T, dim=-1)
@@ -199,16 +210,11 @@ def neuron_attribution(lm: LoadedModel, t: Trace, token_id: int, pos: int = -1, 
     A neuron's part is its activation times the frozen-ln_f reading of its output row W_out[n];
     a layer's neurons' parts plus its output bias add up to that MLP's part in the attribution."""
     pos = pos % t.n_tokens
-    W = _unembed(lm)
-    direction = W[token_id] - (W[minus_token] if minus_token is not None else 0)
-    f, _ = _frozen_ln(lm, t, pos, direction)
-    parts = []
+    post = position_parts(lm, t, pos)["mlp_post"]  # [layer, d_mlp]
     with torch.inference_mode():
-        for L in range(t.n_layer):
-            W_out = lm.model.transformer.h[L].mlp.c_proj.weight  # [d_mlp, d_model]
-            parts.append(t.layer_tensor(L, "mlp_post")[pos] * f(W_out))
-        allp = torch.stack(parts)  # [layer, d_mlp]
-        top = allp.abs().flatten().topk(min(k, allp.numel())).indices
+        f, _ = _frozen_ln(lm, t, pos, _direction(lm, token_id, minus_token))
+        allp = torch.stack([post[L] * f(block.mlp.c_proj.weight) for L, block in enumerate(lm.model.transformer.h)])
+        top = allp.abs().flatten().topk(min(k, allp.numel())).indices  # allp [layer, d_mlp]
     import pandas as pd
 
     layers, neurons = np.unravel_index(top.cpu().numpy(), tuple(allp.shape))
