@@ -2,17 +2,22 @@
 
 GPT-2 only ever adds one token: it reads the text so far, gives every token of the
 vocabulary a probability, and one is picked. `generate_steps` does exactly that, with the
-key/value cache (transformers' DynamicCache) so each new token costs one forward of one
+key/value cache (transformers' `DynamicCache`) so each new token costs one forward of one
 position, and yields a `Step` per token: the chosen id, its probability under the model's
 own distribution and under the distribution it was drawn from (after temperature, top-k,
 top-p), the entropy of the model's distribution and its top alternatives.
+
+Long runs are generators that can be picked up where they stopped: `generate_steps(...,
+resume=ids so far)` and `beam_search_steps(..., resume=a BeamState)` go on to the same
+result as a run that was never interrupted, so an app can stop a run, keep what was made,
+and continue later.
 
 Randomness comes from a CPU `torch.Generator` seeded per run, which draws one uniform
 number per step; the token is then read off the cumulative distribution (inverse CDF).
 The random stream is the same on every device, so a seed gives the same text on CPU and
 GPU, except in the rare case that the uniform lands within float rounding of a boundary.
 
-`beam_search` re-implements transformers' beam search (transformers 5, `generate(
+`beam_search_steps` re-implements transformers' beam search (transformers 5, `generate(
 num_beams=..., do_sample=False, length_penalty=..., early_stopping=True | False | "never")`)
 step for step, so that it returns the same hypotheses with the same scores; tests compare.
 
@@ -20,18 +25,25 @@ Dimension names: pos vocab beam.
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from functools import lru_cache
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from .model import LoadedModel
 
 TOP_ALTERNATIVES = 10
+MAX_NEW = 200  # the most tokens the app adds in one run
+PREFILL_CHUNK = 64  # prompt positions per forward: a long prompt is read in steps that can report progress
 _LN2 = math.log(2)
 _NEG = -1.0e9  # transformers' "impossible" score in beam search; kept identical so sums match
+PromptProgress = Callable[[int, int], None]
 
 
 # ---- settings and records ---------------------------------------------------------------------
@@ -135,27 +147,75 @@ def max_new_tokens(lm: LoadedModel, n_prompt: int, wanted: int) -> int:
     return max(0, min(wanted, lm.n_ctx - n_prompt))
 
 
+@lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    """transformers 5.x renamed forward's `past_key_values` to `cache`; the old name warns
+    (FutureWarning) and goes away in 5.40. Use whichever this version's GPT-2 takes."""
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def _next_logits(lm: LoadedModel, x: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    """One forward of x (batch, pos) after what `cache` holds (which it extends): the logits
+    (batch, vocab) of each row's last position."""
+    with lm.forward_lock, torch.inference_mode():
+        out = lm.model(input_ids=x, use_cache=True, logits_to_keep=1, **{_cache_keyword(type(lm.model)): cache})
+    return out.logits[:, -1].float()
+
+
+def _read_prompt(lm: LoadedModel, x: torch.Tensor, cache: DynamicCache, on_prompt: PromptProgress | None) -> torch.Tensor:
+    """`_next_logits` of a whole prompt x (batch, pos), PREFILL_CHUNK positions per forward, calling
+    on_prompt(positions read, all) between forwards (where an app can update a bar, or stop)."""
+    n = x.shape[1]
+    for start in range(0, n, PREFILL_CHUNK):
+        logits = _next_logits(lm, x[:, start : start + PREFILL_CHUNK], cache)
+        if on_prompt is not None and start + PREFILL_CHUNK < n:
+            on_prompt(start + PREFILL_CHUNK, n)
+    return logits
+
+
+def read_prompt(lm: LoadedModel, prompt_ids: Sequence[int], on_prompt: PromptProgress | None = None):
+    """The prompt read once, for several runs that start from it: (its key/value cache, the logits
+    [1, vocab] after it). `generate_steps(..., prompt_read=...)` copies the cache, never changes it."""
+    cache = DynamicCache(config=lm.config)
+    x = torch.tensor([list(prompt_ids)], dtype=torch.long, device=lm.device)
+    return cache, _read_prompt(lm, x, cache, on_prompt)
+
+
 def generate_steps(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, decoding: Decoding = Decoding(),
-                   top: int = TOP_ALTERNATIVES) -> Iterator[Step]:
+                   top: int = TOP_ALTERNATIVES, resume: Sequence[int] = (), on_prompt: PromptProgress | None = None,
+                   prompt_read: tuple | None = None) -> Iterator[Step]:
     """Continue `prompt_ids` by up to `n_new` tokens, yielding one Step per token.
 
     Stops early at n_ctx, and at end-of-text if `decoding.stop_at_eos` (that token is yielded).
+    `resume`: tokens this run already made (the start of an earlier run with the same settings);
+    generation goes on after them, yielding steps len(resume)+1 … n_new, the same as a run that
+    was never stopped (the seeded random stream is advanced past the draws already used).
+    `on_prompt(read, all)` is called while a long prompt is read (see `_read_prompt`);
+    `prompt_read` (from `read_prompt`) skips reading it, for a run that starts from the prompt.
     Each model call holds `lm.forward_lock`, released between steps so other sessions interleave.
     """
     n_new = max_new_tokens(lm, len(prompt_ids), n_new)
-    if n_new == 0:
+    stop = set(eos_ids(lm)) if decoding.stop_at_eos else set()
+    done = [int(i) for i in resume]
+    if len(done) >= n_new or (done and done[-1] in stop):
         return
     rng = torch.Generator().manual_seed(int(decoding.seed))  # CPU: the same stream on every device
-    stop = set(eos_ids(lm)) if decoding.stop_at_eos else set()
+    if not decoding.greedy:
+        for _ in done:  # one uniform per sampled step, drawn one at a time as _choose does
+            torch.rand((), generator=rng)
     k = min(top, lm.d_vocab)
-    x = torch.tensor([list(prompt_ids)], dtype=torch.long, device=lm.device)  # (1, pos)
-    cache = None
-    for i in range(n_new):
-        with lm.forward_lock, torch.inference_mode():
-            out = lm.model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    x = torch.tensor([list(prompt_ids) + done], dtype=torch.long, device=lm.device)  # (1, pos)
+    cache, logits = DynamicCache(config=lm.config), None
+    if prompt_read is not None and not done:
         with torch.inference_mode():
-            cache = out.past_key_values
-            step = _choose(out.logits[0, -1].float(), decoding, rng, k, i)
+            cache, logits = copy.deepcopy(prompt_read[0]), prompt_read[1]
+    for i in range(len(done), n_new):
+        if i > len(done):
+            logits = _next_logits(lm, x, cache)
+        elif logits is None:
+            logits = _read_prompt(lm, x, cache, on_prompt)
+        with torch.inference_mode():
+            step = _choose(logits[0], decoding, rng, k, i)
         yield step
         if step.token_id in stop:
             return
@@ -165,6 +225,29 @@ def generate_steps(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, decod
 def generate_ids(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, decoding: Decoding = Decoding(),
                  top: int = TOP_ALTERNATIVES) -> list[Step]:
     return list(generate_steps(lm, prompt_ids, n_new, decoding, top))
+
+
+def greedy_and_samples(temperature: float, seeds: Sequence[int]) -> list[Decoding]:
+    """Greedy, then one sample per seed at `temperature`; none stops at end-of-text, so all have the same length."""
+    return [Decoding(method="greedy", stop_at_eos=False)] + [
+        Decoding(temperature=temperature, seed=int(s), stop_at_eos=False) for s in seeds]
+
+
+def continue_runs(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, decodings: Sequence[Decoding],
+                  done: Sequence[Sequence[int]] = (), on_prompt: PromptProgress | None = None) -> Iterator[tuple[int, int]]:
+    """Several continuations of one prompt, one run after another: yields (run, token id).
+    `done[r]`: the tokens run r already has (from an earlier, stopped call); it goes on from there.
+    The prompt is read once for all the runs that start from it."""
+    if max_new_tokens(lm, len(prompt_ids), n_new) == 0:
+        return
+    read = None
+    for r, decoding in enumerate(decodings):
+        have = done[r] if r < len(done) else ()
+        if not have and read is None:
+            read = read_prompt(lm, prompt_ids, on_prompt)
+        for step in generate_steps(lm, prompt_ids, n_new, decoding, top=1, resume=have, on_prompt=on_prompt,
+                                   prompt_read=None if have else read):
+            yield r, step.token_id
 
 
 # ---- reading the result -----------------------------------------------------------------------
@@ -237,36 +320,98 @@ class BeamResult:
     running: tuple[tuple[tuple[tuple[int, ...], float], ...], ...]  # per step while any runs: the live beams (ids, logprob)
 
 
+@dataclass(frozen=True, eq=False)
+class BeamState:
+    """Beam search after `step` steps: what it shows so far, and all it needs to go on
+    (`beam_search_steps(..., resume=state)`). Tensors are never modified after a yield."""
+
+    prompt_len: int
+    max_length: int  # prompt + the most new tokens
+    length_penalty: float
+    early_stopping: bool | str
+    cur_len: int  # prompt + tokens so far
+    running: torch.Tensor  # (beam, pos) the live beams, best first; columns < cur_len are set
+    running_scores: torch.Tensor  # (beam,) their summed log-probabilities
+    finished_seqs: torch.Tensor  # (beam, pos) finished hypotheses
+    finished_len: torch.Tensor  # (beam,)
+    beam_scores: torch.Tensor  # (beam,) their scores (_NEG for an empty slot)
+    is_finished: torch.Tensor  # (beam,) bool
+    can_improve: bool
+    history: tuple  # BeamResult.running so far
+    done: bool  # transformers would stop here
+
+    @property
+    def step(self) -> int:
+        return self.cur_len - self.prompt_len
+
+    @property
+    def max_steps(self) -> int:
+        return self.max_length - self.prompt_len
+
+    def result(self) -> BeamResult:
+        """The finished hypotheses so far, best first (all of them once `done`), and the live beams per step."""
+        hyps = []
+        for b in range(len(self.is_finished)):
+            if self.is_finished[b]:
+                ids = tuple(self.finished_seqs[b, self.prompt_len : int(self.finished_len[b])].tolist())
+                score = float(self.beam_scores[b])
+                hyps.append(Hypothesis(ids=ids, logprob=score * (len(ids) ** self.length_penalty), score=score))
+        return BeamResult(tuple(sorted(hyps, key=lambda h: -h.score)), self.history)
+
+
 def beam_search(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, num_beams: int = 4,
                 length_penalty: float = 1.0, early_stopping: bool | str = False) -> BeamResult:
+    """Beam search to the end (see `beam_search_steps`)."""
+    state = None
+    for state in beam_search_steps(lm, prompt_ids, n_new, num_beams, length_penalty, early_stopping):
+        pass
+    return state.result() if state is not None else BeamResult((), ())
+
+
+def beam_search_steps(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, num_beams: int = 4,
+                      length_penalty: float = 1.0, early_stopping: bool | str = False,
+                      resume: BeamState | None = None, on_prompt: PromptProgress | None = None) -> Iterator[BeamState]:
     """Beam search as transformers 5 does it (`generate(num_beams, do_sample=False, length_penalty,
-    early_stopping)`, one prompt, no other logits processors), with the same stopping rules.
+    early_stopping)`, one prompt, no other logits processors), with the same stopping rules;
+    yields the state after each step (the last one has `done`).
 
     Every step keeps the 2·num_beams best continuations of all beams (summed log-probs); those
     ending in end-of-text or at the length limit are finished hypotheses (scored by length
-    penalty), the best num_beams unfinished ones run on."""
+    penalty), the best num_beams unfinished ones run on. `resume`: a state this search yielded
+    before; the search goes on from there (the live beams are read again) to the same end.
+    The prompt is read once, not once per beam: all beams start as the prompt."""
     P = len(prompt_ids)
     max_length = P + max_new_tokens(lm, P, n_new)
-    if max_length == P:
-        return BeamResult((), ())
+    if max_length == P or (resume is not None and resume.done):
+        return
     dev, eos = lm.device, torch.tensor(eos_ids(lm), dtype=torch.long, device=lm.device)
     keep = max(2, 1 + len(eos)) * num_beams
     top_mask = torch.arange(keep, device=dev) < num_beams
-    running = torch.zeros((num_beams, max_length), dtype=torch.long, device=dev)  # (beam, pos)
-    running[:, :P] = torch.tensor(list(prompt_ids), device=dev)
-    finished_seqs, finished_len = running.clone(), torch.zeros(num_beams, dtype=torch.long, device=dev)
-    running_scores = torch.zeros(num_beams, device=dev)
-    running_scores[1:] = _NEG  # only the first beam expands at step one: no duplicate beams
-    beam_scores = torch.full((num_beams,), _NEG, device=dev)
-    is_finished = torch.zeros(num_beams, dtype=torch.bool, device=dev)
-    can_improve = True
-    x, cache, cur_len, history = running[:, :P], None, P, []
+    if resume is None:
+        running = torch.zeros((num_beams, max_length), dtype=torch.long, device=dev)  # (beam, pos)
+        running[:, :P] = torch.tensor(list(prompt_ids), device=dev)
+        finished_seqs, finished_len = running.clone(), torch.zeros(num_beams, dtype=torch.long, device=dev)
+        running_scores = torch.zeros(num_beams, device=dev)
+        running_scores[1:] = _NEG  # only the first beam expands at step one: no duplicate beams
+        beam_scores = torch.full((num_beams,), _NEG, device=dev)
+        is_finished = torch.zeros(num_beams, dtype=torch.bool, device=dev)
+        can_improve, cur_len, history = True, P, ()
+    else:
+        r = resume
+        running, running_scores, finished_seqs, finished_len = r.running, r.running_scores, r.finished_seqs, r.finished_len
+        beam_scores, is_finished, can_improve, cur_len, history = r.beam_scores, r.is_finished, r.can_improve, r.cur_len, r.history
+    cache = DynamicCache(config=lm.config)
+    x = running[:1, :P] if resume is None else running[:, :cur_len]
+    first = True
     while True:
-        with lm.forward_lock, torch.inference_mode():
-            out = lm.model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        logits = _read_prompt(lm, x, cache, on_prompt) if first else _next_logits(lm, x, cache)
+        if first and resume is None:
+            zeros = torch.zeros(num_beams, dtype=torch.long, device=dev)
+            cache.reorder_cache(zeros)  # the prompt's keys and values, once per beam
+            logits = logits[zeros]
+        first = False
         with torch.inference_mode():
-            cache = out.past_key_values
-            logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (beam, vocab)
+            logp = torch.log_softmax(logits, dim=-1)  # (beam, vocab)
             V = logp.shape[-1]
             top_lp, top_idx = (logp + running_scores[:, None]).reshape(-1).topk(keep)
             src, tok = top_idx // V, top_idx % V
@@ -295,23 +440,18 @@ def beam_search(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, num_beam
             live = tuple((tuple(running[b, P:cur_len].tolist()), float(running_scores[b])) for b in range(num_beams)
                          if running_scores[b] > _NEG / 2)
             if live:  # after the last step every candidate has finished
-                history.append(live)
+                history = history + (live,)
             best_len = (max_length - P) if (early_stopping == "never" and length_penalty > 0) else (cur_len - P)
             best_possible = float(running_scores[0]) / (best_len ** length_penalty)
             worst = torch.where(is_finished, beam_scores.min(), torch.tensor(_NEG, device=dev))
             can_improve = can_improve and bool((best_possible > worst).any())
             open_beam = not (bool(is_finished.all()) and early_stopping is True)
-            if not (can_improve and open_beam and not bool(hits.all())):
-                break
-            x = running[:, cur_len - 1 : cur_len]
-    hyps = []
-    for b in range(num_beams):
-        if is_finished[b]:
-            n = int(finished_len[b])
-            ids = tuple(finished_seqs[b, P:n].tolist())
-            score = float(beam_scores[b])
-            hyps.append(Hypothesis(ids=ids, logprob=score * (len(ids) ** length_penalty), score=score))
-    return BeamResult(tuple(hyps), tuple(history))
+            done = not (can_improve and open_beam and not bool(hits.all()))
+        yield BeamState(P, max_length, length_penalty, early_stopping, cur_len, running, running_scores, finished_seqs,
+                        finished_len, beam_scores, is_finished, can_improve, history, done)
+        if done:
+            return
+        x = running[:, cur_len - 1 : cur_len]
 
 
 # ---- tables for people ------------------------------------------------------------------------
@@ -342,6 +482,53 @@ def steps_table(lm: LoadedModel, steps: Sequence[Step], loop_mask: np.ndarray | 
             row[f"#{j + 1}"] = f"{alts[n * k + j]}  {_pct(s.top_probs[j])}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class StepsView:
+    """What the page shows of a run's steps, as arrays [step]."""
+
+    tokens: list[str]  # the chosen tokens, shown as bytes (core.tokens.display_tokens)
+    probs: np.ndarray  # under the model's own distribution
+    sample_probs: np.ndarray | None  # under the one they were drawn from (None for greedy)
+    entropy_bits: np.ndarray
+    loops: np.ndarray  # bool: inside an n-gram seen earlier
+
+
+def steps_view(lm: LoadedModel, steps: Sequence[Step], greedy: bool, loop_n: int = 4) -> StepsView:
+    from .tokens import display_tokens
+
+    ids = [s.token_id for s in steps]
+    return StepsView(display_tokens(lm, ids), np.array([s.prob for s in steps]),
+                     None if greedy else np.array([s.sample_prob for s in steps]),
+                     np.array([s.entropy_bits for s in steps]), repeated_ngram_mask(ids, loop_n))
+
+
+def runs_from_pairs(pairs: Sequence[tuple[int, int]], n_runs: int) -> list[list[int]]:
+    """The (run, token id) pairs `continue_runs` yielded, as one token list per run."""
+    runs: list[list[int]] = [[] for _ in range(n_runs)]
+    for r, token in pairs:
+        runs[r].append(token)
+    return runs
+
+
+def runs_table(lm: LoadedModel, runs: Sequence[Sequence[int]], labels: Sequence[str]):
+    """Continuations side by side: (first step each differs from run 0 or None, a DataFrame run · first
+    step that differs (1-based) · text). Runs that have not started are left out."""
+    import pandas as pd
+
+    diverge = [None] + [first_divergence(runs[0], r) for r in runs[1:]]
+    table = pd.DataFrame({"run": list(labels), "first step that differs from greedy": [d + 1 if d is not None else None for d in diverge],
+                          "text": [decode_text(lm, r) for r in runs]})
+    return diverge, table
+
+
+def live_beams_table(lm: LoadedModel, live: Sequence[tuple[tuple[int, ...], float]]):
+    """The beams still running after a step, best first: log-probability and text so far."""
+    import pandas as pd
+
+    return pd.DataFrame({"beam": list(range(1, len(live) + 1)), "log-prob": [s for _, s in live],
+                         "text so far": [decode_text(lm, b) for b, _ in live]})
 
 
 def beams_table(lm: LoadedModel, result: BeamResult):

@@ -1,13 +1,18 @@
-"""Generation: GPT-2 continues the prompt one token at a time; every choice and its table."""
-import time
+"""Generation: GPT-2 continues the prompt one token at a time; every choice and its table.
 
-import numpy as np
-import pandas as pd
+Nothing long starts by itself: Generate (and Run, under Side by side) start the work, which
+says how far it is and has a Stop that keeps what was made (ui.progress.stepwise). Every
+control is in the link and survives a run that stops before drawing it (ui.url.url_state);
+every slider survives a range of one value."""
+import json
+
 import streamlit as st
 
-from core.generate import (Decoding, beam_search, beams_table, decode_text, eos_ids, first_divergence, generate_ids,
-                           generate_steps, entropy_at_temperatures, max_new_tokens, repeated_ngram_mask, steps_table, temperature_sweep)
+from core.generate import (MAX_NEW, Decoding, beam_search_steps, beams_table, continue_runs, decode_text, eos_ids,
+                           entropy_at_temperatures, generate_steps, greedy_and_samples, live_beams_table, max_new_tokens,
+                           runs_from_pairs, runs_table, steps_table, steps_view, temperature_sweep)
 from core.tokens import display_tokens
+from ui.progress import stepwise
 from ui.shell import setup_trace_page, show_figure, show_table, url_state
 from viz.common import figure_label
 from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
@@ -19,173 +24,218 @@ lm, t = setup_trace_page(
     "and the longer text goes back in. Always taking the likeliest token (greedy) soon repeats itself; "
     "sampling at a temperature such as 0.8 reads better, and differs with every seed.",
 )
-
 ss = st.session_state
-METHODS = {"greedy": "Greedy (temperature 0)", "sample": "Sample", "beam": "Beam search"}
 ids = tuple(int(i) for i in t.token_ids)
-room = max_new_tokens(lm, len(ids), 200)
+room = max_new_tokens(lm, len(ids), MAX_NEW)
 if room == 0:
     st.info(f"The prompt already fills all {lm.n_ctx:,} positions GPT-2 can read, so there is no room to add a token. "
             "Shorten the prompt, or keep its first part only.")
     st.stop()
 
+METHODS = {"greedy": "Greedy (temperature 0)", "sample": "Sample", "beam": "Beam search"}
+TABS = ["Step by step", "Side by side", "Temperature"]
+TEMPS = [0.0, 0.2, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0]
 
-def _clip(lo, hi, cast):
-    return lambda raw: min(max(cast(raw), lo), hi)
+
+def clip(lo, hi):
+    return lambda v: min(max(v, lo), hi)
 
 
-url_state({"gen_method": (lambda m: m if m in METHODS else None, "sample"), "gen_tokens": (_clip(1, 200, int), 40),
-           "gen_temperature": (_clip(0.0, 2.0, float), 0.8), "gen_top_k": (_clip(0, lm.d_vocab, int), 0),
-           "gen_top_p": (_clip(0.05, 1.0, float), 1.0), "gen_seed": (_clip(0, 2**31 - 1, int), 0),
-           "gen_beams": (_clip(2, 8, int), 4)})
-for key, most in (("gen_tokens", min(200, room)), ("gen_sbs_tokens", min(60, room))):
-    if ss.get(key, 0) > most:  # a longer prompt leaves less room
-        ss[key] = most
+def temperatures(values) -> list[float]:
+    return sorted({t for t in values if t in TEMPS}) if isinstance(values, list) else []
 
-# ---- decoding controls: applied together when "Generate" is pressed -----------------------------
-with st.form("gen_form", border=True):
-    c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
-    c1.radio("Decoding", list(METHODS), format_func=METHODS.get, key="gen_method")
-    c1.slider("New tokens", 1, min(200, room), key="gen_tokens",
-              help=f"At most 200, and never past GPT-2's {lm.n_ctx:,} positions.")
+
+BOOLS = {"True": True, "False": False}
+
+
+# key: (parse the link's text, default, what is accepted: values, a range, or a correction)
+url_state({"gen_method": (str, "sample", METHODS), "gen_tokens": (int, min(40, room), range(1, room + 1)),
+           "gen_temperature": (float, 0.8, clip(0.0, 2.0)), "gen_top_k": (int, 0, range(lm.d_vocab + 1)),
+           "gen_top_p": (float, 1.0, clip(0.05, 1.0)), "gen_seed": (int, 0, range(2**31)),
+           "gen_stop_eos": (BOOLS.get, True, (True, False)), "gen_beams": (int, 4, range(2, 9)),
+           "gen_length_penalty": (float, 1.0, clip(-2.0, 3.0)), "gen_early_stopping": ({**BOOLS, "never": "never"}.get, False, (False, True, "never")),
+           "gen_tab": (str, TABS[0], TABS), "gen_loop_n": (int, 4, range(2, 13)),
+           "gen_sbs_runs": (int, 5, range(1, 9)), "gen_sbs_temperature": (float, 0.8, clip(0.05, 2.0)),
+           "gen_sbs_tokens": (int, min(20, room), range(1, min(60, room) + 1)), "gen_sbs_seed": (int, 0, range(2**31)),
+           "gen_sweep_temps": (json.loads, [0.2, 0.5, 0.8, 1.0, 1.5, 2.0], temperatures),
+           "gen_sweep_k": (int, 10, range(3, 31))})
+
+
+def slider(where, label: str, lo, hi, key: str, default=None, **kwargs):
+    """A slider that survives any range: the value is clipped into it, and a range of one value
+    (Streamlit refuses min = max) shows that value as text."""
+    ss[key] = min(max(ss.get(key, lo if default is None else default), lo), hi)
+    if hi <= lo:
+        where.caption(f"{label}: {lo} (the only possible value)")
+        return lo
+    return where.slider(label, lo, hi, key=key, **kwargs)
+
+
+# ---- decoding controls: only those of the chosen method ----------------------------------------
+method = st.radio("Decoding", list(METHODS), format_func=METHODS.get, horizontal=True, key="gen_method")
+c1, c2, c3, c4 = st.columns(4)
+slider(c1, "New tokens", 1, room, "gen_tokens", help=f"At most {MAX_NEW}, and never past GPT-2's {lm.n_ctx:,} positions.")
+if method == "sample":
     c2.slider("Temperature", 0.0, 2.0, step=0.05, key="gen_temperature",
-              help="Sampling only. Divides the logits: below 1 sharpens the distribution, above 1 flattens it; 0 is greedy.")
-    c2.number_input("Top-k (0 = off)", 0, lm.d_vocab, key="gen_top_k",
-                    help="Sampling only: draw from the k likeliest tokens.")
-    c2.slider("Top-p (1 = off)", 0.05, 1.0, step=0.05, key="gen_top_p",
-              help="Sampling only: draw from the likeliest tokens that together hold this much probability.")
-    c3.slider("Beams", 2, 8, key="gen_beams", help="Beam search only: how many partial texts are kept at each step.")
-    c3.number_input("Length penalty", -2.0, 3.0, 1.0, 0.5, key="gen_length_penalty",
-                    help="Beam search only: a finished beam scores log-probability / length ** penalty (transformers' rule).")
+              help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it; 0 is greedy.")
+    c2.number_input("Top-k (0 = off)", 0, lm.d_vocab, key="gen_top_k", help="Draw from the k likeliest tokens.")
+    c3.slider("Top-p (1 = off)", 0.05, 1.0, step=0.05, key="gen_top_p",
+              help="Draw from the likeliest tokens that together hold this much probability.")
+    c3.number_input("Seed", 0, 2**31 - 1, key="gen_seed", help="The same seed and settings give the same text, every time.")
+if method == "beam":
+    c2.slider("Beams", 2, 8, key="gen_beams", help="How many partial texts are kept at each step.")
+    c2.number_input("Length penalty", -2.0, 3.0, step=0.5, key="gen_length_penalty",
+                    help="A finished beam scores log-probability / length ** penalty (transformers' rule).")
     c3.selectbox("Early stopping", [False, True, "never"], key="gen_early_stopping",
-                 help="Beam search only, as in transformers: True stops once there are as many finished beams as beams.")
-    c4.number_input("Seed", 0, 2**31 - 1, key="gen_seed", help="The same seed and settings give the same text, every time.")
-    c4.checkbox("Stop at end of text", True, key="gen_stop_eos")
-    submitted = c4.form_submit_button("Generate", type="primary", key="gen_run")
-stop_clicked = st.button("Stop", key="gen_stop", help="Stops a generation in progress; the tokens so far are kept.")
+                 help="As in transformers: True stops once there are as many finished beams as beams.")
+else:
+    c1.checkbox("Stop at end of text", key="gen_stop_eos")
+clicked = c4.button("Generate", type="primary", key="gen_run", icon=":material/play_arrow:")
 
-method = ss["gen_method"]
 decoding = Decoding(method="greedy" if method == "greedy" else "sample", temperature=float(ss["gen_temperature"]),
                     top_k=int(ss["gen_top_k"]), top_p=float(ss["gen_top_p"]), seed=int(ss["gen_seed"]),
                     stop_at_eos=bool(ss["gen_stop_eos"]))
-beam_settings = (int(ss["gen_beams"]), float(ss["gen_length_penalty"]), ss["gen_early_stopping"])
-n_new = int(ss["gen_tokens"])
+settings = dict(method=method, n_new=int(ss["gen_tokens"]), decoding=decoding,
+                beam=(int(ss["gen_beams"]), float(ss["gen_length_penalty"]), ss["gen_early_stopping"]))
+prompt_text = decode_text(lm, ids)
 
-# ---- run (streaming) or reuse the result kept in session state -----------------------------------
-result = ss.get("gen_result")
-if stop_clicked and result is not None and not result["done"]:
-    result.update(done=True, stopped=True)
-stale = result is None or result["source"] != (lm.name, ids)
-if submitted or stale or not result["done"]:
-    # Deterministic settings: a run cut short by another click is simply run again, to the same text.
-    result = dict(source=(lm.name, ids), method=method, decoding=decoding, beam=None, beam_settings=beam_settings,
-                  n_new=n_new, steps=[], done=False, stopped=False)
-    ss["gen_result"] = result
-    if method == "beam":
-        with st.spinner(f"Beam search with {beam_settings[0]} beams…"):
-            result["beam"] = beam_search(lm, ids, n_new, *beam_settings)
-    else:
-        status, text_box = st.empty(), st.empty()
-        prompt_text, t0 = decode_text(lm, ids), time.perf_counter()
-        for step in generate_steps(lm, ids, n_new, decoding):
-            result["steps"].append(step)  # kept as it grows: Stop (a rerun) leaves the tokens so far
-            new = [s.token_id for s in result["steps"]]
-            status.caption(f"Generating… {len(new)} / {n_new} tokens, {len(new) / (time.perf_counter() - t0):.1f} tokens/s")
-            text_box.code(prompt_text + decode_text(lm, new), language=None, wrap_lines=True)
-        status.empty()
-        text_box.empty()
-    result["done"] = True
 
-# ---- the result ---------------------------------------------------------------------------------
+def reading(what: str, say):
+    return lambda read, n: say(f"{what}: reading the prompt, {read:,} of {n:,} tokens")
+
+
+def run(job, say):
+    p = job.params
+    if p["method"] == "beam":
+        return beam_search_steps(lm, ids, p["n_new"], *p["beam"], resume=job.items[-1] if job.items else None,
+                                 on_prompt=reading("Beam search", say))
+    return generate_steps(lm, ids, p["n_new"], p["decoding"], resume=[s.token_id for s in job.items],
+                          on_prompt=reading("Generating", say))
+
+
+def progress(job):
+    beam = job.params["method"] == "beam"
+    what = f"Beam search with {job.params['beam'][0]} beams" if beam else "Generating"
+    if not job.steps:
+        return f"{what}: reading the prompt ({len(ids):,} tokens)"
+    if beam:
+        return f"{what}: step {job.steps} of at most {job.total}, {int(job.items[-1].is_finished.sum())} beams finished"
+    return f"{what}: token {job.steps} of {job.total} ({job.steps / max(job.seconds, 1e-9):.1f} tokens/s)"
+
+
+def best_so_far(job) -> list[int]:
+    if job.params["method"] != "beam":
+        return [s.token_id for s in job.items]
+    if not job.items:
+        return []
+    result = job.items[-1].result()
+    return list(result.hypotheses[0].ids if job.items[-1].done or not result.running else result.running[-1][0][0])
+
+
+def live(job, slot):
+    slot.code(prompt_text + decode_text(lm, best_so_far(job)), language=None, wrap_lines=True)
+
+
+job = stepwise("gen", (lm.name, ids), run, progress, start=settings if clicked else None,
+               total=max_new_tokens(lm, len(ids), settings["n_new"]), live=live, keep_last=method == "beam")
 label = figure_label(lm.label, t.prompt)
-steps = result["steps"]
-if result["method"] == "beam":
-    beam = result["beam"]
-    nb, lp, es = result["beam_settings"]
-    st.caption(f"Beam search: {nb} beams, length penalty {lp:g}, early stopping {es}. "
-               "The first row is what transformers' generate(num_beams=…) returns.")
-    if beam.hypotheses:
-        st.code(decode_text(lm, ids) + decode_text(lm, beam.hypotheses[0].ids), language=None, wrap_lines=True)
-        show_table(beams_table(lm, beam), key="gen_beams_table", name="beams", hide_index=True, width="stretch", column_config={
+steps = list(job.items) if job is not None and job.params["method"] != "beam" else []
+if job is None:
+    st.info("Press **Generate** to continue the prompt. Nothing runs before you ask: on a CPU a long text takes a "
+            "while, so the tokens appear as they come, and Stop keeps those made so far.")
+elif job.params["method"] == "beam":
+    nb, lp, es = job.params["beam"]
+    state = job.items[-1] if job.items else None
+    result = state.result() if state is not None else None
+    if state is None or state.done:
+        so_far = "The first row is what transformers' generate(num_beams=…) returns."
+    else:
+        finished = len(result.hypotheses)
+        so_far = (f"Stopped after step {state.step}: the text is the best beam so far; "
+                  + ("no beam had finished." if not finished else f"{finished} finished beam{'s' * (finished > 1)} in the table."))
+    st.caption(f"Beam search: {nb} beams, length penalty {lp:g}, early stopping {es}. {so_far}")
+    st.code(prompt_text + decode_text(lm, best_so_far(job)), language=None, wrap_lines=True)
+    if result is not None and result.hypotheses:
+        show_table(beams_table(lm, result), key="gen_beams_table", name="beams", hide_index=True, width="stretch", column_config={
             "score": st.column_config.NumberColumn(format="%.4f"), "log-prob": st.column_config.NumberColumn(format="%.3f")})
-        at_step = len(beam.running)
-        if at_step > 1:
-            if ss.get("gen_beam_step", 0) > at_step:  # a shorter search than the last one
-                ss["gen_beam_step"] = at_step
-            at_step = st.slider("Beams still running after step", 1, at_step, at_step, key="gen_beam_step")
-        live = beam.running[at_step - 1]
-        show_table(pd.DataFrame({"beam": list(range(1, len(live) + 1)), "log-prob": [s for _, s in live],
-                                 "text so far": [decode_text(lm, b) for b, _ in live]}),
-                   key="gen_live_beams", name="live-beams", hide_index=True, width="stretch")
+    if result is not None and result.running:
+        at_step = slider(st, "Beams still running after step", 1, len(result.running), "gen_beam_step",
+                         default=len(result.running))
+        show_table(live_beams_table(lm, result.running[at_step - 1]), key="gen_live_beams", name="live-beams",
+                   hide_index=True, width="stretch")
 elif steps:
     new_ids = [s.token_id for s in steps]
-    note = " (stopped)" if result["stopped"] else (" (end of text)" if new_ids[-1] in eos_ids(lm) and result["decoding"].stop_at_eos else "")
-    st.caption(f"{len(steps)} tokens{note} · {result['decoding'].describe()}")
-    st.code(decode_text(lm, ids) + decode_text(lm, new_ids), language=None, wrap_lines=True)
+    decoding = job.params["decoding"]
+    end = new_ids[-1] in eos_ids(lm) and decoding.stop_at_eos
+    note = " (stopped)" if job.stopped else (" (end of text)" if end else "")
+    st.caption(f"{len(steps)} tokens{note} · {decoding.describe()}")
+    st.code(prompt_text + decode_text(lm, new_ids), language=None, wrap_lines=True)
 
-tabs = st.tabs(["Step by step", "Side by side", "Temperature"], key="gen_tab", on_change="rerun")
+tabs = st.tabs(TABS, key="gen_tab", on_change="rerun")
 
 with tabs[0]:
-    if tabs[0].open is not False and steps and result["method"] != "beam":
-        loop_n = st.columns([1, 3])[0].number_input("Mark repeated phrases of this many tokens", 2, 12, 4, key="gen_loop_n")
-        loops = repeated_ngram_mask([s.token_id for s in steps], int(loop_n))
-        tokens = display_tokens(lm, [s.token_id for s in steps])
-        probs = np.array([s.prob for s in steps])
+    if tabs[0].open is not False and steps:
+        loop_n = st.columns([1, 3])[0].number_input("Mark repeated phrases of this many tokens", 2, 12, key="gen_loop_n")
+        view = steps_view(lm, steps, job.params["decoding"].greedy, int(loop_n))
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Tokens generated", f"{len(steps):,}")
-        c2.metric("Mean p of the chosen token", f"{probs.mean():.1%}")
-        c3.metric("Mean entropy", f"{np.mean([s.entropy_bits for s in steps]):.2f} bits")
-        c4.metric("Tokens inside a repeat", f"{loops.mean():.0%}", help=f"Part of a {int(loop_n)}-token phrase seen earlier in the continuation.")
-        sampled = None if result["decoding"].greedy else np.array([s.sample_prob for s in steps])
-        show_figure(step_chart(tokens, probs, [s.entropy_bits for s in steps], loops,
-                               f"The chosen token's probability and the entropy, step by step · {label}", sampled), key="gen_steps")
-        show_figure(token_strip(tokens, probs, loops, f"The continuation, coloured by GPT-2's probability · {label}"), key="gen_strip")
+        c2.metric("Mean p of the chosen token", f"{view.probs.mean():.1%}")
+        c3.metric("Mean entropy", f"{view.entropy_bits.mean():.2f} bits")
+        c4.metric("Tokens inside a repeat", f"{view.loops.mean():.0%}", help=f"Part of a {int(loop_n)}-token phrase seen earlier in the continuation.")
+        show_figure(step_chart(view.tokens, view.probs, view.entropy_bits, view.loops,
+                               f"The chosen token's probability and the entropy, step by step · {label}", view.sample_probs), key="gen_steps")
+        show_figure(token_strip(view.tokens, view.probs, view.loops, f"The continuation, coloured by GPT-2's probability · {label}"), key="gen_strip")
         st.caption("One row per step: the token picked, how likely GPT-2 thought it (and under the distribution it was "
                    "drawn from), its rank, how many tokens it could have been, and GPT-2's five likeliest candidates.")
-        show_table(steps_table(lm, steps, loops), key="gen_table", name="generation-steps", hide_index=True, width="stretch", column_config={
+        show_table(steps_table(lm, steps, view.loops), key="gen_table", name="generation-steps", hide_index=True, width="stretch", column_config={
             "p (GPT-2)": st.column_config.NumberColumn(format="%.4f"), "p (drawn)": st.column_config.NumberColumn(format="%.4f"),
             "entropy (bits)": st.column_config.NumberColumn(format="%.2f")})
-        pick = st.slider("Show the full table of step", 1, len(steps), 1, key="gen_detail_step")
+        pick = slider(st, "Show the full table of step", 1, len(steps), "gen_detail_step")
         s = steps[pick - 1]
-        show_figure(top_k_bars(display_tokens(lm, s.top_ids), np.array(s.top_probs),
+        show_figure(top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs),
                                f"Step {pick}: GPT-2's {len(s.top_ids)} likeliest next tokens · {label}"), key="gen_detail")
-    elif tabs[0].open is not False and result["method"] == "beam":
+    elif tabs[0].open is not False and job is not None and job.params["method"] == "beam":
         st.caption("Beam search keeps several texts at once; pick Greedy or Sample to see one token's table per step.")
-
-
-@st.cache_data(max_entries=16, show_spinner="Generating the runs…")
-def runs(name: str, prompt: tuple, n: int, temperature: float, seeds: tuple, _lm) -> list[list[int]]:
-    out = [[s.token_id for s in generate_ids(_lm, prompt, n, Decoding(method="greedy", stop_at_eos=False), top=1)]]
-    for seed in seeds:
-        d = Decoding(temperature=temperature, seed=seed, stop_at_eos=False)
-        out.append([s.token_id for s in generate_ids(_lm, prompt, n, d, top=1)])
-    return out
-
 
 with tabs[1]:
     if tabs[1].open is not False:
-        c1, c2, c3 = st.columns(3)
-        n_runs = c1.number_input("Samples", 1, 8, 5, key="gen_sbs_runs")
-        temp = c2.slider("Their temperature", 0.05, 2.0, 0.8, 0.05, key="gen_sbs_temperature")
-        n_sbs = c3.slider("Tokens", 1, min(60, room), min(20, room), key="gen_sbs_tokens")
-        seed0 = int(ss["gen_seed"])
-        seeds = tuple(range(seed0, seed0 + int(n_runs)))
-        all_runs = runs(lm.name, ids, int(n_sbs), float(temp), seeds, lm)
-        diverge = [None] + [first_divergence(all_runs[0], r) for r in all_runs[1:]]
+        c1, c2, c3, c4, c5 = st.columns([2, 3, 3, 2, 3], vertical_alignment="bottom")
+        n_runs = c1.number_input("Samples", 1, 8, key="gen_sbs_runs")
+        temp = c2.slider("Their temperature", 0.05, 2.0, step=0.05, key="gen_sbs_temperature")
+        n_sbs = slider(c3, "Tokens", 1, min(60, room), "gen_sbs_tokens")
+        seed0 = c4.number_input("First seed", 0, 2**31 - 1, key="gen_sbs_seed")
+        go = c5.button("Run side by side", key="gen_sbs_run", icon=":material/play_arrow:")
+        seeds = tuple(range(int(seed0), int(seed0) + int(n_runs)))
         labels = ["greedy"] + [f"T {temp:g}, seed {s}" for s in seeds]
-        show_figure(runs_grid([display_tokens(lm, r) for r in all_runs], labels, diverge,
-                              f"Greedy and {len(seeds)} samples side by side · {label}"), key="gen_sbs")
-        show_table(pd.DataFrame({"run": labels, "first step that differs from greedy": [d + 1 if d is not None else None for d in diverge],
-                                 "text": [decode_text(lm, r) for r in all_runs]}),
-                   key="gen_sbs_table", name="side-by-side", hide_index=True, width="stretch")
+        decodings = greedy_and_samples(float(temp), seeds)
+        n_eff = max_new_tokens(lm, len(ids), int(n_sbs))
+
+        def sbs_progress(job):
+            if not job.items:
+                return f"Side by side: reading the prompt ({len(ids):,} tokens)"
+            r = job.items[-1][0]
+            done = sum(1 for run_, _ in job.items if run_ == r)
+            return f"Side by side: run {r + 1} of {len(labels)} ({labels[r]}), token {done} of {n_eff}"
+
+        sbs = stepwise("gen_sbs", (lm.name, ids, n_eff, float(temp), seeds),
+                       lambda job, say: continue_runs(lm, ids, n_eff, decodings, runs_from_pairs(job.items, len(decodings)),
+                                                      on_prompt=reading("Side by side", say)),
+                       sbs_progress, start=True if go else None, total=len(decodings) * n_eff)
+        runs = [r for r in runs_from_pairs(list(sbs.items), len(decodings)) if r] if sbs is not None else []
+        if sbs is None:
+            st.info(f"Greedy and {len(seeds)} samples of {n_eff} tokens each: press **Run side by side** "
+                    f"({len(decodings) * n_eff:,} tokens in all; the runs appear as they finish and Stop keeps them).")
+        elif runs:
+            diverge, table = runs_table(lm, runs, labels[: len(runs)])
+            show_figure(runs_grid([display_tokens(lm, r) for r in runs], labels[: len(runs)], diverge,
+                                  f"Greedy and {len(runs) - 1} samples side by side · {label}"), key="gen_sbs")
+            show_table(table, key="gen_sbs_table", name="side-by-side", hide_index=True, width="stretch")
 
 with tabs[2]:
     if tabs[2].open is not False:
         c1, c2 = st.columns([3, 1])
-        temps = c1.multiselect("Temperatures", [0.0, 0.2, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0], [0.2, 0.5, 0.8, 1.0, 1.5, 2.0],
-                               key="gen_sweep_temps")
-        k = c2.slider("Tokens", 3, 30, 10, key="gen_sweep_k")
-        temps = sorted(temps)
+        temps = sorted(c1.multiselect("Temperatures", TEMPS, key="gen_sweep_temps"))
+        k = c2.slider("Tokens", 3, 30, key="gen_sweep_k")
         if temps:
             top_ids, table = temperature_sweep(t.next_logits, temps, int(k))
             show_figure(temperature_figure(display_tokens(lm, top_ids), temps, table,

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from core import load_model
-from core.generate import (Decoding, beam_search, entropy_at_temperatures, first_divergence, generate_ids, generate_steps, repeated_ngram_mask,
-                           steps_table, temperature_sweep)
+from core.generate import (PREFILL_CHUNK, Decoding, beam_search, beam_search_steps, continue_runs, entropy_at_temperatures, first_divergence,
+                           generate_ids, generate_steps, greedy_and_samples, repeated_ngram_mask, runs_from_pairs, steps_table,
+                           temperature_sweep)
 
 PROMPT = "The best thing about AI is its ability to"
 
@@ -116,6 +118,81 @@ def test_the_forward_lock_is_free_between_steps(tiny_lm, ids):
     gen.close()
 
 
+@pytest.mark.parametrize("cut", [0, 1, 7, 29, 30])
+def test_a_resumed_greedy_run_equals_transformers_generate(tiny_lm, ids, cut):
+    greedy = Decoding(method="greedy", stop_at_eos=False)
+    first = [s.token_id for s in generate_ids(tiny_lm, ids, 30, greedy)][:cut]
+    rest = list(generate_steps(tiny_lm, ids, 30, greedy, resume=first))
+    assert [s.index for s in rest] == list(range(cut, 30))
+    assert first + [s.token_id for s in rest] == reference(tiny_lm, ids, max_new_tokens=30, min_new_tokens=30, do_sample=False)
+
+
+@pytest.mark.parametrize("decoding", [Decoding(temperature=0.8, seed=4, stop_at_eos=False),
+                                      Decoding(temperature=1.5, top_k=5, seed=9, stop_at_eos=False),
+                                      Decoding(temperature=1.0, top_p=0.6, seed=2, stop_at_eos=False)])
+def test_a_resumed_sample_goes_on_as_if_never_stopped(tiny_lm, ids, decoding):
+    whole = generate_ids(tiny_lm, ids, 25, decoding)
+    for cut in (1, 10, 24):
+        rest = list(generate_steps(tiny_lm, ids, 25, decoding, resume=[s.token_id for s in whole[:cut]]))
+        assert [s.token_id for s in rest] == [s.token_id for s in whole[cut:]]  # the same seeded draws
+        np.testing.assert_allclose([s.prob for s in rest], [s.prob for s in whole[cut:]], rtol=1e-4)
+
+
+def test_nothing_more_after_end_of_text(eos_lm, ids):
+    steps = generate_ids(eos_lm, ids, 20, Decoding(method="greedy"))
+    assert list(generate_steps(eos_lm, ids, 20, Decoding(method="greedy"), resume=[s.token_id for s in steps])) == []
+
+
+def test_a_long_prompt_is_read_in_steps_that_report_progress(tiny_lm, ids):
+    prompt = (ids * 40)[: 2 * PREFILL_CHUNK + 22]
+    read = []
+    steps = generate_ids_reading(tiny_lm, prompt, read)
+    assert read == [(PREFILL_CHUNK, len(prompt)), (2 * PREFILL_CHUNK, len(prompt))]
+    assert steps == reference(tiny_lm, prompt, max_new_tokens=20, min_new_tokens=20, do_sample=False)
+    read.clear()
+    *_, last = beam_search_steps(tiny_lm, prompt, 8, 3, on_prompt=lambda r, n: read.append((r, n)))
+    assert len(read) == 2  # the prompt once, not once per beam
+    with torch.inference_mode():
+        out = tiny_lm.model.generate(torch.tensor([prompt]), max_new_tokens=8, num_beams=3, do_sample=False,
+                                     num_return_sequences=3, return_dict_in_generate=True, output_scores=True)
+    np.testing.assert_allclose([h.score for h in last.result().hypotheses], out.sequences_scores.numpy(), rtol=1e-5)
+
+
+def generate_ids_reading(lm, prompt, read) -> list[int]:
+    greedy = Decoding(method="greedy", stop_at_eos=False)
+    return [s.token_id for s in generate_steps(lm, prompt, 20, greedy, on_prompt=lambda r, n: read.append((r, n)))]
+
+
+def test_runs_side_by_side_resume_run_by_run(tiny_lm, ids):
+    decodings = greedy_and_samples(0.8, [0, 1, 2])
+    expected = [[s.token_id for s in generate_ids(tiny_lm, ids, 12, d)] for d in decodings]
+    assert expected[0] == reference(tiny_lm, ids, max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    pairs = list(continue_runs(tiny_lm, ids, 12, decodings))
+    assert runs_from_pairs(pairs, 4) == expected
+    for cut in (5, 12, 30):  # inside the first run, at its end, inside the third
+        done = runs_from_pairs(pairs[:cut], 4)
+        assert runs_from_pairs(pairs[:cut] + list(continue_runs(tiny_lm, ids, 12, decodings, done)), 4) == expected
+
+
+def test_runs_side_by_side_read_a_long_prompt_once(tiny_lm, ids):
+    prompt = (ids * 40)[: 2 * PREFILL_CHUNK + 5]
+    decodings = greedy_and_samples(1.0, [3, 4])
+    read = []
+    runs = runs_from_pairs(list(continue_runs(tiny_lm, prompt, 6, decodings, on_prompt=lambda r, n: read.append(r))), 3)
+    assert read == [PREFILL_CHUNK, 2 * PREFILL_CHUNK]  # once for the three runs
+    assert runs == [[s.token_id for s in generate_ids(tiny_lm, prompt, 6, d)] for d in decodings]
+
+
+def test_generation_raises_no_deprecation_warning(tiny_lm, ids):
+    """transformers attributes a renamed keyword's FutureWarning to its own wrapper, so a module filter
+    on our packages would miss it: record every warning instead."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate_ids(tiny_lm, ids, 3, Decoding(seed=1))
+        beam_search(tiny_lm, ids, 3, 2)
+    assert [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []
+
+
 BEAM_SETTINGS = [(2, 1.0, False), (3, 1.0, True), (4, 0.5, True), (3, 2.0, "never"), (5, -1.0, False), (3, 0.0, "never")]
 
 
@@ -140,6 +217,28 @@ def test_beam_search_matches_transformers(request, ids, which, num_beams, length
     assert best[: len(result.hypotheses[0].ids)] == list(result.hypotheses[0].ids)
     for hyp in result.hypotheses:
         assert math.isclose(hyp.logprob, hyp.score * len(hyp.ids) ** length_penalty, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("which", ["tiny_lm", "eos_lm"])
+@pytest.mark.parametrize("num_beams,length_penalty,early_stopping", [(3, 1.0, True), (4, 0.5, False), (3, 2.0, "never")])
+def test_beam_search_stopped_and_resumed_matches_transformers(request, ids, which, num_beams, length_penalty, early_stopping):
+    lm = request.getfixturevalue(which)
+    states = list(beam_search_steps(lm, ids, 10, num_beams, length_penalty, early_stopping))
+    assert [s.step for s in states] == list(range(1, len(states) + 1)) and len(states) <= 10
+    assert states[-1].done and not any(s.done for s in states[:-1])
+    with torch.inference_mode():
+        out = lm.model.generate(torch.tensor([ids]), max_new_tokens=10, num_beams=num_beams, do_sample=False,
+                                length_penalty=length_penalty, early_stopping=early_stopping,
+                                num_return_sequences=num_beams, return_dict_in_generate=True, output_scores=True)
+    for cut in sorted({1, len(states) // 2, len(states) - 1} - {0}):
+        *_, last = beam_search_steps(lm, ids, 10, num_beams, length_penalty, early_stopping, resume=states[cut - 1])
+        result = last.result()
+        np.testing.assert_allclose([h.score for h in result.hypotheses], out.sequences_scores.numpy(), rtol=1e-5)
+        for hyp, seq in zip(result.hypotheses, out.sequences[:, len(ids):].tolist()):
+            assert seq[: len(hyp.ids)] == list(hyp.ids)
+        # what a stopped search shows is the start of the finished one
+        assert states[cut - 1].result().running == result.running[:cut]
+    assert list(beam_search_steps(lm, ids, 10, num_beams, length_penalty, early_stopping, resume=states[-1])) == []
 
 
 def test_beam_search_with_eos_finishes_some_beams_early(eos_lm, ids):

@@ -1,18 +1,22 @@
 """The generation page as Streamlit runs it (AppTest on app.py, then the page), tiny model.
 
 Figures and tables are read back from the page and checked against core.generate and
-transformers' generate on the same model."""
+transformers' generate on the same model. A long run is cut the way a click cuts it: the
+script stops in the middle of the work (`interrupt_after`), and the next run is whatever
+the person clicked (Stop, Continue, or any other widget)."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
+import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
 import core.generate
-from core.generate import Decoding, first_divergence, generate_ids
+from core.generate import Decoding, beam_search_steps, first_divergence, generate_ids
 from tests.conftest import ROOT
 from tests.plotly_json import decode, figure, figures_by_title
 
@@ -20,8 +24,9 @@ TIMEOUT = 120
 PROMPT = "The best thing about AI is its ability to"
 
 
-def open_page(prompt: str | None = None) -> AppTest:
+def open_page(prompt: str | None = None, **query) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.query_params.update(query)
     at.run()
     if prompt is not None:
         at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
@@ -34,14 +39,65 @@ def texts(at: AppTest) -> list[str]:
     return [c.value for c in at.code]
 
 
+def generate(at: AppTest) -> AppTest:
+    at.button(key="gen_run").click().run()
+    assert not at.exception
+    return at
+
+
+def interrupt_after(monkeypatch, name: str, n: int, calls: list | None = None) -> None:
+    """core.generate.<name> stops the page's script after yielding n items, once, as a click during
+    the run does (Streamlit interrupts the script at its next st.* call); calls records the
+    `resume` argument of every call."""
+    real = getattr(core.generate, name)
+    fired = []
+
+    def cut(*args, **kwargs):
+        if calls is not None:
+            calls.append(kwargs.get("resume"))
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == n and not fired:
+                fired.append(True)
+                st.stop()
+            yield item
+
+    monkeypatch.setattr(core.generate, name, cut)
+
+
+def progress_text(at: AppTest) -> str:
+    bars = at.get("progress")
+    assert len(bars) == 1
+    return bars[0].proto.text
+
+
 @pytest.fixture
-def page(tiny_env):
+def fresh(tiny_env):
     at = open_page()
     assert not at.exception
     return at
 
 
-def test_default_run_streams_a_seeded_sample_and_shows_every_step(page, tiny_lm):
+@pytest.fixture
+def page(fresh):
+    return generate(fresh)
+
+
+def test_nothing_runs_on_opening_the_page(fresh, monkeypatch):
+    forwards = []
+    real = core.generate._next_logits
+    monkeypatch.setattr(core.generate, "_next_logits", lambda *a: forwards.append(1) or real(*a))
+    fresh.run()
+    fresh.session_state["gen_tab"] = "Side by side"
+    fresh.run()
+    assert not fresh.exception and forwards == []  # no generation forward of the model
+    assert len(fresh.dataframe) == 0 and len(fresh.code) == 0 and len(fresh.get("plotly_chart")) == 0
+    infos = " ".join(i.value for i in fresh.info)
+    assert "Press **Generate**" in infos and "Run side by side" in infos
+    generate(fresh)
+    assert len(forwards) == 40  # the prompt, then one position per token
+
+
+def test_generate_makes_a_seeded_sample_and_shows_every_step(page, tiny_lm):
     ids = tiny_lm.encode(PROMPT)
     expected = generate_ids(tiny_lm, ids, 40, Decoding(temperature=0.8, seed=0))
     assert page.title[0].value == "Generation"
@@ -97,26 +153,53 @@ def test_top_k_sampling_stays_in_the_allowed_set(page):
     assert (table["rank"] <= 3).all() and (table["out of"] == 3).all()
 
 
-def test_stop_keeps_the_tokens_so_far(page):
-    # A Stop click arrives as a rerun while the run is in progress: emulate the state it leaves.
-    result = page.session_state["gen_result"]
-    result.update(steps=result["steps"][:7], done=False)
-    page.button(key="gen_stop").click().run()
-    assert not page.exception
-    assert len(page.dataframe[0].value) == 7
-    assert any("7 tokens (stopped)" in c.value for c in page.caption)
+def test_a_run_shows_its_progress_and_stop_keeps_the_tokens_so_far(fresh, tiny_lm, monkeypatch):
+    ids = tiny_lm.encode(PROMPT)
+    with torch.inference_mode():
+        ref = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40, do_sample=False)[0, len(ids):].tolist()
+    fresh.radio(key="gen_method").set_value("greedy").run()
+    interrupt_after(monkeypatch, "generate_steps", 7)
+    fresh.button(key="gen_run").click().run()  # cut after token 7, mid-run: what the browser shows then
+    assert not fresh.exception
+    assert progress_text(fresh).startswith("Generating: token 7 of 40")
+    assert texts(fresh)[-1] == core.generate.decode_text(tiny_lm, ids + ref[:7])  # the text so far, as it grows
+    fresh.button(key="gen_stop").click().run()
+    assert not fresh.exception
+    assert list(fresh.dataframe[0].value["id"]) == ref[:7]  # kept, not made again, not lost
+    assert any("7 tokens (stopped)" in c.value for c in fresh.caption)
+    assert len(fresh.get("progress")) == 0 and not [b for b in fresh.button if b.key == "gen_stop"]  # settled
+    fresh.button(key="gen_continue").click().run()  # goes on from token 8
+    assert not fresh.exception
+    assert list(fresh.dataframe[0].value["id"]) == ref
+    assert any(c.value.startswith("40 tokens ·") for c in fresh.caption)
+
+
+def test_a_run_cut_by_another_click_goes_on_where_it_was(fresh, tiny_lm, monkeypatch):
+    calls = []
+    interrupt_after(monkeypatch, "generate_steps", 12, calls)
+    fresh.button(key="gen_run").click().run()
+    fresh.number_input(key="gen_top_k").set_value(5).run()  # any widget: a rerun during the run
+    assert not fresh.exception
+    assert [len(c) for c in calls] == [0, 12]  # picked up after token 12, not started again
+    # with the settings it was started with; the new top-k waits for the next Generate
+    expected = generate_ids(tiny_lm, tiny_lm.encode(PROMPT), 40, Decoding(temperature=0.8, seed=0))
+    assert list(fresh.dataframe[0].value["id"]) == [s.token_id for s in expected]
+
+
+def beam_reference(lm, n: int, beams: int):
+    ids = lm.encode(PROMPT)
+    with torch.inference_mode():
+        return lm.model.generate(torch.tensor([ids]), max_new_tokens=n, num_beams=beams, do_sample=False,
+                                 num_return_sequences=beams, return_dict_in_generate=True, output_scores=True)
 
 
 def test_beam_search_shows_transformers_beams(page, tiny_lm):
-    page.radio(key="gen_method").set_value("beam")
+    page.radio(key="gen_method").set_value("beam").run()
     page.slider(key="gen_tokens").set_value(8)
     page.slider(key="gen_beams").set_value(3)
-    page.button(key="gen_run").click().run()
-    assert not page.exception
+    generate(page)
     ids = tiny_lm.encode(PROMPT)
-    with torch.inference_mode():
-        out = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=8, num_beams=3, do_sample=False,
-                                     num_return_sequences=3, return_dict_in_generate=True, output_scores=True)
+    out = beam_reference(tiny_lm, 8, 3)
     beams = page.dataframe[0].value
     np.testing.assert_allclose(beams["score"], out.sequences_scores.numpy(), rtol=1e-5)
     assert list(beams["text"]) == [core.generate.decode_text(tiny_lm, s[len(ids):].tolist()) for s in out.sequences]
@@ -126,10 +209,37 @@ def test_beam_search_shows_transformers_beams(page, tiny_lm):
     assert not page.exception and len(page.dataframe[1].value) == 3
 
 
+def test_beam_search_shows_its_steps_and_stop_keeps_the_beams(fresh, tiny_lm, monkeypatch):
+    fresh.radio(key="gen_method").set_value("beam").run()
+    fresh.slider(key="gen_tokens").set_value(10)
+    fresh.slider(key="gen_beams").set_value(3)
+    interrupt_after(monkeypatch, "beam_search_steps", 4)
+    fresh.button(key="gen_run").click().run()
+    assert not fresh.exception
+    assert progress_text(fresh).startswith("Beam search with 3 beams: step 4 of at most 10")
+    fresh.button(key="gen_stop").click().run()
+    assert not fresh.exception and len(fresh.get("progress")) == 0
+    assert any("Stopped after step 4" in c.value for c in fresh.caption)
+    ids = tiny_lm.encode(PROMPT)
+    *_, fourth = list(beam_search_steps(tiny_lm, ids, 10, 3, 1.0, False))[:4]
+    live = fresh.dataframe[-1].value  # the beams running after step 4, as a search that is not stopped has them
+    assert list(live["text so far"]) == [core.generate.decode_text(tiny_lm, b) for b, _ in fourth.result().running[3]]
+    assert texts(fresh)[0].endswith(core.generate.decode_text(tiny_lm, fourth.result().running[3][0][0]))
+    fresh.button(key="gen_continue").click().run()
+    assert not fresh.exception
+    np.testing.assert_allclose(fresh.dataframe[0].value["score"], beam_reference(tiny_lm, 10, 3).sequences_scores.numpy(), rtol=1e-5)
+
+
+def side_by_side(at: AppTest) -> AppTest:
+    at.session_state["gen_tab"] = "Side by side"
+    at.run()
+    at.button(key="gen_sbs_run").click().run()
+    assert not at.exception
+    return at
+
+
 def test_side_by_side_marks_where_samples_leave_greedy(page, tiny_lm):
-    page.session_state["gen_tab"] = "Side by side"
-    page.run()
-    assert not page.exception
+    side_by_side(page)
     grid = figure(page, "Greedy and 5 samples side by side")
     ids = tiny_lm.encode(PROMPT)
     greedy = [s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(method="greedy", stop_at_eos=False))]
@@ -138,9 +248,27 @@ def test_side_by_side_marks_where_samples_leave_greedy(page, tiny_lm):
     diverge = [first_divergence(greedy, s) for s in samples]
     marks = grid["data"][1]
     assert list(decode(marks["x"])) == [d + 1 for d in diverge if d is not None]
-    table = page.dataframe[0].value
+    table = page.dataframe[-1].value
     assert table["run"].tolist()[0] == "greedy" and len(table) == 6
     assert table["text"].tolist()[0] == core.generate.decode_text(tiny_lm, greedy)
+
+
+def test_side_by_side_stops_with_the_runs_so_far(fresh, tiny_lm, monkeypatch):
+    interrupt_after(monkeypatch, "continue_runs", 25)  # greedy's 20 tokens and 5 of the first sample
+    fresh.session_state["gen_tab"] = "Side by side"
+    fresh.run()
+    fresh.button(key="gen_sbs_run").click().run()
+    assert progress_text(fresh).startswith("Side by side: run 2 of 6 (T 0.8, seed 0), token 5 of 20")
+    fresh.button(key="gen_sbs_stop").click().run()
+    assert not fresh.exception
+    ids = tiny_lm.encode(PROMPT)
+    greedy = [s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(method="greedy", stop_at_eos=False))]
+    sample = [s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(temperature=0.8, seed=0, stop_at_eos=False))]
+    table = fresh.dataframe[-1].value
+    assert table["text"].tolist() == [core.generate.decode_text(tiny_lm, greedy), core.generate.decode_text(tiny_lm, sample[:5])]
+    fresh.button(key="gen_sbs_continue").click().run()
+    assert not fresh.exception and len(fresh.dataframe[-1].value) == 6
+    assert fresh.dataframe[-1].value["text"].tolist()[1] == core.generate.decode_text(tiny_lm, sample)
 
 
 def test_temperature_sweep_flattens(page, tiny_lm):
@@ -164,8 +292,7 @@ def test_temperature_sweep_flattens(page, tiny_lm):
 
 def test_token_text_is_escaped_and_never_markdown(tiny_env):
     prompt = "<b>bold</b> **markdown** <img src=x onerror=alert(1)>"
-    at = open_page(prompt)
-    assert not at.exception
+    at = generate(open_page(prompt))
     for fig in figures_by_title(at).values():
         text = json.dumps(fig)
         assert "<img" not in text and "<b>" not in text
@@ -178,3 +305,114 @@ def test_a_prompt_that_fills_the_context_gets_a_message(tiny_env):
     assert not at.exception
     assert any("no room" in i.value for i in at.info)
     assert len(at.get("plotly_chart")) == 0
+
+
+SAMPLING = {"Temperature", "Top-p (1 = off)", "Top-k (0 = off)", "Seed"}
+BEAM = {"Beams", "Length penalty", "Early stopping"}
+
+
+def controls(at: AppTest) -> set[str]:
+    """The labels of the decoding controls drawn above the result (tabs have their own)."""
+    tab_keys = ("gen_loop_n", "gen_detail_step", "gen_beam_step", "gen_sbs_", "gen_sweep_", "sidebar_")
+    widgets = list(at.slider) + list(at.number_input) + list(at.selectbox) + list(at.checkbox)
+    return {w.label for w in widgets if not str(w.key).startswith(tab_keys)}
+
+
+def test_the_form_shows_only_the_chosen_methods_controls_and_keeps_the_others(fresh):
+    assert controls(fresh) == {"New tokens", "Stop at end of text"} | SAMPLING
+    fresh.slider(key="gen_temperature").set_value(1.3).run()
+    fresh.radio(key="gen_method").set_value("greedy").run()
+    assert controls(fresh) == {"New tokens", "Stop at end of text"}
+    fresh.radio(key="gen_method").set_value("beam").run()
+    assert controls(fresh) == {"New tokens"} | BEAM
+    fresh.radio(key="gen_method").set_value("sample").run()
+    assert not fresh.exception and fresh.slider(key="gen_temperature").value == 1.3  # hidden, not forgotten
+    assert fresh.query_params["gen_temperature"] == "1.3"
+
+
+def test_a_link_asking_for_one_token_works(tiny_env, tiny_lm):
+    at = generate(open_page(gen_tokens="1", gen_method="greedy"))
+    ids = tiny_lm.encode(PROMPT)
+    with torch.inference_mode():
+        ref = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=1, do_sample=False)[0, len(ids):].tolist()
+    assert list(at.dataframe[0].value["id"]) == ref
+    assert any(c.value == "Show the full table of step: 1 (the only possible value)" for c in at.caption)
+    assert figure(at, "Step 1:")
+
+
+def test_a_prompt_with_room_for_one_token_works_everywhere(tiny_env, tiny_lm):
+    prompt = " the" * (tiny_lm.n_ctx - 1)
+    assert len(tiny_lm.encode(prompt)) == tiny_lm.n_ctx - 1
+    at = open_page(prompt)
+    assert not at.exception
+    assert any(c.value == "New tokens: 1 (the only possible value)" for c in at.caption)
+    at.radio(key="gen_method").set_value("greedy").run()
+    generate(at)
+    assert len(at.dataframe[0].value) == 1
+    at.radio(key="gen_method").set_value("beam").run()
+    generate(at)
+    assert len(at.dataframe[0].value) == at.session_state["gen_beams"]  # every beam ends at the one position left
+    side_by_side(at)
+    assert any(c.value == "Tokens: 1 (the only possible value)" for c in at.caption)
+    assert [len(r) for r in figure(at, "Greedy and 5 samples")["data"][0]["text"]] == [1] * 6
+
+
+def test_values_out_of_range_are_corrected_in_the_page_and_the_link(tiny_env):
+    at = open_page(gen_tokens="999", gen_top_p="7", gen_method="nonsense", gen_sweep_temps="[0.5, 9, \"x\"]", gen_tab="Temperature")
+    assert not at.exception
+    assert at.slider(key="gen_tokens").value == 200 and at.query_params["gen_tokens"] == "200"
+    assert at.slider(key="gen_top_p").value == 1.0 and at.query_params["gen_top_p"] == "1.0"
+    assert at.radio(key="gen_method").value == "sample" and at.query_params["gen_method"] == "sample"
+    assert at.multiselect(key="gen_sweep_temps").value == [0.5] and at.query_params["gen_sweep_temps"] == "[0.5]"
+
+
+def test_clearing_the_prompt_keeps_the_controls(tiny_env):
+    at = open_page(gen_tokens="30", gen_temperature="1.1", gen_top_p="0.9", gen_seed="7")
+    at.sidebar.text_area(key="sidebar_prompt").input("").run()
+    assert any("The prompt is empty" in i.value for i in at.info)
+    for prompt in ("Hello world", "Hello world again"):
+        at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
+        assert not at.exception
+        values = {k: at.session_state[k] for k in ("gen_method", "gen_tokens", "gen_temperature", "gen_top_p", "gen_seed")}
+        assert values == {"gen_method": "sample", "gen_tokens": 30, "gen_temperature": 1.1, "gen_top_p": 0.9, "gen_seed": 7}
+        assert at.slider(key="gen_tokens").value == 30 and at.query_params["gen_tokens"] == "30"
+
+
+@pytest.fixture(scope="module")
+def browser_and_server(tiny_model_dir, tmp_path_factory):
+    """A `streamlit run` of the app with the tiny model and a headless Chromium, from the browser
+    tests' harness (imported here, so only the tests that use it skip where there is no Chromium)."""
+    import importlib
+
+    e2e = importlib.import_module("tests.test_e2e_browser")
+    from playwright.sync_api import sync_playwright
+
+    env = {**os.environ, "GPT2VIZ_MODEL": str(tiny_model_dir), "GPT2VIZ_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    server = e2e._serve(env, tmp_path_factory.mktemp("streamlit-generation") / "server.log")
+    base = next(server)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=e2e.CHROMIUM, args=e2e.CHROMIUM_ARGS, headless=True)
+        yield e2e, base, browser
+        browser.close()
+    next(server, None)
+
+
+def test_in_a_browser_clearing_the_prompt_keeps_the_controls(browser_and_server):
+    """Item 14 as a person hit it: the browser, not the server, had put every control back to its
+    minimum (greedy, 1 token, temperature 0, top-p 0.05) two prompts after an empty one."""
+    e2e, base, browser = browser_and_server
+    page = e2e.open_page(browser, f"{base}/Generation?gen_tokens=30&gen_temperature=1.1&gen_top_p=0.9")
+    page.wait_for_selector("button:has-text('Generate')", timeout=60_000)
+    e2e.wait_idle(page)
+    for prompt in ("", "Hello world", "Hello world again"):
+        e2e.type_prompt(page, prompt)
+        page.wait_for_timeout(2000)  # as a person types: the reset needed the browser to settle between prompts
+    page.wait_for_selector("button:has-text('Generate')", timeout=60_000)
+    for part in ("gen_method=sample", "gen_tokens=30", "gen_temperature=1.1", "gen_top_p=0.9"):
+        assert part in page.url
+    assert page.locator('input[type="range"][aria-label="New tokens"]').input_value() == "30"  # what the slider shows
+    page.locator("button", has_text="Generate").click()
+    page.wait_for_selector("text=30 tokens ·", timeout=60_000)
+    e2e.wait_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
