@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 from core.next_token import prompt_perplexity, rank_curve, tokenization_table, top_k_table
-from ui.shell import md_escape, setup_trace_page, show_figure, show_table, url_state
+from ui import controls
+from ui.shell import md_escape, setup_trace_page, show_figure, show_table
 from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
@@ -31,9 +32,7 @@ ppl = prompt_perplexity(t)
 c5.metric("Prompt perplexity", "—" if np.isnan(ppl) else f"{ppl:,.1f}",
           help="2 to the power of the mean surprisal: on average GPT-2 was as unsure as a choice among this many tokens.")
 
-url_state({"next_k": (int, 10)})
-st.session_state["next_k"] = min(max(int(st.session_state["next_k"]), 1), 50)
-k = st.slider("How many candidates", 1, 50, key="next_k")
+k = controls.slider(st, "How many candidates", 1, 50, key="next_k", default=10)
 table = top_k_table(lm, t, k)
 left, right = st.columns([2, 3])
 with left:

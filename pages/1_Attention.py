@@ -14,8 +14,8 @@ from core.attention import (
     summaries_seconds, token_focus,
 )
 from ui.progress import layer_by_layer
-from ui.shell import setup_trace_page, show_figure, url_state
-from ui.state import remember
+from ui import controls
+from ui.shell import setup_trace_page, show_figure
 from viz.attention import (
     CELL_BUDGET, COLOUR_SCALES, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure,
     layer_heads_figure, layer_means_figure, panel_side, scores_figure,
@@ -64,26 +64,24 @@ def on_atlas_pick() -> None:
         open_head(*ss["attn_atlas_pick"])
 
 
-# Pickers shared by the views, mirrored in the URL; a layer, head or position that does not exist
+# Pickers shared by the views, in the URL (ui.controls); a layer, head or position that does not exist
 # (a smaller model, a hand-edited link) goes to the nearest one, in the address bar too.
-url_state({"attn_layer": (int, 0, range(lm.n_layer)), "attn_head": (int, 0, range(lm.n_head)),
-           "attn_focus_pos": (int, t.n_tokens - 1, range(t.n_tokens)), "attn_colour": (str, "stretch", COLOUR_SCALES)})
-remember("attn_view", "attn_metric", "attn_scores", "attn_focus_heads")  # kept through runs that do not draw them
 c1, c2, c3, c4 = st.columns([1, 1, 2, 3])
-layer = c1.selectbox("Layer", range(lm.n_layer), key="attn_layer")
-head = c2.selectbox("Head", range(lm.n_head), key="attn_head")
-colour = c3.selectbox("Colour scale", list(COLOUR_SCALES), key="attn_colour", format_func=COLOUR_SCALES.get,
+layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="attn_layer")
+head = controls.selectbox(c2, "Head", range(lm.n_head), key="attn_head")
+colour = controls.selectbox(c3, "Colour scale", list(COLOUR_SCALES), key="attn_colour", default="stretch",
+                      format_func=COLOUR_SCALES.get,
                       help="Most heads of a trained GPT-2 put most of their weight on the first token (the attention "
                            "sink): on a 0-to-1 scale everything else looks black. Stretched and log scales show the rest.")
 c4.caption(f"{t.n_tokens:,} tokens. Colour: {COLOUR_SCALES[colour]}. Grids of many heads are max-pooled when the "
            "prompt is long: a cell then shows the strongest weight in its block of tokens. Hover for exact values.")
 model = lm.label  # for titles; caches are keyed by lm.name
 
-tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="attn_view", on_change="rerun")))
+tabs = controls.tabs(VIEWS, key="attn_view")
 
 with tabs["Head atlas"]:
     if tabs["Head atlas"].open:
-        metric = st.radio("Score", list(HEAD_METRICS), key="attn_metric", horizontal=True,
+        metric = controls.radio(st, "Score", list(HEAD_METRICS), key="attn_metric", horizontal=True,
                           format_func=lambda m: HEAD_METRICS[m][0])
         label, description = HEAD_METRICS[metric]
         if metric == "induction":
@@ -110,7 +108,7 @@ with tabs["One layer, all heads"]:
 
 with tabs["One head"]:
     if tabs["One head"].open:
-        with_scores = st.toggle("Show the pre-softmax scores q·k/√d too", key="attn_scores",
+        with_scores = controls.toggle(st, "Show the pre-softmax scores q·k/√d too", key="attn_scores",
                                 help="The numbers the softmax turns into the pattern, recomputed from the "
                                 "layer's weights; masked (future) positions are left empty.")
         pattern_fig = head_figure(t.pattern(layer, head), t.tokens, model=model, layer=layer, head=head, colour=colour)
@@ -143,9 +141,9 @@ with tabs["One head across layers"]:
 with tabs["Token focus"]:
     if tabs["Token focus"].open:
         f1, f2 = st.columns([2, 1])
-        pos = f1.selectbox("Token", range(t.n_tokens), key="attn_focus_pos",
+        pos = controls.selectbox(f1, "Token", range(t.n_tokens), key="attn_focus_pos", default=t.n_tokens - 1,
                            format_func=lambda i: f"{i}: {t.tokens[i]}")
-        per_head = f2.radio("Heads", ["mean", "one"], key="attn_focus_heads", horizontal=True,
+        per_head = controls.radio(f2, "Heads", ["mean", "one"], key="attn_focus_heads", horizontal=True,
                             format_func=lambda m: "mean over heads" if m == "mean" else f"head {head} (picker above)")
         h = head if per_head == "one" else None
         to, frm = token_focus(t, pos)

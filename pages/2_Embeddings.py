@@ -11,7 +11,8 @@ from core.embeddings import (EXAMPLE_WORD_GROUPS, cosine_matrix, euclidean_matri
                              token_embeddings, word_vectors)
 from core.projection import VOCAB_MAP_PARAMS, embedding_map, matrix_digest, project, word_map_params
 from core.tokens import display_tokens
-from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure, show_table, url_state
+from ui import controls
+from ui.shell import HELLO_BYE, current_trace, md_escape, setup_page, show_figure, show_table
 from viz.common import esc, figure_label, short
 from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
                             matrix_heatmap, pair_matrix, points_map, vector_lines)
@@ -78,24 +79,20 @@ def word_map(name: str, pairs: tuple, leading_space: bool, method: str, dims: in
 
 label = figure_label(lm.label, t.prompt) if t is not None else esc(lm.label)
 model_tag = esc(lm.label)
-url_state({"emb_words": (str, "cat, dog, chair"),  # shareable in links; a layer the model lacks goes to the nearest
-           "emb_layer": (int, lm.n_layer // 2, range(lm.n_layer + 1))})
-tabs = st.tabs(["The prompt's embeddings", "Positions", "Word vectors", "Meaning space", "Whole vocabulary",
-                "In context"], key="emb_tab", on_change="rerun")
+TABS = ["The prompt's embeddings", "Positions", "Word vectors", "Meaning space", "Whole vocabulary", "In context"]
+tabs = list(controls.tabs(TABS, key="emb_tab").values())  # every control is in the link (ui.controls)
 
 # ---- 1. the embedding module for the prompt ------------------------------------------------------
 with tabs[0]:
-    if tabs[0].open is not False:
+    if tabs[0].open:
         st.button("Show the essay's example: hello ×16, bye ×6", key="emb_hello", on_click=use_prompt,
                   args=(HELLO_BYE,), icon=":material/waving_hand:")
         if t is not None:
             n = t.n_tokens
             start = 0
             if n > MAX_HEATMAP_TOKENS:
-                if not 0 <= ss.get("emb_start", 0) <= n - MAX_HEATMAP_TOKENS:  # a shorter prompt than before
-                    ss["emb_start"] = 0
-                start = st.slider(f"First position shown ({MAX_HEATMAP_TOKENS} at a time)", 0,
-                                  n - MAX_HEATMAP_TOKENS, 0, key="emb_start")
+                start = controls.slider(st, f"First position shown ({MAX_HEATMAP_TOKENS} at a time)", 0,
+                                        n - MAX_HEATMAP_TOKENS, key="emb_start", default=0)
             part = slice(start, start + MAX_HEATMAP_TOKENS)
             toks = list(t.tokens[part])
             emb, pos = t.take("embed", part), t.take("pos_embed", part)
@@ -136,8 +133,9 @@ with tabs[1]:
 with tabs[2]:
     if tabs[2].open:
         c1, c2 = st.columns([3, 1])
-        words = split_words(c1.text_input("Words, separated by commas", key="emb_words"), limit=12)
-        leading = c2.toggle("In-sentence form (“ word”)", True, key="emb_leading",
+        words = split_words(controls.text_input(c1, "Words, separated by commas", key="emb_words",
+                                                default="cat, dog, chair"), limit=12)
+        leading = controls.toggle(c2, "In-sentence form (“ word”)", key="emb_leading", default=True,
                             help="GPT-2 writes a word in mid-sentence with its leading space, as one token: ␣cat. "
                                  "Off: the word as typed, as at the very start of a text.")
         if not words:
@@ -162,9 +160,7 @@ with tabs[2]:
             with right:
                 show_figure(pair_matrix(euclidean_matrix(vectors), words, f"Euclidean distance · {model_tag}",
                                         similarity=False), key="emb_word_distance")
-            if ss.get("emb_nn_word") not in words:
-                ss.pop("emb_nn_word", None)
-            pick = st.selectbox("Nearest tokens to", words, key="emb_nn_word")
+            pick = controls.selectbox(st, "Nearest tokens to", words, key="emb_nn_word")
             show_table(neighbours(lm.name, pick, leading, lm), "emb_neighbours_table", name=f"nearest-tokens-{pick}",
                        hide_index=True, width="stretch", column_config={"cosine": st.column_config.NumberColumn(format="%.4f")})
             st.caption(f"The 20 tokens of all {lm.d_vocab:,} whose embeddings point most nearly the same way "
@@ -173,14 +169,14 @@ with tabs[2]:
 # ---- 4. meaning space for a word list -----------------------------------------------------------------------
 with tabs[3]:
     if tabs[3].open:
-        text = st.text_area("Words by group, one group per line: “group: word, word, …”", EXAMPLE_WORD_GROUPS,
-                            height=180, key="emb_groups")
+        text = controls.text_area(st, "Words by group, one group per line: “group: word, word, …”", key="emb_groups",
+                                  default=EXAMPLE_WORD_GROUPS, height=180)
         c1, c2, c3 = st.columns(3)
-        method = c1.radio("Projection", ["umap", "pca"], horizontal=True, key="emb_method",
+        method = controls.radio(c1, "Projection", ["umap", "pca"], horizontal=True, key="emb_method",
                           format_func=lambda m: m.upper(), help="UMAP keeps neighbours together; PCA keeps the "
                           "directions of largest spread (linear, exact, instant).")
-        dims = c2.radio("Dimensions", [2, 3], horizontal=True, key="emb_dims")
-        leading_map = c3.toggle("In-sentence form (“ word”)", True, key="emb_map_leading")
+        dims = controls.radio(c2, "Dimensions", [2, 3], horizontal=True, key="emb_dims")
+        leading_map = controls.toggle(c3, "In-sentence form (“ word”)", key="emb_map_leading", default=True)
         pairs = tuple(parse_groups(text))
         if len(pairs) < 3:
             st.info("Give at least three words.")
@@ -196,7 +192,7 @@ with tabs[3]:
 # ---- 5. the whole vocabulary on one map ---------------------------------------------------------------------
 with tabs[4]:
     if tabs[4].open:
-        table = st.radio("Table", ["tokens", "positions"], horizontal=True, key="emb_vocab_table",
+        table = controls.radio(st, "Table", ["tokens", "positions"], horizontal=True, key="emb_vocab_table",
                          format_func=lambda k: f"token embeddings ({lm.d_vocab:,})" if k == "tokens"
                          else f"position embeddings ({lm.n_ctx:,})")
         X = token_embeddings(lm) if table == "tokens" else position_embeddings(lm)
@@ -221,7 +217,7 @@ with tabs[4]:
                        f"{VOCAB_MAP_PARAMS.n_neighbors} neighbours, cosine), {how} in {emap.seconds:.1f} s.")
             if table == "tokens":
                 strings, hover = vocab_strings(lm.name, lm)
-                query = st.text_input("Find a token", key="emb_vocab_search", placeholder="e.g. cat")
+                query = controls.text_input(st, "Find a token", key="emb_vocab_search", placeholder="e.g. cat")
                 found = find_tokens(strings, query) if query else []
                 if query and not found:
                     st.info("No token contains that text.")
@@ -250,10 +246,11 @@ with tabs[5]:
         st.button("Try “bank” in two sentences", key="emb_bank", on_click=use_prompt, args=(BANK,),
                   icon=":material/account_balance:")
         if t is not None:
-            layer = st.slider("Depth in the residual stream", 0, lm.n_layer, key="emb_layer",
+            layer = controls.slider(st, "Depth in the residual stream", 0, lm.n_layer, key="emb_layer",
+                                    default=lm.n_layer // 2,
                               help=f"0 is the embedding itself (token + position); {lm.n_layer} is the final "
                                    "residual before the last LayerNorm.")
-            skip_first = st.toggle("Leave out the first token", t.n_tokens > 3, key="emb_skip_first",
+            skip_first = controls.toggle(st, "Leave out the first token", key="emb_skip_first", default=t.n_tokens > 3,
                                    help="GPT-2's residual at position 0 is far larger than the others and takes a "
                                         "principal component on its own.")
             positions = list(range(1 if skip_first and t.n_tokens > 3 else 0, t.n_tokens))

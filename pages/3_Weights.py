@@ -2,7 +2,8 @@
 import streamlit as st
 
 from core.weights import KINDS, block_distributions, get_matrix, normal_pdf, spectrum, stats_table, view_grid
-from ui.shell import setup_page, show_figure, show_table, url_state
+from ui import controls
+from ui.shell import setup_page, show_figure, show_table
 from viz.common import esc
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
 
@@ -47,20 +48,16 @@ def table_of(name: str, _lm):
 
 
 # ---- what to show ----------------------------------------------------------------------------
-ss = st.session_state
 blocks, heads = list(range(lm.n_layer)), ["all"] + list(range(lm.n_head))
-url_state({"weights_param": (str, next(iter(KINDS))), "weights_block": (int, 0),
-           "weights_head": (lambda v: v if v == "all" else int(v), "all")})
-for key, options in (("weights_param", list(KINDS)), ("weights_block", blocks), ("weights_head", heads)):
-    if key in ss and ss[key] not in options:  # another model, with fewer blocks or heads
-        del ss[key]
-c1, c2, c3 = st.columns([3, 1, 1])
-kind_key = c1.selectbox("Parameter", list(KINDS), key="weights_param", format_func=lambda k: KINDS[k].label)
+c1, c2, c3 = st.columns([3, 1, 1])  # every control is in the link (ui.controls)
+kind_key = controls.selectbox(c1, "Parameter", list(KINDS), key="weights_param", format_func=lambda k: KINDS[k].label)
 kind = KINDS[kind_key]
-block = c2.selectbox("Block", blocks, key="weights_block", format_func=lambda b: f"block {b}",
-                     disabled=not kind.per_block, help="Model-wide parameters (embeddings, final LayerNorm) have no block.")
-head = c3.selectbox("Head", heads, key="weights_head", format_func=lambda h: "all heads" if h == "all" else f"head {h}",
-                    disabled=kind.head_axis is None, help="Query, key, value and output weights split into heads.")
+block = controls.selectbox(c2, "Block", blocks, key="weights_block", format_func=lambda b: f"block {b}",
+                           disabled=not kind.per_block,
+                           help="Model-wide parameters (embeddings, final LayerNorm) have no block.")
+head = controls.selectbox(c3, "Head", heads, key="weights_head",
+                          format_func=lambda h: "all heads" if h == "all" else f"head {h}",
+                          disabled=kind.head_axis is None, help="Query, key, value and output weights split into heads.")
 block = block if kind.per_block else None
 head = head if kind.head_axis is not None and head != "all" else None
 
@@ -71,10 +68,10 @@ shape = " × ".join(f"{s:,}" for s in raw.shape)
 model_tag = esc(lm.label)
 head_size = lm.d_model // lm.n_head if head is None and kind.head_axis in (0, 1) else None
 
-tabs = st.tabs(["Matrix", "Smoothed", "Across blocks", "All parameters", "Spectrum"], key="weights_tab", on_change="rerun")
+tabs = list(controls.tabs(["Matrix", "Smoothed", "Across blocks", "All parameters", "Spectrum"], key="weights_tab").values())
 
 with tabs[0]:
-    if tabs[0].open is not False:
+    if tabs[0].open:
         if kind.is_matrix:
             g = grid(lm.name, block, kind_key, head, "raw", 1, lm)
             note = f" · downsampled {g.downsample}× (mean of {g.downsample}×{g.downsample} tiles)" if g.downsample > 1 else ""
@@ -95,9 +92,8 @@ with tabs[1]:
             st.info("Smoothing needs a matrix. Pick a weight matrix (W_Q … W_out, W_E, W_pos) above.")
         else:
             top = min(raw.shape)
-            if not 1 <= ss.get("weights_window", 0) <= top:  # first visit, or a smaller matrix than before
-                ss["weights_window"] = min(64, max(1, top // 4))
-            window = st.slider("Window (cells per side)", 1, top, key="weights_window",
+            window = controls.slider(st, "Window (cells per side)", 1, top, key="weights_window",
+                                     default=min(64, max(1, top // 4)),
                                help="The essay smooths GPT-2's 768×768 matrices over 64×64 squares.")
             left, right = st.columns(2)
             for col, mode, name in ((left, "moving", "Moving average"), (right, "block", "Block average")):
@@ -115,7 +111,7 @@ with tabs[1]:
 with tabs[2]:
     if tabs[2].open:
         edges, dist = distributions(lm.name, kind_key, lm)
-        log_y = st.toggle("Log scale (shows the tails)", key="weights_log")
+        log_y = controls.toggle(st, "Log scale (shows the tails)", key="weights_log")
         pick = block if kind.per_block else "all"
         row = dist.set_index("block").loc[pick]
         centres = (edges[:-1] + edges[1:]) / 2

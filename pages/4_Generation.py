@@ -2,9 +2,9 @@
 
 Nothing long starts by itself: Generate (and Run, under Side by side) start the work, which
 says how far it is and has a Stop that keeps what was made (ui.progress.stepwise). Every
-control is in the link and survives a run that stops before drawing it (ui.url.url_state);
+control is in the link and survives a run that stops before drawing it (ui.controls);
 every slider survives a range of one value."""
-import json
+from dataclasses import replace
 
 import streamlit as st
 
@@ -12,8 +12,9 @@ from core.generate import (MAX_NEW, Decoding, beam_search_steps, beams_table, co
                            entropy_at_temperatures, generate_steps, greedy_and_samples, live_beams_table, max_new_tokens,
                            runs_from_pairs, runs_table, steps_table, steps_view, temperature_sweep)
 from core.tokens import display_tokens
+from ui import controls
 from ui.progress import stepwise
-from ui.shell import setup_trace_page, show_figure, show_table, url_state
+from ui.shell import setup_trace_page, show_figure, show_table
 from viz.common import figure_label
 from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
 from viz.next_token import top_k_bars
@@ -24,7 +25,6 @@ lm, t = setup_trace_page(
     "and the longer text goes back in. Always taking the likeliest token (greedy) soon repeats itself; "
     "sampling at a temperature such as 0.8 reads better, and differs with every seed.",
 )
-ss = st.session_state
 ids = tuple(int(i) for i in t.token_ids)
 room = max_new_tokens(lm, len(ids), MAX_NEW)
 if room == 0:
@@ -37,66 +37,37 @@ TABS = ["Step by step", "Side by side", "Temperature"]
 TEMPS = [0.0, 0.2, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0]
 
 
-def clip(lo, hi):
-    return lambda v: min(max(v, lo), hi)
-
-
-def temperatures(values) -> list[float]:
-    return sorted({t for t in values if t in TEMPS}) if isinstance(values, list) else []
-
-
-BOOLS = {"True": True, "False": False}
-
-
-# key: (parse the link's text, default, what is accepted: values, a range, or a correction)
-url_state({"gen_method": (str, "sample", METHODS), "gen_tokens": (int, min(40, room), range(1, room + 1)),
-           "gen_temperature": (float, 0.8, clip(0.0, 2.0)), "gen_top_k": (int, 0, range(lm.d_vocab + 1)),
-           "gen_top_p": (float, 1.0, clip(0.05, 1.0)), "gen_seed": (int, 0, range(2**31)),
-           "gen_stop_eos": (BOOLS.get, True, (True, False)), "gen_beams": (int, 4, range(2, 9)),
-           "gen_length_penalty": (float, 1.0, clip(-2.0, 3.0)), "gen_early_stopping": ({**BOOLS, "never": "never"}.get, False, (False, True, "never")),
-           "gen_tab": (str, TABS[0], TABS), "gen_loop_n": (int, 4, range(2, 13)),
-           "gen_sbs_runs": (int, 5, range(1, 9)), "gen_sbs_temperature": (float, 0.8, clip(0.05, 2.0)),
-           "gen_sbs_tokens": (int, min(20, room), range(1, min(60, room) + 1)), "gen_sbs_seed": (int, 0, range(2**31)),
-           "gen_sweep_temps": (json.loads, [0.2, 0.5, 0.8, 1.0, 1.5, 2.0], temperatures),
-           "gen_sweep_k": (int, 10, range(3, 31))})
-
-
-def slider(where, label: str, lo, hi, key: str, default=None, **kwargs):
-    """A slider that survives any range: the value is clipped into it, and a range of one value
-    (Streamlit refuses min = max) shows that value as text."""
-    ss[key] = min(max(ss.get(key, lo if default is None else default), lo), hi)
-    if hi <= lo:
-        where.caption(f"{label}: {lo} (the only possible value)")
-        return lo
-    return where.slider(label, lo, hi, key=key, **kwargs)
-
-
-# ---- decoding controls: only those of the chosen method ----------------------------------------
-method = st.radio("Decoding", list(METHODS), format_func=METHODS.get, horizontal=True, key="gen_method")
+# ---- decoding controls: only those of the chosen method; every control is in the link (ui.controls) --
+method = controls.radio(st, "Decoding", list(METHODS), key="gen_method", default="sample", format_func=METHODS.get,
+                        horizontal=True)
 c1, c2, c3, c4 = st.columns(4)
-slider(c1, "New tokens", 1, room, "gen_tokens", help=f"At most {MAX_NEW}, and never past GPT-2's {lm.n_ctx:,} positions.")
+n_new = controls.slider(c1, "New tokens", 1, room, key="gen_tokens", default=min(40, room),
+                        help=f"At most {MAX_NEW}, and never past GPT-2's {lm.n_ctx:,} positions.")
+decoding = Decoding(method="greedy" if method == "greedy" else "sample")
 if method == "sample":
-    c2.slider("Temperature", 0.0, 2.0, step=0.05, key="gen_temperature",
-              help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it; 0 is greedy.")
-    c2.number_input("Top-k (0 = off)", 0, lm.d_vocab, key="gen_top_k", help="Draw from the k likeliest tokens.")
-    c3.slider("Top-p (1 = off)", 0.05, 1.0, step=0.05, key="gen_top_p",
-              help="Draw from the likeliest tokens that together hold this much probability.")
-    c3.number_input("Seed", 0, 2**31 - 1, key="gen_seed", help="The same seed and settings give the same text, every time.")
+    decoding = Decoding(
+        temperature=controls.slider(c2, "Temperature", 0.0, 2.0, key="gen_temperature", default=0.8, step=0.05,
+                                    help="Divides the logits: below 1 sharpens the distribution, above 1 flattens it; "
+                                         "0 is greedy."),
+        top_k=controls.number_input(c2, "Top-k (0 = off)", 0, lm.d_vocab, key="gen_top_k", default=0,
+                                    help="Draw from the k likeliest tokens."),
+        top_p=controls.slider(c3, "Top-p (1 = off)", 0.05, 1.0, key="gen_top_p", default=1.0, step=0.05,
+                              help="Draw from the likeliest tokens that together hold this much probability."),
+        seed=controls.number_input(c3, "Seed", 0, 2**31 - 1, key="gen_seed", default=0,
+                                   help="The same seed and settings give the same text, every time."))
+beam = (4, 1.0, False)
 if method == "beam":
-    c2.slider("Beams", 2, 8, key="gen_beams", help="How many partial texts are kept at each step.")
-    c2.number_input("Length penalty", -2.0, 3.0, step=0.5, key="gen_length_penalty",
-                    help="A finished beam scores log-probability / length ** penalty (transformers' rule).")
-    c3.selectbox("Early stopping", [False, True, "never"], key="gen_early_stopping",
-                 help="As in transformers: True stops once there are as many finished beams as beams.")
+    beam = (controls.slider(c2, "Beams", 2, 8, key="gen_beams", default=4, help="How many partial texts are kept at each step."),
+            controls.number_input(c2, "Length penalty", -2.0, 3.0, key="gen_length_penalty", default=1.0, step=0.5,
+                                  help="A finished beam scores log-probability / length ** penalty (transformers' rule)."),
+            controls.selectbox(c3, "Early stopping", [False, True, "never"], key="gen_early_stopping",
+                               help="As in transformers: True stops once there are as many finished beams as beams."))
 else:
-    c1.checkbox("Stop at end of text", key="gen_stop_eos")
+    stop_eos = controls.checkbox(c1, "Stop at end of text", key="gen_stop_eos", default=True)
+    decoding = replace(decoding, stop_at_eos=stop_eos)
 clicked = c4.button("Generate", type="primary", key="gen_run", icon=":material/play_arrow:")
 
-decoding = Decoding(method="greedy" if method == "greedy" else "sample", temperature=float(ss["gen_temperature"]),
-                    top_k=int(ss["gen_top_k"]), top_p=float(ss["gen_top_p"]), seed=int(ss["gen_seed"]),
-                    stop_at_eos=bool(ss["gen_stop_eos"]))
-settings = dict(method=method, n_new=int(ss["gen_tokens"]), decoding=decoding,
-                beam=(int(ss["gen_beams"]), float(ss["gen_length_penalty"]), ss["gen_early_stopping"]))
+settings = dict(method=method, n_new=int(n_new), decoding=decoding, beam=beam)
 prompt_text = decode_text(lm, ids)
 
 
@@ -159,8 +130,8 @@ elif job.params["method"] == "beam":
         show_table(beams_table(lm, result), key="gen_beams_table", name="beams", hide_index=True, width="stretch", column_config={
             "score": st.column_config.NumberColumn(format="%.4f"), "log-prob": st.column_config.NumberColumn(format="%.3f")})
     if result is not None and result.running:
-        at_step = slider(st, "Beams still running after step", 1, len(result.running), "gen_beam_step",
-                         default=len(result.running))
+        at_step = controls.slider(st, "Beams still running after step", 1, len(result.running), key="gen_beam_step",
+                                  default=len(result.running))
         show_table(live_beams_table(lm, result.running[at_step - 1]), key="gen_live_beams", name="live-beams",
                    hide_index=True, width="stretch")
 elif steps:
@@ -171,11 +142,12 @@ elif steps:
     st.caption(f"{len(steps)} tokens{note} · {decoding.describe()}")
     st.code(prompt_text + decode_text(lm, new_ids), language=None, wrap_lines=True)
 
-tabs = st.tabs(TABS, key="gen_tab", on_change="rerun")
+tabs = list(controls.tabs(TABS, key="gen_tab").values())
 
 with tabs[0]:
-    if tabs[0].open is not False and steps:
-        loop_n = st.columns([1, 3])[0].number_input("Mark repeated phrases of this many tokens", 2, 12, key="gen_loop_n")
+    if tabs[0].open and steps:
+        loop_n = controls.number_input(st.columns([1, 3])[0], "Mark repeated phrases of this many tokens", 2, 12,
+                                       key="gen_loop_n", default=4)
         view = steps_view(lm, steps, job.params["decoding"].greedy, int(loop_n))
         c1, c2, c3, c4 = st.columns(4)
         c1.metric("Tokens generated", f"{len(steps):,}")
@@ -190,20 +162,20 @@ with tabs[0]:
         show_table(steps_table(lm, steps, view.loops), key="gen_table", name="generation-steps", hide_index=True, width="stretch", column_config={
             "p (GPT-2)": st.column_config.NumberColumn(format="%.4f"), "p (drawn)": st.column_config.NumberColumn(format="%.4f"),
             "entropy (bits)": st.column_config.NumberColumn(format="%.2f")})
-        pick = slider(st, "Show the full table of step", 1, len(steps), "gen_detail_step")
+        pick = controls.slider(st, "Show the full table of step", 1, len(steps), key="gen_detail_step")
         s = steps[pick - 1]
         show_figure(top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs),
                                f"Step {pick}: GPT-2's {len(s.top_ids)} likeliest next tokens · {label}"), key="gen_detail")
-    elif tabs[0].open is not False and job is not None and job.params["method"] == "beam":
+    elif tabs[0].open and job is not None and job.params["method"] == "beam":
         st.caption("Beam search keeps several texts at once; pick Greedy or Sample to see one token's table per step.")
 
 with tabs[1]:
-    if tabs[1].open is not False:
+    if tabs[1].open:
         c1, c2, c3, c4, c5 = st.columns([2, 3, 3, 2, 3], vertical_alignment="bottom")
-        n_runs = c1.number_input("Samples", 1, 8, key="gen_sbs_runs")
-        temp = c2.slider("Their temperature", 0.05, 2.0, step=0.05, key="gen_sbs_temperature")
-        n_sbs = slider(c3, "Tokens", 1, min(60, room), "gen_sbs_tokens")
-        seed0 = c4.number_input("First seed", 0, 2**31 - 1, key="gen_sbs_seed")
+        n_runs = controls.number_input(c1, "Samples", 1, 8, key="gen_sbs_runs", default=5)
+        temp = controls.slider(c2, "Their temperature", 0.05, 2.0, key="gen_sbs_temperature", default=0.8, step=0.05)
+        n_sbs = controls.slider(c3, "Tokens", 1, min(60, room), key="gen_sbs_tokens", default=min(20, room))
+        seed0 = controls.number_input(c4, "First seed", 0, 2**31 - 1, key="gen_sbs_seed", default=0)
         go = c5.button("Run side by side", key="gen_sbs_run", icon=":material/play_arrow:")
         seeds = tuple(range(int(seed0), int(seed0) + int(n_runs)))
         labels = ["greedy"] + [f"T {temp:g}, seed {s}" for s in seeds]
@@ -232,10 +204,11 @@ with tabs[1]:
             show_table(table, key="gen_sbs_table", name="side-by-side", hide_index=True, width="stretch")
 
 with tabs[2]:
-    if tabs[2].open is not False:
+    if tabs[2].open:
         c1, c2 = st.columns([3, 1])
-        temps = sorted(c1.multiselect("Temperatures", TEMPS, key="gen_sweep_temps"))
-        k = c2.slider("Tokens", 3, 30, key="gen_sweep_k")
+        temps = sorted(controls.multiselect(c1, "Temperatures", TEMPS, key="gen_sweep_temps",
+                                            default=[0.2, 0.5, 0.8, 1.0, 1.5, 2.0]))
+        k = controls.slider(c2, "Tokens", 3, 30, key="gen_sweep_k", default=10)
         if temps:
             top_ids, table = temperature_sweep(t.next_logits, temps, int(k))
             show_figure(temperature_figure(display_tokens(lm, top_ids), temps, table,

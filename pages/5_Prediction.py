@@ -14,7 +14,8 @@ from core.prediction import (
     token_probs_through_layers, top_neurons,
 )
 from core.tokens import display_tokens
-from ui.shell import md_escape, setup_trace_page, show_figure, show_table, url_state
+from ui import controls
+from ui.shell import md_escape, setup_trace_page, show_figure, show_table
 from viz.attention import head_figure
 from viz.common import esc, figure_label
 from viz.prediction import (
@@ -32,23 +33,20 @@ lm, t = setup_trace_page(
 )
 ss = st.session_state
 label = figure_label(lm.label, t.prompt)
-url_state({"pred_pos": (int, t.n_tokens - 1), "pred_layer": (int, lm.n_layer - 1), "pred_head": (int, 0),
-           "pred_neuron": (int, 0)})
 d_mlp = mlp_width(lm)
-for key, n in (("pred_pos", t.n_tokens), ("pred_layer", lm.n_layer), ("pred_head", lm.n_head), ("pred_neuron", d_mlp)):
-    ss[key] = min(max(int(ss[key]), 0), n - 1)
-pos = st.selectbox("Position (the prediction after this token)", range(t.n_tokens), key="pred_pos",
-                   format_func=lambda i: f"{i}: {t.tokens[i]}")
+# Every control is in the link (ui.controls); a position, layer or neuron the model or prompt lacks goes to the nearest.
+pos = controls.selectbox(st, "Position (the prediction after this token)", range(t.n_tokens), key="pred_pos",
+                         default=t.n_tokens - 1, format_func=lambda i: f"{i}: {t.tokens[i]}")
 top_id = int(t.top_ids[pos, 0])
-typed = st.text_input("Token to explain (empty: GPT-2's top prediction here)", key="pred_token",
-                      placeholder=display_tokens(lm, [top_id])[0])
+typed = controls.text_input(st, "Token to explain (empty: GPT-2's top prediction here)", key="pred_token",
+                            placeholder=display_tokens(lm, [top_id])[0])
 try:
     target = single_token(lm, typed) if typed else top_id
 except ValueError as e:
     st.warning(str(e))
     target = top_id
 name = display_tokens(lm, [target])[0]
-tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="pred_view", on_change="rerun")))
+tabs = controls.tabs(VIEWS, key="pred_view")
 
 
 def open_neuron(layer: int, neuron: int) -> None:
@@ -62,9 +60,10 @@ with tabs["Logit lens"]:
                    "sure it is, or the probability of the token that actually comes next.")
         start = max(0, min(pos - WINDOW // 2, t.n_tokens - WINDOW))
         if t.n_tokens > WINDOW:
-            start = st.slider("First position shown", 0, t.n_tokens - WINDOW, start, key="pred_lens_start")
+            start = controls.slider(st, "First position shown", 0, t.n_tokens - WINDOW, key="pred_lens_start",
+                                    default=start)
         positions = np.arange(start, min(start + WINDOW, t.n_tokens))
-        colour_by = st.radio("Colour by", ["top", "next", "typed"], horizontal=True, key="pred_lens_colour",
+        colour_by = controls.radio(st, "Colour by", ["top", "next", "typed"], horizontal=True, key="pred_lens_colour",
                              format_func={"top": "probability of the top token", "next": "probability of the actual "
                                           "next token", "typed": f"probability of {name}"}.get)
         lens = cached_lens(lm, t, positions, 5, target if colour_by == "typed" else None)
@@ -82,7 +81,7 @@ with tabs["Attribution"]:
         st.caption(f"How much each head, each MLP and the embeddings push the logit of {md_escape(name)} after "
                    f"position {pos} (direct logit attribution: each part of the final residual read through ln_f, with "
                    "its scale frozen, and the unembedding). The parts add up to the logit itself.")
-        other = st.text_input("Minus a second token (logit difference; empty: none)", key="pred_minus")
+        other = controls.text_input(st, "Minus a second token (logit difference; empty: none)", key="pred_minus")
         try:
             minus = single_token(lm, other) if other else None
         except ValueError as e:
@@ -99,7 +98,7 @@ with tabs["Attribution"]:
         top3 = [tuple(int(i) for i in np.unravel_index(k, a.heads.shape)) for k in np.argsort(-a.heads, axis=None)[:3]]
         if st.button(f"Knock out the 3 heads that push it most ({', '.join(f'L{L}.H{h}' for L, h in top3)}) in "
                      "Experiments", key="pred_to_experiments"):
-            ss.update(_exp_heads=top3, exp_view="Knock out parts")
+            ss.update(exp_heads=top3, exp_view="Knock out parts")
             st.switch_page("pages/6_Experiments.py")
         table = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
         show_table(table, "pred_neuron_table", name="neurons-by-attribution", hide_index=True, width="stretch",
@@ -115,14 +114,14 @@ with tabs["Neurons"]:
         st.caption("The MLP neurons most active on the prompt in one layer, their activation token by token, and what "
                    "one neuron writes: the tokens its output row pushes up and down when read through the unembedding.")
         c1, c2, c3 = st.columns(3)
-        layer = c1.selectbox("Layer", range(lm.n_layer), key="pred_layer")
-        where = c2.radio("Most active", ["here", "anywhere"], key="pred_neuron_where", horizontal=True,
+        layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
+        where = controls.radio(c2, "Most active", ["here", "anywhere"], key="pred_neuron_where", horizontal=True,
                          format_func=lambda w: f"at position {pos}" if w == "here" else "at any position")
         ids, acts = top_neurons(t, layer, pos if where == "here" else None, 16)
         show_figure(neuron_strip_figure(neuron_activations(t, layer, ids), ids.tolist(), layer, t.tokens,
                                         f"Layer {layer}'s most active neurons across the prompt · {label}"),
                     key="pred_neuron_strip")
-        neuron = c3.number_input("Neuron", 0, d_mlp - 1, key="pred_neuron")
+        neuron = controls.number_input(c3, "Neuron", 0, d_mlp - 1, key="pred_neuron")
         up, up_v, down, down_v = neuron_top_tokens(lm, layer, int(neuron), 12)
         show_figure(pushes_figure(display_tokens(lm, up), up_v, display_tokens(lm, down), down_v,
                                   f"What neuron {neuron} of layer {layer} writes (W_out · W_U) · {esc(lm.label)}",
@@ -133,8 +132,8 @@ with tabs["What a head writes"]:
         st.caption(f"One head's output at position {pos}, read through ln_f and the unembedding: the tokens it pushes "
                    "up and down there, beside the pattern that decided what it reads.")
         c1, c2 = st.columns(2)
-        layer = c1.selectbox("Layer", range(lm.n_layer), key="pred_layer")
-        head = c2.selectbox("Head", range(lm.n_head), key="pred_head")
+        layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
+        head = controls.selectbox(c2, "Head", range(lm.n_head), key="pred_head")
         up, up_v, down, down_v = head_writes(lm, t, layer, head, pos, 12)
         left, right = st.columns(2)
         with left:
@@ -154,7 +153,8 @@ with tabs["Contribution graph"]:
                    "above it (blue: attention from that position, grey: the residual's own path, orange: the MLP). "
                    "Lower the threshold to see more routes. Share = how close the part is to the whole (Ferrando & "
                    "Voita, 2024).")
-        threshold = st.slider("Threshold (share of a state)", 0.01, 0.5, 0.04, 0.01, key="pred_graph_threshold")
+        threshold = controls.slider(st, "Threshold (share of a state)", 0.01, 0.5, key="pred_graph_threshold",
+                                    default=0.04, step=0.01)
         edges = contribution_graph(lm, t, pos, threshold)
         show_figure(contribution_graph_figure(edges, t.tokens, lm.n_layer, pos,
                                               f"Contribution graph after “{esc(t.tokens[pos])}” · {label}"),

@@ -17,7 +17,9 @@ from core.prediction import cached_lens
 from core.tokens import display_tokens
 from core.trace import trace_ids
 from ui.progress import layer_by_layer
-from ui.shell import get_trace, md_escape, setup_trace_page, show_figure, show_table, trace_cache, url_state
+from ui import controls
+from ui.shell import get_trace, md_escape, setup_trace_page, show_figure, show_table, trace_cache
+from ui.state import kept_value
 from viz.common import esc, figure_label, format_prob
 from viz.experiments import (
     before_after_figure, pattern_difference_figure, patching_figure, scan_figure, surprisal_change_figure,
@@ -39,19 +41,8 @@ lm, t = setup_trace_page(
 ss = st.session_state
 label = figure_label(lm.label, t.prompt)
 
-
-def kept(key: str, default=None) -> dict:
-    """Widget kwargs whose value survives the tabs: Streamlit forgets the state of a widget that
-    a run does not draw (a closed tab), so the value also lives under "_<key>"."""
-    ss.setdefault(f"_{key}", ss.get(key, default))
-    ss[key] = ss[f"_{key}"]
-    return dict(key=key, on_change=lambda: ss.__setitem__(f"_{key}", ss[key]))
-
-
-url_state({"exp_other": (str, PAIRS["Eiffel Tower / Colosseum"][1]), "exp_mode": (str, "zero")})
-if ss["exp_mode"] not in ("zero", "mean"):
-    ss["exp_mode"] = "zero"
-mode = st.radio("Knock out by setting the part's output to", ["zero", "mean"], key="exp_mode", horizontal=True,
+# Every control is in the link and survives the tabs that do not draw it (ui.controls).
+mode = controls.radio(st, "Knock out by setting the part's output to", ["zero", "mean"], key="exp_mode", horizontal=True,
                 format_func=lambda m: "zero" if m == "zero" else "its mean over the prompt's positions",
                 help="Zero removes the part entirely; the mean keeps its average contribution and removes only what "
                      "depends on this prompt's tokens (usually the gentler, fairer test).")
@@ -61,10 +52,10 @@ def add_clicked_head() -> None:
     points = ss["exp_scan_chart"].selection.get("points", [])
     if points:
         cell = (int(round(points[0]["y"])), int(round(points[0]["x"])))
-        ss["_exp_heads"] = sorted(set(ss.get("_exp_heads", [])) | {cell})
+        ss["exp_heads"] = sorted(set(map(tuple, ss.get("exp_heads", kept_value("exp_heads", [])))) | {cell})
 
 
-tabs = dict(zip(VIEWS, st.tabs(VIEWS, key="exp_view", on_change="rerun")))
+tabs = controls.tabs(VIEWS, key="exp_view")
 
 with tabs["Knock out parts"]:
     if tabs["Knock out parts"].open:
@@ -73,12 +64,10 @@ with tabs["Knock out parts"]:
                    "the prompt, how much harder (up) or easier (down) it became to predict.")
         c1, c2, c3 = st.columns([3, 2, 2])
         cells = [(L, h) for L in range(lm.n_layer) for h in range(lm.n_head)]
-        ss["_exp_heads"] = [c for c in ss.get("_exp_heads", []) if c in cells]  # a smaller model: drop what is gone
-        heads = c1.multiselect("Attention heads", cells, format_func=lambda c: f"layer {c[0]}, head {c[1]}",
-                               **kept("exp_heads", []))
-        ss["_exp_mlps"] = [L for L in ss.get("_exp_mlps", []) if L < lm.n_layer]
-        mlps = c2.multiselect("Whole MLP layers", list(range(lm.n_layer)), **kept("exp_mlps", []))
-        neuron_text = c3.text_input("MLP neurons (layer:neuron, …)", placeholder="0:17, 5:300", **kept("exp_neurons", ""))
+        heads = controls.multiselect(c1, "Attention heads", cells, key="exp_heads",
+                                     format_func=lambda c: f"layer {c[0]}, head {c[1]}")
+        mlps = controls.multiselect(c2, "Whole MLP layers", list(range(lm.n_layer)), key="exp_mlps")
+        neuron_text = controls.text_input(c3, "MLP neurons (layer:neuron, …)", key="exp_neurons", placeholder="0:17, 5:300")
         neurons, bad = [], []
         for part in filter(None, (p.strip() for p in neuron_text.split(","))):
             layer_s, _, neuron_s = part.partition(":")
@@ -113,8 +102,8 @@ with tabs["Which parts matter"]:
                    "log-probability of one next token changes: blue cells helped GPT-2 predict it, red ones held it "
                    "back. All heads of a layer run as one batched forward.")
         top = display_tokens(lm, [int(t.top_ids[-1, 0])])[0]
-        typed = st.text_input("Next token to explain (empty: GPT-2's top prediction)", placeholder=top,
-                              **kept("exp_target", ""))
+        typed = controls.text_input(st, "Next token to explain (empty: GPT-2's top prediction)", key="exp_target",
+                                    placeholder=top)
         try:
             target = single_token(lm, typed) if typed else int(t.top_ids[-1, 0])
         except ValueError as e:
@@ -134,14 +123,15 @@ with tabs["Which parts matter"]:
 
 
 def other_trace():
-    st.text_input("Second prompt", help="Compared with the sidebar's prompt.", **kept("exp_other"))
+    other = controls.text_input(st, "Second prompt", key="exp_other", default=PAIRS["Eiffel Tower / Colosseum"][1],
+                                max_chars=2000, help="Compared with the sidebar's prompt.")
     cols = st.columns(len(PAIRS))
     for col, (pair, (first, second)) in zip(cols, PAIRS.items()):
-        col.button(pair, key=f"exp_pair_{pair}", on_click=ss.update, args=({"prompt": first, "_exp_other": second},))
-    if not ss["exp_other"].strip():
+        col.button(pair, key=f"exp_pair_{pair}", on_click=ss.update, args=({"prompt": first, "exp_other": second},))
+    if not other.strip():
         st.info("Type a second prompt to compare with.")
         st.stop()
-    return get_trace(lm, ss["exp_other"])
+    return get_trace(lm, other)
 
 
 with tabs["Two prompts"]:
@@ -171,10 +161,8 @@ with tabs["Two prompts"]:
                     "position needs the same number.")
         else:
             c1, c2 = st.columns(2)
-            ss["_exp_layer"] = min(ss.get("_exp_layer", 0), lm.n_layer - 1)
-            ss["_exp_head"] = min(ss.get("_exp_head", 0), lm.n_head - 1)
-            layer = c1.selectbox("Layer", range(lm.n_layer), **kept("exp_layer", 0))
-            head = c2.selectbox("Head", range(lm.n_head), **kept("exp_head", 0))
+            layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="exp_layer")
+            head = controls.selectbox(c2, "Head", range(lm.n_head), key="exp_head")
             show_figure(pattern_difference_figure(t.pattern(layer, head), t2.pattern(layer, head), t.tokens, t2.tokens,
                                                   f"Layer {layer}, head {head}: first prompt's pattern minus the "
                                                   f"second's · {esc(lm.label)}"), key="exp_pattern_diff")
@@ -190,12 +178,12 @@ with tabs["Patching"]:
             st.warning(f"The clean prompt has {t.n_tokens} tokens and the corrupted one {t2.n_tokens}: patching copies "
                        "activations position by position, so they must match. Pick another pair, or pad the shorter "
                        "one with GPT-2's <|endoftext|> token at the start.")
-            if not st.toggle("Pad the shorter prompt at the start", key="exp_pad"):
+            if not controls.toggle(st, "Pad the shorter prompt at the start", key="exp_pad"):
                 st.stop()
             a, b = pad_to_same_length(lm, t.token_ids.tolist(), t2.token_ids.tolist())
             clean = trace_ids(lm, a, prompt=t.prompt, cache=trace_cache())
             corrupted = trace_ids(lm, b, prompt=t2.prompt, cache=trace_cache())
-        what = st.radio("Patch", ["resid", "head"], horizontal=True, **kept("exp_patch_what", "resid"),
+        what = controls.radio(st, "Patch", ["resid", "head"], key="exp_patch_what", horizontal=True,
                         format_func=lambda w: "the residual stream, layer × position" if w == "resid"
                         else "each head's output, layer × head")
         try:

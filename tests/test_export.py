@@ -126,6 +126,8 @@ def test_batch_export_writes_the_standard_set(tiny_model_dir, tmp_path):
     assert any(f.startswith("next-token-top10") for f in csvs) and any(f.startswith("attention-layer1-all-heads") for f in csvs)
     assert any(f.startswith("weights-block0-w-o-moving-average") for f in csvs)
     assert any(f.startswith("prediction-logit-lens") for f in csvs) and any(f.startswith("prediction-attribution") for f in csvs)
+    graph = [f for f in csvs if f.startswith("prediction-contribution-graph")]
+    assert graph and len((tmp_path / graph[0]).read_text().splitlines()) > 2  # its edges, not an empty figure
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", f) for f in files)
 
 

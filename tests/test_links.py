@@ -143,7 +143,8 @@ def test_switching_models_many_times_keeps_at_most_max_models_alive(tiny_env, ch
 
 # ---- values a link gets wrong are corrected, in the address bar too -------------------------------
 def test_out_of_range_attention_values_are_corrected_in_the_link(tiny_env, tiny_lm):
-    at = app(ATTENTION, attn_layer="999", attn_head="-5", attn_focus_pos="12345", attn_colour="rainbow")
+    at = app(ATTENTION, attn_layer="999", attn_head="-5", attn_focus_pos="12345", attn_colour="rainbow",
+             attn_view="Token focus")
     assert at.selectbox(key="attn_layer").value == tiny_lm.n_layer - 1
     assert at.selectbox(key="attn_head").value == 0
     assert query(at, "attn_layer") == str(tiny_lm.n_layer - 1) and query(at, "attn_head") == "0"
@@ -151,10 +152,20 @@ def test_out_of_range_attention_values_are_corrected_in_the_link(tiny_env, tiny_
     assert query(at, "attn_focus_pos") == str(n_tokens - 1) and query(at, "attn_colour") == "stretch"
 
 
+def test_a_link_keeps_only_the_controls_of_the_view_on_screen(tiny_env):
+    """Controls the page does not draw (another tab's, a misspelt one) leave the address bar on the
+    next run, so a copied link holds the view on screen as the page corrected it."""
+    at = app(ATTENTION, attn_focus_pos="12345", attn_colour="log", attn_layr="3")
+    assert query(at, "attn_colour") == "log"
+    at.run()
+    assert query(at, "attn_focus_pos") is None and query(at, "attn_layr") is None
+    assert query(at, "attn_colour") == "log" and query(at, "attn_view") == "Head atlas"
+
+
 def test_out_of_range_embedding_layer_is_corrected_in_the_link(tiny_env, tiny_lm):
-    at = app(EMBEDDINGS, emb_layer="999")
+    at = app(EMBEDDINGS, emb_layer="999", emb_tab="In context")
     assert at.session_state["emb_layer"] == tiny_lm.n_layer and query(at, "emb_layer") == str(tiny_lm.n_layer)
-    at = app(EMBEDDINGS, emb_layer="-3")
+    at = app(EMBEDDINGS, emb_layer="-3", emb_tab="In context")
     assert query(at, "emb_layer") == "0"
 
 

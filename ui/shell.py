@@ -29,7 +29,7 @@ from core.model import (BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_ALLOWED, ENV_MOD
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
 from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
 from ui.state import drop_stale_widget_metadata, persisted
-from ui.url import (MAX_PROMPT_CHARS, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,  # noqa: F401
+from ui.url import (MAX_PROMPT_CHARS, begin_page_run, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,  # noqa: F401
                     set_prompt, url_state, write_shared_state)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -284,6 +284,7 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
     drop_stale_widget_metadata()  # else widgets of pages left behind keep their run's model alive
     _init_state()
     start_page(title)
+    begin_page_run(title)
     with st.sidebar:
         st.markdown("### Inside GPT-2")
         _navigation()

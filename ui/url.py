@@ -28,7 +28,7 @@ from ui.state import remember
 MAX_PROMPT_IN_URL = 2000  # characters; longer prompts are not put in links
 MAX_PROMPT_CHARS = 50_000  # a pasted book stops here; 1,024 GPT-2 tokens are ~4,000 English characters
 BUNDLED_IN_URL = "mini-gpt2-kjv"  # the bundled model's name in links, wherever the repository lives
-SHARED = {"prompt": "prompt", "model": "model_name", "keep": "keep"}  # URL name -> session key
+FIGURE_STYLES = ("normal", "slides", "dark")  # the sidebar's figure style (ui.figures.STYLES), shared by every page
 
 
 def _parse(parser: Callable[[str], Any], raw: str):
@@ -73,7 +73,7 @@ def prompt_cut_notice() -> str | None:
 
 # ---- prompt, model and kept end -----------------------------------------------------------------
 def seed_shared_state() -> None:
-    """Once per browser session: prompt, model and kept end from the URL, if given. A model the
+    """Once per browser session: prompt, model, kept end and figure style from the URL, if given. A model the
     operator does not allow is not taken: its name waits under `_link_model_refused`."""
     ss = st.session_state
     if ss.get("_url_seeded"):
@@ -82,6 +82,8 @@ def seed_shared_state() -> None:
     q = st.query_params
     if q.get("keep") in ("first", "last"):
         ss["keep"] = q["keep"]
+    if q.get("style") in FIGURE_STYLES:
+        ss["style"] = q["style"]
     if "prompt" in q:
         set_prompt(q["prompt"])
     name = q.get("model", "").strip()
@@ -103,10 +105,11 @@ def write_shared_state() -> None:
         del q["prompt"]
     name = ss.get("model_name", "")
     q["model"] = BUNDLED_IN_URL if name and name == bundled_model_dir() else name
-    if ss.get("keep", "first") != "first":
-        q["keep"] = ss["keep"]
-    elif "keep" in q:
-        del q["keep"]
+    for key, default in (("keep", "first"), ("style", "normal")):  # written only when not the default
+        if ss.get(key, default) != default:
+            q[key] = ss[key]
+        elif key in q:
+            del q[key]
 
 
 # ---- page controls ------------------------------------------------------------------------------
@@ -126,6 +129,38 @@ def corrected(value: Any, accepted: Accepted | None, default: Any) -> Any:
     return value if value in accepted else default
 
 
+def to_link(value: Any) -> str:
+    """A control's value as the link writes it: lists (and tuples in them) as JSON, the rest as str()."""
+    if isinstance(value, (list, tuple)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+LINK_KEYS = ("prompt", "model", "keep", "style")  # in every page's link; the rest are the page's controls
+_DRAWN = "_url_drawn"
+
+
+def begin_page_run(page: str) -> None:
+    """At the start of a page's run: drop from the address bar the controls the page's previous
+    run did not draw (another tab's, or a hand-edited link's unknown or misspelt ones), so a
+    copied link holds just the view on screen, each value as the page corrected it; after a
+    switch from another page, that page's controls. The session's first run keeps the link's
+    values, for the controls the page draws later (an open tab's)."""
+    ss = st.session_state
+    last = ss.get(_DRAWN)
+    if last is not None:
+        q = st.query_params
+        if last["page"] == page:
+            stale = [k for k in q if k not in LINK_KEYS and k not in last["keys"]]
+        else:  # the person came from another page: its controls are not this page's
+            stale = [k for k in q if k in last["keys"]]
+        for key in stale:
+            del q[key]
+    ss[_DRAWN] = {"page": page, "keys": set()}
+
+
 def url_state(spec: Spec) -> None:
     """Seed page widgets' state from the URL (first visit), from what a stopped run dropped, or
     from defaults; correct values outside what is accepted; mirror the result back to the URL."""
@@ -134,6 +169,9 @@ def url_state(spec: Spec) -> None:
     first_visit = not ss.get(page_key)
     ss[page_key] = True
     q = st.query_params
+    drawn = ss.get(_DRAWN)
+    if drawn is not None:
+        drawn["keys"].update(spec)
     remember(*spec)  # values Streamlit dropped while a run stopped before these widgets come back
     for key, (parser, default, *accepted) in spec.items():
         value = _parse(parser, q[key]) if first_visit and key in q else None
@@ -143,7 +181,7 @@ def url_state(spec: Spec) -> None:
             ss[key] = default
         ss[key] = corrected(ss[key], accepted[0] if accepted else None, default)
         remember(key)
-        q[key] = str(ss[key])
+        q[key] = to_link(ss[key])
 
 
 def prompt_too_long_for_links() -> bool:

@@ -2,7 +2,8 @@
 
 These are the essay's figures: the top-k next-token table, the rank plot, surprisal,
 block 1's attention heads (the essay counts blocks from 1; we label from 0), the head
-atlas, and the 768×768 weight matrix of a fully connected layer with its 64×64 moving
+atlas, the logit lens, direct logit attribution and the contribution graph of the
+last position, and the 768×768 weight matrix of a fully connected layer with its 64×64 moving
 average. Built from core's outputs with the same builders the pages use.
 """
 from __future__ import annotations
@@ -53,6 +54,14 @@ def standard_figures(lm, t) -> dict[str, go.Figure]:
     figs["prediction-attribution"] = attribution_figure(
         a.heads, a.mlp, a.attn_bias, a.embed, a.pos_embed, a.ln_bias,
         f"Who pushes logit({esc(display_tokens(lm, [top])[0])}) · {label}")
+
+    from core.contributions import contribution_graph
+
+    from .contributions import contribution_graph_figure
+
+    edges = contribution_graph(lm, t, t.n_tokens - 1, 0.04)
+    figs["prediction-contribution-graph"] = contribution_graph_figure(
+        edges, t.tokens, lm.n_layer, t.n_tokens - 1, f"Contribution graph after “{esc(t.tokens[-1])}” · {label}")
 
     w, rows, cols = get_matrix(lm, 0, "W_O")  # a fully connected layer of d_model x d_model
     raw = view_grid(w, "raw")

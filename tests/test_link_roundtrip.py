@@ -1,0 +1,160 @@
+"""A copied link reopens the same view: every control of every page and tab, round-tripped.
+
+For each view, every control is set to a value other than its default (as a person would
+click them); the address bar is then opened in a fresh session, which must show the same
+tab with the same value in every control. The test also holds the list of controls to the
+page: a control drawn on a view but not listed here fails it, so a new control cannot be
+added without going into the link (ui.controls) and into this test.
+"""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT
+
+TIMEOUT = 120
+INPUTS = ("selectbox", "radio", "slider", "number_input", "checkbox", "toggle", "text_input", "text_area", "multiselect",
+          "select_slider")
+# Widgets that are not controls of the view, and why they stay out of the link.
+NOT_IN_LINK = {
+    "attn_atlas_pick": "a one-off picker: choosing a head opens it (sets layer, head and tab, which are in the link)",
+    "pred_neuron_pick": "a one-off picker: its button opens the neuron (sets layer and neuron, which are in the link)",
+    "sidebar_png_width": "export size, not what is drawn", "sidebar_png_height": "export size",
+    "sidebar_png_scale": "export size",
+    "sidebar_model": "in the link as model=", "sidebar_model_path": "in the link as model=",
+    "sidebar_prompt": "in the link as prompt=", "sidebar_keep": "in the link as keep=", "sidebar_style": "in the link as style=",
+}
+# Controls a case keeps at their default because the view needs it (sampling's controls show for
+# "sample", the default); another case sets them otherwise.
+NEEDED_AT_DEFAULT = {"gen_method"}
+PROMPT = "The cat sat on the mat"
+
+A, P, E, W, G, X = ("pages/1_Attention.py", "pages/5_Prediction.py", "pages/2_Embeddings.py", "pages/3_Weights.py",
+                    "pages/4_Generation.py", "pages/6_Experiments.py")
+ATTN = {"attn_layer": 1, "attn_head": 2, "attn_colour": "log"}
+GEN_SAMPLE = {"gen_method": "sample", "gen_tokens": 7, "gen_temperature": 1.3, "gen_top_k": 5, "gen_top_p": 0.9,
+              "gen_seed": 3, "gen_stop_eos": False}
+WEIGHTS = {"weights_param": "W_V", "weights_block": 1, "weights_head": 1}
+PRED = {"pred_pos": 3, "pred_token": "e"}
+# (page, prompt, tab key and tab, {control: a value other than its default})
+CASES = [
+    ("app.py", PROMPT, None, None, {"next_k": 7}),
+    (A, PROMPT, "attn_view", "Head atlas", {**ATTN, "attn_metric": "first"}),
+    (A, PROMPT, "attn_view", "One layer, all heads", ATTN),
+    (A, PROMPT, "attn_view", "One head", {**ATTN, "attn_scores": True}),
+    (A, PROMPT, "attn_view", "One head across layers", ATTN),
+    (A, PROMPT, "attn_view", "Token focus", {**ATTN, "attn_focus_pos": 3, "attn_focus_heads": "one"}),
+    (E, "hello " * 140, "emb_tab", "The prompt's embeddings", {"emb_start": 5}),
+    (E, PROMPT, "emb_tab", "Positions", {}),
+    (E, PROMPT, "emb_tab", "Word vectors", {"emb_words": "dog, cat, chair", "emb_leading": False,
+                                            "emb_nn_word": "chair"}),
+    (E, PROMPT, "emb_tab", "Meaning space", {"emb_groups": "a: cat, dog\nb: red, blue", "emb_method": "pca", "emb_dims": 3,
+                                             "emb_map_leading": False}),
+    (E, PROMPT, "emb_tab", "Whole vocabulary", {"emb_vocab_table": "positions"}),
+    (E, PROMPT, "emb_tab", "In context", {"emb_layer": 0, "emb_skip_first": False}),
+    (W, PROMPT, "weights_tab", "Matrix", WEIGHTS),
+    (W, PROMPT, "weights_tab", "Smoothed", {**WEIGHTS, "weights_window": 3}),
+    (W, PROMPT, "weights_tab", "Across blocks", {**WEIGHTS, "weights_log": True}),
+    (W, PROMPT, "weights_tab", "All parameters", WEIGHTS),
+    (W, PROMPT, "weights_tab", "Spectrum", WEIGHTS),
+    (G, PROMPT, "gen_tab", "Step by step", GEN_SAMPLE),
+    (G, PROMPT, "gen_tab", "Step by step", {"gen_method": "beam", "gen_tokens": 9, "gen_beams": 3,
+                                            "gen_length_penalty": 0.5, "gen_early_stopping": "never"}),
+    (G, PROMPT, "gen_tab", "Side by side", {**GEN_SAMPLE, "gen_sbs_runs": 2, "gen_sbs_temperature": 1.1,
+                                            "gen_sbs_tokens": 5, "gen_sbs_seed": 4}),
+    (G, PROMPT, "gen_tab", "Temperature", {**GEN_SAMPLE, "gen_sweep_temps": [0.5, 1.5], "gen_sweep_k": 5}),
+    (P, PROMPT, "pred_view", "Logit lens", {**PRED, "pred_lens_colour": "next"}),
+    (P, "hello " * 40, "pred_view", "Logit lens", {**PRED, "pred_lens_colour": "typed", "pred_lens_start": 7}),
+    (P, PROMPT, "pred_view", "Attribution", {**PRED, "pred_minus": " a"}),
+    (P, PROMPT, "pred_view", "Neurons", {**PRED, "pred_layer": 0, "pred_neuron_where": "anywhere", "pred_neuron": 5}),
+    (P, PROMPT, "pred_view", "What a head writes", {**PRED, "pred_layer": 0, "pred_head": 1}),
+    (P, PROMPT, "pred_view", "Contribution graph", {**PRED, "pred_graph_threshold": 0.1}),
+    (X, PROMPT, "exp_view", "Knock out parts", {"exp_mode": "mean", "exp_heads": [(0, 1), (1, 3)], "exp_mlps": [1],
+                                                "exp_neurons": "0:3"}),
+    (X, PROMPT, "exp_view", "Which parts matter", {"exp_mode": "mean", "exp_target": "e"}),
+    (X, PROMPT, "exp_view", "Two prompts", {"exp_mode": "mean", "exp_other": "The dog sat on the mat", "exp_layer": 1,
+                                            "exp_head": 2}),
+    (X, PROMPT, "exp_view", "Patching", {"exp_mode": "mean", "exp_other": "The dog sat on the mat",
+                                         "exp_patch_what": "head"}),
+    (X, PROMPT, "exp_view", "Patching", {"exp_mode": "mean", "exp_other": "A big dog sat on the old mat", "exp_pad": True,
+                                         "exp_patch_what": "head"}),
+]
+
+
+def open_view(page: str, prompt: str | None = None, state: dict | None = None, query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if query is not None:
+        at.query_params.update(query)
+    if prompt is not None:
+        at.session_state["prompt"] = prompt
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    at.run()
+    if page != "app.py":
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def controls_on_screen(at: AppTest) -> dict:
+    found = {}
+    for kind in INPUTS:
+        for widget in getattr(at, kind):
+            if widget.key and widget.key not in NOT_IN_LINK:
+                found[widget.key] = widget.value
+    return found
+
+
+def link_of(at: AppTest) -> dict:
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+
+
+def same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(float(a) - float(b)) < 1e-9
+    if isinstance(a, list):
+        return [tuple(x) if isinstance(x, list) else x for x in a] == [tuple(x) if isinstance(x, list) else x for x in b]
+    return a == b
+
+
+@pytest.mark.parametrize("page, prompt, tab_key, tab, values", CASES,
+                         ids=[f"{c[0].split('/')[-1][:-3]}-{c[3] or 'page'}-{i}" for i, c in enumerate(CASES)])
+def test_every_control_of_every_view_survives_a_copied_link(tiny_env, page, prompt, tab_key, tab, values):
+    state = {**values, **({tab_key: tab} if tab_key else {})}
+    at = open_view(page, prompt, state)
+    shown = controls_on_screen(at)
+    assert set(shown) == set(values), "controls on screen that this test (and maybe the link) does not know: " \
+        f"{sorted(set(shown) - set(values))}; listed but not drawn: {sorted(set(values) - set(shown))}"
+    for key, value in values.items():
+        assert same(shown[key], value), f"{key}: the page shows {shown[key]!r}, the test set {value!r}"
+    link = link_of(at)
+    assert set(values) <= set(link), f"not in the link: {sorted(set(values) - set(link))}"
+    others = [k for k in link if k not in values and k not in (tab_key, "prompt", "model")]
+    assert not others, f"in the link but not controls of this view: {others}"
+    if tab_key:
+        assert link[tab_key] == tab
+
+    fresh = open_view(page, query=link)  # the link pasted into a new browser session
+    reopened = controls_on_screen(fresh)
+    for key, value in values.items():
+        assert same(reopened.get(key), value), f"{key}: the link reopened as {reopened.get(key)!r}, not {value!r}"
+    if tab_key:
+        assert fresh.session_state[tab_key] == tab
+    assert link_of(fresh) == link  # nothing lost or rewritten on the way
+
+    default = controls_on_screen(open_view(page, prompt, {tab_key: tab} if tab_key else {}))
+    unchanged = [k for k in values if same(default.get(k), values[k]) and k not in NEEDED_AT_DEFAULT]
+    assert not unchanged, f"these controls were left at their default, so the test shows nothing for them: {unchanged}"
+
+
+def test_the_figure_style_and_the_kept_end_are_in_the_link(tiny_env):
+    at = open_view("pages/1_Attention.py", PROMPT, {"style": "dark", "keep": "last"})
+    link = link_of(at)
+    assert link["style"] == "dark" and link["keep"] == "last"
+    fresh = open_view("pages/1_Attention.py", query=link)
+    assert fresh.sidebar.radio(key="sidebar_style").value == "dark"
+    assert fresh.session_state["keep"] == "last"
+    assert "style" not in link_of(open_view("pages/1_Attention.py", PROMPT))  # the default stays out of links

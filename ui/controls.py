@@ -1,0 +1,164 @@
+"""Page controls that are always in the link: one call draws a widget and mirrors it in the URL.
+
+Every control that changes what a page draws is made here, so a copied link reopens the
+same view (tab, layer, colour scale, threshold, …) and no page can forget one. Each helper
+takes the widget's own bounds or options, so what the URL may set is exactly what the
+widget accepts: `ui.url.url_state` seeds the value from the link on a session's first
+visit, corrects what is out of bounds (an int to the nearest end, anything else to the
+default), keeps it through runs that stop before drawing it, and writes it back to the
+address bar.
+
+    layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="attn_layer")
+    view = controls.tabs(VIEWS, key="attn_view")
+
+A slider or number input whose range has one value (Streamlit refuses min = max) shows
+that value as text instead. Buttons and one-off pickers ("Open a head …") are not
+controls of the view and stay out of the link.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import streamlit as st
+
+from ui.url import url_state
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _bool(raw: str) -> bool | None:
+    return _BOOLS.get(str(raw).strip().lower())
+
+
+def _options_parser(options: Sequence):
+    """The option whose text is the link's text (options are ints, floats, strings or bools)."""
+    by_text = {str(o): o for o in options}
+    by_text.update({json.dumps(o): o for o in options if isinstance(o, (list, tuple))})
+
+    def parse(raw: str):
+        if raw in by_text:
+            return by_text[raw]
+        raise ValueError(raw)
+    return parse
+
+
+def _clip(lo, hi):
+    def clip(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return lo
+        return min(max(value, lo), hi)
+    return clip
+
+
+def _number_parser(kind: type):
+    def parse(raw: str):
+        value = float(raw)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(raw)
+        return int(round(value)) if kind is int else value
+    return parse
+
+
+def _consecutive_ints(options: list) -> bool:
+    return all(type(o) is int for o in options) and options == list(range(options[0], options[0] + len(options)))
+
+
+def _choose(where, widget: str, label: str, options, key: str, default, kwargs: dict):
+    options = list(options)
+    if not options:
+        return None
+    default = options[0] if default is None or default not in options else default
+    if _consecutive_ints(options):  # a layer, head or position: one out of range goes to the nearest end
+        url_state({key: (_number_parser(int), default, range(options[0], options[-1] + 1))})
+    else:
+        url_state({key: (_options_parser(options), default, options)})
+    return getattr(where, widget)(label, options, key=key, **kwargs)
+
+
+def selectbox(where, label: str, options, *, key: str, default: Any = None, **kwargs):
+    """st.selectbox in the link (the option's text); default: the first option."""
+    return _choose(where, "selectbox", label, options, key, default, kwargs)
+
+
+def radio(where, label: str, options, *, key: str, default: Any = None, **kwargs):
+    return _choose(where, "radio", label, options, key, default, kwargs)
+
+
+def tabs(labels: Sequence[str], *, key: str, default: str | None = None):
+    """st.tabs whose open tab is in the link; returns {label: tab}. Draw a tab's contents only
+    when `tabs[label].open`, so closed tabs cost nothing."""
+    labels = list(labels)
+    url_state({key: (_options_parser(labels), default or labels[0], labels)})
+    return dict(zip(labels, st.tabs(labels, key=key, on_change="rerun")))
+
+
+def _ranged(where, widget: str, label: str, lo, hi, key: str, default, kwargs: dict):
+    kind = float if any(isinstance(v, float) for v in (lo, hi, default, kwargs.get("step"))) else int
+    lo, hi = kind(lo), kind(max(hi, lo))
+    default = _clip(lo, hi)(kind(lo if default is None else default))
+    url_state({key: (_number_parser(kind), default, _clip(lo, hi))})
+    if hi <= lo:
+        where.caption(f"{label}: {lo} (the only possible value)")
+        return lo
+    return getattr(where, widget)(label, lo, hi, key=key, **kwargs)
+
+
+def slider(where, label: str, lo, hi, *, key: str, default=None, **kwargs):
+    """st.slider over [lo, hi] in the link; ints unless a bound, the default or the step is a float."""
+    return _ranged(where, "slider", label, lo, hi, key, default, kwargs)
+
+
+def number_input(where, label: str, lo, hi, *, key: str, default=None, **kwargs):
+    return _ranged(where, "number_input", label, lo, hi, key, default, kwargs)
+
+
+def toggle(where, label: str, *, key: str, default: bool = False, **kwargs) -> bool:
+    url_state({key: (_bool, bool(default), (True, False))})
+    return where.toggle(label, key=key, **kwargs)
+
+
+def checkbox(where, label: str, *, key: str, default: bool = False, **kwargs) -> bool:
+    url_state({key: (_bool, bool(default), (True, False))})
+    return where.checkbox(label, key=key, **kwargs)
+
+
+def _text_fits(max_chars: int | None):
+    return (lambda v: v if isinstance(v, str) and (max_chars is None or len(v) <= max_chars) else None)
+
+
+def text_input(where, label: str, *, key: str, default: str = "", max_chars: int | None = 200, **kwargs) -> str:
+    """st.text_input in the link (text longer than max_chars goes back to the default)."""
+    fits = _text_fits(max_chars)
+    url_state({key: (str, default, lambda v: v if fits(v) is not None else default)})
+    return where.text_input(label, key=key, max_chars=max_chars, **kwargs)
+
+
+def text_area(where, label: str, *, key: str, default: str = "", max_chars: int | None = 2000, **kwargs) -> str:
+    fits = _text_fits(max_chars)
+    url_state({key: (str, default, lambda v: v if fits(v) is not None else default)})
+    return where.text_area(label, key=key, max_chars=max_chars, **kwargs)
+
+
+def multiselect(where, label: str, options, *, key: str, default: Sequence = (), **kwargs) -> list:
+    """st.multiselect in the link (a JSON list); values that are not options are dropped."""
+    options = list(options)
+    tuples = any(isinstance(o, tuple) for o in options)
+
+    def parse(raw: str):
+        values = json.loads(raw)
+        if not isinstance(values, list):
+            raise ValueError(raw)
+        return [tuple(v) if tuples and isinstance(v, list) else v for v in values]
+
+    def keep(values):
+        if not isinstance(values, list):
+            return [v for v in default if v in options]
+        seen = []
+        for v in values:
+            if v in options and v not in seen:
+                seen.append(v)
+        return seen
+
+    url_state({key: (parse, [v for v in default if v in options], keep)})
+    return where.multiselect(label, options, key=key, **kwargs)
