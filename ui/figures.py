@@ -125,3 +125,32 @@ def show_table(table, key: str, name: str | None = None, formats: dict | None = 
     st.dataframe(table.style.format(formats) if formats else table, key=key, **dataframe_kwargs)
     st.download_button("Table as CSV", lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
                        mime="text/csv", on_click="ignore", icon=":material/download:")
+
+
+def show(view_or_items) -> None:
+    """Draw what a recipe returned (recipes.View or a list of its items), in order."""
+    from recipes import Figure, Metric, Row, Table, Text, View
+
+    items = view_or_items.items if isinstance(view_or_items, View) else view_or_items
+    for item in items:
+        if isinstance(item, list):
+            show(item)
+        elif isinstance(item, Figure):
+            extra = {"on_select": item.on_select, "selection_mode": item.selection_mode} if item.on_select else {}
+            show_figure(item.fig, key=item.key, name=item.name, **extra)
+        elif isinstance(item, Table):
+            extra = {"height": item.height} if item.height else {}
+            show_table(item.data, item.key, name=item.name, formats=item.formats, hide_index=True, width="stretch", **extra)
+        elif isinstance(item, Text):
+            if item.kind == "code":
+                st.code(item.text, language=None, wrap_lines=True)
+            else:
+                getattr(st, item.kind)(item.text)
+        elif isinstance(item, Metric):
+            st.metric(item.label, item.value, help=item.help)
+        elif isinstance(item, Row):
+            for column, content in zip(st.columns(list(item.widths or [1] * len(item.columns))), item.columns):
+                with column:
+                    show(content if isinstance(content, list) else [content])
+        else:
+            raise TypeError(f"cannot show {type(item).__name__}")

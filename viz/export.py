@@ -346,7 +346,7 @@ def _export(args) -> int:
 def _write(args, formats: list[str], out: Path) -> list[str]:
     from core import ModelLoadError, PromptError, load_model, prompt_ids, trace_ids  # the CLI is viz's one model
 
-    from .figure_set import standard_figures
+    from recipes.figure_set import standard_figures
 
     try:
         lm = load_model(args.model)

@@ -1,0 +1,89 @@
+"""Recipes: what each page shows, as plain Python. (model, trace, settings) -> a list of
+titled figures, tables and texts, in the order the page shows them.
+
+A page draws its widgets, calls a recipe with their values and hands the result to
+`ui.figures.show`; the batch exporter (`recipes.figure_set`, `python -m viz.export`) and the
+benchmarks call the same recipes, so a figure is built one way wherever it appears. A
+recipe never imports streamlit: it computes with `core` and draws with `viz`.
+
+Texts are Markdown shown by Streamlit: token text in them goes through `md` (escaped),
+titles of figures through `viz.common.esc`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str  # the widget key, unique on the page
+    fig: Any  # plotly.graph_objects.Figure
+    name: str | None = None  # the exported files' name (default: the figure's title)
+    on_select: Any = None  # for the page: a callback when a point is clicked
+    selection_mode: str | None = None
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str
+    data: Any  # pandas.DataFrame
+    name: str  # the exported CSV's name
+    formats: dict | None = None  # column -> format string or function, for the screen (the CSV keeps the numbers)
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str  # Markdown; escape token text with `md`
+    kind: str = "caption"  # caption, markdown, info, warning, error, subheader, code
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    value: str
+    help: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """Items side by side, one column each (an item may be a list of items)."""
+    columns: Sequence[Any]
+    widths: Sequence[float] | None = None
+
+
+Item = Union[Figure, Table, Text, Metric, Row, list]
+
+
+@dataclass
+class View:
+    """What a recipe returns: the items to show, and any values the page needs besides (a
+    target token, the cells of an atlas in score order, …)."""
+    items: list = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+
+    def add(self, *items: Item) -> "View":
+        self.items.extend(items)
+        return self
+
+    def figures(self) -> dict:
+        """key -> figure, every figure in the view (rows included): for the batch exporter and tests."""
+        out = {}
+
+        def walk(items):
+            for item in items:
+                if isinstance(item, Figure):
+                    out[item.key] = item.fig
+                elif isinstance(item, Row):
+                    walk([c for col in item.columns for c in (col if isinstance(col, list) else [col])])
+                elif isinstance(item, list):
+                    walk(item)
+        walk(self.items)
+        return out
+
+
+def md(text: str) -> str:
+    """Escape text (a token, a prompt) for Markdown, so it is shown as written, never rendered."""
+    specials = "\\`*_{}[]()#+-.!|<>~$"
+    return "".join("\\" + c if c in specials else c for c in text)

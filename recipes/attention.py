@@ -1,0 +1,86 @@
+"""The Attention page's views: the head atlas, one layer's heads, one head (and its scores),
+one head across layers, and one token's focus. Patterns come from the trace's stored
+residuals, one layer (or head) at a time, cached by core."""
+from __future__ import annotations
+
+import numpy as np
+
+from core.attention import HEAD_METRICS, head_across_layers, head_scores, token_focus
+from core.trace import Trace
+from viz.attention import (
+    CELL_BUDGET, COLOUR_SCALES, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure,
+    layer_heads_figure, layer_means_figure, panel_side, scores_figure,
+)
+
+from . import Figure, Row, Text, View
+
+VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
+METRICS = list(HEAD_METRICS)
+
+
+def grid_side(lm) -> int:
+    """Cells a side of each layer's panel in the all-layer grids."""
+    return panel_side(lm.n_layer, PAIR_GRID_CELLS)
+
+
+def picker_note(t: Trace, colour: str) -> str:
+    return (f"{t.n_tokens:,} tokens. Colour: {COLOUR_SCALES[colour]}. Grids of many heads are max-pooled when the "
+            "prompt is long: a cell then shows the strongest weight in its block of tokens. Hover for exact values.")
+
+
+def metric_label(metric: str) -> str:
+    return HEAD_METRICS[metric][0]
+
+
+def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None, scores: np.ndarray | None = None,
+          on_select=None) -> View:
+    """The atlas of one score ([layer, head]; `scores` given for induction and entropy, which
+    the page computes with progress). values["cells"]: (layer, head) best first, with labels."""
+    if scores is None:
+        scores = head_scores(t, with_entropy=False)[metric]
+    name, description = HEAD_METRICS[metric]
+    fig = atlas_figure(scores, model=lm.label, metric=name, description=description, selected=None if layer is None else (layer, head))
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=None)
+    cells = [tuple(int(i) for i in np.unravel_index(k, scores.shape)) for k in order]
+    labels = {c: f"layer {c[0]}, head {c[1]}: {scores[c]:.3f}" for c in cells}
+    return View([Figure("attn_atlas_chart", fig, on_select=on_select, selection_mode="points" if on_select else None)],
+                {"cells": cells, "labels": labels})
+
+
+def layer_heads(lm, t: Trace, layer: int, colour: str) -> View:
+    return View([Figure("attn_layer_heads_chart", layer_heads_figure(t.pattern(layer), t.tokens, model=lm.label,
+                                                                       layer=layer, colour=colour))])
+
+
+def one_head(lm, t: Trace, layer: int, head: int, colour: str, with_scores: bool) -> View:
+    pattern = head_figure(t.pattern(layer, head), t.tokens, model=lm.label, layer=layer, head=head, colour=colour)
+    if not with_scores:
+        return View([Figure("attn_head_chart", pattern)])
+    scores = scores_figure(t.attn_scores(layer, head), t.tokens, model=lm.label, layer=layer, head=head)
+    if 2 * t.n_tokens**2 <= CELL_BUDGET:  # its own key: a chart moved into a column would keep its old width
+        return View([Row([Figure("attn_head_pair_chart", pattern), Figure("attn_scores_chart", scores)])])
+    return View([Text("At this length two full-resolution heads would be too much for the browser; showing the "
+                      "scores alone. Switch the toggle off to see the pattern."), Figure("attn_scores_chart", scores)])
+
+
+def across_layers(lm, t: Trace, head: int, colour: str, summaries: dict | None) -> View:
+    """One head in every layer, and (when the page computed them) each layer's mean pattern."""
+    grids, block = head_across_layers(t, head, grid_side(lm))
+    view = View([Figure("attn_across_chart", head_across_layers_figure(
+        grids, t.tokens, model=lm.label, head=head, cell_budget=PAIR_GRID_CELLS, block=block, colour=colour))])
+    if summaries is not None:
+        view.add(Figure("attn_means_chart", layer_means_figure(summaries["means"], t.tokens, model=lm.label,
+                                                               cell_budget=PAIR_GRID_CELLS, block=summaries["block"],
+                                                               colour=colour)))
+    return view
+
+
+def focus(lm, t: Trace, pos: int, head: int | None) -> View:
+    """Where token `pos` looks (to) and who looks at it (from): one head, or the mean over heads."""
+    to, frm = token_focus(t, pos)
+    view = View()
+    for direction, weights, positions in (("to", to, np.arange(pos + 1)), ("from", frm, np.arange(pos, t.n_tokens))):
+        w = weights[:, head] if head is not None else weights.mean(axis=1, dtype=np.float32)
+        view.add(Figure(f"attn_focus_{direction}_chart",
+                        focus_figure(w, t.tokens, positions, pos, model=lm.label, direction=direction, head=head)))
+    return view

@@ -1,0 +1,157 @@
+"""The views of *Inside the prediction*: logit lens, direct logit attribution, MLP neurons,
+what a head writes, and the contribution graph. All of them read the trace's stored
+residuals and per-layer arrays cached by core; none runs a forward."""
+from __future__ import annotations
+
+import numpy as np
+
+from core.contributions import contribution_graph
+from core.interventions import single_token
+from core.prediction import (
+    cached_lens, direct_logit_attribution, head_writes, neuron_activations, neuron_attribution, neuron_top_tokens,
+    token_probs_through_layers, top_neurons,
+)
+from core.tokens import display_tokens
+from core.trace import Trace
+from viz.attention import head_figure
+from viz.common import esc, figure_label
+from viz.prediction import (
+    attribution_figure, contribution_graph_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure, pushes_figure,
+)
+
+from . import Figure, Metric, Row, Table, Text, View, md
+
+VIEWS = ["Logit lens", "Attribution", "Neurons", "What a head writes", "Contribution graph"]
+WINDOW = 24  # positions the lens grid shows at once
+COLOUR_BY = ["top", "next", "typed"]
+
+
+def top_name(lm, t: Trace, pos: int) -> str:
+    """GPT-2's top prediction after position `pos`, as shown."""
+    return display_tokens(lm, [int(t.top_ids[pos, 0])])[0]
+
+
+def typed_token(lm, t: Trace, pos: int, typed: str) -> View:
+    """The token to explain: the one typed if it is one token, else GPT-2's top prediction at
+    `pos` (with a warning saying why). values: target (id) and name (as shown)."""
+    target = int(t.top_ids[pos, 0])
+    view = View()
+    if typed:
+        try:
+            target = single_token(lm, typed)
+        except ValueError as e:
+            view.add(Text(md(str(e)), "warning"))
+    view.values.update(target=target, name=display_tokens(lm, [target])[0])
+    return view
+
+
+def lens_start(t: Trace, pos: int) -> int:
+    """The first position of the lens window that centres `pos`."""
+    return max(0, min(pos - WINDOW // 2, t.n_tokens - WINDOW))
+
+
+def lens_colour_label(choice: str, name: str) -> str:
+    return {"top": "probability of the top token", "next": "probability of the actual next token",
+            "typed": f"probability of {name}"}[choice]
+
+
+def lens(lm, t: Trace, pos: int, start: int, colour_by: str, target: int) -> View:
+    label = figure_label(lm.label, t.prompt)
+    positions = np.arange(start, min(start + WINDOW, t.n_tokens))
+    result = cached_lens(lm, t, positions, 5, target if colour_by == "typed" else None)
+    tops = [[display_tokens(lm, result.top_ids[r, c]) for c in range(len(positions))] for r in range(t.n_layer + 1)]
+    colour = result.top_probs[..., 0] if colour_by == "top" else np.nan_to_num(result.target_probs)
+    final = display_tokens(lm, t.top_ids[pos, :5])
+    return View([
+        Text("Read the residual stream as if the network stopped after each block: each cell is the token GPT-2 would "
+             "predict there (bottom row: from the embeddings alone; top row: its real output). Colour: how sure it is, "
+             "or the probability of the token that actually comes next."),
+        Figure("pred_lens", lens_grid_figure(tops, result.top_probs, colour, positions, t.tokens, f"Logit lens · {label}",
+                                             "top probability" if colour_by == "top" else "probability")),
+        Figure("pred_lens_lines", lens_lines_figure(token_probs_through_layers(lm, t, pos, t.top_ids[pos, :5]), final,
+                                                    f"After “{esc(t.tokens[pos])}”: the final top 5 through the layers · "
+                                                    f"{esc(lm.label)}")),
+    ])
+
+
+def attribution_intro(name: str, pos: int) -> Text:
+    return Text(f"How much each head, each MLP and the embeddings push the logit of {md(name)} after position {pos} "
+                "(direct logit attribution: each part of the final residual read through ln_f, with its scale frozen, "
+                "and the unembedding). The parts add up to the logit itself.")
+
+
+def attribution(lm, t: Trace, pos: int, target: int, name: str, minus_text: str) -> View:
+    """values: top3 (the heads that push it most), neurons (layer, neuron) of the table."""
+    view = View()
+    minus = None
+    if minus_text:
+        try:
+            minus = single_token(lm, minus_text)
+        except ValueError as e:
+            view.add(Text(md(str(e)), "warning"))
+    a = direct_logit_attribution(lm, t, target, pos, minus_token=minus)
+    what = f"logit({name})" + (f" − logit({display_tokens(lm, [minus])[0]})" if minus is not None else "")
+    table = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
+    view.add(
+        Row([Metric(f"The model's {md(what)}", f"{a.logit:.3f}"),
+             Metric("Sum of the parts", f"{a.total:.3f}", help="Every part below plus ln_f's bias term.")]),
+        Figure("pred_attribution", attribution_figure(a.heads, a.mlp, a.attn_bias, a.embed, a.pos_embed, a.ln_bias,
+                                                      f"Who pushes {esc(what)} after “{esc(t.tokens[pos])}” · "
+                                                      f"{esc(lm.label)}")),
+    )
+    view.values["top3"] = [tuple(int(i) for i in np.unravel_index(k, a.heads.shape))
+                           for k in np.argsort(-a.heads, axis=None)[:3]]
+    view.values["table"] = Table("pred_neuron_table", table, "neurons-by-attribution",
+                                 formats={"part of the logit": "{:+.3f}"})
+    view.values["neurons"] = list(zip(table["layer"].tolist(), table["neuron"].tolist()))
+    return view
+
+
+NEURONS_INTRO = Text("The MLP neurons most active on the prompt in one layer, their activation token by token, and what "
+                     "one neuron writes: the tokens its output row pushes up and down when read through the unembedding.")
+
+
+def neurons(lm, t: Trace, layer: int, pos: int | None, neuron: int) -> View:
+    """`pos` None: the neurons most active anywhere in the prompt."""
+    label = figure_label(lm.label, t.prompt)
+    ids, _ = top_neurons(t, layer, pos, 16)
+    up, up_v, down, down_v = neuron_top_tokens(lm, layer, int(neuron), 12)
+    return View([
+        Figure("pred_neuron_strip", neuron_strip_figure(neuron_activations(t, layer, ids), ids.tolist(), layer, t.tokens,
+                                                        f"Layer {layer}'s most active neurons across the prompt · {label}")),
+        Figure("pred_neuron_tokens", pushes_figure(display_tokens(lm, up), up_v, display_tokens(lm, down), down_v,
+                                                   f"What neuron {neuron} of layer {layer} writes (W_out · W_U) · "
+                                                   f"{esc(lm.label)}", unit="per unit of activation")),
+    ])
+
+
+def head_intro(pos: int) -> Text:
+    return Text(f"One head's output at position {pos}, read through ln_f and the unembedding: the tokens it pushes up "
+                "and down there, beside the pattern that decided what it reads.")
+
+
+def head(lm, t: Trace, layer: int, head_: int, pos: int, target: int, name: str) -> View:
+    up, up_v, down, down_v = head_writes(lm, t, layer, head_, pos, 12)
+    part = direct_logit_attribution(lm, t, target, pos).heads[layer, head_]
+    return View([
+        Row([Figure("pred_head_tokens", pushes_figure(display_tokens(lm, up), up_v, display_tokens(lm, down), down_v,
+                                                      f"Layer {layer}, head {head_} after “{esc(t.tokens[pos])}” · "
+                                                      f"{esc(lm.label)}")),
+             Figure("pred_head_pattern", head_figure(t.pattern(layer, head_), t.tokens, model=lm.label, layer=layer,
+                                                     head=head_, colour="stretch"))]),
+        Text(f"This head's part of the logit of {md(name)} here: {part:+.3f}."),
+    ])
+
+
+def graph_intro(pos: int) -> Text:
+    return Text(f"How the prediction after position {pos} was built, block by block: a dot is the residual stream at one "
+                "position and layer; a line is a part that wrote at least the threshold's share of the state above it "
+                "(blue: attention from that position, grey: the residual's own path, orange: the MLP). Lower the "
+                "threshold to see more routes. Share = how close the part is to the whole (Ferrando & Voita, 2024).")
+
+
+def graph(lm, t: Trace, pos: int, threshold: float, on_layer=None) -> View:
+    edges = contribution_graph(lm, t, pos, threshold, on_layer=on_layer)
+    return View([Figure("pred_graph", contribution_graph_figure(edges, t.tokens, lm.n_layer, pos,
+                                                                f"Contribution graph after “{esc(t.tokens[pos])}” · "
+                                                                f"{figure_label(lm.label, t.prompt)}"))])
