@@ -169,3 +169,27 @@ def test_every_way_of_measuring_a_part_agrees_with_the_oracle(tiny_lm, t, oracle
     for q in got:
         np.testing.assert_allclose(got[q]["heads"], oracle[1][q][1], atol=2e-5)
         np.testing.assert_allclose(got[q]["stages"], oracle[1][q][0], atol=2e-5)
+
+
+def test_a_stopped_graph_keeps_its_blocks_and_goes_on_to_the_same_graph(tiny_lm, tiny_model_dir):
+    """The page's Stop interrupts at on_layer; the blocks already read stay cached, so the next
+    run reads only the rest and draws the graph a run that was never stopped draws."""
+    t = trace_ids(tiny_lm, list(range(40, 80)), cache=ByteBoundedCache(1 << 30))
+    calls: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(i: int) -> None:
+        calls.append(i)
+        if i == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        contribution_graph(tiny_lm, t, -1, 0.0, on_layer=stop_after_first)
+    assert calls == [0, 1]
+    assert (t.key, "memo", ("contribution_state", tiny_lm.n_layer - 1, t.n_tokens - 1)) in t.cache
+    resumed = contribution_graph(tiny_lm, t, -1, 0.0, on_layer=calls.append)
+    assert calls == [0, 1, *range(tiny_lm.n_layer)]
+    fresh = trace_ids(tiny_lm, list(range(40, 80)), cache=ByteBoundedCache(1 << 30))
+    assert resumed == contribution_graph(tiny_lm, fresh, -1, 0.0)
