@@ -158,3 +158,53 @@ def test_the_figure_style_and_the_kept_end_are_in_the_link(tiny_env):
     assert fresh.sidebar.radio(key="sidebar_style").value == "dark"
     assert fresh.session_state["keep"] == "last"
     assert "style" not in link_of(open_view("pages/1_Attention.py", PROMPT))  # the default stays out of links
+
+
+# ---- a smaller model under the same controls ----------------------------------------------------
+HIGH = {"attn_layer": 3, "attn_head": 7, "pred_layer": 3, "pred_head": 7, "weights_block": 3, "weights_head": 7,
+        "exp_layer": 3, "exp_head": 7, "exp_heads": [(3, 7), (0, 1)], "exp_mlps": [3, 1], "emb_layer": 4}
+VIEWS = sorted({(c[0], c[2], c[3]) for c in CASES if c[0] != "app.py"}, key=str)
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory):
+    from core.synthetic import build_checkpoint
+
+    return str(build_checkpoint(tmp_path_factory.mktemp("bigger"), n_layer=4, n_head=8, seed=3))
+
+
+@pytest.mark.parametrize("page, tab_key, tab", VIEWS, ids=[f"{v[0].split('/')[-1][:-3]}-{v[2]}" for v in VIEWS])
+def test_every_view_survives_a_switch_to_a_smaller_model(tiny_env, bigger, page, tab_key, tab):
+    """Controls set on a 4-layer, 8-head model, then the sidebar switches to the 2-layer, 4-head
+    one: the page draws, and every layer, head or part that no longer exists goes to the nearest
+    that does, on screen and in the link."""
+    from ui.shell import LOCAL_DIR_OPTION
+
+    values = next(c[4] for c in CASES if (c[0], c[2], c[3]) == (page, tab_key, tab))
+    high = {k: v for k, v in HIGH.items() if k.split("_")[0] == next(iter(values), tab_key).split("_")[0]}
+    at = open_view(page, PROMPT, {**values, **high, tab_key: tab, "model_name": bigger})
+    assert at.session_state["model_name"] == bigger
+    at.sidebar.selectbox(key="sidebar_model").set_value(LOCAL_DIR_OPTION).run()
+    at.sidebar.text_input(key="sidebar_model_path").input(str(tiny_env)).run()
+    assert not at.exception, at.exception
+    assert at.session_state["model_name"] == str(tiny_env)
+    shown, link = controls_on_screen(at), link_of(at)
+    for key in set(high) & set(shown):
+        value = shown[key]
+        if key.endswith("heads"):
+            assert all(L < 2 and h < 4 for L, h in value), (key, value)
+        elif key.endswith("mlps"):
+            assert value == [1], (key, value)
+        else:
+            limit = {"head": 3, "layer": 2 if key == "emb_layer" else 1, "block": 1}[key.split("_")[-1]]
+            assert value == limit, (key, value)
+        assert key in link and same(shown[key], json_or_text(link[key])), (key, link.get(key))
+
+
+def json_or_text(raw: str):
+    import json
+
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

@@ -32,15 +32,33 @@ def _bool(raw: str) -> bool | None:
 
 
 def _options_parser(options: Sequence):
-    """The option whose text is the link's text (options are ints, floats, strings or bools)."""
+    """The option whose text is the link's text (options are ints, floats, strings, bools or
+    tuples); an integer that is not an option is read as one (and corrected to the nearest)."""
     by_text = {str(o): o for o in options}
     by_text.update({json.dumps(o): o for o in options if isinstance(o, (list, tuple))})
+    has_ints = any(type(o) is int for o in options)
 
     def parse(raw: str):
         if raw in by_text:
             return by_text[raw]
+        if has_ints:
+            return _number_parser(int)(raw)
         raise ValueError(raw)
     return parse
+
+
+def _nearest_option(options: list, default):
+    """The value itself if it is an option; an int that is not goes to the nearest int option
+    (layer 7 of a 4-layer model is layer 3); anything else to the default."""
+    ints = [o for o in options if type(o) is int]
+
+    def correct(value):
+        if value in options and type(value) is type(next(o for o in options if o == value)):
+            return value
+        if type(value) is int and ints:
+            return min(ints, key=lambda o: (abs(o - value), o))
+        return default
+    return correct
 
 
 def _clip(lo, hi):
@@ -60,19 +78,12 @@ def _number_parser(kind: type):
     return parse
 
 
-def _consecutive_ints(options: list) -> bool:
-    return all(type(o) is int for o in options) and options == list(range(options[0], options[0] + len(options)))
-
-
 def _choose(where, widget: str, label: str, options, key: str, default, kwargs: dict):
     options = list(options)
     if not options:
         return None
     default = options[0] if default is None or default not in options else default
-    if _consecutive_ints(options):  # a layer, head or position: one out of range goes to the nearest end
-        url_state({key: (_number_parser(int), default, range(options[0], options[-1] + 1))})
-    else:
-        url_state({key: (_options_parser(options), default, options)})
+    url_state({key: (_options_parser(options), default, _nearest_option(options, default))})
     return getattr(where, widget)(label, options, key=key, **kwargs)
 
 
