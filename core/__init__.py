@@ -6,7 +6,8 @@
     t.attention.shape                # (layer, head, query_pos, key_pos)
 """
 from .cache import ByteBoundedCache
-from .model import GPT2_FAMILY, LoadedModel, ModelLoadError, ModelStore, default_model_name, load_model, pick_device
+from .model import GPT2_FAMILY, LoadedModel, ModelLoadError, default_model_name, load_model, pick_device
+from .store import ModelStore
 from .trace import PromptError, Trace, estimate_trace_bytes, prompt_ids, trace, trace_ids
 
 __all__ = [
