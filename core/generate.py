@@ -454,6 +454,16 @@ def beam_search_steps(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, nu
         x = running[:, cur_len - 1 : cur_len]
 
 
+def best_beam_ids(state: BeamState | None) -> list[int]:
+    """The best text a beam search has made so far (generated ids): once it is done, or when no
+    beam is still running, its best finished hypothesis; before that, the best beam still
+    running after the last step. [] before the first step."""
+    if state is None:
+        return []
+    result = state.result()
+    return list(result.hypotheses[0].ids if state.done or not result.running else result.running[-1][0][0])
+
+
 # ---- tables for people ------------------------------------------------------------------------
 def decode_text(lm: LoadedModel, ids: Sequence[int]) -> str:
     """The text of token ids (partial UTF-8 bytes show as �). Untrusted: show it as plain text."""

@@ -232,6 +232,25 @@ def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str
     return {"grid": grid, "answers": (a, b), "logit_diff_clean": ld_clean, "logit_diff_corrupted": ld_corrupt}
 
 
+def surprisal_change_bits(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """[pos] how much harder each prompt token became to predict, in bits (up: harder): ln p
+    before minus ln p after (a trace's and an Ablation's token_logprob), over ln 2. NaN at 0."""
+    return (before - after) / 0.6931471805599453
+
+
+def parse_neurons(text: str) -> tuple[list[tuple[int, int]], list[str]]:
+    """MLP neurons typed as "layer:neuron, …" ("0:17, 5:300"): the (layer, neuron) pairs read,
+    and the comma-separated parts that could not be read, as typed (stripped)."""
+    neurons, bad = [], []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        layer_s, _, neuron_s = part.partition(":")
+        if layer_s.strip().isdigit() and neuron_s.strip().isdigit():
+            neurons.append((int(layer_s), int(neuron_s)))
+        else:
+            bad.append(part)
+    return neurons, bad
+
+
 # ---- tables the page shows -------------------------------------------------------------------------
 def prediction_change(lm: LoadedModel, before: np.ndarray, after: np.ndarray, k: int = 10):
     """The k likeliest next tokens before and after an intervention (their union, by the

@@ -1,0 +1,206 @@
+"""The Embeddings page's views: the prompt's vectors, the position table, word vectors, a map of
+meaning, the whole vocabulary on one map, and tokens drifting apart in context.
+
+A view takes what is slow to compute (the position views, a word map, the vocabulary's strings)
+when the caller has it cached; the `*_data` functions compute it, for the caller to cache."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from core.embeddings import (PCAResult, WordVector, cosine_matrix, euclidean_matrix, find_tokens, nearest_tokens,
+                             occurrence_similarity, pca, pool_square, position_embeddings, repeated_tokens,
+                             token_embeddings, word_vectors)
+from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_params
+from core.tokens import display_tokens
+from core.trace import Trace
+from viz.attention import CELL_BUDGET
+from viz.common import esc, figure_label, short
+from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
+                            matrix_heatmap, pair_matrix, points_map, vector_lines)
+
+from . import Figure, Row, Table, Text, View, md
+
+VIEWS = ["The prompt's embeddings", "Positions", "Word vectors", "Meaning space", "Whole vocabulary", "In context"]
+BANK = "I sat on the bank of the river and watched the water. Then I went to the bank to deposit my money."
+MAX_HEATMAP_TOKENS = 128  # 3 heatmaps of 768 x 128 keep the tab near 1.5 MB
+N_NEIGHBOURS = 20
+
+
+# ---- 1. the embedding module for the prompt ------------------------------------------------------
+def prompt_embeddings(lm, t: Trace, start: int = 0) -> View:
+    """wte, wpe and their sum for MAX_HEATMAP_TOKENS of the prompt's tokens from `start`: [d_model, pos] each."""
+    part = slice(start, start + MAX_HEATMAP_TOKENS)
+    toks = list(t.tokens[part])
+    emb, pos = t.take("embed", part), t.take("pos_embed", part)
+    label, d, m = figure_label(lm.label, t.prompt), lm.d_model, len(toks)
+    where = f" · positions {start}–{start + m - 1}" if t.n_tokens > MAX_HEATMAP_TOKENS else ""
+    return View([
+        Figure("emb_token_heatmap", embedding_heatmap(emb, toks, f"Token embeddings (wte) · {d} × {m}{where} · {label}")),
+        Figure("emb_pos_heatmap", embedding_heatmap(pos, toks, f"Position embeddings (wpe) · {d} × {m}{where} · {label}")),
+        Figure("emb_sum_heatmap", embedding_heatmap(emb + pos, toks,
+                                                    f"Their sum, what block 0 reads · {d} × {m}{where} · {label}")),
+        Text("One column per token of the prompt, one row per dimension; red is positive, blue negative (colours "
+             "clipped at the 99.5th percentile of |value|). A token that repeats ('hello' ×16) has the same "
+             "token-embedding column every time; only its position embedding changes."),
+    ])
+
+
+# ---- 2. the learned position table ----------------------------------------------------------------
+def position_data(lm) -> tuple[np.ndarray, int, PCAResult]:
+    """Cosine similarity between positions, mean-pooled in tiles to at most 512 a side, the tile's
+    side, and wpe's first four principal components."""
+    wpe = position_embeddings(lm)
+    sims, tile = pool_square(cosine_matrix(wpe), 512)
+    return sims, tile, pca(wpe, 4)
+
+
+def positions(lm, data: tuple[np.ndarray, int, PCAResult] | None = None) -> View:
+    """The whole wpe [n_ctx, d_model] (every k-th dimension past the cell budget), its cosine similarities, its PCs."""
+    wpe = position_embeddings(lm)
+    sims, tile, pc = data if data is not None else position_data(lm)
+    model = esc(lm.label)
+    every = int(np.ceil(wpe.size / CELL_BUDGET))  # gpt2-xl: 1,024 x 1,600 is over the budget
+    thin = f" · one dimension in {every}" if every > 1 else ""
+    note = f" · mean of {tile}×{tile} tiles" if tile > 1 else ""
+    return View([
+        Figure("emb_wpe", matrix_heatmap(wpe.T[::every], f"All {lm.n_ctx:,} position embeddings (wpe) · {lm.d_model} × "
+                                         f"{lm.n_ctx:,}{thin} · {model}", "position", "d_model", height=520, dy=every,
+                                         value="embedding value")),
+        Figure("emb_wpe_cosine", matrix_heatmap(sims, f"Cosine similarity between positions{note} · {model}", "position",
+                                                "position", zrange=(-1, 1), dx=tile, dy=tile, x0=(tile - 1) / 2,
+                                                y0=(tile - 1) / 2, height=620, value="cosine similarity")),
+        Figure("emb_wpe_pca", components_figure(pc.coords, pc.explained,
+                                                f"First principal components of wpe against position · {model}")),
+        Text("GPT-2 learned its position vectors. Nearby positions get similar vectors (the bright band along the "
+             "diagonal) and the main directions vary like slow waves along the position, a learned cousin of the "
+             "sinusoids of the original Transformer. A random model shows noise."),
+    ])
+
+
+# ---- 3. word vectors --------------------------------------------------------------------------------
+def word_table(lm, words: list[str], leading_space: bool, wvs: list[WordVector] | None = None) -> View:
+    """Each word's tokens and vector, its raw vector, and the words' cosine similarities and distances."""
+    if not words:
+        return View([Text("Type a few words, separated by commas.", "info")])
+    wvs = wvs if wvs is not None else word_vectors(lm, words, leading_space)
+    model = esc(lm.label)
+    view = View([Table("emb_words_table", pd.DataFrame({
+        "word": [w.word for w in wvs], "tokens": [" + ".join(w.pieces) for w in wvs],
+        "ids": [", ".join(map(str, w.ids)) for w in wvs], "vector": [w.note for w in wvs]}), "word-lookup")])
+    split = [w for w in wvs if w.n_pieces > 1]
+    if split:
+        one = len(split) == 1
+        view.add(Text(f"{len(split)} of these words {'is' if one else 'are'} not one token in {md(lm.label)}'s "
+                      f"vocabulary, so {'its' if one else 'each'} vector here is the mean of its pieces' vectors: a "
+                      "stand-in that GPT-2 itself never computes."))
+    vectors = np.stack([w.vector for w in wvs])
+    return view.add(
+        Figure("emb_word_lines", vector_lines(vectors, words, f"Raw embedding vectors · {lm.d_model} numbers each · {model}")),
+        Row([Figure("emb_word_cosine", pair_matrix(cosine_matrix(vectors), words, f"Cosine similarity · {model}",
+                                                   similarity=True)),
+             Figure("emb_word_distance", pair_matrix(euclidean_matrix(vectors), words, f"Euclidean distance · {model}",
+                                                     similarity=False))]),
+    )
+
+
+def neighbours_data(lm, word: str, leading_space: bool) -> pd.DataFrame:
+    """The N_NEIGHBOURS tokens nearest to the word's vector (cosine), leaving out its own tokens."""
+    (wv,) = word_vectors(lm, [word], leading_space)
+    ids, sims = nearest_tokens(token_embeddings(lm), wv.vector, N_NEIGHBOURS, exclude=wv.ids)
+    return pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "token": display_tokens(lm, ids), "id": ids, "cosine": sims})
+
+
+def neighbours(lm, word: str, leading_space: bool, table: pd.DataFrame | None = None) -> View:
+    table = table if table is not None else neighbours_data(lm, word, leading_space)
+    return View([Table("emb_neighbours_table", table, f"nearest-tokens-{word}", formats={"cosine": "{:.4f}"}),
+                 Text(f"The {N_NEIGHBOURS} tokens of all {lm.d_vocab:,} whose embeddings point most nearly the same "
+                      "way (cosine similarity), leaving out the word's own tokens.")])
+
+
+# ---- 4. meaning space for a word list -----------------------------------------------------------------
+def word_map_data(lm, pairs: tuple, leading_space: bool, method: str, dims: int) -> tuple[np.ndarray, int, float]:
+    """The words of (group, word) pairs projected to `dims` dimensions: (coords [word, dims], how
+    many words take several tokens, seconds the projection took)."""
+    wvs = word_vectors(lm, [w for _, w in pairs], leading_space)
+    t0 = time.perf_counter()
+    coords = project(np.stack([w.vector for w in wvs]), word_map_params(method, dims))
+    return coords, sum(w.n_pieces > 1 for w in wvs), time.perf_counter() - t0
+
+
+def meaning_space(lm, pairs: tuple, leading_space: bool, method: str, dims: int, data=None) -> View:
+    if len(pairs) < 3:
+        return View([Text("Give at least three words.", "info")])
+    coords, n_split, secs = data if data is not None else word_map_data(lm, pairs, leading_space, method, dims)
+    return View([
+        Figure("emb_word_map", points_map(coords, [w for _, w in pairs], [g for g, _ in pairs],
+                                          f"{len(pairs)} words, {method.upper()} in {dims}-D · {esc(lm.label)}")),
+        Text(f"{len(pairs)} words in {len({g for g, _ in pairs})} groups; projected in {secs:.1f} s. "
+             + (f"{n_split} words take several tokens and are placed at the mean of their pieces. " if n_split else "")
+             + "The axes of such maps mean nothing on their own; only who sits near whom does."),
+    ])
+
+
+# ---- 5. the whole vocabulary on one map -----------------------------------------------------------------
+def table_label(lm, table: str) -> str:
+    return f"token embeddings ({lm.d_vocab:,})" if table == "tokens" else f"position embeddings ({lm.n_ctx:,})"
+
+
+def vocab_strings(lm) -> tuple[list[str], list[str]]:
+    """Every token's display string, and its short escaped hover text for the map."""
+    strings = display_tokens(lm, range(lm.d_vocab))
+    return strings, [f"{esc(short(s, 24))} · {i}" for i, s in enumerate(strings)]
+
+
+def map_note(lm, emap: EmbeddingMap) -> View:
+    how = "loaded from the cache" if emap.from_cache else "computed"
+    return View([Text(f"UMAP of {len(emap.coords):,} × {lm.d_model} ({VOCAB_MAP_PARAMS.pca_dims} PCA dimensions first, "
+                      f"{VOCAB_MAP_PARAMS.n_neighbors} neighbours, cosine), {how} in {emap.seconds:.1f} s.")])
+
+
+def token_map(lm, t: Trace | None, emap: EmbeddingMap, query: str, strings=None) -> View:
+    """Every token on the map, the prompt's in red, zoomed to the first token matching `query`.
+    `strings`: vocab_strings' result."""
+    strings, hover = strings if strings is not None else vocab_strings(lm)
+    found = find_tokens(strings, query) if query else []
+    view = View([Text("No token contains that text.", "info")] if query and not found else [])
+    highlight = [(i, strings[i]) for i in dict.fromkeys(int(i) for i in t.token_ids[:200])] if t is not None else []
+    view.add(Figure("emb_vocab_map", cloud_map(emap.coords, hover, f"All {len(emap.coords):,} token embeddings, UMAP · "
+                                               f"{esc(lm.label)}", highlight=highlight, focus=found[0] if found else None)))
+    if found:
+        view.add(Table("emb_search_table", pd.DataFrame({"token": [strings[i] for i in found], "id": found}),
+                       "vocabulary-search", height=min(220, 38 + 35 * len(found))),
+                 Text("The map is zoomed to the first match (the star); double-click the map to zoom out."))
+    return view.add(Text("Grey: every token, hover for its text and id. Red: the prompt's tokens."))
+
+
+def position_map(lm, emap: EmbeddingMap) -> View:
+    n = len(emap.coords)
+    return View([Figure("emb_position_map", cloud_map(emap.coords, [f"position {i}" for i in range(n)],
+                                                      f"All {n:,} position embeddings, UMAP · {esc(lm.label)}",
+                                                      colour_by_index=True, name="position")),
+                 Text("Colour is the position: a smooth rainbow curve means neighbouring positions got similar vectors.")])
+
+
+# ---- 6. contextual embeddings ----------------------------------------------------------------------------
+def in_context(lm, t: Trace, layer: int, skip_first: bool) -> View:
+    """The prompt's residuals at `layer` on their first two PCs, and how alike repeated tokens stay by depth."""
+    positions = list(range(1 if skip_first and t.n_tokens > 3 else 0, t.n_tokens))
+    if len(positions) < 3:
+        return View([Text("This view needs a prompt of at least three tokens.", "info")])
+    label = figure_label(lm.label, t.prompt)
+    res = pca(t.take("resid", (layer,))[positions], 2)  # [pos, d_model] -> [pos, 2]
+    reps = dict(list(repeated_tokens(t.token_ids).items())[:8])
+    view = View([Figure("emb_context_map", context_map(
+        res.coords, list(t.tokens), reps, f"The prompt's tokens at layer {layer}, PCA ({res.explained.sum():.0%} of "
+        f"variance) · {label}", positions=positions))])
+    if not reps:
+        return view.add(Text("No token occurs twice in this prompt; try the “bank” example above."))
+    curves = {f"{t.tokens[p[0]]} (positions {p[0]} and {p[1]})":
+              occurrence_similarity(t.take("resid", (slice(None), p[:2])), [0, 1]) for p in reps.values()}
+    return view.add(
+        Figure("emb_drift", drift_figure(curves, f"How alike two occurrences of the same token stay, by depth · {label}")),
+        Text("At layer 0 two copies of a token differ only by their position vectors. As they pass through the blocks "
+             "each takes on its own context, and their similarity falls."))

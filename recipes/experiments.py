@@ -1,0 +1,185 @@
+"""The Experiments page's views: parts knocked out and the prediction before and after, the scan
+of which parts matter for one next token, two prompts side by side, and activation patching.
+
+Every intervention is core.interventions' own run from the prompt's stored residuals, never
+the shared model. The scan and patching run many interventions, layer by layer: the page
+runs those with progress and a Stop and hands their results here."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from core.interventions import (
+    ablate, answer_tokens, interventions_seconds, pad_to_same_length, parse_neurons, prediction_change, single_token,
+    surprisal_change_bits,
+)
+from core.next_token import top_k_table
+from core.prediction import cached_lens
+from core.tokens import display_tokens
+from core.trace import Trace, trace_ids
+from viz.common import esc, figure_label, format_prob
+from viz.experiments import (
+    before_after_figure, pattern_difference_figure, patching_figure, scan_figure, surprisal_change_figure,
+)
+from viz.prediction import lens_grid_figure
+
+from . import Figure, Row, Table, Text, View, md
+
+LENS_WINDOW = 12  # positions of each prompt's logit lens, side by side
+VIEWS = ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]
+PAIRS = {"Eiffel Tower / Colosseum": ("The Eiffel Tower is in the city of", "The Colosseum is in the city of"),
+         "John and Mary": ("When John and Mary went to the store, John gave a drink to",
+                           "When John and Mary went to the store, Mary gave a drink to")}
+SECOND_PROMPT = PAIRS["Eiffel Tower / Colosseum"][1]
+MODES = {"zero": "zero", "mean": "its mean over the prompt's positions"}
+MODE_HELP = ("Zero removes the part entirely; the mean keeps its average contribution and removes only what depends "
+             "on this prompt's tokens (usually the gentler, fairer test).")
+PATCH_WHAT = {"resid": "the residual stream, layer × position", "head": "each head's output, layer × head"}
+INTROS = {  # the caption at the top of each view
+    "Knock out parts": "Pick heads, whole MLP layers or single MLP neurons; GPT-2 runs again without them. The table and "
+                       "bars compare its next-token prediction before and after; the last chart shows, for each token of "
+                       "the prompt, how much harder (up) or easier (down) it became to predict.",
+    "Which parts matter": "Each attention head, and each whole MLP layer, is knocked out alone, and the chart shows how "
+                          "the log-probability of one next token changes: blue cells helped GPT-2 predict it, red ones "
+                          "held it back. All heads of a layer run as one batched forward.",
+    "Two prompts": "The sidebar's prompt beside a second one: both next-token tables, and, when both have the same "
+                   "number of tokens, how one head's attention differs (red: the first prompt's head looks there more).",
+    "Patching": "Activation patching: run the second (corrupted) prompt, but copy one activation from the sidebar's "
+                "(clean) prompt's run, and see how much of the clean prediction comes back: 0 = as corrupted, "
+                "1 = as clean, measured on the logit difference between the two runs' answers.",
+}
+
+
+def head_cells(lm) -> list[tuple[int, int]]:
+    return [(L, h) for L in range(lm.n_layer) for h in range(lm.n_head)]
+
+
+def head_label(cell: tuple[int, int]) -> str:
+    return f"layer {cell[0]}, head {cell[1]}"
+
+
+def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: str, mode: str) -> View:
+    """The next-token prediction before and after knocking out the parts (neurons typed as
+    "layer:neuron, …"), and each prompt token's change in surprisal."""
+    neurons, bad = parse_neurons(neuron_text)
+    view = View()
+    if bad:
+        view.add(Text(f"Not read as layer:neuron: {md(', '.join(bad))}. Write, for example, 3:1024.", "warning"))
+    if not (heads or mlps or neurons):
+        return view.add(Text("Pick at least one head, MLP layer or neuron to knock out.", "info"))
+    try:
+        after = ablate(lm, t, heads=heads, neurons=neurons, mlp_layers=mlps, mode=mode)
+    except ValueError as e:
+        return view.add(Text(str(e), "warning"))
+    table = prediction_change(lm, t.next_probs, after.next_probs, 10)
+    label = figure_label(lm.label, t.prompt)
+    bars = before_after_figure(table["token"].tolist(), table["p before"].to_numpy(), table["p after"].to_numpy(),
+                               f"Next token before and after · {label}")
+    delta = surprisal_change_bits(t.token_logprob, after.token_logprob)
+    return view.add(
+        Row([Table("exp_change_table", table, "ablation-next-token",
+                   formats={"p before": format_prob, "p after": format_prob, "change": "{:+.4f}"}),
+             Figure("exp_before_after", bars)], widths=[2, 3]),
+        Figure("exp_surprisal_change", surprisal_change_figure(t.tokens, delta,
+                                                               f"Change in surprisal per prompt token · {label}")))
+
+
+def top_token(lm, t: Trace) -> str:
+    """GPT-2's likeliest next token after the prompt, as shown."""
+    return display_tokens(lm, [int(t.top_ids[-1, 0])])[0]
+
+
+def scan_target(lm, t: Trace, typed: str) -> View:
+    """The token the scan explains (typed, or GPT-2's top prediction when empty) and its probability
+    now; values["target"]: its id, None when the text is not one token (the view says why)."""
+    try:
+        target = single_token(lm, typed) if typed else int(t.top_ids[-1, 0])
+    except ValueError as e:
+        return View([Text(str(e), "warning")], {"target": None})
+    name = display_tokens(lm, [target])[0]
+    return View([Text(f"Target: {md(name)} (id {target}), now at p = {format_prob(t.next_probs[target])}.")],
+                {"target": target})
+
+
+def scan_label(lm) -> str:
+    return f"Knocking out every head in turn ({lm.n_layer * lm.n_head:,} heads, {lm.n_layer} MLP layers)"
+
+
+def scan_seconds(lm, t: Trace) -> float:
+    """About how long the scan takes: a copy of the prompt per head of a layer, and one for its MLP."""
+    return interventions_seconds(lm, t.n_tokens, lm.n_head + 1)
+
+
+def scan(lm, t: Trace, result: dict, target: int, on_select=None) -> View:
+    """core.interventions.head_ablation_scan's result as one chart (clicking a head calls on_select)."""
+    name = display_tokens(lm, [target])[0]
+    fig = scan_figure(result["heads"], result["mlp"], f"Knocking out one part: change in ln p({esc(name)}) · "
+                      f"{figure_label(lm.label, t.prompt)}", name)
+    return View([Figure("exp_scan_chart", fig, on_select=on_select, selection_mode="points" if on_select else None),
+                 Text("Click a head to add it to the heads knocked out in the first tab.")])
+
+
+def _lens_figure(lm, tr: Trace, key: str) -> Figure:
+    positions = np.arange(max(0, tr.n_tokens - LENS_WINDOW), tr.n_tokens)
+    lens = cached_lens(lm, tr, positions, 5, None)
+    tops = [[display_tokens(lm, lens.top_ids[r, c]) for c in range(len(positions))] for r in range(lm.n_layer + 1)]
+    fig = lens_grid_figure(tops, lens.top_probs, lens.top_probs[..., 0], positions, tr.tokens,
+                           f"Logit lens · {figure_label(lm.label, tr.prompt)}", "top probability")
+    return Figure(key, fig, name=f"{lm.label} · logit lens of the {key.split('_')[1]} prompt")
+
+
+def two_prompts(lm, t: Trace, t2: Trace) -> View:
+    """Both prompts' next-token tables and logit lenses; a note when their lengths differ (the page
+    draws the head pickers and `pattern_difference` when they match)."""
+    formats = {"probability": format_prob, "logit": "{:.3f}"}
+    tables = [[Text(f"“{md(tr.prompt[:80])}”"),
+               Table(key, top_k_table(lm, tr, 10), key.replace("_", "-"), formats=formats)]
+              for tr, key in ((t, "exp_first_table"), (t2, "exp_second_table"))]
+    view = View([Row(tables),
+                 Text("The logit lens of each prompt (its last positions): the token GPT-2 would predict after each "
+                      "block, bottom to top, and how sure it is."),
+                 Row([_lens_figure(lm, t, "exp_first_lens"), _lens_figure(lm, t2, "exp_second_lens")])])
+    if t.n_tokens != t2.n_tokens:
+        view.add(Text(f"The prompts have {t.n_tokens} and {t2.n_tokens} tokens; comparing attention position by "
+                      "position needs the same number.", "info"))
+    return view
+
+
+def pattern_difference(lm, t: Trace, t2: Trace, layer: int, head: int) -> View:
+    fig = pattern_difference_figure(t.pattern(layer, head), t2.pattern(layer, head), t.tokens, t2.tokens,
+                                    f"Layer {layer}, head {head}: first prompt's pattern minus the second's · "
+                                    f"{esc(lm.label)}")
+    return View([Figure("exp_pattern_diff", fig)])
+
+
+def lengths_differ(clean: Trace, corrupted: Trace) -> View:
+    return View([Text(f"The clean prompt has {clean.n_tokens} tokens and the corrupted one {corrupted.n_tokens}: "
+                      "patching copies activations position by position, so they must match. Pick another pair, or "
+                      "pad the shorter one with GPT-2's <|endoftext|> token at the start.", "warning")])
+
+
+def padded(lm, clean: Trace, corrupted: Trace, cache=None) -> tuple[Trace, Trace]:
+    """Both prompts traced again at the same length, <|endoftext|> before the shorter one."""
+    a, b = pad_to_same_length(lm, clean.token_ids.tolist(), corrupted.token_ids.tolist())
+    return (trace_ids(lm, a, prompt=clean.prompt, cache=cache), trace_ids(lm, b, prompt=corrupted.prompt, cache=cache))
+
+
+def answers(lm, clean: Trace, corrupted: Trace) -> View:
+    """Which two next tokens patching compares."""
+    names = display_tokens(lm, list(answer_tokens(clean, corrupted)))
+    return View([Text(f"Answers compared: {md(names[0])} (the clean run's top prediction) against "
+                      f"{md(names[1])} (the corrupted run's).")])
+
+
+def patching_seconds(lm, clean: Trace, what: str) -> float:
+    """About how long patching takes: a copy of the prompt per position (resid) or per head."""
+    return interventions_seconds(lm, clean.n_tokens, clean.n_tokens if what == "resid" else lm.n_head)
+
+
+def patching(lm, clean: Trace, result: dict, what: str) -> View:
+    """core.interventions.patch's result: the share of the clean prediction each copy restores."""
+    x_title, x_labels = ("position", clean.tokens) if what == "resid" else ("head", None)
+    return View([Figure("exp_patch_chart", patching_figure(
+        result["grid"], f"Share of the clean prediction restored by patching · {esc(lm.label)}",
+        x_title=x_title, x_labels=x_labels))])

@@ -1,0 +1,166 @@
+"""The Generation page's views: the text made so far (sampled, greedy or by beam search), each
+step's table, greedy and samples side by side, and the next token at several temperatures.
+
+Generation runs as a job of steps (the page's ui.generation_jobs); these views take what a
+job made so far, its settings and whether it was stopped, never the job itself."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from core.generate import (
+    Decoding, beams_table, best_beam_ids, decode_text, entropy_at_temperatures, eos_ids, greedy_and_samples,
+    live_beams_table, max_new_tokens, runs_from_pairs, runs_table, steps_table, steps_view, temperature_sweep,
+)
+from core.tokens import display_tokens
+from core.trace import Trace
+from viz.common import figure_label
+from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
+from viz.next_token import top_k_bars
+
+from . import Figure, Metric, Row, Table, Text, View
+
+METHODS = {"greedy": "Greedy (temperature 0)", "sample": "Sample", "beam": "Beam search"}
+TABS = ["Step by step", "Side by side", "Temperature"]
+TEMPS = [0.0, 0.2, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0]
+BEAM_HAS_NO_STEPS = "Beam search keeps several texts at once; pick Greedy or Sample to see one token's table per step."
+
+
+def no_room(lm) -> View:
+    return View([Text(f"The prompt already fills all {lm.n_ctx:,} positions GPT-2 can read, so there is no room to "
+                      "add a token. Shorten the prompt, or keep its first part only.", "info")])
+
+
+def settings(method: str, n_new: int, sampling: dict, beam: tuple) -> dict:
+    """A job's params from the form: `sampling` holds the Decoding fields the form drew (temperature,
+    top_k, top_p, seed for Sample; stop_at_eos unless Beam search); beam = (beams, length penalty,
+    early stopping)."""
+    decoding = Decoding(method="greedy" if method == "greedy" else "sample", **sampling)
+    return dict(method=method, n_new=int(n_new), decoding=decoding, beam=beam)
+
+
+def made_ids(method: str, items: Sequence) -> list[int]:
+    """The continuation a job has made so far: its steps' tokens, or beam search's best text."""
+    if method != "beam":
+        return [s.token_id for s in items]
+    return best_beam_ids(items[-1] if items else None)
+
+
+def text_so_far(lm, ids: Sequence[int], method: str, items: Sequence) -> str:
+    """The prompt and what the job has made (untrusted text: show it as code)."""
+    return decode_text(lm, ids) + decode_text(lm, made_ids(method, items))
+
+
+def not_asked() -> View:
+    return View([Text("Press **Generate** to continue the prompt. Nothing runs before you ask: on a CPU a long text "
+                      "takes a while, so the tokens appear as they come, and Stop keeps those made so far.", "info")])
+
+
+def result(lm, ids: Sequence[int], params: dict, items: Sequence, stopped: bool) -> View:
+    """What the Generate job with these params (`settings`) made so far. values["running"]: how many
+    steps of live beams beam search can show (the page draws their slider, then `live_beams`)."""
+    if params["method"] == "beam":
+        return _beam_result(lm, ids, params, items)
+    if not items:
+        return View()
+    new_ids = made_ids("sample", items)
+    decoding = params["decoding"]
+    end = new_ids[-1] in eos_ids(lm) and decoding.stop_at_eos
+    note = " (stopped)" if stopped else (" (end of text)" if end else "")
+    return View([Text(f"{len(items)} tokens{note} · {decoding.describe()}"),
+                 Text(text_so_far(lm, ids, "sample", items), "code")])
+
+
+def _beam_result(lm, ids, params: dict, items: Sequence) -> View:
+    nb, lp, es = params["beam"]
+    state = items[-1] if items else None
+    res = state.result() if state is not None else None
+    if state is None or state.done:
+        so_far = "The first row is what transformers' generate(num_beams=…) returns."
+    else:
+        finished = len(res.hypotheses)
+        so_far = (f"Stopped after step {state.step}: the text is the best beam so far; "
+                  + (f"{finished} finished beam{'s' * (finished > 1)} in the table." if finished
+                     else "no beam had finished."))
+    view = View([Text(f"Beam search: {nb} beams, length penalty {lp:g}, early stopping {es}. {so_far}"),
+                 Text(text_so_far(lm, ids, "beam", items), "code")],
+                {"running": len(res.running) if res is not None else 0})
+    if res is not None and res.hypotheses:
+        view.add(Table("gen_beams_table", beams_table(lm, res), "beams",
+                       formats={"score": "{:.4f}", "log-prob": "{:.3f}"}))
+    return view
+
+
+def live_beams(lm, items: Sequence, after_step: int) -> View:
+    """The beams still running after step `after_step` (1-based) of the last beam search."""
+    running = items[-1].result().running
+    return View([Table("gen_live_beams", live_beams_table(lm, running[after_step - 1]), "live-beams")])
+
+
+def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> View:
+    """A sampled or greedy run step by step: summary metrics, the chosen token's probability and
+    the entropy per step, the continuation coloured by probability, and every step's table."""
+    view, label = steps_view(lm, items, decoding.greedy, loop_n), figure_label(lm.label, t.prompt)
+    return View([
+        Row([Metric("Tokens generated", f"{len(items):,}"),
+             Metric("Mean p of the chosen token", f"{view.probs.mean():.1%}"),
+             Metric("Mean entropy", f"{view.entropy_bits.mean():.2f} bits"),
+             Metric("Tokens inside a repeat", f"{view.loops.mean():.0%}",
+                    help=f"Part of a {loop_n}-token phrase seen earlier in the continuation.")]),
+        Figure("gen_steps", step_chart(view.tokens, view.probs, view.entropy_bits, view.loops,
+                                       f"The chosen token's probability and the entropy, step by step · {label}",
+                                       view.sample_probs)),
+        Figure("gen_strip", token_strip(view.tokens, view.probs, view.loops,
+                                        f"The continuation, coloured by GPT-2's probability · {label}")),
+        Text("One row per step: the token picked, how likely GPT-2 thought it (and under the distribution it was "
+             "drawn from), its rank, how many tokens it could have been, and GPT-2's five likeliest candidates."),
+        Table("gen_table", steps_table(lm, items, view.loops), "generation-steps",
+              formats={"p (GPT-2)": "{:.4f}", "p (drawn)": "{:.4f}", "entropy (bits)": "{:.2f}"}),
+    ])
+
+
+def step_detail(lm, t: Trace, items: Sequence, pick: int) -> View:
+    """Step `pick` (1-based): GPT-2's likeliest next tokens there."""
+    s = items[pick - 1]
+    return View([Figure("gen_detail", top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs),
+                                                 f"Step {pick}: GPT-2's {len(s.top_ids)} likeliest next tokens · "
+                                                 f"{figure_label(lm.label, t.prompt)}"))])
+
+
+def side_by_side_plan(lm, n_prompt: int, temperature: float, first_seed: int, n_samples: int, n_tokens: int) -> dict:
+    """Greedy and `n_samples` seeded samples: their seeds, labels, decodings, and the tokens each
+    makes (n_tokens, or fewer where the context ends)."""
+    seeds = tuple(range(int(first_seed), int(first_seed) + int(n_samples)))
+    return dict(temperature=float(temperature), seeds=seeds,
+                labels=["greedy"] + [f"T {temperature:g}, seed {s}" for s in seeds],
+                decodings=greedy_and_samples(float(temperature), seeds),
+                n_tokens=max_new_tokens(lm, n_prompt, int(n_tokens)))
+
+
+def side_by_side(lm, t: Trace, plan: dict, pairs: Sequence | None) -> View:
+    """The runs made so far ((run, token id) pairs from core.generate.continue_runs; None: not asked)."""
+    n_runs, n_tokens = len(plan["decodings"]), plan["n_tokens"]
+    if pairs is None:
+        return View([Text(f"Greedy and {len(plan['seeds'])} samples of {n_tokens} tokens each: press **Run side by "
+                          f"side** ({n_runs * n_tokens:,} tokens in all; the runs appear as they finish and Stop keeps "
+                          "them).", "info")])
+    runs = [r for r in runs_from_pairs(list(pairs), n_runs) if r]
+    if not runs:
+        return View()
+    labels = plan["labels"][: len(runs)]
+    diverge, table = runs_table(lm, runs, labels)
+    title = f"Greedy and {len(runs) - 1} samples side by side · {figure_label(lm.label, t.prompt)}"
+    return View([Figure("gen_sbs", runs_grid([display_tokens(lm, r) for r in runs], labels, diverge, title)),
+                 Table("gen_sbs_table", table, "side-by-side")])
+
+
+def temperatures(lm, t: Trace, temps: Sequence[float], k: int) -> View:
+    """The next token's k likeliest tokens at each temperature, and each distribution's entropy."""
+    if not temps:
+        return View([Text("Pick at least one temperature.", "info")])
+    top_ids, table = temperature_sweep(t.next_logits, temps, int(k))
+    fig = temperature_figure(display_tokens(lm, top_ids), temps, table,
+                             f"The next token's probabilities at {len(temps)} temperatures · "
+                             f"{figure_label(lm.label, t.prompt)}", entropy_at_temperatures(t.next_logits, temps))
+    return View([Figure("gen_sweep", fig),
+                 Text("Sampling at temperature T draws from softmax(logits / T). As T rises the distribution flattens: "
+                      "likely tokens lose probability to unlikely ones. T = 0 always takes the likeliest.")])

@@ -1,0 +1,74 @@
+"""The Generation page's long jobs (ui.progress.stepwise): what each step runs, what the progress
+bar says, and the text drawn as it grows. Generate and Run side by side start them; Stop keeps
+what was made and Continue goes on from there.
+
+Core's generators are looked up when a job runs (`gen.generate_steps`), not bound at import,
+so this module always drives the functions core.generate holds at that moment."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from core import generate as gen
+from recipes.generation import text_so_far
+from ui.progress import Job, stepwise
+
+
+def _reading(what: str, say):
+    return lambda read, n: say(f"{what}: reading the prompt, {read:,} of {n:,} tokens")
+
+
+def generation(lm, ids: tuple[int, ...], settings: dict, start: bool) -> Job | None:
+    """The Generate job for this model and prompt (recipes.generation.settings; `start`: Generate
+    was clicked in this run), advanced as far as it goes; None before the first Generate."""
+
+    def run(job, say):
+        p = job.params
+        if p["method"] == "beam":
+            return gen.beam_search_steps(lm, ids, p["n_new"], *p["beam"], resume=job.items[-1] if job.items else None,
+                                         on_prompt=_reading("Beam search", say))
+        return gen.generate_steps(lm, ids, p["n_new"], p["decoding"], resume=[s.token_id for s in job.items],
+                                  on_prompt=_reading("Generating", say))
+
+    def progress(job):
+        beam = job.params["method"] == "beam"
+        what = f"Beam search with {job.params['beam'][0]} beams" if beam else "Generating"
+        if not job.steps:
+            return f"{what}: reading the prompt ({len(ids):,} tokens)"
+        if beam:
+            finished = int(job.items[-1].is_finished.sum())
+            return f"{what}: step {job.steps} of at most {job.total}, {finished} beams finished"
+        return f"{what}: token {job.steps} of {job.total} ({job.steps / max(job.seconds, 1e-9):.1f} tokens/s)"
+
+    def live(job, slot):
+        slot.code(text_so_far(lm, ids, job.params["method"], job.items), language=None, wrap_lines=True)
+
+    return stepwise("gen", (lm.name, ids), run, progress, start=settings if start else None,
+                    total=gen.max_new_tokens(lm, len(ids), settings["n_new"]), live=live,
+                    keep_last=settings["method"] == "beam")
+
+
+def steps_of(job: Job | None) -> list:
+    """The Steps of a sampled or greedy job ([] for none, or for beam search)."""
+    return list(job.items) if job is not None and job.params["method"] != "beam" else []
+
+
+def side_by_side(lm, ids: tuple[int, ...], plan: dict, start: bool) -> Sequence | None:
+    """The (run, token id) pairs of the side-by-side job (recipes.generation.side_by_side_plan), as
+    far as it goes; None before Run side by side was clicked for these settings."""
+    labels, decodings, n_tokens = plan["labels"], plan["decodings"], plan["n_tokens"]
+
+    def progress(job):
+        if not job.items:
+            return f"Side by side: reading the prompt ({len(ids):,} tokens)"
+        r = job.items[-1][0]
+        done = sum(1 for run_, _ in job.items if run_ == r)
+        return f"Side by side: run {r + 1} of {len(labels)} ({labels[r]}), token {done} of {n_tokens}"
+
+    def run(job, say):
+        return gen.continue_runs(lm, ids, n_tokens, decodings, gen.runs_from_pairs(job.items, len(decodings)),
+                                 on_prompt=_reading("Side by side", say))
+
+    job = stepwise("gen_sbs", (lm.name, ids, n_tokens, plan["temperature"], plan["seeds"]), run, progress,
+                   start=True if start else None, total=len(decodings) * n_tokens)
+    return list(job.items) if job is not None else None
+
