@@ -10,6 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests import apptest
 from tests.conftest import ROOT
 from ui.shell import HELLO_BYE, PAGES, trace_cache
 
@@ -17,11 +18,7 @@ TIMEOUT = 120
 
 
 def run_app(prompt: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    if prompt is not None:
-        at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
-    return at
+    return apptest.open_page(typed=prompt, check=False)
 
 
 def test_next_token_page_shows_gpt2s_own_probabilities(tiny_env, tiny_lm):

@@ -11,7 +11,8 @@ import core.attention
 import ui.shell
 from core.attention import head_scores
 from core.trace import trace
-from tests.conftest import ROOT
+from tests import apptest
+from tests.apptest import ATTENTION, show_view
 from tests.plotly_json import chart_specs, decode
 from viz.attention import CELL_BUDGET, causal_nan
 
@@ -19,22 +20,11 @@ PROMPT = "hello hello hello bye bye. The <b>cat</b> sat on the mat & slept."
 
 
 def open_page(prompt: str = PROMPT, **state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["prompt"] = prompt
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page("pages/1_Attention.py")
-    at.run()
-    assert not at.exception
-    return at
+    return apptest.open_page(ATTENTION, prompt, state)
 
 
 def show(at: AppTest, view: str) -> AppTest:
-    at.session_state["attn_view"] = view
-    at.run()
-    assert not at.exception
-    return at
+    return show_view(at, ATTENTION, view)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from core.embeddings import pca, position_embeddings, token_embeddings
 from core.trace import trace
-from tests.conftest import ROOT
+from tests import apptest
+from tests.apptest import show_view
 from tests.plotly_json import decode
 from ui.shell import HELLO_BYE
 
@@ -38,21 +39,11 @@ def cache(tmp_path, monkeypatch):
 
 
 def open_page(prompt: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    if prompt is not None:
-        at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception
-    return at
+    return apptest.open_page(PAGE, typed=prompt)
 
 
 def show_tab(at: AppTest, name: str) -> AppTest:
-    at.session_state["emb_tab"] = name
-    at.run()
-    assert not at.exception
-    return at
+    return show_view(at, PAGE, name)
 
 
 def test_prompt_heatmaps_are_wte_wpe_and_their_sum(tiny_env, tiny_lm, cache):

@@ -6,29 +6,19 @@ from streamlit.testing.v1 import AppTest
 
 from core import load_model, trace
 from core.interventions import ablate, head_ablation_scan
-from tests.conftest import ROOT
+from tests import apptest
+from tests.apptest import EXPERIMENTS, show_view
 from tests.plotly_json import chart_specs, decode
 
 PROMPT = "The cat sat on the mat"
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["prompt"] = PROMPT
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page("pages/6_Experiments.py")
-    at.run()
-    assert not at.exception
-    return at
+    return apptest.open_page(EXPERIMENTS, PROMPT, state)
 
 
 def show(at: AppTest, view: str) -> AppTest:
-    at.session_state["exp_view"] = view
-    at.run()
-    assert not at.exception
-    return at
+    return show_view(at, EXPERIMENTS, view)
 
 
 def test_knocking_out_a_head_shows_the_ablated_prediction(tiny_env, tiny_model_dir):

@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 
 import core.generate
 from core.generate import Decoding, beam_search_steps, first_divergence, generate_ids
-from tests.conftest import ROOT
+from tests import apptest
+from tests.apptest import GENERATION
 from tests.plotly_json import decode, figure, figures_by_title
 
 TIMEOUT = 120
@@ -25,14 +26,7 @@ PROMPT = "The best thing about AI is its ability to"
 
 
 def open_page(prompt: str | None = None, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    if prompt is not None:
-        at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
-    at.switch_page("pages/4_Generation.py")
-    at.run()
-    return at
+    return apptest.open_page(GENERATION, query=query, typed=prompt, check=False)
 
 
 def texts(at: AppTest) -> list[str]:

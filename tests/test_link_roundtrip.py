@@ -11,9 +11,8 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
+from tests import apptest
 
-TIMEOUT = 120
 INPUTS = ("selectbox", "radio", "slider", "number_input", "checkbox", "toggle", "text_input", "text_area", "multiselect",
           "select_slider")
 # Widgets that are not controls of the view, and why they stay out of the link.
@@ -83,18 +82,7 @@ CASES = [
 
 
 def open_view(page: str, prompt: str | None = None, state: dict | None = None, query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    if query is not None:
-        at.query_params.update(query)
-    if prompt is not None:
-        at.session_state["prompt"] = prompt
-    for key, value in (state or {}).items():
-        at.session_state[key] = value
-    at.run()
-    if page != "app.py":
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return apptest.open_page(page, prompt, state, query=query)
 
 
 def controls_on_screen(at: AppTest) -> dict:

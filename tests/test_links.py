@@ -15,7 +15,7 @@ import core.model
 import ui.shell
 from core.model import LoadedModel
 from core.synthetic import build_checkpoint
-from tests.conftest import ROOT
+from tests import apptest
 from ui.shell import LOCAL_DIR_OPTION, model_store
 from ui.url import MAX_PROMPT_CHARS
 
@@ -32,15 +32,8 @@ def checkpoints(tmp_path_factory) -> list[str]:
 
 
 def app(page: str = "app.py", **query) -> AppTest:
-    """The app opened from a link with `query`: AppTest starts on app.py (the entry point) and keeps
-    the query across the switch, as a browser opening /<Page>?… would see it."""
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.query_params.update(query)
-    at.run()
-    if page != "app.py":
-        at.switch_page(page).run()
-    assert not at.exception
-    return at
+    """The app opened from a link with `query`, as a browser opening /<Page>?… would see it."""
+    return apptest.open_page(page, query=query)
 
 
 def query(at: AppTest, key: str) -> str | None:

@@ -9,6 +9,7 @@ import zipfile
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests import apptest
 from tests.conftest import ROOT
 from viz.export import export_zip
 
@@ -45,13 +46,7 @@ def _zip_matches_screen(at: AppTest, where: str) -> None:
 
 @pytest.mark.parametrize("page", list(VIEWS))
 def test_the_zip_holds_what_every_view_shows(tiny_env, page):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
-    at.session_state["prompt"] = PROMPT
-    at.run()
-    if page != "app.py":
-        at.switch_page(page)
-        at.run()
-    assert not at.exception
+    at = apptest.open_page(page, PROMPT)
     if VIEWS[page] is None:
         _zip_matches_screen(at, page)
         return

@@ -7,7 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from core import load_model, trace
 from core.prediction import direct_logit_attribution, logit_lens, neuron_attribution
-from tests.conftest import ROOT
+from tests import apptest
+from tests.apptest import show_view
 from tests.plotly_json import chart_specs, decode
 
 PROMPT = "The cat sat on the mat. The cat sat on the"
@@ -15,22 +16,11 @@ PAGE = "pages/5_Prediction.py"
 
 
 def open_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.session_state["prompt"] = PROMPT
-    for k, v in state.items():
-        at.session_state[k] = v
-    at.run()
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception
-    return at
+    return apptest.open_page(PAGE, PROMPT, state)
 
 
 def show(at: AppTest, view: str) -> AppTest:
-    at.session_state["pred_view"] = view
-    at.run()
-    assert not at.exception
-    return at
+    return show_view(at, PAGE, view)
 
 
 @pytest.fixture(scope="module")

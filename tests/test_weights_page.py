@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 import core.weights
 from core.weights import moving_average
-from tests.conftest import ROOT
+from tests import apptest
+from tests.apptest import WEIGHTS, show_view
 
 TIMEOUT = 120
 
@@ -29,19 +30,11 @@ def params(tiny_lm) -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def page(tiny_env):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("pages/3_Weights.py")
-    at.run()
-    assert not at.exception
-    return at
+    return apptest.open_page(WEIGHTS)
 
 
 def show_tab(at: AppTest, name: str) -> AppTest:
-    at.session_state["weights_tab"] = name
-    at.run()
-    assert not at.exception
-    return at
+    return show_view(at, WEIGHTS, name)
 
 
 def test_matrix_view_shows_w_q_split_from_c_attn(page, tiny_lm):
