@@ -212,15 +212,12 @@ def occurrence_similarity(resid: np.ndarray, positions: list[int]) -> np.ndarray
 
 # ---- helpers for big views ----------------------------------------------------------------------------
 def pool_square(m: np.ndarray, max_side: int = 512) -> tuple[np.ndarray, int]:
-    """Mean over k x k tiles of m [n, n] so that no side exceeds max_side; returns (pooled, k)."""
-    n = m.shape[0]
-    k = max(1, int(np.ceil(n / max_side)))
-    if k == 1:
-        return m.astype(np.float32), 1
-    pad = (-n) % k
-    p = np.pad(m.astype(np.float64), ((0, pad), (0, pad)), constant_values=np.nan)
-    side = p.shape[0] // k
-    return np.nanmean(p.reshape(side, k, side, k), axis=(1, 3)).astype(np.float32), k
+    """Mean over k x k tiles of m [n, n] so that no side exceeds max_side (the last tiles may be
+    smaller: each is the mean of the cells it has); returns (pooled, k)."""
+    from .weights import block_average
+
+    k = max(1, int(np.ceil(m.shape[0] / max_side)))
+    return (m.astype(np.float32), 1) if k == 1 else (block_average(m, k), k)
 
 
 def find_tokens(tokens: list[str], query: str, limit: int = 20) -> list[int]:

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
-MAX_CELLS = 1_500_000  # a heatmap above this many cells is block-averaged before it is drawn
 
 
 @dataclass(frozen=True)
@@ -183,10 +182,10 @@ def block_average(matrix: np.ndarray, window: int) -> np.ndarray:
     return (sums / np.outer(r_n, c_n)).astype(np.float32)
 
 
-def fit_to_budget(matrix: np.ndarray, max_cells: int | None = None) -> tuple[np.ndarray, int]:
-    """(display array, k): the matrix itself (k = 1) if it has at most `max_cells` cells
-    (default MAX_CELLS), else its block average over k×k tiles with the smallest k that fits."""
-    max_cells = MAX_CELLS if max_cells is None else max_cells
+def fit_to_budget(matrix: np.ndarray, max_cells: int) -> tuple[np.ndarray, int]:
+    """(display array, k): the matrix itself (k = 1) if it has at most `max_cells` cells (a
+    browser's budget, viz.common.CELL_BUDGET), else its block average over k×k tiles with the
+    smallest k that fits."""
     a = np.asarray(matrix, dtype=np.float32)
     if a.ndim == 1 or a.size <= max_cells:
         return a, 1
@@ -342,9 +341,9 @@ class Grid:
     downsample: int
 
 
-def view_grid(matrix: np.ndarray, mode: str = "raw", window: int = 1, max_cells: int | None = None) -> Grid:
+def view_grid(matrix: np.ndarray, mode: str = "raw", window: int = 1, *, max_cells: int) -> Grid:
     """The matrix as drawn: "raw", "moving" (moving_average) or "block" (block_average) over
-    `window`, then tile-averaged by the smallest k that fits `max_cells` (default MAX_CELLS)."""
+    `window`, then tile-averaged by the smallest k that fits `max_cells`."""
     a = np.asarray(matrix, dtype=np.float32)
     if mode == "raw":
         w, base, offset, step = 1, a, 0.0, 1.0

@@ -16,7 +16,7 @@ from core.embeddings import (PCAResult, WordVector, cosine_matrix, euclidean_mat
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_params
 from core.tokens import display_tokens
 from core.trace import Trace
-from viz.attention import CELL_BUDGET
+from viz.common import CELL_BUDGET
 from viz.common import esc, figure_label, short
 from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
                             matrix_heatmap, pair_matrix, points_map, vector_lines)

@@ -9,14 +9,11 @@ average. Each comes from the recipe its page uses, so the files match the screen
 """
 from __future__ import annotations
 
-from . import attention, next_token, prediction
+from . import attention, next_token, prediction, weights
 
 
 def standard_figures(lm, t) -> dict:
     """file name -> plotly figure for model `lm` (core.LoadedModel) and trace `t` (core.Trace)."""
-    from core.weights import get_matrix, view_grid
-    from viz.weights import matrix_figure
-
     last = t.n_tokens - 1
     layer = min(1, lm.n_layer - 1)
     top = prediction.typed_token(lm, t, last, "").values
@@ -33,13 +30,9 @@ def standard_figures(lm, t) -> dict:
                                                          "").figures()["pred_attribution"],
         "prediction-contribution-graph": prediction.graph(lm, t, last, 0.04).figures()["pred_graph"],
     }
-    w, rows, cols = get_matrix(lm, 0, "W_O")  # a fully connected layer of d_model x d_model
-    raw = view_grid(w, "raw")
-    views["weights-block0-W_O"] = matrix_figure(raw.z, rows, cols, f"W_O · block 0 · {lm.label}", offset=raw.offset,
-                                                step=raw.step)
-    window = min(64, max(1, min(w.shape) // 4))
-    smooth = view_grid(w, "moving", window)
-    views[f"weights-block0-W_O-moving-average-{window}"] = matrix_figure(
-        smooth.z, rows, cols, f"Moving average over {window}×{window} · W_O · block 0 · {lm.label}",
-        offset=smooth.offset, step=smooth.step, colorbar="mean")
+    s = weights.select(lm, "W_O", 0, "all")  # a fully connected layer of d_model x d_model
+    views["weights-block0-W_O"] = weights.matrix(lm, s).figures()["weights_matrix"]
+    window = weights.window_range(s)[1]
+    smooth = weights.smoothed(s, window).figures()
+    views[f"weights-block0-W_O-moving-average-{window}"] = smooth["weights_smooth_moving"]
     return views

@@ -11,6 +11,7 @@ import numpy as np
 
 from core.weights import (KINDS, Grid, Kind, Spectrum, block_distributions, get_matrix, normal_pdf, spectrum,
                           stats_table, view_grid)
+from viz import common
 from viz.common import esc
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
 
@@ -26,6 +27,11 @@ HOW_TO_READ = {
     "W_pos": "A lookup table: row i is the vector added to the residual stream at position i.",
 }
 STATS = ("mean", "std", "kurtosis", "min", "max")
+
+
+def grid_data(raw: np.ndarray, mode: str, window: int) -> Grid:
+    """The matrix as drawn (raw, moving or block average), tile-averaged to the browser's cell budget."""
+    return view_grid(raw, mode, window, max_cells=common.CELL_BUDGET)
 
 
 def kind_label(key: str) -> str:
@@ -72,7 +78,7 @@ def matrix(lm, s: Selection, grid: Grid | None = None) -> View:
     """The matrix (tile-mean downsampled to the cell budget) or the vector, and its statistics."""
     kind = s.kind
     if kind.is_matrix:
-        g = grid if grid is not None else view_grid(s.raw, "raw", 1)
+        g = grid if grid is not None else grid_data(s.raw, "raw", 1)
         head_size = lm.d_model // lm.n_head if s.head is None and kind.head_axis in (0, 1) else None
         note = f" · downsampled {g.downsample}× (mean of {g.downsample}×{g.downsample} tiles)" if g.downsample > 1 else ""
         view = View([Figure("weights_matrix", matrix_figure(
@@ -100,7 +106,7 @@ def smoothed(s: Selection, window: int, grids: dict[str, Grid] | None = None) ->
     figures = []
     for mode, name in SMOOTHING.items():
         g = (grids or {}).get(mode)
-        g = g if g is not None else view_grid(s.raw, mode, window)
+        g = g if g is not None else grid_data(s.raw, mode, window)
         note = f" · downsampled {g.downsample}×" if g.downsample > 1 else ""
         figures.append(Figure(f"weights_smooth_{mode}", matrix_figure(
             g.z, s.rows, s.cols, f"{name} over {window}×{window} · {s.key}{' · ' + s.where if s.where else ''}{note} · "

@@ -6,6 +6,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
+from viz.common import CELL_BUDGET
 from core.weights import (
     KINDS, block_average, block_distributions, catalogue, fit_to_budget, get_matrix, moving_average,
     normal_pdf, spectrum, stats_table, view_grid,
@@ -109,11 +110,11 @@ def test_block_average_matches_tile_means_including_ragged_edges():
 
 def test_fit_to_budget_downsamples_only_what_does_not_fit():
     a = np.ones((768, 3072), dtype=np.float32)
-    shown, k = fit_to_budget(a)
+    shown, k = fit_to_budget(a, CELL_BUDGET)
     assert k == 2 and shown.shape == (384, 1536) and shown.size <= 1_500_000
-    shown, k = fit_to_budget(np.ones((768, 768), dtype=np.float32))
+    shown, k = fit_to_budget(np.ones((768, 768), dtype=np.float32), CELL_BUDGET)
     assert k == 1 and shown.shape == (768, 768)
-    shown, k = fit_to_budget(np.ones((50257, 768), dtype=np.float32))
+    shown, k = fit_to_budget(np.ones((50257, 768), dtype=np.float32), CELL_BUDGET)
     assert shown.size <= 1_500_000 and k == 6
 
 
@@ -178,8 +179,8 @@ def test_view_grid_keeps_original_indices():
     g = view_grid(a, "raw", max_cells=10_000)  # 300 x 200 = 60,000 cells -> k = 3
     assert g.downsample == 3 and g.z.shape == (100, 67) and (g.offset, g.step) == (1.0, 3.0)
     np.testing.assert_allclose(g.z[5, 6], a[15:18, 18:21].mean(), rtol=1e-5)
-    g = view_grid(a, "moving", window=10)
+    g = view_grid(a, "moving", window=10, max_cells=CELL_BUDGET)
     assert g.downsample == 1 and g.z.shape == (291, 191) and (g.offset, g.step) == (4.5, 1.0)
-    g = view_grid(a, "block", window=10)
+    g = view_grid(a, "block", window=10, max_cells=CELL_BUDGET)
     assert g.z.shape == (30, 20) and (g.offset, g.step) == (4.5, 10.0)
     np.testing.assert_allclose(g.z[2, 3], a[20:30, 30:40].mean(), rtol=1e-5)

@@ -12,7 +12,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import core.weights
+import viz.common
 from core.weights import moving_average
 from tests import apptest
 from tests.apptest import WEIGHTS, show_view
@@ -74,7 +74,7 @@ def test_vectors_are_bar_charts_and_smoothing_asks_for_a_matrix(page, tiny_lm):
 
 
 def test_large_matrices_are_downsampled_and_say_so(page, tiny_lm, monkeypatch):
-    monkeypatch.setattr(core.weights, "MAX_CELLS", 10_000)
+    monkeypatch.setattr(viz.common, "CELL_BUDGET", 10_000)
     st.cache_data.clear()
     try:
         page.selectbox(key="weights_param").set_value("W_E").run()

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from viz.common import CELL_BUDGET
 from core.weights import block_distributions, get_matrix, normal_pdf, spectrum, view_grid
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
 
@@ -71,7 +72,7 @@ def test_spectrum_figure(tiny_lm):
 
 def test_figures_stay_within_the_json_budget():
     big = np.random.default_rng(1).normal(size=(768, 3072)).astype(np.float32)
-    g = view_grid(big)
+    g = view_grid(big, max_cells=CELL_BUDGET)
     assert g.downsample == 2
     fig = matrix_figure(g.z, "d_model", "d_mlp", "W_in", offset=g.offset, step=g.step)
     assert len(fig.to_json()) < 1.5e6 * 4 * 1.4  # float32 as base64, not decimal text

@@ -9,7 +9,8 @@ import streamlit as st
 
 from core.embeddings import position_embeddings, token_embeddings, word_vectors
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, embedding_map, matrix_digest
-from core.weights import block_distributions, get_matrix, spectrum, stats_table, view_grid
+import recipes.weights
+from core.weights import block_distributions, get_matrix, spectrum, stats_table
 from recipes import embeddings as emb
 
 
@@ -71,7 +72,7 @@ def vocab_map(lm, table: str) -> EmbeddingMap | None:
 # ---- Weights ----------------------------------------------------------------------------------------
 @st.cache_data(max_entries=32, show_spinner="Preparing the matrix…")
 def weights_grid(name: str, block, kind: str, head, mode: str, window: int, _lm):
-    return view_grid(get_matrix(_lm, block, kind, head)[0], mode, window)
+    return recipes.weights.grid_data(get_matrix(_lm, block, kind, head)[0], mode, window)
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the singular values…")

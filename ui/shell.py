@@ -27,10 +27,11 @@ from core.cache import release_freed_memory, shared_cache
 from core.model import (BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_ALLOWED, ENV_MODEL, allowed_models,
                         bundled_model_dir, is_allowed_model, models_locked)
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
-from ui.figures import export_all_button, export_settings, show_figure, show_table, start_page  # noqa: F401 (re-exported)
+from recipes import md as md_escape  # one Markdown escape for the whole app
+from ui.figures import export_all_button, export_settings, start_page
 from ui.state import drop_stale_widget_metadata, persisted
-from ui.url import (MAX_PROMPT_CHARS, begin_page_run, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,  # noqa: F401
-                    set_prompt, url_state, write_shared_state)
+from ui.url import (MAX_PROMPT_CHARS, begin_page_run, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,
+                    set_prompt, write_shared_state)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR_OPTION = "Local directory…"
@@ -269,12 +270,6 @@ def _fallback_model(name: str) -> LoadedModel | None:
         return model_store().get(bundled)
     except ModelLoadError:
         return None
-
-
-def md_escape(text: str) -> str:
-    """Escape text (a path, an error message) for st.markdown, so it is shown, not rendered."""
-    specials = "\\`*_{}[]()#+-.!|<>~$"
-    return "".join("\\" + c if c in specials else c for c in text)
 
 
 def setup_page(title: str, intro: str) -> LoadedModel | None:

@@ -17,9 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks
+from .common import CELL_BUDGET, DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks  # noqa: F401 (CELL_BUDGET re-exported)
 
-CELL_BUDGET = 1_500_000  # cells one figure may hold (a 1,024 x 1,024 head is 1.05 M)
 GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
 MAX_PANEL_SIDE = 256

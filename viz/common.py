@@ -10,6 +10,16 @@ import numpy as np
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
 FONT_FAMILY = "Noto Sans, Noto Sans CJK SC, Segoe UI, Arial, sans-serif"
+CELL_BUDGET = 1_500_000  # cells one heatmap may hold, what a browser draws smoothly (a 1,024 x 1,024 head is 1.05 M)
+CLIP_PERCENTILE = 99.5  # colour limits: a few outliers would otherwise wash out the rest
+
+
+def symmetric_limit(z: np.ndarray, percentile: float = CLIP_PERCENTILE) -> float:
+    """±limit for a diverging scale centred on 0: the percentile of the finite |z| (1.0 if z is all 0)."""
+    a = np.abs(np.asarray(z, dtype=np.float32))
+    a = a[np.isfinite(a)]
+    lim = float(np.percentile(a, percentile)) if a.size else 0.0
+    return lim if lim > 0 else (float(a.max()) if a.size and a.max() > 0 else 1.0)
 
 
 def esc(text: str) -> str:

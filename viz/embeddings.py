@@ -12,20 +12,15 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks
+from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, symmetric_limit, token_ticks
 
 GROUP_COLOURS = qualitative.D3 + qualitative.Set2
-
-
-def _symmetric_range(z: np.ndarray, q: float = 99.5) -> float:
-    finite = np.abs(z[np.isfinite(z)])
-    return float(np.percentile(finite, q)) if finite.size else 1.0
 
 
 def embedding_heatmap(vectors: np.ndarray, tokens: Sequence[str], title: str, height: int = 420) -> go.Figure:
     """vectors [pos, d_model] drawn as the essay does: one column per token, d_model rows."""
     z = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).T)  # [d_model, pos]
-    lim = _symmetric_range(z)
+    lim = symmetric_limit(z)
     fig = go.Figure(go.Heatmap(z=z, x=np.arange(z.shape[1]), colorscale=DIVERGING, zmid=0, zmin=-lim, zmax=lim,
                                colorbar=dict(title="value"),
                                hovertemplate="position %{x}<br>dimension %{y}<br>%{z:.4f}<extra></extra>"))
@@ -42,7 +37,7 @@ def matrix_heatmap(z: np.ndarray, title: str, x_title: str, y_title: str, *, sym
     names what the colour shows (the colour bar's title)."""
     z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
     if zrange is None:
-        lim = _symmetric_range(z)
+        lim = symmetric_limit(z)
         zrange = (-lim, lim)
     fig = go.Figure(go.Heatmap(z=z, x0=x0, dx=dx, y0=y0, dy=dy, colorscale=DIVERGING if symmetric else SEQUENTIAL,
                                zmin=zrange[0], zmax=zrange[1], zmid=0 if symmetric else None,

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from .attention import causal_nan
 from .common import DIVERGING, base_layout, esc, format_prob, token_ticks
-from .weights import symmetric_limit
+from .common import symmetric_limit
 
 
 def before_after_figure(tokens: Sequence[str], before: np.ndarray, after: np.ndarray, title: str) -> go.Figure:

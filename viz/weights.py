@@ -10,18 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
-from .common import DIVERGING, SEQUENTIAL, base_layout, esc
-
-CLIP_PERCENTILE = 99.5  # colour limits: a few outlier weights would otherwise wash out the rest
-
-
-def symmetric_limit(z: np.ndarray, percentile: float = CLIP_PERCENTILE) -> float:
-    """±limit for a diverging scale centred on 0: the percentile of |z| (1.0 if z is all 0)."""
-    a = np.abs(np.asarray(z, dtype=np.float32))
-    a = a[np.isfinite(a)]
-    lim = float(np.percentile(a, percentile)) if a.size else 0.0
-    return lim if lim > 0 else (float(a.max()) if a.size and a.max() > 0 else 1.0)
-
+from .common import CLIP_PERCENTILE, DIVERGING, SEQUENTIAL, base_layout, esc, symmetric_limit  # noqa: F401 (re-exported)
 
 def matrix_figure(
     z: np.ndarray,
