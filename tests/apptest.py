@@ -11,8 +11,9 @@ from tests.conftest import ROOT
 TIMEOUT = 120
 NEXT_TOKEN, ATTENTION, EMBEDDINGS, WEIGHTS = "app.py", "pages/1_Attention.py", "pages/2_Embeddings.py", "pages/3_Weights.py"
 GENERATION, PREDICTION, EXPERIMENTS = "pages/4_Generation.py", "pages/5_Prediction.py", "pages/6_Experiments.py"
+NGRAMS = "pages/7_N-grams.py"
 TAB_KEYS = {ATTENTION: "attn_view", EMBEDDINGS: "emb_tab", WEIGHTS: "weights_tab", GENERATION: "gen_tab",
-            PREDICTION: "pred_view", EXPERIMENTS: "exp_view"}
+            PREDICTION: "pred_view", EXPERIMENTS: "exp_view", NGRAMS: "ngram_view"}
 
 
 def open_page(page: str = NEXT_TOKEN, prompt: str | None = None, state: dict | None = None, *, query: dict | None = None,

@@ -22,15 +22,17 @@ NOT_IN_LINK = {
     "sidebar_png_width": "export size, not what is drawn", "sidebar_png_height": "export size",
     "sidebar_png_scale": "export size",
     "sidebar_model": "in the link as model=", "sidebar_model_path": "in the link as model=",
+    "ngram_text": "the person's own text, up to 2 MB: content, not a control; like a long prompt, not put in links",
     "sidebar_prompt": "in the link as prompt=", "sidebar_keep": "in the link as keep=", "sidebar_style": "in the link as style=",
 }
 # Controls a case keeps at their default because the view needs it (sampling's controls show for
 # "sample", the default); another case sets them otherwise.
-NEEDED_AT_DEFAULT = {"gen_method"}
+NEEDED_AT_DEFAULT = {"gen_method", "ngram_source"}  # a link cannot carry a pasted text: these cases count Genesis
 PROMPT = "The cat sat on the mat"
 
 A, P, E, W, G, X = ("pages/1_Attention.py", "pages/5_Prediction.py", "pages/2_Embeddings.py", "pages/3_Weights.py",
                     "pages/4_Generation.py", "pages/6_Experiments.py")
+N = "pages/7_N-grams.py"
 ATTN = {"attn_layer": 1, "attn_head": 2, "attn_colour": "log"}
 GEN_SAMPLE = {"gen_method": "sample", "gen_tokens": 7, "gen_temperature": 1.3, "gen_top_k": 5, "gen_top_p": 0.9,
               "gen_seed": 3, "gen_stop_eos": False}
@@ -78,6 +80,10 @@ CASES = [
                                          "exp_patch_what": "head"}),
     (X, PROMPT, "exp_view", "Patching", {"exp_mode": "mean", "exp_other": "A big dog sat on the old mat", "exp_pad": True,
                                          "exp_patch_what": "head"}),
+    (N, PROMPT, "ngram_view", "Samples", {"ngram_source": "genesis", "ngram_seed": 3}),
+    (N, PROMPT, "ngram_view", "Next letter and word", {"ngram_source": "genesis", "ngram_context": "unto the",
+                                                       "ngram_n": 4, "ngram_k": 5}),
+    (N, PROMPT, "ngram_view", "Letter statistics", {"ngram_source": "genesis"}),
 ]
 
 

@@ -24,6 +24,7 @@ VIEWS = {  # page -> (tab state key, tab names); None: the page has no tabs
     "pages/5_Prediction.py": ("pred_view", ["Logit lens", "Attribution", "Neurons", "What a head writes",
                                             "Contribution graph"]),
     "pages/6_Experiments.py": ("exp_view", ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]),
+    "pages/7_N-grams.py": ("ngram_view", ["Samples", "Next letter and word", "Letter statistics"]),
 }
 
 

@@ -54,6 +54,7 @@ PAGES = [
     ("pages/4_Generation.py", "Generation", ":material/edit_note:"),
     ("pages/5_Prediction.py", "Inside the prediction", ":material/psychology:"),
     ("pages/6_Experiments.py", "Experiments", ":material/science:"),
+    ("pages/7_N-grams.py", "Before GPT-2: n-grams", ":material/abc:"),
 ]
 
 
