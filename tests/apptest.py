@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 TIMEOUT = 120
 NEXT_TOKEN, ATTENTION, EMBEDDINGS, WEIGHTS = "app.py", "pages/1_Attention.py", "pages/2_Embeddings.py", "pages/3_Weights.py"
 GENERATION, PREDICTION, EXPERIMENTS = "pages/4_Generation.py", "pages/5_Prediction.py", "pages/6_Experiments.py"
-NGRAMS = "pages/7_N-grams.py"
+NGRAMS, TOUR = "pages/7_N-grams.py", "pages/0_Tour.py"
 TAB_KEYS = {ATTENTION: "attn_view", EMBEDDINGS: "emb_tab", WEIGHTS: "weights_tab", GENERATION: "gen_tab",
             PREDICTION: "pred_view", EXPERIMENTS: "exp_view", NGRAMS: "ngram_view"}
 

@@ -84,6 +84,7 @@ CASES = [
     (N, PROMPT, "ngram_view", "Next letter and word", {"ngram_source": "genesis", "ngram_context": "unto the",
                                                        "ngram_n": 4, "ngram_k": 5}),
     (N, PROMPT, "ngram_view", "Letter statistics", {"ngram_source": "genesis"}),
+    ("pages/0_Tour.py", PROMPT, None, None, {"tour_step": 8}),
 ]
 
 
@@ -176,7 +177,7 @@ def test_every_view_survives_a_switch_to_a_smaller_model(tiny_env, bigger, page,
 
     values = next(c[4] for c in CASES if (c[0], c[2], c[3]) == (page, tab_key, tab))
     high = {k: v for k, v in HIGH.items() if k.split("_")[0] == next(iter(values), tab_key).split("_")[0]}
-    at = open_view(page, PROMPT, {**values, **high, tab_key: tab, "model_name": bigger})
+    at = open_view(page, PROMPT, {**values, **high, **({tab_key: tab} if tab_key else {}), "model_name": bigger})
     assert at.session_state["model_name"] == bigger
     at.sidebar.selectbox(key="sidebar_model").set_value(LOCAL_DIR_OPTION).run()
     at.sidebar.text_input(key="sidebar_model_path").input(str(tiny_env)).run()

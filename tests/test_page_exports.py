@@ -25,6 +25,7 @@ VIEWS = {  # page -> (tab state key, tab names); None: the page has no tabs
                                             "Contribution graph"]),
     "pages/6_Experiments.py": ("exp_view", ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]),
     "pages/7_N-grams.py": ("ngram_view", ["Samples", "Next letter and word", "Letter statistics"]),
+    "pages/0_Tour.py": ("tour_step", list(range(1, 13))),
 }
 
 

@@ -48,6 +48,7 @@ DEFAULT_PROMPT = EXAMPLES["AI's ability to…"]
 # (file, label, icon). A page is listed only once its file exists.
 PAGES = [
     ("app.py", "Next token", ":material/format_list_numbered:"),
+    ("pages/0_Tour.py", "Tour: the essay's figures", ":material/tour:"),
     ("pages/1_Attention.py", "Attention", ":material/grid_on:"),
     ("pages/2_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
     ("pages/3_Weights.py", "Weights", ":material/view_module:"),

@@ -1,0 +1,198 @@
+"""The Tour: the GPT-2 figures of Wolfram's essay "What Is ChatGPT Doing … and Why Does It Work?",
+one step at a time, in the essay's order.
+
+The steps are data (STEPS): a title, a paragraph, the essay's prompt, and the page (with the
+controls) that draws the same figure. `view` draws a step with that page's own recipe and
+those controls' values, so the tour and the page show the same figure, and `page_state` is
+what the step's "Open this in …" button sets before switching to the page. Continuations
+(steps 2 and 3) take seconds on a CPU: `continuations` makes them, only when asked."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from core.embeddings import EXAMPLE_WORD_GROUPS, parse_groups, split_words
+from core.generate import continue_runs, generate_ids
+from core.model import GPT2_FAMILY
+from core.trace import Trace
+from viz.common import format_prob
+
+from . import Row, Table, Text, View, attention, embeddings, generation, next_token, md, weights
+
+AI = "The best thing about AI is its ability to"
+HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)  # ui.shell.HELLO_BYE (recipes never import ui)
+NEXT, ATTENTION, EMBEDDINGS, WEIGHTS, GENERATION = ("app.py", "pages/1_Attention.py", "pages/2_Embeddings.py",
+                                                    "pages/3_Weights.py", "pages/4_Generation.py")
+
+# The essay's table for its first prompt (GPT-2 small), next to the live top 5.
+ESSAY_TOP5 = [("learn", 0.045), ("predict", 0.035), ("make", 0.032), ("understand", 0.031), ("do", 0.029)]
+TOP_K = 5
+N_NEW, TEMPERATURE, FIRST_SEED, N_SAMPLES = 40, 0.8, 0, 3
+WORDS = "cat, dog, chair"
+COLOUR = "stretch"
+LAYER, HEAD = 1, 0  # attention: block 1's heads; one head through the blocks
+WEIGHT = ("W_O", 0, "all")  # block 0's attention output projection: 768 × 768 in GPT-2 small
+GREEDY = generation.settings("greedy", N_NEW, {"stop_at_eos": True}, (4, 1.0, False))  # the page's Generate, greedy
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # which figure: the branch of `view`
+    title: str
+    text: str  # Markdown: what the essay shows here, and what to look for
+    page: str  # the page that draws it
+    page_label: str
+    controls: dict = field(default_factory=dict)  # that page's controls (session-state keys) for this figure
+    prompt: str = AI
+    uses_trace: bool = True  # False: the figure reads the model's parameters only
+    generates: bool = False  # True: runs only when asked (seconds on a CPU)
+
+
+STEPS = [
+    Step("top_k", "1 · The next word, with probabilities",
+         "The essay starts from one prompt and the words GPT-2 thinks could come next, each with its probability. "
+         "Look at how flat the top of the list is: no word is far ahead, which is why the choice matters.",
+         NEXT, "Next token", {"next_k": TOP_K}),
+    Step("greedy", "2 · Always the likeliest word (temperature 0)",
+         "Always taking the top word gives flat text that soon goes round in circles. Press **Generate** for "
+         f"{N_NEW} tokens; in the chart and the coloured strip, repeated phrases are marked.",
+         GENERATION, "Generation", {"gen_tab": "Step by step", "gen_method": "greedy", "gen_tokens": N_NEW,
+                                    "gen_stop_eos": True}, generates=True),
+    Step("samples", "3 · Sampling at temperature 0.8",
+         f"Picking words at random in proportion to their probability (sharpened by a temperature of {TEMPERATURE}) "
+         f"reads far better, and differs with every seed. Press **Generate** for {N_SAMPLES} samples of {N_NEW} "
+         "tokens beside the greedy text; each row shows where it parts from the greedy one.",
+         GENERATION, "Generation", {"gen_tab": "Side by side", "gen_sbs_runs": N_SAMPLES,
+                                    "gen_sbs_temperature": TEMPERATURE, "gen_sbs_tokens": N_NEW,
+                                    "gen_sbs_seed": FIRST_SEED}, generates=True),
+    Step("rank", "4 · Probabilities by rank, on log-log axes",
+         "All 50,257 next-token probabilities, sorted. On log-log axes the first few thousand fall close to a "
+         "straight line: roughly a power law, as the essay shows for words.",
+         NEXT, "Next token"),
+    Step("words", "5 · Words as vectors",
+         "GPT-2 starts by turning each token into a list of numbers (768 for GPT-2 small). The essay draws three "
+         "words' raw vectors: they look like noise, yet related words (cat, dog) are nearer each other than "
+         "either is to chair. Compare the distances.",
+         EMBEDDINGS, "Embeddings", {"emb_tab": "Word vectors", "emb_words": WORDS, "emb_leading": True},
+         uses_trace=False),
+    Step("word_map", "6 · A space of meanings",
+         "Squeezed down to two dimensions (PCA here; UMAP on the page), words of one kind land near one another: "
+         "animals with animals, numbers with numbers. Only who sits near whom means something, not the axes.",
+         EMBEDDINGS, "Embeddings", {"emb_tab": "Meaning space", "emb_groups": EXAMPLE_WORD_GROUPS,
+                                    "emb_method": "pca", "emb_dims": 2, "emb_map_leading": True}, uses_trace=False),
+    Step("prompt_embeddings", "7 · The embedding module",
+         "The essay's string “hello” ×16 then “bye” ×6: each token's vector (the 16 hellos share one column "
+         "pattern), the vector for its position (which changes smoothly along the text), and their sum, which is "
+         "what the first block reads.",
+         EMBEDDINGS, "Embeddings", {"emb_tab": "The prompt's embeddings", "emb_start": 0}, prompt=HELLO_BYE),
+    Step("layer_heads", f"8 · The attention heads of block {LAYER}",
+         "Each of the block's heads, as a grid: row = a token, column = a token before it, colour = how much the "
+         "row's token reads from it. Heads differ: some look at the previous token, some at the first, some at the "
+         "last “hello” or at every “bye”.",
+         ATTENTION, "Attention", {"attn_view": "One layer, all heads", "attn_layer": LAYER, "attn_colour": COLOUR},
+         prompt=HELLO_BYE),
+    Step("across_layers", "9 · One head through the blocks",
+         f"Head {HEAD} in every block, on the same string. What a head does changes with depth: early blocks "
+         "attend near the token itself, later ones spread out or jump to the start.",
+         ATTENTION, "Attention", {"attn_view": "One head across layers", "attn_head": HEAD, "attn_colour": COLOUR},
+         prompt=HELLO_BYE),
+    Step("matrix", "10 · A weight matrix",
+         "One of the model's own parameter tables, no prompt involved: block 0's attention output projection, "
+         "768 × 768 in GPT-2 small. Red is positive, blue negative: at this scale it looks like noise.",
+         WEIGHTS, "Weights", {"weights_tab": "Matrix", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
+                              "weights_head": WEIGHT[2]}, uses_trace=False),
+    Step("smoothed", "11 · The same matrix, smoothed",
+         "Averaging over 64 × 64 squares, as the essay does (a smaller model: a quarter of the side), cancels the "
+         "noise; what is left (bands, stripes) is "
+         "structure shared by neighbouring rows and columns, put there by training.",
+         WEIGHTS, "Weights", {"weights_tab": "Smoothed", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
+                              "weights_head": WEIGHT[2]}, uses_trace=False),
+    Step("across_blocks", "12 · Weight values in every block",
+         "How the matrix's values are spread, one line per block. The shapes are alike from block to block, close "
+         "to a bell curve but with heavier tails (see the log scale on the page).",
+         WEIGHTS, "Weights", {"weights_tab": "Across blocks", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
+                              "weights_head": WEIGHT[2], "weights_log": False}, uses_trace=False),
+]
+
+
+def step_label(number: int) -> str:
+    return STEPS[number - 1].title
+
+
+def model_note(lm) -> str | None:
+    """One line where the model is not one of the essay's GPT-2s: why its numbers differ."""
+    if lm.name in GPT2_FAMILY:
+        return None
+    return (f"This is {md(lm.label)}, not the essay's GPT-2: a different (here much smaller) model trained on "
+            "other text, so its words and numbers differ from the essay's. Pick gpt2 in the sidebar to compare.")
+
+
+def _selection(lm):
+    return weights.select(lm, *WEIGHT)
+
+
+def page_state(step: Step, lm) -> dict:
+    """The session state the step's "Open this in …" button sets on its page (the prompt aside)."""
+    state = dict(step.controls)
+    if step.kind == "smoothed":
+        state["weights_window"] = weights.window_range(_selection(lm))[1]
+    return state
+
+
+def continuations(step: Step, lm, t: Trace):
+    """What Generate makes for step 2 (greedy Steps) or 3 ((run, token id) pairs). Seconds on a CPU."""
+    ids = tuple(int(i) for i in t.token_ids)
+    if step.kind == "greedy":
+        return generate_ids(lm, ids, N_NEW, GREEDY["decoding"])
+    plan = _plan(lm, t)
+    return list(continue_runs(lm, ids, plan["n_tokens"], plan["decodings"]))
+
+
+def _plan(lm, t: Trace) -> dict:
+    return generation.side_by_side_plan(lm, t.n_tokens, TEMPERATURE, FIRST_SEED, N_SAMPLES, N_NEW)
+
+
+def essay_table() -> Table:
+    return Table("tour_essay_table", pd.DataFrame({"word": [w for w, _ in ESSAY_TOP5], "probability":
+                                                   [p for _, p in ESSAY_TOP5]}), "essay-top-5",
+                 formats={"probability": format_prob})
+
+
+def view(step: Step, lm, t: Trace | None = None, made=None) -> View:
+    """The step's figure, drawn by its page's recipe with `step.controls`' values; `t`: the trace
+    of `step.prompt` (steps that use one); `made`: `continuations`' result, None until asked."""
+    kind = step.kind
+    if kind == "top_k":
+        (row,) = next_token.top_k(lm, t, TOP_K).items
+        return View([Row([*row.columns, [Text("**Wolfram's essay (GPT-2)**", "markdown"), essay_table()]],
+                         widths=[2, 3, 2])])
+    if kind in ("greedy", "samples") and made is None:
+        return View([Text("Press **Generate**: nothing runs before you ask, since this takes a few seconds on a "
+                          "CPU. The result stays here while you look at other steps.", "info")])
+    if kind == "greedy":
+        ids = tuple(int(i) for i in t.token_ids)
+        result = generation.result(lm, ids, GREEDY, made, stopped=False)
+        return View(result.items + generation.steps(lm, t, made, GREEDY["decoding"], 4).items)
+    if kind == "samples":
+        return generation.side_by_side(lm, t, _plan(lm, t), made)
+    if kind == "rank":
+        return next_token.rank(lm, t)
+    if kind == "words":
+        return embeddings.word_table(lm, split_words(WORDS, limit=12), True)
+    if kind == "word_map":
+        return embeddings.meaning_space(lm, tuple(parse_groups(EXAMPLE_WORD_GROUPS)), True, "pca", 2)
+    if kind == "prompt_embeddings":
+        return embeddings.prompt_embeddings(lm, t, 0)
+    if kind == "layer_heads":
+        return attention.layer_heads(lm, t, min(LAYER, lm.n_layer - 1), COLOUR)
+    if kind == "across_layers":
+        return attention.across_layers(lm, t, min(HEAD, lm.n_head - 1), COLOUR, None)
+    sel = _selection(lm)
+    if kind == "matrix":
+        return weights.matrix(lm, sel)
+    if kind == "smoothed":
+        return weights.smoothed(sel, weights.window_range(sel)[1])
+    if kind == "across_blocks":
+        return weights.across_blocks(lm, sel, False)
+    raise ValueError(f"unknown tour step {kind!r}")
