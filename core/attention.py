@@ -17,6 +17,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from i18n import N_
+
 from .cache import ByteBoundedCache
 from .forward import attention_scale, split_heads, weights_at
 from .layers import LayerArrays, stored_resid
@@ -24,13 +26,14 @@ from .model import LoadedModel
 from .trace import Trace, trace_ids
 
 # Head-atlas metrics: key -> (label for a person, what it measures).
+# key -> (name, description), English; shown translated: _(name), _(description)
 HEAD_METRICS: dict[str, tuple[str, str]] = {
-    "previous": ("Previous token", "mean attention from each token to the token just before it"),
-    "first": ("First token (sink)", "mean attention from each token to the first token of the prompt"),
-    "self": ("Itself", "mean attention from each token to itself"),
-    "entropy": ("Entropy (bits)", "mean entropy of each token's attention row, in bits; 0 = one key only"),
-    "induction": ("Induction", "on random tokens repeated twice: mean attention from the second copy "
-                               "to the token after the earlier occurrence of the current token"),
+    "previous": (N_("Previous token"), N_("mean attention from each token to the token just before it")),
+    "first": (N_("First token (sink)"), N_("mean attention from each token to the first token of the prompt")),
+    "self": (N_("Itself"), N_("mean attention from each token to itself")),
+    "entropy": (N_("Entropy (bits)"), N_("mean entropy of each token's attention row, in bits; 0 = one key only")),
+    "induction": (N_("Induction"), N_("on random tokens repeated twice: mean attention from the second copy "
+                                      "to the token after the earlier occurrence of the current token")),
 }
 
 INDUCTION_LENGTH = 200  # random tokens in each copy (TransformerLens' tutorials use 50-300)

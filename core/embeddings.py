@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from i18n import _
+
 from .model import LoadedModel
 from .tokens import display_tokens
 
@@ -61,8 +63,8 @@ class WordVector:
     @property
     def note(self) -> str:
         if self.n_pieces == 1:
-            return "one token"
-        return f"{self.n_pieces} tokens: mean of " + " + ".join(self.pieces)
+            return _("one token")
+        return _("{n} tokens: mean of {pieces}").format(n=self.n_pieces, pieces=" + ".join(self.pieces))
 
 
 def split_words(text: str, limit: int = 64) -> list[str]:

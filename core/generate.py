@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from i18n import _
+
 from .model import LoadedModel
 
 TOP_ALTERNATIVES = 10
@@ -65,13 +67,13 @@ class Decoding:
 
     def describe(self) -> str:
         if self.greedy:
-            return "greedy (always the likeliest token)"
-        parts = [f"temperature {self.temperature:g}"]
+            return _("greedy (always the likeliest token)")
+        parts = [_("temperature {t:g}").format(t=self.temperature)]
         if self.top_k:
             parts.append(f"top-k {self.top_k}")
         if self.top_p < 1:
             parts.append(f"top-p {self.top_p:g}")
-        return "sampling, " + ", ".join(parts) + f", seed {self.seed}"
+        return _("sampling, {settings}, seed {seed}").format(settings=", ".join(parts), seed=self.seed)
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ def generate_steps(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, decod
         return
     rng = torch.Generator().manual_seed(int(decoding.seed))  # CPU: the same stream on every device
     if not decoding.greedy:
-        for _ in done:  # one uniform per sampled step, drawn one at a time as _choose does
+        for _step in done:  # one uniform per sampled step, drawn one at a time as _choose does
             torch.rand((), generator=rng)
     k = min(top, lm.d_vocab)
     x = torch.tensor([list(prompt_ids) + done], dtype=torch.long, device=lm.device)  # (1, pos)

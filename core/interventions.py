@@ -18,6 +18,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from i18n import _
+
 from . import forward as F
 from .layers import LayerArrays
 from .model import LoadedModel
@@ -75,14 +77,17 @@ def _check(lm: LoadedModel, heads, neurons, mlp_layers, mode: str) -> None:
         raise ValueError("mode must be 'zero' or 'mean'")
     for L, h in heads:
         if not (0 <= L < lm.n_layer and 0 <= h < lm.n_head):
-            raise ValueError(f"There is no head {h} in layer {L}: {lm.n_layer} layers of {lm.n_head} heads.")
+            raise ValueError(_("There is no head {head} in layer {layer}: {n_layer} layers of {n_head} heads.").format(
+                head=h, layer=L, n_layer=lm.n_layer, n_head=lm.n_head))
     d_mlp = lm.model.transformer.h[0].mlp.c_fc.nf
     for L, n in neurons:
         if not (0 <= L < lm.n_layer and 0 <= n < d_mlp):
-            raise ValueError(f"There is no neuron {n} in layer {L}: {lm.n_layer} layers of {d_mlp} neurons.")
+            raise ValueError(_("There is no neuron {neuron} in layer {layer}: {n_layer} layers of {d_mlp} neurons.").format(
+                neuron=n, layer=L, n_layer=lm.n_layer, d_mlp=d_mlp))
     for L in mlp_layers:
         if not 0 <= L < lm.n_layer:
-            raise ValueError(f"There is no MLP layer {L}: the layers are 0–{lm.n_layer - 1}.")
+            raise ValueError(_("There is no MLP layer {layer}: the layers are 0–{last}.").format(
+                layer=L, last=lm.n_layer - 1))
 
 
 def _as_trace(lm: LoadedModel, t: Trace | str) -> Trace:
@@ -138,7 +143,8 @@ def head_ablation_scan(lm: LoadedModel, t: Trace | str, target_token: int, *, mo
     trace's cache, so a stopped scan resumes where it stopped. `t` may also be a prompt."""
     t = _as_trace(lm, t)
     if not 0 <= target_token < lm.d_vocab:
-        raise ValueError(f"Token id {target_token} is not in the vocabulary (0–{lm.d_vocab - 1}).")
+        raise ValueError(_("Token id {token} is not in the vocabulary (0–{last}).").format(
+            token=target_token, last=lm.d_vocab - 1))
     _check(lm, [], [], [], mode)
     H = lm.n_head
     base = float(np.log(t.next_probs[target_token]))
@@ -198,14 +204,14 @@ def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str
     if what not in ("resid", "head"):
         raise ValueError("what must be 'resid' or 'head'")
     if clean.n_tokens != corrupted.n_tokens:
-        raise ValueError(f"The prompts have {clean.n_tokens} and {corrupted.n_tokens} tokens; patching needs "
-                         "the same number, position by position.")
+        raise ValueError(_("The prompts have {a} and {b} tokens; patching needs the same number, position by "
+                           "position.").format(a=clean.n_tokens, b=corrupted.n_tokens))
     a, b = answers if answers is not None else answer_tokens(clean, corrupted)
     ld_clean = float(clean.next_logits[a] - clean.next_logits[b])
     ld_corrupt = float(corrupted.next_logits[a] - corrupted.next_logits[b])
     if abs(ld_clean - ld_corrupt) < 1e-6:
-        raise ValueError("Both prompts give the two answers the same logit difference, so there is nothing to restore; "
-                         "pick prompts whose predictions differ.")
+        raise ValueError(_("Both prompts give the two answers the same logit difference, so there is nothing to "
+                           "restore; pick prompts whose predictions differ."))
     T, H = clean.n_tokens, lm.n_head
     grid = np.empty((lm.n_layer, T if what == "resid" else H))
     for L in range(lm.n_layer):
@@ -281,9 +287,9 @@ def single_token(lm: LoadedModel, text: str) -> int:
     if len(ids) != 1:
         from .tokens import display_tokens
 
-        pieces = " + ".join(display_tokens(lm, ids)) if ids else "nothing"
-        raise ValueError(f"“{text}” is {len(ids)} tokens ({pieces}), not one. Type a single token, usually a "
-                         "word with its leading space, such as “ learn”.")
+        pieces = " + ".join(display_tokens(lm, ids)) if ids else _("nothing")
+        raise ValueError(_("“{text}” is {n} tokens ({pieces}), not one. Type a single token, usually a word with "
+                           "its leading space, such as “ learn”.").format(text=text, n=len(ids), pieces=pieces))
     return ids[0]
 
 

@@ -14,17 +14,20 @@ from typing import Callable
 
 import torch
 
+from i18n import N_, _, language, use_language
+
 GPT2_FAMILY = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 DEFAULT_MODEL = "gpt2"
 # A small GPT-2 trained here (training/train_mini_gpt2.py) and shipped in the repository, so the
 # app shows learned structure with no network; the app falls back to it when gpt2 cannot be had.
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled" / "mini-gpt2-kjv"
-BUNDLED_DESCRIPTION = "the bundled mini GPT-2 (6 layers, trained here on the King James Bible)"
-_FIX_OFFLINE = ("Run the app once with network access so the model is downloaded (then HF_HUB_OFFLINE=1 works "
-                "without network); where the Hugging Face Hub is blocked, set HF_ENDPOINT to a Hub mirror (for "
-                "example HF_ENDPOINT=https://hf-mirror.com); or pick *Local directory…* in the sidebar (or set "
-                "GPT2VIZ_MODEL) for a checkpoint on disk. The bundled mini GPT-2 is "
-                "in the sidebar's list and needs no network.")
+# Shown in the app: translate where shown, _(BUNDLED_DESCRIPTION).
+BUNDLED_DESCRIPTION = N_("the bundled mini GPT-2 (6 layers, trained here on the King James Bible)")
+_FIX_OFFLINE = N_("Run the app once with network access so the model is downloaded (then HF_HUB_OFFLINE=1 works "
+                  "without network); where the Hugging Face Hub is blocked, set HF_ENDPOINT to a Hub mirror (for "
+                  "example HF_ENDPOINT=https://hf-mirror.com); or pick *Local directory…* in the sidebar (or set "
+                  "GPT2VIZ_MODEL) for a checkpoint on disk. The bundled mini GPT-2 is "
+                  "in the sidebar's list and needs no network.")
 ENV_MODEL = "GPT2VIZ_MODEL"
 ENV_DEVICE = "GPT2VIZ_DEVICE"
 # Models a link (`?model=`) may load besides the GPT-2 family, the bundled model and GPT2VIZ_MODEL:
@@ -41,15 +44,32 @@ ProgressFn = Callable[[float, str], None]
 
 
 class ModelLoadError(RuntimeError):
-    """A model could not be loaded. `hint` says how to fix it, in words for a person."""
+    """A model could not be loaded. `hint` says how to fix it, in words for a person.
 
-    def __init__(self, message: str, hint: str):
+    `message` and `hint` are English templates (marked with N_ where raised) filled with the
+    named `fields`; `str(e)` and `e.hint` read them in the language of whoever reads them, so a
+    failure the shared ModelStore remembers reads right in every session's language. Without
+    fields they are shown as given."""
+
+    def __init__(self, message: str, hint: str, **fields):
         super().__init__(message)
-        self.hint = hint
+        self.template, self.hint_template, self.fields = message, hint, fields
+
+    def __str__(self) -> str:
+        return _fill(self.template, self.fields)
+
+    @property
+    def hint(self) -> str:
+        return _fill(self.hint_template, self.fields)
 
     def detached(self) -> "ModelLoadError":
         """The same message and fix with no traceback or cause: safe to keep, and to raise again."""
-        return ModelLoadError(str(self), self.hint)
+        return ModelLoadError(self.template, self.hint_template, **self.fields)
+
+
+def _fill(template: str, fields: dict) -> str:
+    text = _(template)
+    return text.format(**fields) if fields else text
 
 
 def bundled_model_dir() -> str | None:
@@ -176,8 +196,11 @@ def _is_local(name: str) -> bool:
 
 
 def _progress_tqdm(progress: ProgressFn):
-    """A tqdm class that reports download progress (bytes) to `progress(fraction, text)`."""
+    """A tqdm class that reports download progress (bytes) to `progress(fraction, text)`, in the
+    language of the session that asked (the hub downloads on threads of its own)."""
     from tqdm.auto import tqdm
+
+    lang = language()
 
     class _Reporter(tqdm):
         def __init__(self, *args, **kwargs):
@@ -192,7 +215,9 @@ def _progress_tqdm(progress: ProgressFn):
                     done = f"{self.n / 2**20:,.0f} / {total / 2**20:,.0f} MB"
                 else:
                     done = f"{self.n:,.0f} / {total:,.0f}"
-                progress(min(self.n / total, 1.0), f"{self.desc or 'Downloading'}: {done}")
+                with use_language(lang):
+                    what = self.desc or _("Downloading")
+                progress(min(self.n / total, 1.0), f"{what}: {done}")
             return out
 
     return _Reporter
@@ -204,9 +229,9 @@ def _fetch(name: str, progress: ProgressFn | None) -> Path:
         path = Path(name).expanduser()
         if not path.is_dir():
             raise ModelLoadError(
-                f"No directory at {path}.",
-                "Check the path, or give a Hugging Face Hub id such as gpt2. "
-                f"`{ENV_MODEL}` sets the default.",
+                N_("No directory at {path}."),
+                N_("Check the path, or give a Hugging Face Hub id such as gpt2. `{env}` sets the default."),
+                path=str(path), env=ENV_MODEL,
             )
         return path
     from huggingface_hub import snapshot_download
@@ -220,16 +245,19 @@ def _fetch(name: str, progress: ProgressFn | None) -> Path:
         return path
     except RepositoryNotFoundError as e:
         raise ModelLoadError(
-            f"The Hugging Face Hub has no model called '{name}'.",
-            "Pick one of the GPT-2 family (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2) "
-            "or a local checkpoint directory.",
+            N_("The Hugging Face Hub has no model called '{name}'."),
+            N_("Pick one of the GPT-2 family (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2) "
+               "or a local checkpoint directory."),
+            name=name,
         ) from e
     except LocalEntryNotFoundError as e:
         raise ModelLoadError(
-            f"'{name}' is not in the local Hugging Face cache and the Hub cannot be reached.", _FIX_OFFLINE,
+            N_("'{name}' is not in the local Hugging Face cache and the Hub cannot be reached."), _FIX_OFFLINE,
+            name=name,
         ) from e
     except Exception as e:  # network errors come in many types across hub versions
-        raise ModelLoadError(f"Downloading '{name}' failed: {type(e).__name__}: {e}", _FIX_OFFLINE) from e
+        raise ModelLoadError(N_("Downloading '{name}' failed: {error}"), _FIX_OFFLINE, name=name,
+                             error=f"{type(e).__name__}: {e}") from e
 
 
 def load_model(name: str | None = None, device: str | None = None, progress: ProgressFn | None = None) -> LoadedModel:
@@ -243,43 +271,47 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
     try:
         dev = pick_device(device)
     except RuntimeError as e:  # torch.device("tpu9")
-        raise ModelLoadError(f"'{device or os.environ.get(ENV_DEVICE, '')}' is not a device torch knows ({e}).",
-                             f"Set {ENV_DEVICE} to cpu, cuda, cuda:1 or mps, or unset it to pick the best one.") from e
+        raise ModelLoadError(N_("'{device}' is not a device torch knows ({error})."),
+                             N_("Set {env} to cpu, cuda, cuda:1 or mps, or unset it to pick the best one."),
+                             device=device or os.environ.get(ENV_DEVICE, ""), error=str(e), env=ENV_DEVICE) from e
     path = _fetch(name, progress)
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as e:
         raise ModelLoadError(
-            f"'{name}' has no readable config.json ({type(e).__name__}: {e}).",
-            "Point to a directory saved with transformers' save_pretrained, holding config.json, "
-            "the weights (model.safetensors) and the tokenizer files.",
+            N_("'{name}' has no readable config.json ({error})."),
+            N_("Point to a directory saved with transformers' save_pretrained, holding config.json, "
+               "the weights (model.safetensors) and the tokenizer files."),
+            name=name, error=f"{type(e).__name__}: {e}",
         ) from e
     if getattr(config, "model_type", None) != "gpt2":
         raise ModelLoadError(
-            f"'{name}' is a {getattr(config, 'model_type', 'unknown')} model, not GPT-2.",
-            "This app reads GPT-2 checkpoints only: gpt2, gpt2-medium, gpt2-large, gpt2-xl, "
-            "distilgpt2, or a local directory saved from one of them.",
+            N_("'{name}' is a {kind} model, not GPT-2."),
+            N_("This app reads GPT-2 checkpoints only: gpt2, gpt2-medium, gpt2-large, gpt2-xl, "
+               "distilgpt2, or a local directory saved from one of them."),
+            name=name, kind=getattr(config, "model_type", "unknown"),
         )
     if progress:
-        progress(1.0, f"Loading {name} onto {dev.type}")
+        progress(1.0, _("Loading {name} onto {device}").format(name=name, device=dev.type))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, report = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32,
                                                         output_loading_info=True)
     except Exception as e:
         raise ModelLoadError(
-            f"'{name}' could not be read as a GPT-2 checkpoint ({type(e).__name__}: {e}).",
-            "The directory needs config.json, model.safetensors (or pytorch_model.bin) and the "
-            "tokenizer files (tokenizer.json, or vocab.json with merges.txt).",
+            N_("'{name}' could not be read as a GPT-2 checkpoint ({error})."),
+            N_("The directory needs config.json, model.safetensors (or pytorch_model.bin) and the "
+               "tokenizer files (tokenizer.json, or vocab.json with merges.txt)."),
+            name=name, error=f"{type(e).__name__}: {e}",
         ) from e
     _check_weights(name, path, report, config)
     _check_tokenizer(name, tokenizer, config)
     try:
         model.to(dev).eval().requires_grad_(False)
     except (RuntimeError, AssertionError) as e:  # "Torch not compiled with CUDA enabled", no such GPU
-        raise ModelLoadError(f"'{name}' cannot be put on {dev} ({type(e).__name__}: {e}).",
-                             f"Set {ENV_DEVICE}=cpu, or unset {ENV_DEVICE} to pick the best device this "
-                             "machine has.") from e
+        raise ModelLoadError(N_("'{name}' cannot be put on {device} ({error})."),
+                             N_("Set {env}=cpu, or unset {env} to pick the best device this machine has."),
+                             name=name, device=str(dev), error=f"{type(e).__name__}: {e}", env=ENV_DEVICE) from e
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev)
 
 
@@ -295,14 +327,22 @@ def _check_weights(name: str, path: Path, report: dict, config) -> None:
     if not missing and not mismatched:
         return
     bad = missing or mismatched
-    shown = ", ".join(bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-    what = "lacks" if missing else "has tensors of the wrong shape for"
+    if missing:
+        message = (N_("The checkpoint '{name}' lacks {n} of the model's weights ({keys} and {more} more); GPT-2 "
+                      "would run with random numbers in their place.") if len(bad) > 4 else
+                   N_("The checkpoint '{name}' lacks {n} of the model's weights ({keys}); GPT-2 would run with "
+                      "random numbers in their place."))
+    else:
+        message = (N_("The checkpoint '{name}' has tensors of the wrong shape for {n} of the model's weights ({keys} "
+                      "and {more} more); GPT-2 would run with random numbers in their place.") if len(bad) > 4 else
+                   N_("The checkpoint '{name}' has tensors of the wrong shape for {n} of the model's weights ({keys}); "
+                      "GPT-2 would run with random numbers in their place."))
     raise ModelLoadError(
-        f"The checkpoint '{name}' {what} {len(bad)} of the model's weights ({shown}); GPT-2 would run with "
-        "random numbers in their place.",
-        f"The weights file in {path} is incomplete or belongs to another model shape. Save the model again with "
-        "transformers' save_pretrained; for a hub model, delete its folder from the Hugging Face cache "
-        "(huggingface-cli delete-cache) so it is downloaded again.",
+        message,
+        N_("The weights file in {path} is incomplete or belongs to another model shape. Save the model again with "
+           "transformers' save_pretrained; for a hub model, delete its folder from the Hugging Face cache "
+           "(huggingface-cli delete-cache) so it is downloaded again."),
+        name=name, n=len(bad), keys=", ".join(bad[:4]), more=len(bad) - 4, path=str(path),
     )
 
 
@@ -312,10 +352,11 @@ def _check_tokenizer(name: str, tokenizer, config) -> None:
         probe = list(tokenizer("Hello, world", add_special_tokens=False)["input_ids"])
     except Exception:  # a tokenizer too broken to run
         probe = []
-    fix = ("Put the tokenizer files of the model it was trained from (tokenizer.json, or vocab.json and merges.txt) "
-           "in the checkpoint directory; for GPT-2: AutoTokenizer.from_pretrained('gpt2').save_pretrained(directory).")
+    fix = N_("Put the tokenizer files of the model it was trained from (tokenizer.json, or vocab.json and merges.txt) "
+             "in the checkpoint directory; for GPT-2: AutoTokenizer.from_pretrained('gpt2').save_pretrained(directory).")
     if not probe:
-        raise ModelLoadError(f"'{name}' has no usable tokenizer: it turns text into no tokens at all.", fix)
+        raise ModelLoadError(N_("'{name}' has no usable tokenizer: it turns text into no tokens at all."), fix, name=name)
     if max(probe) >= config.vocab_size:
-        raise ModelLoadError(f"'{name}''s tokenizer does not match its model: it gives token ids up to {max(probe):,}, "
-                             f"and the model knows {config.vocab_size:,}.", fix)
+        raise ModelLoadError(N_("'{name}''s tokenizer does not match its model: it gives token ids up to {top:,}, "
+                                "and the model knows {vocab:,}."), fix, name=name, top=max(probe),
+                             vocab=config.vocab_size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from i18n import _
+
 from .model import LoadedModel
 from .tokens import characters_across_tokens, display_tokens, token_bytes
 from .trace import Trace
@@ -48,9 +50,10 @@ def tokenization_table(lm: LoadedModel, t: Trace) -> pd.DataFrame:
     tokens make that character together."""
     pieces = token_bytes(lm, t.token_ids)
     shared = [""] * len(pieces)
+    across = _("{char} = tokens {first}–{last}")
     for ch, first, last in characters_across_tokens(pieces):
         for i in range(first, last + 1):
-            note = f"{ch} = tokens {first}–{last}"
+            note = across.format(char=ch, first=first, last=last)
             shared[i] = note if not shared[i] else f"{shared[i]}; {note}"
     return pd.DataFrame({
         "position": np.arange(len(pieces)),

@@ -35,6 +35,8 @@ from typing import Callable
 
 import numpy as np
 
+from i18n import N_, _
+
 from .embeddings import pca
 
 ENV_CACHE_DIR = "GPT2VIZ_CACHE_DIR"
@@ -42,6 +44,25 @@ FORMAT_VERSION = 1
 ROOT = Path(__file__).resolve().parent.parent
 
 ProgressFn = Callable[[float, str], None]
+
+
+class _Said(str):
+    """A progress text in the current language that keeps its English template (marked N_) and
+    fields, so a session waiting on another session's map reads it again in its own language."""
+
+    def __new__(cls, template: str, **fields):
+        self = super().__new__(cls, _(template).format(**fields))
+        self.template, self.fields = template, fields
+        return self
+
+    def again(self) -> str:
+        """The text in the current language (nested progress texts too)."""
+        return _(self.template).format(**{k: reread(v) for k, v in self.fields.items()})
+
+
+def reread(text: str) -> str:
+    """A progress text in the current language, when it can be read again (plain text as it is)."""
+    return text.again() if isinstance(text, _Said) else text
 
 
 def cache_dir() -> Path:
@@ -111,7 +132,8 @@ class _TqdmToProgress:
         if found:
             n, total = map(int, found[-1])
             if total:
-                self.progress(self.start + (self.stop - self.start) * n / total, f"{self.text}: epoch {n} of {total}")
+                self.progress(self.start + (self.stop - self.start) * n / total,
+                              _Said(N_("{text}: epoch {n} of {total}"), text=self.text, n=n, total=total))
 
     def flush(self) -> None:
         pass
@@ -122,17 +144,17 @@ def _umap(X: np.ndarray, p: MapParams, progress: ProgressFn) -> np.ndarray:
 
     n, d = X.shape
     if p.pca_dims and d > p.pca_dims and n > p.pca_dims:
-        progress(0.02, f"Reducing {d:,} dimensions to {p.pca_dims} with PCA")
+        progress(0.02, _Said(N_("Reducing {d:,} dimensions to {k} with PCA"), d=d, k=p.pca_dims))
         X = _pca_reduce(X, p.pca_dims, p.seed)
     n_neighbors = max(2, min(p.n_neighbors, n - 1))
-    progress(0.1, f"Finding each point's {n_neighbors} nearest neighbours among {n:,}")
+    progress(0.1, _Said(N_("Finding each point's {k} nearest neighbours among {n:,}"), k=n_neighbors, n=n))
     knn_idx, knn_dist = exact_knn(X, n_neighbors, p.metric)
     n_jobs = 1 if p.seed is not None else -1
-    progress(0.3, f"Building the neighbour graph of {n:,} points (the first map in a process also "
-                  "compiles umap's numba code, 20 s or so)")
+    progress(0.3, _Said(N_("Building the neighbour graph of {n:,} points (the first map in a process also "
+                           "compiles umap's numba code, 20 s or so)"), n=n))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns about n_jobs with a seed, and about tiny inputs
-        text = f"Laying out {n:,} points"
+        text = _Said(N_("Laying out {n:,} points"), n=n)
         tqdm_kwds = dict(disable=False, file=_TqdmToProgress(progress, 0.45, 0.98, text),
                          bar_format="{n}/{total}", mininterval=0.25,
                          miniters=1)  # fixed miniters: tqdm's monitor thread then never writes
@@ -291,7 +313,7 @@ class _Job:
 
     def __init__(self):
         self.done = threading.Event()
-        self.fraction, self.text = 0.0, "Starting"
+        self.fraction, self.text = 0.0, _Said(N_("Starting"))
         self.coords: np.ndarray | None = None
 
 
@@ -329,7 +351,8 @@ def embedding_map(X: np.ndarray, model_name: str, table: str, params: MapParams 
         if mine:
             return EmbeddingMap(_compute(X, params, path, key, job, progress), path, False, time.perf_counter() - t0)
         while not job.done.wait(WAIT_POLL_SECONDS):
-            progress(job.fraction, f"{job.text} (started by another session; this one waits for it)")
+            progress(job.fraction, _("{text} (started by another session; this one waits for it)").format(
+                text=reread(job.text)))
         if job.coords is not None:
             return EmbeddingMap(job.coords, path, False, time.perf_counter() - t0)
         # the other computation gave up: look at the disk again, then compute it here
@@ -344,9 +367,9 @@ def _compute(X: np.ndarray, params: MapParams, path: Path, key: str, job: _Job, 
         coords = project(X, params, report)
         coords.flags.writeable = False
         job.coords = coords  # waiting sessions get it even if the disk is full
-        report(0.99, "Saving the map")
+        report(0.99, _Said(N_("Saving the map")))
         save_map(path, coords, key)
-        report(1.0, "Done")
+        report(1.0, _Said(N_("Done")))
         return coords
     finally:
         with _jobs_lock:

@@ -7,6 +7,8 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
+from i18n import _
+
 from . import model
 from .model import LoadedModel, ModelLoadError, ProgressFn
 
@@ -46,7 +48,7 @@ class ModelStore:
         if hit is None:
             if not name_lock.acquire(blocking=False):  # a second session asking for the same model waits for the load
                 if progress:
-                    progress(0.0, f"Another session is loading {name}; waiting for it")
+                    progress(0.0, _("Another session is loading {name}; waiting for it").format(name=name))
                 name_lock.acquire()
             try:
                 with self._lock:

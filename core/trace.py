@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from i18n import _
+
 from . import forward as F
 from .cache import ByteBoundedCache, budget_for, shared_cache
 from .layers import LAYER_NAMES, LayerArrays, compute_layer, layer_bytes
@@ -227,10 +229,10 @@ def prompt_ids(lm: LoadedModel, prompt: str, keep: str = "first") -> tuple[list[
     if keep not in ("first", "last"):
         raise ValueError("keep must be 'first' or 'last'")
     if not prompt or not prompt.strip():
-        raise PromptError("The prompt is empty. Type or paste some text to see what GPT-2 does with it.")
+        raise PromptError(_("The prompt is empty. Type or paste some text to see what GPT-2 does with it."))
     ids = lm.encode(prompt)
     if not ids:
-        raise PromptError("The prompt has no tokens. Type or paste some text.")
+        raise PromptError(_("The prompt has no tokens. Type or paste some text."))
     n_dropped = max(0, len(ids) - lm.n_ctx)
     if n_dropped:
         ids = ids[: lm.n_ctx] if keep == "first" else ids[-lm.n_ctx :]
@@ -270,7 +272,7 @@ def trace_ids(lm: LoadedModel, ids: list[int], *, prompt: str = "", n_dropped: i
     `cache` holds the per-layer arrays computed later (default: one shared per process).
     `flash=False` runs the portable chunked attention that GPUs use, for tests."""
     if not 0 < len(ids) <= lm.n_ctx:
-        raise PromptError(f"GPT-2 reads 1 to {lm.n_ctx} tokens at a time; got {len(ids)}.")
+        raise PromptError(_("GPT-2 reads 1 to {n_ctx} tokens at a time; got {n}.").format(n_ctx=lm.n_ctx, n=len(ids)))
     with lm.forward_lock, torch.inference_mode():
         arrays = _run(lm, torch.tensor(ids, dtype=torch.long, device=lm.device), flash)
     if lm.device.type == "cpu":

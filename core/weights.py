@@ -25,6 +25,8 @@ import pandas as pd
 import torch
 from scipy import stats as sps
 
+from i18n import N_
+
 
 
 @dataclass(frozen=True)
@@ -51,27 +53,28 @@ class Kind:
         return self.rows is not None
 
 
+# label, rows and cols are English, marked for the catalog; shown translated: _(kind.label), _(kind.rows)
 _KINDS = [
-    Kind("W_Q", "Attention query weights W_Q", "attn.c_attn.weight", "d_model (input)", "head × d_head (query)", part=0, head_axis=1),
-    Kind("W_K", "Attention key weights W_K", "attn.c_attn.weight", "d_model (input)", "head × d_head (key)", part=1, head_axis=1),
-    Kind("W_V", "Attention value weights W_V", "attn.c_attn.weight", "d_model (input)", "head × d_head (value)", part=2, head_axis=1),
-    Kind("W_O", "Attention output projection W_O", "attn.c_proj.weight", "head × d_head (input)", "d_model (output)", head_axis=0),
-    Kind("W_in", "MLP up-projection W_in", "mlp.c_fc.weight", "d_model (input)", "d_mlp (output)"),
-    Kind("W_out", "MLP down-projection W_out", "mlp.c_proj.weight", "d_mlp (input)", "d_model (output)"),
-    Kind("b_Q", "Query bias b_Q", "attn.c_attn.bias", None, "head × d_head", part=0, head_axis=-1),
-    Kind("b_K", "Key bias b_K", "attn.c_attn.bias", None, "head × d_head", part=1, head_axis=-1),
-    Kind("b_V", "Value bias b_V", "attn.c_attn.bias", None, "head × d_head", part=2, head_axis=-1),
-    Kind("b_O", "Attention output bias b_O", "attn.c_proj.bias", None, "d_model"),
-    Kind("b_in", "MLP up-projection bias b_in", "mlp.c_fc.bias", None, "d_mlp"),
-    Kind("b_out", "MLP down-projection bias b_out", "mlp.c_proj.bias", None, "d_model"),
-    Kind("ln1_w", "LayerNorm before attention: gain", "ln_1.weight", None, "d_model"),
-    Kind("ln1_b", "LayerNorm before attention: bias", "ln_1.bias", None, "d_model"),
-    Kind("ln2_w", "LayerNorm before MLP: gain", "ln_2.weight", None, "d_model"),
-    Kind("ln2_b", "LayerNorm before MLP: bias", "ln_2.bias", None, "d_model"),
-    Kind("W_E", "Token embedding W_E (tied to the unembedding)", "wte.weight", "vocab (token id)", "d_model", per_block=False),
-    Kind("W_pos", "Position embedding W_pos", "wpe.weight", "n_ctx (position)", "d_model", per_block=False),
-    Kind("lnf_w", "Final LayerNorm: gain", "ln_f.weight", None, "d_model", per_block=False),
-    Kind("lnf_b", "Final LayerNorm: bias", "ln_f.bias", None, "d_model", per_block=False),
+    Kind("W_Q", N_("Attention query weights W_Q"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (query)"), part=0, head_axis=1),
+    Kind("W_K", N_("Attention key weights W_K"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (key)"), part=1, head_axis=1),
+    Kind("W_V", N_("Attention value weights W_V"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (value)"), part=2, head_axis=1),
+    Kind("W_O", N_("Attention output projection W_O"), "attn.c_proj.weight", N_("head × d_head (input)"), N_("d_model (output)"), head_axis=0),
+    Kind("W_in", N_("MLP up-projection W_in"), "mlp.c_fc.weight", N_("d_model (input)"), N_("d_mlp (output)")),
+    Kind("W_out", N_("MLP down-projection W_out"), "mlp.c_proj.weight", N_("d_mlp (input)"), N_("d_model (output)")),
+    Kind("b_Q", N_("Query bias b_Q"), "attn.c_attn.bias", None, N_("head × d_head"), part=0, head_axis=-1),
+    Kind("b_K", N_("Key bias b_K"), "attn.c_attn.bias", None, N_("head × d_head"), part=1, head_axis=-1),
+    Kind("b_V", N_("Value bias b_V"), "attn.c_attn.bias", None, N_("head × d_head"), part=2, head_axis=-1),
+    Kind("b_O", N_("Attention output bias b_O"), "attn.c_proj.bias", None, "d_model"),
+    Kind("b_in", N_("MLP up-projection bias b_in"), "mlp.c_fc.bias", None, "d_mlp"),
+    Kind("b_out", N_("MLP down-projection bias b_out"), "mlp.c_proj.bias", None, "d_model"),
+    Kind("ln1_w", N_("LayerNorm before attention: gain"), "ln_1.weight", None, "d_model"),
+    Kind("ln1_b", N_("LayerNorm before attention: bias"), "ln_1.bias", None, "d_model"),
+    Kind("ln2_w", N_("LayerNorm before MLP: gain"), "ln_2.weight", None, "d_model"),
+    Kind("ln2_b", N_("LayerNorm before MLP: bias"), "ln_2.bias", None, "d_model"),
+    Kind("W_E", N_("Token embedding W_E (tied to the unembedding)"), "wte.weight", N_("vocab (token id)"), "d_model", per_block=False),
+    Kind("W_pos", N_("Position embedding W_pos"), "wpe.weight", N_("n_ctx (position)"), "d_model", per_block=False),
+    Kind("lnf_w", N_("Final LayerNorm: gain"), "ln_f.weight", None, "d_model", per_block=False),
+    Kind("lnf_b", N_("Final LayerNorm: bias"), "ln_f.bias", None, "d_model", per_block=False),
 ]
 KINDS: dict[str, Kind] = {k.key: k for k in _KINDS}
 

@@ -5,6 +5,7 @@ Steps, texts and settings live in recipes.tour. Continuations (steps 2 and 3) ru
 Generate is pressed, and are kept per model and step for the session."""
 import streamlit as st
 
+from i18n import N_, _
 from recipes import tour
 from ui import controls
 from ui.figures import show
@@ -12,10 +13,10 @@ from ui.shell import get_trace, setup_page
 from ui.url import set_prompt
 
 lm = setup_page(
-    "Tour: the essay's figures",
-    "Stephen Wolfram's essay *What Is ChatGPT Doing … and Why Does It Work?* looks inside GPT-2 with a series of "
-    "figures. Here they are again, in the essay's order, computed live on the essay's own prompts. Each step says "
-    "what to look for, and opens the page where you can change the prompt and every setting.",
+    N_("Tour: the essay's figures"),
+    N_("Stephen Wolfram's essay *What Is ChatGPT Doing … and Why Does It Work?* looks inside GPT-2 with a series of "
+       "figures. Here they are again, in the essay's order, computed live on the essay's own prompts. Each step says "
+       "what to look for, and opens the page where you can change the prompt and every setting."),
 )
 if lm is None:
     st.stop()
@@ -28,14 +29,14 @@ def go_to(number: int) -> None:
 
 
 c1, c2, c3 = st.columns([6, 1, 1], vertical_alignment="bottom")
-number = controls.selectbox(c1, "Step", numbers, key="tour_step", format_func=tour.step_label)
-c2.button("Previous", key="tour_prev", on_click=go_to, args=(number - 1,), disabled=number == numbers[0],
+number = controls.selectbox(c1, _("Step"), numbers, key="tour_step", format_func=tour.step_label)
+c2.button(_("Previous"), key="tour_prev", on_click=go_to, args=(number - 1,), disabled=number == numbers[0],
           icon=":material/arrow_back:", width="stretch")
-c3.button("Next", key="tour_next", on_click=go_to, args=(number + 1,), disabled=number == numbers[-1],
+c3.button(_("Next"), key="tour_next", on_click=go_to, args=(number + 1,), disabled=number == numbers[-1],
           icon=":material/arrow_forward:", width="stretch")
 step = tour.STEPS[number - 1]
 
-st.subheader(step.title)
+st.subheader(step.title)  # in the page's language (recipes.tour translates its steps when read)
 st.markdown(step.text)
 note = tour.model_note(lm)
 if note:
@@ -45,13 +46,14 @@ t = get_trace(lm, step.prompt) if step.uses_trace else None
 made = None
 if step.generates:
     runs = ss.setdefault("_tour_runs", {})  # (model, step) -> what Generate made
-    if st.button("Generate", key="tour_generate", type="primary", icon=":material/play_arrow:"):
-        with st.spinner(f"{lm.label} is writing…"):
+    if st.button(_("Generate"), key="tour_generate", type="primary", icon=":material/play_arrow:"):
+        with st.spinner(_("{model} is writing…").format(model=lm.label)):
             runs[(lm.name, number)] = tour.continuations(step, lm, t)
     made = runs.get((lm.name, number))
 show(tour.view(step, lm, t, made))
 
-if st.button(f"Open this in the {step.page_label} page", key="tour_open", icon=":material/open_in_new:"):
+if st.button(_("Open this in the {page} page").format(page=step.page_label), key="tour_open",
+             icon=":material/open_in_new:"):
     ss.update(tour.page_state(step, lm))
     set_prompt(step.prompt)
     st.switch_page(step.page)

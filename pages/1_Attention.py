@@ -7,40 +7,37 @@ atlas's induction column runs the model, once per model. Closed tabs cost nothin
 """
 import streamlit as st
 
-from core.attention import induction_scores, pattern_summaries, summaries_cached, summaries_seconds
+from core.attention import pattern_summaries, summaries_cached, summaries_seconds
+from i18n import N_, _
 from recipes import attention as recipe
 from ui import controls
+from ui.cached import induction_atlas
 from ui.figures import show
 from ui.progress import layer_by_layer
 from ui.shell import setup_trace_page
 from viz.attention import COLOUR_SCALES
 
 lm, t = setup_trace_page(
-    "Attention",
-    "Every token looks back at the tokens before it, through each layer's attention heads. The **head atlas** "
-    "scores every head at once (one cell per layer and head: click one to open it); the other views draw patterns, "
-    "where row *i* is a token (the query) and the colour in column *j* is how much of what it reads comes from token "
-    "*j* (the key). Rows add up to 1, and the upper triangle is empty: a token cannot see the tokens after it.",
+    N_("Attention"),
+    N_("Every token looks back at the tokens before it, through each layer's attention heads. The **head atlas** "
+       "scores every head at once (one cell per layer and head: click one to open it); the other views draw "
+       "patterns, where row *i* is a token (the query) and the colour in column *j* is how much of what it reads "
+       "comes from token *j* (the key). Rows add up to 1, and the upper triangle is empty: a token cannot see the "
+       "tokens after it."),
 )
 ss = st.session_state
-
-
-@st.cache_resource(show_spinner="Measuring induction heads on random tokens repeated twice…", max_entries=4)
-def induction_atlas(model_name: str, _lm):
-    """[layer, head] induction scores; one extra forward per model, shared by every session."""
-    return induction_scores(_lm)
 
 
 def summaries() -> dict | None:
     """Entropy per head and each layer's pooled mean pattern, one layer at a time, with progress and a Stop."""
     side = recipe.grid_side(lm)
-    return layer_by_layer("Reading every head of every layer", t.n_layer,
+    return layer_by_layer(_("Reading every head of every layer"), t.n_layer,
                           lambda on_layer: pattern_summaries(t, side, on_layer), key="attn_summaries",
                           estimate_s=0.0 if summaries_cached(t, side) else summaries_seconds(t), work_id=t.key)
 
 
 def open_head(layer: int, head: int) -> None:
-    ss["attn_layer"], ss["attn_head"], ss["attn_view"] = layer, head, "One head"
+    ss["attn_layer"], ss["attn_head"], ss["attn_view"] = layer, head, "One head"  # i18n: skip (the tab's English key)
 
 
 def on_atlas_click() -> None:
@@ -56,19 +53,19 @@ def on_atlas_pick() -> None:
 
 # Pickers shared by the views; a layer, head or position that does not exist goes to the nearest one.
 c1, c2, c3, c4 = st.columns([1, 1, 2, 3])
-layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="attn_layer")
-head = controls.selectbox(c2, "Head", range(lm.n_head), key="attn_head")
-colour = controls.selectbox(c3, "Colour scale", list(COLOUR_SCALES), key="attn_colour", default="stretch",
-                            format_func=COLOUR_SCALES.get,
-                            help="Most heads of a trained GPT-2 put most of their weight on the first token (the "
-                                 "attention sink): on a 0-to-1 scale everything else looks black. Stretched and log "
-                                 "scales show the rest.")
+layer = controls.selectbox(c1, _("Layer"), range(lm.n_layer), key="attn_layer")
+head = controls.selectbox(c2, _("Head"), range(lm.n_head), key="attn_head")
+colour = controls.selectbox(c3, _("Colour scale"), list(COLOUR_SCALES), key="attn_colour", default="stretch",
+                            format_func=lambda c: _(COLOUR_SCALES[c]),
+                            help=_("Most heads of a trained GPT-2 put most of their weight on the first token (the "
+                                   "attention sink): on a 0-to-1 scale everything else looks black. Stretched and log "
+                                   "scales show the rest."))
 c4.caption(recipe.picker_note(t, colour))
 tabs = controls.tabs(recipe.VIEWS, key="attn_view")
 
 with tabs["Head atlas"]:
     if tabs["Head atlas"].open:
-        metric = controls.radio(st, "Score", recipe.METRICS, key="attn_metric", horizontal=True,
+        metric = controls.radio(st, _("Score"), recipe.METRICS, key="attn_metric", horizontal=True,
                                 format_func=recipe.metric_label)
         scores = None
         if metric == "induction":
@@ -80,8 +77,8 @@ with tabs["Head atlas"]:
             scores = done["entropy"]
         view = recipe.atlas(lm, t, metric, layer, head, scores, on_select=on_atlas_click)
         show(view)
-        st.selectbox("Open a head (highest score first), or click a cell above", view.values["cells"], index=None,
-                     key="attn_atlas_pick", on_change=on_atlas_pick, placeholder="Choose a head",
+        st.selectbox(_("Open a head (highest score first), or click a cell above"), view.values["cells"], index=None,
+                     key="attn_atlas_pick", on_change=on_atlas_pick, placeholder=_("Choose a head"),
                      format_func=view.values["labels"].get)
 
 with tabs["One layer, all heads"]:
@@ -90,9 +87,9 @@ with tabs["One layer, all heads"]:
 
 with tabs["One head"]:
     if tabs["One head"].open:
-        with_scores = controls.toggle(st, "Show the pre-softmax scores q·k/√d too", key="attn_scores",
-                                      help="The numbers the softmax turns into the pattern, recomputed from the "
-                                           "layer's weights; masked (future) positions are left empty.")
+        with_scores = controls.toggle(st, _("Show the pre-softmax scores q·k/√d too"), key="attn_scores",
+                                      help=_("The numbers the softmax turns into the pattern, recomputed from the "
+                                             "layer's weights; masked (future) positions are left empty."))
         show(recipe.one_head(lm, t, layer, head, colour, with_scores))
 
 with tabs["One head across layers"]:
@@ -102,8 +99,9 @@ with tabs["One head across layers"]:
 with tabs["Token focus"]:
     if tabs["Token focus"].open:
         f1, f2 = st.columns([2, 1])
-        pos = controls.selectbox(f1, "Token", range(t.n_tokens), key="attn_focus_pos", default=t.n_tokens - 1,
+        pos = controls.selectbox(f1, _("Token"), range(t.n_tokens), key="attn_focus_pos", default=t.n_tokens - 1,
                                  format_func=lambda i: f"{i}: {t.tokens[i]}")
-        per_head = controls.radio(f2, "Heads", ["mean", "one"], key="attn_focus_heads", horizontal=True,
-                                  format_func=lambda m: "mean over heads" if m == "mean" else f"head {head} (picker above)")
+        per_head = controls.radio(f2, _("Heads"), ["mean", "one"], key="attn_focus_heads", horizontal=True,
+                                  format_func=lambda m: _("mean over heads") if m == "mean" else
+                                  _("head {head} (picker above)").format(head=head))
         show(recipe.focus(lm, t, pos, head if per_head == "one" else None))

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.contributions import graph_cached, graph_seconds
 from core.layers import d_mlp as mlp_width
+from i18n import N_, _
 from recipes import prediction as recipe
 from ui import controls
 from ui.figures import show
@@ -15,17 +16,17 @@ from ui.progress import layer_by_layer
 from ui.shell import setup_trace_page
 
 lm, t = setup_trace_page(
-    "Inside the prediction",
-    "Why did GPT-2 predict this token, and where in the network was it decided? Each block adds its part to a running "
-    "sum, the residual stream; these views read that sum on its way up and split the final prediction into the parts "
-    "that wrote it.",
+    N_("Inside the prediction"),
+    N_("Why did GPT-2 predict this token, and where in the network was it decided? Each block adds its part to a "
+       "running sum, the residual stream; these views read that sum on its way up and split the final prediction "
+       "into the parts that wrote it."),
 )
 ss = st.session_state
 # Every control is in the link (ui.controls); a position, layer or neuron the model or prompt lacks goes to the nearest.
-pos = controls.selectbox(st, "Position (the prediction after this token)", range(t.n_tokens), key="pred_pos",
+pos = controls.selectbox(st, _("Position (the prediction after this token)"), range(t.n_tokens), key="pred_pos",
                          default=t.n_tokens - 1, format_func=lambda i: f"{i}: {t.tokens[i]}")
 chosen = recipe.typed_token(lm, t, pos, controls.text_input(
-    st, "Token to explain (empty: GPT-2's top prediction here)", key="pred_token",
+    st, _("Token to explain (empty: GPT-2's top prediction here)"), key="pred_token",
     placeholder=recipe.top_name(lm, t, pos)))
 show(chosen)
 target, name = chosen.values["target"], chosen.values["name"]
@@ -40,53 +41,56 @@ with tabs["Logit lens"]:
     if tabs["Logit lens"].open:
         start = recipe.lens_start(t, pos)
         if t.n_tokens > recipe.WINDOW:
-            start = controls.slider(st, "First position shown", 0, t.n_tokens - recipe.WINDOW, key="pred_lens_start",
+            start = controls.slider(st, _("First position shown"), 0, t.n_tokens - recipe.WINDOW, key="pred_lens_start",
                                     default=start)
-        colour_by = controls.radio(st, "Colour by", recipe.COLOUR_BY, horizontal=True, key="pred_lens_colour",
+        colour_by = controls.radio(st, _("Colour by"), recipe.COLOUR_BY, horizontal=True, key="pred_lens_colour",
                                    format_func=lambda c: recipe.lens_colour_label(c, name))
         show(recipe.lens(lm, t, pos, start, colour_by, target))
 
 with tabs["Attribution"]:
     if tabs["Attribution"].open:
         show([recipe.attribution_intro(name, pos)])
-        minus = controls.text_input(st, "Minus a second token (logit difference; empty: none)", key="pred_minus")
+        minus = controls.text_input(st, _("Minus a second token (logit difference; empty: none)"), key="pred_minus")
         view = recipe.attribution(lm, t, pos, target, name, minus)
         show(view)
         top3 = view.values["top3"]
-        if st.button(f"Knock out the 3 heads that push it most ({', '.join(f'L{L}.H{h}' for L, h in top3)}) in "
-                     "Experiments", key="pred_to_experiments"):
-            ss.update(exp_heads=top3, exp_view="Knock out parts")
+        if st.button(_("Knock out the 3 heads that push it most ({heads}) in Experiments").format(
+                heads=", ".join(f"L{L}.H{h}" for L, h in top3)), key="pred_to_experiments"):
+            ss.update(exp_heads=top3, exp_view="Knock out parts")  # i18n: skip (the tab's English key)
             st.switch_page("pages/6_Experiments.py")
         show([view.values["table"]])
-        pick = st.selectbox("Open a neuron", view.values["neurons"], index=None, key="pred_neuron_pick",
-                            placeholder="Choose one of the neurons above", format_func=lambda c: f"layer {c[0]}, neuron {c[1]}")
+        neuron_label = _("layer {layer}, neuron {neuron}")
+        pick = st.selectbox(_("Open a neuron"), view.values["neurons"], index=None, key="pred_neuron_pick",
+                            placeholder=_("Choose one of the neurons above"),
+                            format_func=lambda c: neuron_label.format(layer=c[0], neuron=c[1]))
         if pick is not None:
-            st.button("Open it in the Neurons tab", key="pred_open_neuron", on_click=open_neuron, args=pick)
+            st.button(_("Open it in the Neurons tab"), key="pred_open_neuron", on_click=open_neuron, args=pick)
 
 with tabs["Neurons"]:
     if tabs["Neurons"].open:
         show([recipe.NEURONS_INTRO])
         c1, c2, c3 = st.columns(3)
-        layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
-        where = controls.radio(c2, "Most active", ["here", "anywhere"], key="pred_neuron_where", horizontal=True,
-                               format_func=lambda w: f"at position {pos}" if w == "here" else "at any position")
-        neuron = controls.number_input(c3, "Neuron", 0, mlp_width(lm) - 1, key="pred_neuron")
+        layer = controls.selectbox(c1, _("Layer"), range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
+        where = controls.radio(c2, _("Most active"), ["here", "anywhere"], key="pred_neuron_where", horizontal=True,
+                               format_func=lambda w: _("at position {pos}").format(pos=pos) if w == "here" else
+                               _("at any position"))
+        neuron = controls.number_input(c3, _("Neuron"), 0, mlp_width(lm) - 1, key="pred_neuron")
         show(recipe.neurons(lm, t, layer, pos if where == "here" else None, neuron))
 
 with tabs["What a head writes"]:
     if tabs["What a head writes"].open:
         show([recipe.head_intro(pos)])
         c1, c2 = st.columns(2)
-        layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
-        head = controls.selectbox(c2, "Head", range(lm.n_head), key="pred_head")
+        layer = controls.selectbox(c1, _("Layer"), range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
+        head = controls.selectbox(c2, _("Head"), range(lm.n_head), key="pred_head")
         show(recipe.head(lm, t, layer, head, pos, target, name))
 
 with tabs["Contribution graph"]:
     if tabs["Contribution graph"].open:
         show([recipe.graph_intro(pos)])
-        threshold = controls.slider(st, "Threshold (share of a state)", 0.01, 0.5, key="pred_graph_threshold",
+        threshold = controls.slider(st, _("Threshold (share of a state)"), 0.01, 0.5, key="pred_graph_threshold",
                                     default=0.04, step=0.01)
-        view = layer_by_layer("Tracing the prediction down through the blocks", lm.n_layer,
+        view = layer_by_layer(_("Tracing the prediction down through the blocks"), lm.n_layer,
                               lambda on_layer: recipe.graph(lm, t, pos, threshold, on_layer), key="pred_graph_run",
                               estimate_s=0.0 if graph_cached(t, pos) else graph_seconds(t), work_id=(t.key, pos))
         if view is not None:

@@ -5,6 +5,7 @@ model. Scans and patching ask first when they would take over ~2 s, then show pr
 import streamlit as st
 
 from core.interventions import head_ablation_scan, patch
+from i18n import N_, _
 from recipes import experiments as recipe
 from ui import controls
 from ui.figures import show
@@ -13,16 +14,17 @@ from ui.shell import get_trace, setup_trace_page, trace_cache
 from ui.state import kept_value
 
 lm, t = setup_trace_page(
-    "Experiments",
-    "Looking is half of interpretability; the other half is changing something and watching the prediction move. "
-    "Knock out attention heads or MLP neurons, find which ones the prediction depends on, and copy activations "
-    "from one prompt's run into another's. Nothing here changes the shared model: each experiment is its own run.",
+    N_("Experiments"),
+    N_("Looking is half of interpretability; the other half is changing something and watching the prediction move. "
+       "Knock out attention heads or MLP neurons, find which ones the prediction depends on, and copy activations "
+       "from one prompt's run into another's. Nothing here changes the shared model: each experiment is its own "
+       "run."),
 )
 ss = st.session_state
 
 # Every control is in the link and survives the tabs that do not draw it (ui.controls).
-mode = controls.radio(st, "Knock out by setting the part's output to", list(recipe.MODES), key="exp_mode",
-                      horizontal=True, format_func=recipe.MODES.get, help=recipe.MODE_HELP)
+mode = controls.radio(st, _("Knock out by setting the part's output to"), list(recipe.MODES), key="exp_mode",
+                      horizontal=True, format_func=lambda m: _(recipe.MODES[m]), help=_(recipe.MODE_HELP))
 
 
 def add_clicked_head() -> None:
@@ -33,12 +35,12 @@ def add_clicked_head() -> None:
 
 
 def other_trace():
-    other = controls.text_input(st, "Second prompt", key="exp_other", default=recipe.SECOND_PROMPT, max_chars=2000,
-                                help="Compared with the sidebar's prompt.")
+    other = controls.text_input(st, _("Second prompt"), key="exp_other", default=recipe.SECOND_PROMPT, max_chars=2000,
+                                help=_("Compared with the sidebar's prompt."))
     for col, (pair, (first, second)) in zip(st.columns(len(recipe.PAIRS)), recipe.PAIRS.items()):
-        col.button(pair, key=f"exp_pair_{pair}", on_click=ss.update, args=({"prompt": first, "exp_other": second},))
+        col.button(_(pair), key=f"exp_pair_{pair}", on_click=ss.update, args=({"prompt": first, "exp_other": second},))
     if not other.strip():
-        st.info("Type a second prompt to compare with.")
+        st.info(_("Type a second prompt to compare with."))
         st.stop()
     return get_trace(lm, other)
 
@@ -46,20 +48,21 @@ def other_trace():
 tabs = controls.tabs(recipe.VIEWS, key="exp_view")
 for name, tab in tabs.items():
     if tab.open:
-        tab.caption(recipe.INTROS[name])
+        tab.caption(_(recipe.INTROS[name]))
 
 with tabs["Knock out parts"]:
     if tabs["Knock out parts"].open:
         c1, c2, c3 = st.columns([3, 2, 2])
-        heads = controls.multiselect(c1, "Attention heads", recipe.head_cells(lm), key="exp_heads",
+        heads = controls.multiselect(c1, _("Attention heads"), recipe.head_cells(lm), key="exp_heads",
                                      format_func=recipe.head_label)
-        mlps = controls.multiselect(c2, "Whole MLP layers", list(range(lm.n_layer)), key="exp_mlps")
-        neurons = controls.text_input(c3, "MLP neurons (layer:neuron, …)", key="exp_neurons", placeholder="0:17, 5:300")
+        mlps = controls.multiselect(c2, _("Whole MLP layers"), list(range(lm.n_layer)), key="exp_mlps")
+        neurons = controls.text_input(c3, _("MLP neurons (layer:neuron, …)"), key="exp_neurons",
+                                      placeholder="0:17, 5:300")
         show(recipe.knock_out(lm, t, heads, mlps, neurons, mode))
 
 with tabs["Which parts matter"]:
     if tabs["Which parts matter"].open:
-        typed = controls.text_input(st, "Next token to explain (empty: GPT-2's top prediction)", key="exp_target",
+        typed = controls.text_input(st, _("Next token to explain (empty: GPT-2's top prediction)"), key="exp_target",
                                     placeholder=recipe.top_token(lm, t))
         target_view = recipe.scan_target(lm, t, typed)
         show(target_view)
@@ -77,8 +80,8 @@ with tabs["Two prompts"]:
         show(recipe.two_prompts(lm, t, t2))
         if t.n_tokens == t2.n_tokens:
             c1, c2 = st.columns(2)
-            layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="exp_layer")
-            head = controls.selectbox(c2, "Head", range(lm.n_head), key="exp_head")
+            layer = controls.selectbox(c1, _("Layer"), range(lm.n_layer), key="exp_layer")
+            head = controls.selectbox(c2, _("Head"), range(lm.n_head), key="exp_head")
             show(recipe.pattern_difference(lm, t, t2, layer, head))
 
 with tabs["Patching"]:
@@ -87,14 +90,14 @@ with tabs["Patching"]:
         clean, corrupted = t, t2
         if t.n_tokens != t2.n_tokens:
             show(recipe.lengths_differ(t, t2))
-            if not controls.toggle(st, "Pad the shorter prompt at the start", key="exp_pad"):
+            if not controls.toggle(st, _("Pad the shorter prompt at the start"), key="exp_pad"):
                 st.stop()
             clean, corrupted = recipe.padded(lm, t, t2, trace_cache())
-        what = controls.radio(st, "Patch", list(recipe.PATCH_WHAT), key="exp_patch_what", horizontal=True,
-                              format_func=recipe.PATCH_WHAT.get)
+        what = controls.radio(st, _("Patch"), list(recipe.PATCH_WHAT), key="exp_patch_what", horizontal=True,
+                              format_func=lambda w: _(recipe.PATCH_WHAT[w]))
         try:
             show(recipe.answers(lm, clean, corrupted))
-            res = layer_by_layer("Patching", lm.n_layer,
+            res = layer_by_layer(_("Patching"), lm.n_layer,
                                  lambda on_layer: patch(lm, clean, corrupted, what, on_layer=on_layer), key="exp_patch",
                                  estimate_s=recipe.patching_seconds(lm, clean, what), work_id=(clean.key, corrupted.key, what))
         except ValueError as e:

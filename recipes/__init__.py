@@ -7,12 +7,27 @@ benchmarks call the same recipes, so a figure is built one way wherever it appea
 recipe never imports streamlit: it computes with `core` and draws with `viz`.
 
 Texts are Markdown shown by Streamlit: token text in them goes through `md` (escaped),
-titles of figures through `viz.common.esc`.
+titles of figures through `viz.common.esc`. Every text is built in the page's language
+(`i18n._`) when the recipe runs; a table's headers through `translated_table`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
+
+from i18n import N_, _
+
+# Column names of the tables these recipes show (core builds most of them, in English): marked
+# here for the catalog, shown in the page's language by `translated_table`.
+COLUMNS = (
+    N_("rank"), N_("token"), N_("tokens"), N_("id"), N_("ids"), N_("probability"), N_("position"), N_("bytes"),
+    N_("character split over tokens"), N_("word"), N_("vector"), N_("cosine"),
+    N_("step"), N_("chosen"), N_("p (GPT-2)"), N_("p (drawn)"), N_("out of"), N_("entropy (bits)"), N_("repeat"),
+    N_("run"), N_("first step that differs from greedy"), N_("text"), N_("beam"), N_("score"), N_("log-prob"),
+    N_("text so far"),
+    N_("block"), N_("n"), N_("mean"), N_("std"), N_("kurtosis"), N_("min"), N_("max"), N_("name"), N_("kind"),
+    N_("shape"), N_("count"), N_("frobenius"),
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,14 @@ class View:
                     walk(item)
         walk(self.items)
         return out
+
+
+def translated_table(key: str, data, name: str, formats: dict | None = None, height: int | None = None) -> Table:
+    """A Table of the DataFrame `data` whose headers read in the page's language (a renamed copy;
+    `data` keeps its English columns for the caller); `formats` is keyed by the English names."""
+    names = {c: _(c) for c in data.columns if isinstance(c, str)}
+    shown = {names.get(c, c): f for c, f in formats.items()} if formats else formats
+    return Table(key, data.rename(columns=names), name, shown, height)
 
 
 def md(text: str) -> str:

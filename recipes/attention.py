@@ -7,6 +7,7 @@ import numpy as np
 
 from core.attention import HEAD_METRICS, head_across_layers, head_scores, token_focus
 from core.trace import Trace
+from i18n import N_, _
 from viz.attention import (
     CELL_BUDGET, COLOUR_SCALES, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure,
     layer_heads_figure, layer_means_figure, panel_side, scores_figure,
@@ -14,7 +15,7 @@ from viz.attention import (
 
 from . import Figure, Row, Text, View
 
-VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
+VIEWS = [N_("Head atlas"), N_("One layer, all heads"), N_("One head"), N_("One head across layers"), N_("Token focus")]
 METRICS = list(HEAD_METRICS)
 
 
@@ -24,12 +25,13 @@ def grid_side(lm) -> int:
 
 
 def picker_note(t: Trace, colour: str) -> str:
-    return (f"{t.n_tokens:,} tokens. Colour: {COLOUR_SCALES[colour]}. Grids of many heads are max-pooled when the "
-            "prompt is long: a cell then shows the strongest weight in its block of tokens. Hover for exact values.")
+    return _("{n:,} tokens. Colour: {scale}. Grids of many heads are max-pooled when the prompt is long: a cell then "
+             "shows the strongest weight in its block of tokens. Hover for exact values.").format(
+        n=t.n_tokens, scale=_(COLOUR_SCALES[colour]))
 
 
 def metric_label(metric: str) -> str:
-    return HEAD_METRICS[metric][0]
+    return _(HEAD_METRICS[metric][0])  # core marks HEAD_METRICS' texts for the catalog
 
 
 def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None, scores: np.ndarray | None = None,
@@ -39,10 +41,12 @@ def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None 
     if scores is None:
         scores = head_scores(t, with_entropy=False)[metric]
     name, description = HEAD_METRICS[metric]
-    fig = atlas_figure(scores, model=lm.label, metric=name, description=description, selected=None if layer is None else (layer, head))
+    fig = atlas_figure(scores, model=lm.label, metric=_(name), description=_(description),
+                       selected=None if layer is None else (layer, head))
     order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), axis=None)
     cells = [tuple(int(i) for i in np.unravel_index(k, scores.shape)) for k in order]
-    labels = {c: f"layer {c[0]}, head {c[1]}: {scores[c]:.3f}" for c in cells}
+    label = _("layer {layer}, head {head}: {score:.3f}")
+    labels = {c: label.format(layer=c[0], head=c[1], score=scores[c]) for c in cells}
     return View([Figure("attn_atlas_chart", fig, on_select=on_select, selection_mode="points" if on_select else None)],
                 {"cells": cells, "labels": labels})
 
@@ -59,8 +63,8 @@ def one_head(lm, t: Trace, layer: int, head: int, colour: str, with_scores: bool
     scores = scores_figure(t.attn_scores(layer, head), t.tokens, model=lm.label, layer=layer, head=head)
     if 2 * t.n_tokens**2 <= CELL_BUDGET:  # its own key: a chart moved into a column would keep its old width
         return View([Row([Figure("attn_head_pair_chart", pattern), Figure("attn_scores_chart", scores)])])
-    return View([Text("At this length two full-resolution heads would be too much for the browser; showing the "
-                      "scores alone. Switch the toggle off to see the pattern."), Figure("attn_scores_chart", scores)])
+    return View([Text(_("At this length two full-resolution heads would be too much for the browser; showing the "
+                        "scores alone. Switch the toggle off to see the pattern.")), Figure("attn_scores_chart", scores)])
 
 
 def across_layers(lm, t: Trace, head: int, colour: str, summaries: dict | None) -> View:

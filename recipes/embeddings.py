@@ -16,15 +16,18 @@ from core.embeddings import (PCAResult, WordVector, cosine_matrix, euclidean_mat
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_params
 from core.tokens import display_tokens
 from core.trace import Trace
+from i18n import N_, _, ngettext
 from viz.common import CELL_BUDGET
 from viz.common import esc, figure_label, short
 from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
                             matrix_heatmap, pair_matrix, points_map, vector_lines)
 
-from . import Figure, Row, Table, Text, View, md
+from . import Figure, Row, Text, View, md, translated_table
 
-VIEWS = ["The prompt's embeddings", "Positions", "Word vectors", "Meaning space", "Whole vocabulary", "In context"]
-BANK = "I sat on the bank of the river and watched the water. Then I went to the bank to deposit my money."
+VIEWS = [N_("The prompt's embeddings"), N_("Positions"), N_("Word vectors"), N_("Meaning space"), N_("Whole vocabulary"),
+         N_("In context")]
+# An example prompt for GPT-2 (an English model), not a text of the page: it stays English.
+BANK = "I sat on the bank of the river and watched the water. Then I went to the bank to deposit my money."  # i18n: skip
 MAX_HEATMAP_TOKENS = 128  # 3 heatmaps of 768 x 128 keep the tab near 1.5 MB
 N_NEIGHBOURS = 20
 
@@ -36,15 +39,19 @@ def prompt_embeddings(lm, t: Trace, start: int = 0) -> View:
     toks = list(t.tokens[part])
     emb, pos = t.take("embed", part), t.take("pos_embed", part)
     label, d, m = figure_label(lm.label, t.prompt), lm.d_model, len(toks)
-    where = f" · positions {start}–{start + m - 1}" if t.n_tokens > MAX_HEATMAP_TOKENS else ""
+    where = (" · " + _("positions {first}–{last}").format(first=start, last=start + m - 1)
+             if t.n_tokens > MAX_HEATMAP_TOKENS else "")
+    fields = dict(d=d, m=m, where=where, label=label)
     return View([
-        Figure("emb_token_heatmap", embedding_heatmap(emb, toks, f"Token embeddings (wte) · {d} × {m}{where} · {label}")),
-        Figure("emb_pos_heatmap", embedding_heatmap(pos, toks, f"Position embeddings (wpe) · {d} × {m}{where} · {label}")),
-        Figure("emb_sum_heatmap", embedding_heatmap(emb + pos, toks,
-                                                    f"Their sum, what block 0 reads · {d} × {m}{where} · {label}")),
-        Text("One column per token of the prompt, one row per dimension; red is positive, blue negative (colours "
-             "clipped at the 99.5th percentile of |value|). A token that repeats ('hello' ×16) has the same "
-             "token-embedding column every time; only its position embedding changes."),
+        Figure("emb_token_heatmap", embedding_heatmap(emb, toks, _("Token embeddings (wte) · {d} × {m}{where} · "
+                                                                   "{label}").format(**fields))),
+        Figure("emb_pos_heatmap", embedding_heatmap(pos, toks, _("Position embeddings (wpe) · {d} × {m}{where} · "
+                                                                 "{label}").format(**fields))),
+        Figure("emb_sum_heatmap", embedding_heatmap(emb + pos, toks, _("Their sum, what block 0 reads · {d} × {m}{where} · "
+                                                                       "{label}").format(**fields))),
+        Text(_("One column per token of the prompt, one row per dimension; red is positive, blue negative (colours "
+               "clipped at the 99.5th percentile of |value|). A token that repeats ('hello' ×16) has the same "
+               "token-embedding column every time; only its position embedding changes.")),
     ])
 
 
@@ -63,20 +70,23 @@ def positions(lm, data: tuple[np.ndarray, int, PCAResult] | None = None) -> View
     sims, tile, pc = data if data is not None else position_data(lm)
     model = esc(lm.label)
     every = int(np.ceil(wpe.size / CELL_BUDGET))  # gpt2-xl: 1,024 x 1,600 is over the budget
-    thin = f" · one dimension in {every}" if every > 1 else ""
-    note = f" · mean of {tile}×{tile} tiles" if tile > 1 else ""
+    thin = " · " + _("one dimension in {every}").format(every=every) if every > 1 else ""
+    note = " · " + _("mean of {tile}×{tile} tiles").format(tile=tile) if tile > 1 else ""
+    position = _("position")
     return View([
-        Figure("emb_wpe", matrix_heatmap(wpe.T[::every], f"All {lm.n_ctx:,} position embeddings (wpe) · {lm.d_model} × "
-                                         f"{lm.n_ctx:,}{thin} · {model}", "position", "d_model", height=520, dy=every,
-                                         value="embedding value")),
-        Figure("emb_wpe_cosine", matrix_heatmap(sims, f"Cosine similarity between positions{note} · {model}", "position",
-                                                "position", zrange=(-1, 1), dx=tile, dy=tile, x0=(tile - 1) / 2,
-                                                y0=(tile - 1) / 2, height=620, value="cosine similarity")),
+        Figure("emb_wpe", matrix_heatmap(wpe.T[::every], _("All {n:,} position embeddings (wpe) · {d} × {n:,}{thin} · "
+                                                           "{model}").format(n=lm.n_ctx, d=lm.d_model, thin=thin,
+                                                                             model=model),
+                                         position, "d_model", height=520, dy=every, value=_("embedding value"))),
+        Figure("emb_wpe_cosine", matrix_heatmap(sims, _("Cosine similarity between positions{note} · {model}").format(
+            note=note, model=model), position, position, zrange=(-1, 1), dx=tile, dy=tile, x0=(tile - 1) / 2,
+            y0=(tile - 1) / 2, height=620, value=_("cosine similarity"))),
         Figure("emb_wpe_pca", components_figure(pc.coords, pc.explained,
-                                                f"First principal components of wpe against position · {model}")),
-        Text("GPT-2 learned its position vectors. Nearby positions get similar vectors (the bright band along the "
-             "diagonal) and the main directions vary like slow waves along the position, a learned cousin of the "
-             "sinusoids of the original Transformer. A random model shows noise."),
+                                                _("First principal components of wpe against position · {model}").format(
+                                                    model=model))),
+        Text(_("GPT-2 learned its position vectors. Nearby positions get similar vectors (the bright band along the "
+               "diagonal) and the main directions vary like slow waves along the position, a learned cousin of the "
+               "sinusoids of the original Transformer. A random model shows noise.")),
     ])
 
 
@@ -84,24 +94,28 @@ def positions(lm, data: tuple[np.ndarray, int, PCAResult] | None = None) -> View
 def word_table(lm, words: list[str], leading_space: bool, wvs: list[WordVector] | None = None) -> View:
     """Each word's tokens and vector, its raw vector, and the words' cosine similarities and distances."""
     if not words:
-        return View([Text("Type a few words, separated by commas.", "info")])
+        return View([Text(_("Type a few words, separated by commas."), "info")])
     wvs = wvs if wvs is not None else word_vectors(lm, words, leading_space)
     model = esc(lm.label)
-    view = View([Table("emb_words_table", pd.DataFrame({
+    view = View([translated_table("emb_words_table", pd.DataFrame({
         "word": [w.word for w in wvs], "tokens": [" + ".join(w.pieces) for w in wvs],
         "ids": [", ".join(map(str, w.ids)) for w in wvs], "vector": [w.note for w in wvs]}), "word-lookup")])
     split = [w for w in wvs if w.n_pieces > 1]
     if split:
-        one = len(split) == 1
-        view.add(Text(f"{len(split)} of these words {'is' if one else 'are'} not one token in {md(lm.label)}'s "
-                      f"vocabulary, so {'its' if one else 'each'} vector here is the mean of its pieces' vectors: a "
-                      "stand-in that GPT-2 itself never computes."))
+        view.add(Text(ngettext(
+            "{n} of these words is not one token in {model}'s vocabulary, so its vector here is the mean of its "
+            "pieces' vectors: a stand-in that GPT-2 itself never computes.",
+            "{n} of these words are not one token in {model}'s vocabulary, so each vector here is the mean of its "
+            "pieces' vectors: a stand-in that GPT-2 itself never computes.", len(split)).format(
+                n=len(split), model=md(lm.label))))
     vectors = np.stack([w.vector for w in wvs])
     return view.add(
-        Figure("emb_word_lines", vector_lines(vectors, words, f"Raw embedding vectors · {lm.d_model} numbers each · {model}")),
-        Row([Figure("emb_word_cosine", pair_matrix(cosine_matrix(vectors), words, f"Cosine similarity · {model}",
-                                                   similarity=True)),
-             Figure("emb_word_distance", pair_matrix(euclidean_matrix(vectors), words, f"Euclidean distance · {model}",
+        Figure("emb_word_lines", vector_lines(vectors, words, _("Raw embedding vectors · {d} numbers each · {model}").format(
+            d=lm.d_model, model=model))),
+        Row([Figure("emb_word_cosine", pair_matrix(cosine_matrix(vectors), words,
+                                                   _("Cosine similarity · {model}").format(model=model), similarity=True)),
+             Figure("emb_word_distance", pair_matrix(euclidean_matrix(vectors), words,
+                                                     _("Euclidean distance · {model}").format(model=model),
                                                      similarity=False))]),
     )
 
@@ -115,16 +129,16 @@ def neighbours_data(lm, word: str, leading_space: bool) -> pd.DataFrame:
 
 def neighbours(lm, word: str, leading_space: bool, table: pd.DataFrame | None = None) -> View:
     table = table if table is not None else neighbours_data(lm, word, leading_space)
-    return View([Table("emb_neighbours_table", table, f"nearest-tokens-{word}", formats={"cosine": "{:.4f}"}),
-                 Text(f"The {N_NEIGHBOURS} tokens of all {lm.d_vocab:,} whose embeddings point most nearly the same "
-                      "way (cosine similarity), leaving out the word's own tokens.")])
+    return View([translated_table("emb_neighbours_table", table, f"nearest-tokens-{word}", formats={"cosine": "{:.4f}"}),
+                 Text(_("The {k} tokens of all {n:,} whose embeddings point most nearly the same way (cosine "
+                        "similarity), leaving out the word's own tokens.").format(k=N_NEIGHBOURS, n=lm.d_vocab))])
 
 
 # ---- 4. meaning space for a word list -----------------------------------------------------------------
 def word_map_data(lm, pairs: tuple, leading_space: bool, method: str, dims: int) -> tuple[np.ndarray, int, float]:
     """The words of (group, word) pairs projected to `dims` dimensions: (coords [word, dims], how
     many words take several tokens, seconds the projection took)."""
-    wvs = word_vectors(lm, [w for _, w in pairs], leading_space)
+    wvs = word_vectors(lm, [w for _g, w in pairs], leading_space)
     t0 = time.perf_counter()
     coords = project(np.stack([w.vector for w in wvs]), word_map_params(method, dims))
     return coords, sum(w.n_pieces > 1 for w in wvs), time.perf_counter() - t0
@@ -132,20 +146,25 @@ def word_map_data(lm, pairs: tuple, leading_space: bool, method: str, dims: int)
 
 def meaning_space(lm, pairs: tuple, leading_space: bool, method: str, dims: int, data=None) -> View:
     if len(pairs) < 3:
-        return View([Text("Give at least three words.", "info")])
+        return View([Text(_("Give at least three words."), "info")])
     coords, n_split, secs = data if data is not None else word_map_data(lm, pairs, leading_space, method, dims)
     return View([
-        Figure("emb_word_map", points_map(coords, [w for _, w in pairs], [g for g, _ in pairs],
-                                          f"{len(pairs)} words, {method.upper()} in {dims}-D · {esc(lm.label)}")),
-        Text(f"{len(pairs)} words in {len({g for g, _ in pairs})} groups; projected in {secs:.1f} s. "
-             + (f"{n_split} words take several tokens and are placed at the mean of their pieces. " if n_split else "")
-             + "The axes of such maps mean nothing on their own; only who sits near whom does."),
+        Figure("emb_word_map", points_map(coords, [w for _g, w in pairs], [g for g, _w in pairs],
+                                          _("{n} words, {method} in {dims}-D · {model}").format(
+                                              n=len(pairs), method=method.upper(), dims=dims, model=esc(lm.label)))),
+        Text((_("{n} words in {groups} groups; projected in {secs:.1f} s. {n_split} words take several tokens and are "
+                "placed at the mean of their pieces. The axes of such maps mean nothing on their own; only who sits "
+                "near whom does.") if n_split else
+              _("{n} words in {groups} groups; projected in {secs:.1f} s. The axes of such maps mean nothing on their "
+                "own; only who sits near whom does.")).format(n=len(pairs), groups=len({g for g, _w in pairs}),
+                                                              secs=secs, n_split=n_split)),
     ])
 
 
 # ---- 5. the whole vocabulary on one map -----------------------------------------------------------------
 def table_label(lm, table: str) -> str:
-    return f"token embeddings ({lm.d_vocab:,})" if table == "tokens" else f"position embeddings ({lm.n_ctx:,})"
+    return (_("token embeddings ({n:,})").format(n=lm.d_vocab) if table == "tokens"
+            else _("position embeddings ({n:,})").format(n=lm.n_ctx))
 
 
 def vocab_strings(lm) -> tuple[list[str], list[str]]:
@@ -155,9 +174,13 @@ def vocab_strings(lm) -> tuple[list[str], list[str]]:
 
 
 def map_note(lm, emap: EmbeddingMap) -> View:
-    how = "loaded from the cache" if emap.from_cache else "computed"
-    return View([Text(f"UMAP of {len(emap.coords):,} × {lm.d_model} ({VOCAB_MAP_PARAMS.pca_dims} PCA dimensions first, "
-                      f"{VOCAB_MAP_PARAMS.n_neighbors} neighbours, cosine), {how} in {emap.seconds:.1f} s.")])
+    fields = dict(n=len(emap.coords), d=lm.d_model, pca=VOCAB_MAP_PARAMS.pca_dims, k=VOCAB_MAP_PARAMS.n_neighbors,
+                  secs=emap.seconds)
+    if emap.from_cache:
+        return View([Text(_("UMAP of {n:,} × {d} ({pca} PCA dimensions first, {k} neighbours, cosine), loaded from the "
+                            "cache in {secs:.1f} s.").format(**fields))])
+    return View([Text(_("UMAP of {n:,} × {d} ({pca} PCA dimensions first, {k} neighbours, cosine), computed in "
+                        "{secs:.1f} s.").format(**fields))])
 
 
 def token_map(lm, t: Trace | None, emap: EmbeddingMap, query: str, strings=None) -> View:
@@ -165,23 +188,26 @@ def token_map(lm, t: Trace | None, emap: EmbeddingMap, query: str, strings=None)
     `strings`: vocab_strings' result."""
     strings, hover = strings if strings is not None else vocab_strings(lm)
     found = find_tokens(strings, query) if query else []
-    view = View([Text("No token contains that text.", "info")] if query and not found else [])
+    view = View([Text(_("No token contains that text."), "info")] if query and not found else [])
     highlight = [(i, strings[i]) for i in dict.fromkeys(int(i) for i in t.token_ids[:200])] if t is not None else []
-    view.add(Figure("emb_vocab_map", cloud_map(emap.coords, hover, f"All {len(emap.coords):,} token embeddings, UMAP · "
-                                               f"{esc(lm.label)}", highlight=highlight, focus=found[0] if found else None)))
+    view.add(Figure("emb_vocab_map", cloud_map(emap.coords, hover, _("All {n:,} token embeddings, UMAP · {model}").format(
+        n=len(emap.coords), model=esc(lm.label)), highlight=highlight, focus=found[0] if found else None)))
     if found:
-        view.add(Table("emb_search_table", pd.DataFrame({"token": [strings[i] for i in found], "id": found}),
-                       "vocabulary-search", height=min(220, 38 + 35 * len(found))),
-                 Text("The map is zoomed to the first match (the star); double-click the map to zoom out."))
-    return view.add(Text("Grey: every token, hover for its text and id. Red: the prompt's tokens."))
+        view.add(translated_table("emb_search_table", pd.DataFrame({"token": [strings[i] for i in found], "id": found}),
+                                  "vocabulary-search", height=min(220, 38 + 35 * len(found))),
+                 Text(_("The map is zoomed to the first match (the star); double-click the map to zoom out.")))
+    return view.add(Text(_("Grey: every token, hover for its text and id. Red: the prompt's tokens.")))
 
 
 def position_map(lm, emap: EmbeddingMap) -> View:
     n = len(emap.coords)
-    return View([Figure("emb_position_map", cloud_map(emap.coords, [f"position {i}" for i in range(n)],
-                                                      f"All {n:,} position embeddings, UMAP · {esc(lm.label)}",
-                                                      colour_by_index=True, name="position")),
-                 Text("Colour is the position: a smooth rainbow curve means neighbouring positions got similar vectors.")])
+    position = _("position {i}")
+    return View([Figure("emb_position_map", cloud_map(emap.coords, [position.format(i=i) for i in range(n)],
+                                                      _("All {n:,} position embeddings, UMAP · {model}").format(
+                                                          n=n, model=esc(lm.label)),
+                                                      colour_by_index=True, name=_("position"))),
+                 Text(_("Colour is the position: a smooth rainbow curve means neighbouring positions got similar "
+                        "vectors."))])
 
 
 # ---- 6. contextual embeddings ----------------------------------------------------------------------------
@@ -189,18 +215,21 @@ def in_context(lm, t: Trace, layer: int, skip_first: bool) -> View:
     """The prompt's residuals at `layer` on their first two PCs, and how alike repeated tokens stay by depth."""
     positions = list(range(1 if skip_first and t.n_tokens > 3 else 0, t.n_tokens))
     if len(positions) < 3:
-        return View([Text("This view needs a prompt of at least three tokens.", "info")])
+        return View([Text(_("This view needs a prompt of at least three tokens."), "info")])
     label = figure_label(lm.label, t.prompt)
     res = pca(t.take("resid", (layer,))[positions], 2)  # [pos, d_model] -> [pos, 2]
     reps = dict(list(repeated_tokens(t.token_ids).items())[:8])
     view = View([Figure("emb_context_map", context_map(
-        res.coords, list(t.tokens), reps, f"The prompt's tokens at layer {layer}, PCA ({res.explained.sum():.0%} of "
-        f"variance) · {label}", positions=positions))])
+        res.coords, list(t.tokens), reps, _("The prompt's tokens at layer {layer}, PCA ({share:.0%} of variance) · "
+                                            "{label}").format(layer=layer, share=res.explained.sum(), label=label),
+        positions=positions))])
     if not reps:
-        return view.add(Text("No token occurs twice in this prompt; try the “bank” example above."))
-    curves = {f"{t.tokens[p[0]]} (positions {p[0]} and {p[1]})":
+        return view.add(Text(_("No token occurs twice in this prompt; try the “bank” example above.")))
+    curve = _("{token} (positions {first} and {second})")
+    curves = {curve.format(token=t.tokens[p[0]], first=p[0], second=p[1]):
               occurrence_similarity(t.take("resid", (slice(None), p[:2])), [0, 1]) for p in reps.values()}
     return view.add(
-        Figure("emb_drift", drift_figure(curves, f"How alike two occurrences of the same token stay, by depth · {label}")),
-        Text("At layer 0 two copies of a token differ only by their position vectors. As they pass through the blocks "
-             "each takes on its own context, and their similarity falls."))
+        Figure("emb_drift", drift_figure(curves, _("How alike two occurrences of the same token stay, by depth · "
+                                                   "{label}").format(label=label))),
+        Text(_("At layer 0 two copies of a token differ only by their position vectors. As they pass through the "
+               "blocks each takes on its own context, and their similarity falls.")))

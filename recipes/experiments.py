@@ -18,37 +18,47 @@ from core.next_token import top_k_table
 from core.prediction import cached_lens
 from core.tokens import display_tokens
 from core.trace import Trace, trace_ids
+from i18n import N_, _
 from viz.common import esc, figure_label, format_prob
 from viz.experiments import (
     before_after_figure, pattern_difference_figure, patching_figure, scan_figure, surprisal_change_figure,
 )
 from viz.prediction import lens_grid_figure
 
-from . import Figure, Row, Table, Text, View, md
+from . import Figure, Row, Text, View, md, translated_table
 
 LENS_WINDOW = 12  # positions of each prompt's logit lens, side by side
-VIEWS = ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]
-PAIRS = {"Eiffel Tower / Colosseum": ("The Eiffel Tower is in the city of", "The Colosseum is in the city of"),
-         "John and Mary": ("When John and Mary went to the store, John gave a drink to",
-                           "When John and Mary went to the store, Mary gave a drink to")}
+# Tab labels, pair buttons, option labels and captions: English values (in the link, in keys), marked here
+# for the catalog; the page shows them through _ (`_(MODES[mode])`, `_(INTROS[view])`, …).
+VIEWS = [N_("Knock out parts"), N_("Which parts matter"), N_("Two prompts"), N_("Patching")]
+PAIRS = {N_("Eiffel Tower / Colosseum"): ("The Eiffel Tower is in the city of",  # i18n: skip
+                                          "The Colosseum is in the city of"),  # i18n: skip
+         N_("John and Mary"): ("When John and Mary went to the store, John gave a drink to",  # i18n: skip
+                               "When John and Mary went to the store, Mary gave a drink to")}  # i18n: skip
 SECOND_PROMPT = PAIRS["Eiffel Tower / Colosseum"][1]
-MODES = {"zero": "zero", "mean": "its mean over the prompt's positions"}
-MODE_HELP = ("Zero removes the part entirely; the mean keeps its average contribution and removes only what depends "
-             "on this prompt's tokens (usually the gentler, fairer test).")
-PATCH_WHAT = {"resid": "the residual stream, layer × position", "head": "each head's output, layer × head"}
+MODES = {"zero": N_("zero"), "mean": N_("its mean over the prompt's positions")}
+MODE_HELP = N_("Zero removes the part entirely; the mean keeps its average contribution and removes only what depends "
+               "on this prompt's tokens (usually the gentler, fairer test).")
+PATCH_WHAT = {"resid": N_("the residual stream, layer × position"), "head": N_("each head's output, layer × head")}
 INTROS = {  # the caption at the top of each view
-    "Knock out parts": "Pick heads, whole MLP layers or single MLP neurons; GPT-2 runs again without them. The table and "
-                       "bars compare its next-token prediction before and after; the last chart shows, for each token of "
-                       "the prompt, how much harder (up) or easier (down) it became to predict.",
-    "Which parts matter": "Each attention head, and each whole MLP layer, is knocked out alone, and the chart shows how "
-                          "the log-probability of one next token changes: blue cells helped GPT-2 predict it, red ones "
-                          "held it back. All heads of a layer run as one batched forward.",
-    "Two prompts": "The sidebar's prompt beside a second one: both next-token tables, and, when both have the same "
-                   "number of tokens, how one head's attention differs (red: the first prompt's head looks there more).",
-    "Patching": "Activation patching: run the second (corrupted) prompt, but copy one activation from the sidebar's "
-                "(clean) prompt's run, and see how much of the clean prediction comes back: 0 = as corrupted, "
-                "1 = as clean, measured on the logit difference between the two runs' answers.",
+    N_("Knock out parts"): N_(
+        "Pick heads, whole MLP layers or single MLP neurons; GPT-2 runs again without them. The table and "
+        "bars compare its next-token prediction before and after; the last chart shows, for each token of "
+        "the prompt, how much harder (up) or easier (down) it became to predict."),
+    N_("Which parts matter"): N_(
+        "Each attention head, and each whole MLP layer, is knocked out alone, and the chart shows how "
+        "the log-probability of one next token changes: blue cells helped GPT-2 predict it, red ones "
+        "held it back. All heads of a layer run as one batched forward."),
+    N_("Two prompts"): N_(
+        "The sidebar's prompt beside a second one: both next-token tables, and, when both have the same "
+        "number of tokens, how one head's attention differs (red: the first prompt's head looks there more)."),
+    N_("Patching"): N_(
+        "Activation patching: run the second (corrupted) prompt, but copy one activation from the sidebar's "
+        "(clean) prompt's run, and see how much of the clean prediction comes back: 0 = as corrupted, "
+        "1 = as clean, measured on the logit difference between the two runs' answers."),
 }
+# The columns of core.interventions.prediction_change, shown through `translated_table`.
+COLUMNS = (N_("p before"), N_("p after"), N_("change"), N_("logit"))
 
 
 def head_cells(lm) -> list[tuple[int, int]]:
@@ -56,7 +66,7 @@ def head_cells(lm) -> list[tuple[int, int]]:
 
 
 def head_label(cell: tuple[int, int]) -> str:
-    return f"layer {cell[0]}, head {cell[1]}"
+    return _("layer {layer}, head {head}").format(layer=cell[0], head=cell[1])
 
 
 def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: str, mode: str) -> View:
@@ -65,9 +75,10 @@ def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: s
     neurons, bad = parse_neurons(neuron_text)
     view = View()
     if bad:
-        view.add(Text(f"Not read as layer:neuron: {md(', '.join(bad))}. Write, for example, 3:1024.", "warning"))
+        view.add(Text(_("Not read as layer:neuron: {parts}. Write, for example, 3:1024.").format(
+            parts=md(", ".join(bad))), "warning"))
     if not (heads or mlps or neurons):
-        return view.add(Text("Pick at least one head, MLP layer or neuron to knock out.", "info"))
+        return view.add(Text(_("Pick at least one head, MLP layer or neuron to knock out."), "info"))
     try:
         after = ablate(lm, t, heads=heads, neurons=neurons, mlp_layers=mlps, mode=mode)
     except ValueError as e:
@@ -75,14 +86,14 @@ def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: s
     table = prediction_change(lm, t.next_probs, after.next_probs, 10)
     label = figure_label(lm.label, t.prompt)
     bars = before_after_figure(table["token"].tolist(), table["p before"].to_numpy(), table["p after"].to_numpy(),
-                               f"Next token before and after · {label}")
+                               _("Next token before and after · {label}").format(label=label))
     delta = surprisal_change_bits(t.token_logprob, after.token_logprob)
     return view.add(
-        Row([Table("exp_change_table", table, "ablation-next-token",
-                   formats={"p before": format_prob, "p after": format_prob, "change": "{:+.4f}"}),
+        Row([translated_table("exp_change_table", table, "ablation-next-token",
+                              formats={"p before": format_prob, "p after": format_prob, "change": "{:+.4f}"}),
              Figure("exp_before_after", bars)], widths=[2, 3]),
-        Figure("exp_surprisal_change", surprisal_change_figure(t.tokens, delta,
-                                                               f"Change in surprisal per prompt token · {label}")))
+        Figure("exp_surprisal_change", surprisal_change_figure(
+            t.tokens, delta, _("Change in surprisal per prompt token · {label}").format(label=label))))
 
 
 def top_token(lm, t: Trace) -> str:
@@ -98,12 +109,14 @@ def scan_target(lm, t: Trace, typed: str) -> View:
     except ValueError as e:
         return View([Text(str(e), "warning")], {"target": None})
     name = display_tokens(lm, [target])[0]
-    return View([Text(f"Target: {md(name)} (id {target}), now at p = {format_prob(t.next_probs[target])}.")],
+    return View([Text(_("Target: {token} (id {id}), now at p = {p}.").format(
+        token=md(name), id=target, p=format_prob(t.next_probs[target])))],
                 {"target": target})
 
 
 def scan_label(lm) -> str:
-    return f"Knocking out every head in turn ({lm.n_layer * lm.n_head:,} heads, {lm.n_layer} MLP layers)"
+    return _("Knocking out every head in turn ({heads:,} heads, {layers} MLP layers)").format(
+        heads=lm.n_layer * lm.n_head, layers=lm.n_layer)
 
 
 def scan_seconds(lm, t: Trace) -> float:
@@ -114,10 +127,10 @@ def scan_seconds(lm, t: Trace) -> float:
 def scan(lm, t: Trace, result: dict, target: int, on_select=None) -> View:
     """core.interventions.head_ablation_scan's result as one chart (clicking a head calls on_select)."""
     name = display_tokens(lm, [target])[0]
-    fig = scan_figure(result["heads"], result["mlp"], f"Knocking out one part: change in ln p({esc(name)}) · "
-                      f"{figure_label(lm.label, t.prompt)}", name)
+    fig = scan_figure(result["heads"], result["mlp"], _("Knocking out one part: change in ln p({token}) · {label}").format(
+        token=esc(name), label=figure_label(lm.label, t.prompt)), name)
     return View([Figure("exp_scan_chart", fig, on_select=on_select, selection_mode="points" if on_select else None),
-                 Text("Click a head to add it to the heads knocked out in the first tab.")])
+                 Text(_("Click a head to add it to the heads knocked out in the first tab."))])
 
 
 def _lens_figure(lm, tr: Trace, key: str) -> Figure:
@@ -125,8 +138,9 @@ def _lens_figure(lm, tr: Trace, key: str) -> Figure:
     lens = cached_lens(lm, tr, positions, 5, None)
     tops = [[display_tokens(lm, lens.top_ids[r, c]) for c in range(len(positions))] for r in range(lm.n_layer + 1)]
     fig = lens_grid_figure(tops, lens.top_probs, lens.top_probs[..., 0], positions, tr.tokens,
-                           f"Logit lens · {figure_label(lm.label, tr.prompt)}", "top probability")
-    return Figure(key, fig, name=f"{lm.label} · logit lens of the {key.split('_')[1]} prompt")
+                           _("Logit lens · {label}").format(label=figure_label(lm.label, tr.prompt)),
+                           _("top probability"))
+    return Figure(key, fig, name=f"{lm.label} · logit lens of the {key.split('_')[1]} prompt")  # i18n: skip
 
 
 def two_prompts(lm, t: Trace, t2: Trace) -> View:
@@ -134,29 +148,30 @@ def two_prompts(lm, t: Trace, t2: Trace) -> View:
     draws the head pickers and `pattern_difference` when they match)."""
     formats = {"probability": format_prob, "logit": "{:.3f}"}
     tables = [[Text(f"“{md(tr.prompt[:80])}”"),
-               Table(key, top_k_table(lm, tr, 10), key.replace("_", "-"), formats=formats)]
+               translated_table(key, top_k_table(lm, tr, 10), key.replace("_", "-"), formats=formats)]
               for tr, key in ((t, "exp_first_table"), (t2, "exp_second_table"))]
     view = View([Row(tables),
-                 Text("The logit lens of each prompt (its last positions): the token GPT-2 would predict after each "
-                      "block, bottom to top, and how sure it is."),
+                 Text(_("The logit lens of each prompt (its last positions): the token GPT-2 would predict after "
+                        "each block, bottom to top, and how sure it is.")),
                  Row([_lens_figure(lm, t, "exp_first_lens"), _lens_figure(lm, t2, "exp_second_lens")])])
     if t.n_tokens != t2.n_tokens:
-        view.add(Text(f"The prompts have {t.n_tokens} and {t2.n_tokens} tokens; comparing attention position by "
-                      "position needs the same number.", "info"))
+        view.add(Text(_("The prompts have {first} and {second} tokens; comparing attention position by position "
+                        "needs the same number.").format(first=t.n_tokens, second=t2.n_tokens), "info"))
     return view
 
 
 def pattern_difference(lm, t: Trace, t2: Trace, layer: int, head: int) -> View:
     fig = pattern_difference_figure(t.pattern(layer, head), t2.pattern(layer, head), t.tokens, t2.tokens,
-                                    f"Layer {layer}, head {head}: first prompt's pattern minus the second's · "
-                                    f"{esc(lm.label)}")
+                                    _("Layer {layer}, head {head}: first prompt's pattern minus the second's · "
+                                      "{model}").format(layer=layer, head=head, model=esc(lm.label)))
     return View([Figure("exp_pattern_diff", fig)])
 
 
 def lengths_differ(clean: Trace, corrupted: Trace) -> View:
-    return View([Text(f"The clean prompt has {clean.n_tokens} tokens and the corrupted one {corrupted.n_tokens}: "
-                      "patching copies activations position by position, so they must match. Pick another pair, or "
-                      "pad the shorter one with GPT-2's <|endoftext|> token at the start.", "warning")])
+    return View([Text(_("The clean prompt has {clean} tokens and the corrupted one {corrupted}: patching copies "
+                        "activations position by position, so they must match. Pick another pair, or pad the shorter "
+                        "one with GPT-2's <|endoftext|> token at the start.").format(
+        clean=clean.n_tokens, corrupted=corrupted.n_tokens), "warning")])
 
 
 def padded(lm, clean: Trace, corrupted: Trace, cache=None) -> tuple[Trace, Trace]:
@@ -168,8 +183,8 @@ def padded(lm, clean: Trace, corrupted: Trace, cache=None) -> tuple[Trace, Trace
 def answers(lm, clean: Trace, corrupted: Trace) -> View:
     """Which two next tokens patching compares."""
     names = display_tokens(lm, list(answer_tokens(clean, corrupted)))
-    return View([Text(f"Answers compared: {md(names[0])} (the clean run's top prediction) against "
-                      f"{md(names[1])} (the corrupted run's).")])
+    return View([Text(_("Answers compared: {clean} (the clean run's top prediction) against {corrupted} (the "
+                        "corrupted run's).").format(clean=md(names[0]), corrupted=md(names[1])))])
 
 
 def patching_seconds(lm, clean: Trace, what: str) -> float:
@@ -179,7 +194,7 @@ def patching_seconds(lm, clean: Trace, what: str) -> float:
 
 def patching(lm, clean: Trace, result: dict, what: str) -> View:
     """core.interventions.patch's result: the share of the clean prediction each copy restores."""
-    x_title, x_labels = ("position", clean.tokens) if what == "resid" else ("head", None)
+    x_title, x_labels = (_("position"), clean.tokens) if what == "resid" else (_("head"), None)
     return View([Figure("exp_patch_chart", patching_figure(
-        result["grid"], f"Share of the clean prediction restored by patching · {esc(lm.label)}",
+        result["grid"], _("Share of the clean prediction restored by patching · {model}").format(model=esc(lm.label)),
         x_title=x_title, x_labels=x_labels))])

@@ -13,21 +13,28 @@ from core.generate import (
 )
 from core.tokens import display_tokens
 from core.trace import Trace
+from i18n import N_, _, ngettext
 from viz.common import figure_label
 from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
 from viz.next_token import top_k_bars
 
-from . import Figure, Metric, Row, Table, Text, View
+from . import Figure, Metric, Row, Text, View, translated_table
 
-METHODS = {"greedy": "Greedy (temperature 0)", "sample": "Sample", "beam": "Beam search"}
-TABS = ["Step by step", "Side by side", "Temperature"]
+METHODS = {"greedy": N_("Greedy (temperature 0)"), "sample": N_("Sample"), "beam": N_("Beam search")}  # shown with _
+TABS = [N_("Step by step"), N_("Side by side"), N_("Temperature")]
 TEMPS = [0.0, 0.2, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0]
-BEAM_HAS_NO_STEPS = "Beam search keeps several texts at once; pick Greedy or Sample to see one token's table per step."
+BEAM_HAS_NO_STEPS = N_("Beam search keeps several texts at once; pick Greedy or Sample to see one token's table per "
+                       "step.")
+
+
+def method_label(method: str) -> str:
+    """A decoding method ("greedy", "sample", "beam") as the page shows it."""
+    return _(METHODS[method])
 
 
 def no_room(lm) -> View:
-    return View([Text(f"The prompt already fills all {lm.n_ctx:,} positions GPT-2 can read, so there is no room to "
-                      "add a token. Shorten the prompt, or keep its first part only.", "info")])
+    return View([Text(_("The prompt already fills all {n:,} positions GPT-2 can read, so there is no room to add a "
+                        "token. Shorten the prompt, or keep its first part only.").format(n=lm.n_ctx), "info")])
 
 
 def settings(method: str, n_new: int, sampling: dict, beam: tuple) -> dict:
@@ -51,8 +58,8 @@ def text_so_far(lm, ids: Sequence[int], method: str, items: Sequence) -> str:
 
 
 def not_asked() -> View:
-    return View([Text("Press **Generate** to continue the prompt. Nothing runs before you ask: on a CPU a long text "
-                      "takes a while, so the tokens appear as they come, and Stop keeps those made so far.", "info")])
+    return View([Text(_("Press **Generate** to continue the prompt. Nothing runs before you ask: on a CPU a long text "
+                        "takes a while, so the tokens appear as they come, and Stop keeps those made so far."), "info")])
 
 
 def result(lm, ids: Sequence[int], params: dict, items: Sequence, stopped: bool) -> View:
@@ -65,8 +72,13 @@ def result(lm, ids: Sequence[int], params: dict, items: Sequence, stopped: bool)
     new_ids = made_ids("sample", items)
     decoding = params["decoding"]
     end = new_ids[-1] in eos_ids(lm) and decoding.stop_at_eos
-    note = " (stopped)" if stopped else (" (end of text)" if end else "")
-    return View([Text(f"{len(items)} tokens{note} · {decoding.describe()}"),
+    if stopped:
+        made = _("{n} tokens (stopped) · {decoding}")
+    elif end:
+        made = _("{n} tokens (end of text) · {decoding}")
+    else:
+        made = _("{n} tokens · {decoding}")
+    return View([Text(made.format(n=len(items), decoding=decoding.describe())),
                  Text(text_so_far(lm, ids, "sample", items), "code")])
 
 
@@ -75,25 +87,28 @@ def _beam_result(lm, ids, params: dict, items: Sequence) -> View:
     state = items[-1] if items else None
     res = state.result() if state is not None else None
     if state is None or state.done:
-        so_far = "The first row is what transformers' generate(num_beams=…) returns."
+        so_far = _("The first row is what transformers' generate(num_beams=…) returns.")
+    elif finished := len(res.hypotheses):
+        so_far = ngettext("Stopped after step {step}: the text is the best beam so far; {n} finished beam in the table.",
+                          "Stopped after step {step}: the text is the best beam so far; {n} finished beams in the "
+                          "table.", finished).format(step=state.step, n=finished)
     else:
-        finished = len(res.hypotheses)
-        so_far = (f"Stopped after step {state.step}: the text is the best beam so far; "
-                  + (f"{finished} finished beam{'s' * (finished > 1)} in the table." if finished
-                     else "no beam had finished."))
-    view = View([Text(f"Beam search: {nb} beams, length penalty {lp:g}, early stopping {es}. {so_far}"),
+        so_far = _("Stopped after step {step}: the text is the best beam so far; no beam had finished.").format(
+            step=state.step)
+    view = View([Text(_("Beam search: {beams} beams, length penalty {penalty:g}, early stopping {early}. {so_far}").format(
+        beams=nb, penalty=lp, early=es, so_far=so_far)),
                  Text(text_so_far(lm, ids, "beam", items), "code")],
                 {"running": len(res.running) if res is not None else 0})
     if res is not None and res.hypotheses:
-        view.add(Table("gen_beams_table", beams_table(lm, res), "beams",
-                       formats={"score": "{:.4f}", "log-prob": "{:.3f}"}))
+        view.add(translated_table("gen_beams_table", beams_table(lm, res), "beams",
+                                  formats={"score": "{:.4f}", "log-prob": "{:.3f}"}))
     return view
 
 
 def live_beams(lm, items: Sequence, after_step: int) -> View:
     """The beams still running after step `after_step` (1-based) of the last beam search."""
     running = items[-1].result().running
-    return View([Table("gen_live_beams", live_beams_table(lm, running[after_step - 1]), "live-beams")])
+    return View([translated_table("gen_live_beams", live_beams_table(lm, running[after_step - 1]), "live-beams")])
 
 
 def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> View:
@@ -101,20 +116,21 @@ def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> Vie
     the entropy per step, the continuation coloured by probability, and every step's table."""
     view, label = steps_view(lm, items, decoding.greedy, loop_n), figure_label(lm.label, t.prompt)
     return View([
-        Row([Metric("Tokens generated", f"{len(items):,}"),
-             Metric("Mean p of the chosen token", f"{view.probs.mean():.1%}"),
-             Metric("Mean entropy", f"{view.entropy_bits.mean():.2f} bits"),
-             Metric("Tokens inside a repeat", f"{view.loops.mean():.0%}",
-                    help=f"Part of a {loop_n}-token phrase seen earlier in the continuation.")]),
+        Row([Metric(_("Tokens generated"), f"{len(items):,}"),
+             Metric(_("Mean p of the chosen token"), f"{view.probs.mean():.1%}"),
+             Metric(_("Mean entropy"), _("{bits:.2f} bits").format(bits=view.entropy_bits.mean())),
+             Metric(_("Tokens inside a repeat"), f"{view.loops.mean():.0%}",
+                    help=_("Part of a {n}-token phrase seen earlier in the continuation.").format(n=loop_n))]),
         Figure("gen_steps", step_chart(view.tokens, view.probs, view.entropy_bits, view.loops,
-                                       f"The chosen token's probability and the entropy, step by step · {label}",
-                                       view.sample_probs)),
+                                       _("The chosen token's probability and the entropy, step by step · {label}").format(
+                                           label=label), view.sample_probs)),
         Figure("gen_strip", token_strip(view.tokens, view.probs, view.loops,
-                                        f"The continuation, coloured by GPT-2's probability · {label}")),
-        Text("One row per step: the token picked, how likely GPT-2 thought it (and under the distribution it was "
-             "drawn from), its rank, how many tokens it could have been, and GPT-2's five likeliest candidates."),
-        Table("gen_table", steps_table(lm, items, view.loops), "generation-steps",
-              formats={"p (GPT-2)": "{:.4f}", "p (drawn)": "{:.4f}", "entropy (bits)": "{:.2f}"}),
+                                        _("The continuation, coloured by GPT-2's probability · {label}").format(
+                                            label=label))),
+        Text(_("One row per step: the token picked, how likely GPT-2 thought it (and under the distribution it was "
+               "drawn from), its rank, how many tokens it could have been, and GPT-2's five likeliest candidates.")),
+        translated_table("gen_table", steps_table(lm, items, view.loops), "generation-steps",
+                         formats={"p (GPT-2)": "{:.4f}", "p (drawn)": "{:.4f}", "entropy (bits)": "{:.2f}"}),
     ])
 
 
@@ -122,8 +138,8 @@ def step_detail(lm, t: Trace, items: Sequence, pick: int) -> View:
     """Step `pick` (1-based): GPT-2's likeliest next tokens there."""
     s = items[pick - 1]
     return View([Figure("gen_detail", top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs),
-                                                 f"Step {pick}: GPT-2's {len(s.top_ids)} likeliest next tokens · "
-                                                 f"{figure_label(lm.label, t.prompt)}"))])
+                                                 _("Step {step}: GPT-2's {k} likeliest next tokens · {label}").format(
+                                                     step=pick, k=len(s.top_ids), label=figure_label(lm.label, t.prompt))))])
 
 
 def side_by_side_plan(lm, n_prompt: int, temperature: float, first_seed: int, n_samples: int, n_tokens: int) -> dict:
@@ -131,7 +147,7 @@ def side_by_side_plan(lm, n_prompt: int, temperature: float, first_seed: int, n_
     makes (n_tokens, or fewer where the context ends)."""
     seeds = tuple(range(int(first_seed), int(first_seed) + int(n_samples)))
     return dict(temperature=float(temperature), seeds=seeds,
-                labels=["greedy"] + [f"T {temperature:g}, seed {s}" for s in seeds],
+                labels=[_("greedy")] + [_("T {t:g}, seed {seed}").format(t=temperature, seed=s) for s in seeds],
                 decodings=greedy_and_samples(float(temperature), seeds),
                 n_tokens=max_new_tokens(lm, n_prompt, int(n_tokens)))
 
@@ -140,27 +156,30 @@ def side_by_side(lm, t: Trace, plan: dict, pairs: Sequence | None) -> View:
     """The runs made so far ((run, token id) pairs from core.generate.continue_runs; None: not asked)."""
     n_runs, n_tokens = len(plan["decodings"]), plan["n_tokens"]
     if pairs is None:
-        return View([Text(f"Greedy and {len(plan['seeds'])} samples of {n_tokens} tokens each: press **Run side by "
-                          f"side** ({n_runs * n_tokens:,} tokens in all; the runs appear as they finish and Stop keeps "
-                          "them).", "info")])
+        return View([Text(_("Greedy and {n} samples of {k} tokens each: press **Run side by side** ({total:,} tokens "
+                            "in all; the runs appear as they finish and Stop keeps them).").format(
+            n=len(plan["seeds"]), k=n_tokens, total=n_runs * n_tokens), "info")])
     runs = [r for r in runs_from_pairs(list(pairs), n_runs) if r]
     if not runs:
         return View()
     labels = plan["labels"][: len(runs)]
     diverge, table = runs_table(lm, runs, labels)
-    title = f"Greedy and {len(runs) - 1} samples side by side · {figure_label(lm.label, t.prompt)}"
+    title = _("Greedy and {n} samples side by side · {label}").format(n=len(runs) - 1,
+                                                                     label=figure_label(lm.label, t.prompt))
     return View([Figure("gen_sbs", runs_grid([display_tokens(lm, r) for r in runs], labels, diverge, title)),
-                 Table("gen_sbs_table", table, "side-by-side")])
+                 translated_table("gen_sbs_table", table, "side-by-side")])
 
 
 def temperatures(lm, t: Trace, temps: Sequence[float], k: int) -> View:
     """The next token's k likeliest tokens at each temperature, and each distribution's entropy."""
     if not temps:
-        return View([Text("Pick at least one temperature.", "info")])
+        return View([Text(_("Pick at least one temperature."), "info")])
     top_ids, table = temperature_sweep(t.next_logits, temps, int(k))
     fig = temperature_figure(display_tokens(lm, top_ids), temps, table,
-                             f"The next token's probabilities at {len(temps)} temperatures · "
-                             f"{figure_label(lm.label, t.prompt)}", entropy_at_temperatures(t.next_logits, temps))
+                             _("The next token's probabilities at {n} temperatures · {label}").format(
+                                 n=len(temps), label=figure_label(lm.label, t.prompt)),
+                             entropy_at_temperatures(t.next_logits, temps))
     return View([Figure("gen_sweep", fig),
-                 Text("Sampling at temperature T draws from softmax(logits / T). As T rises the distribution flattens: "
-                      "likely tokens lose probability to unlikely ones. T = 0 always takes the likeliest.")])
+                 Text(_("Sampling at temperature T draws from softmax(logits / T). As T rises the distribution "
+                        "flattens: likely tokens lose probability to unlikely ones. T = 0 always takes the "
+                        "likeliest."))])

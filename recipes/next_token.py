@@ -6,62 +6,67 @@ import math
 
 from core.next_token import prompt_perplexity, rank_curve, tokenization_table, top_k_table
 from core.trace import Trace
+from i18n import _
 from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
-from . import Figure, Metric, Row, Table, Text, View, md
+from . import Figure, Metric, Row, Text, View, md, translated_table
 
 
 def summary(lm, t: Trace) -> View:
     top1 = top_k_table(lm, t, 1).iloc[0]
     ppl = prompt_perplexity(t)
     return View([Row([
-        Metric("Tokens in the prompt", f"{t.n_tokens:,}"),
-        Metric("Likeliest next token", md(top1["token"])),  # metric values are Markdown
-        Metric("Its probability", format_prob(top1["probability"])),
-        Metric("Entropy of the next token", f"{t.entropy[-1]:.2f} bits",
-               help="How spread out the prediction is: 0 bits = certain; log2(50,257) ≈ 15.6 bits = every token "
-                    "equally likely."),
-        Metric("Prompt perplexity", "—" if math.isnan(ppl) else f"{ppl:,.1f}",
-               help="2 to the power of the mean surprisal: on average GPT-2 was as unsure as a choice among this many "
-                    "tokens."),
+        Metric(_("Tokens in the prompt"), f"{t.n_tokens:,}"),
+        Metric(_("Likeliest next token"), md(top1["token"])),  # metric values are Markdown
+        Metric(_("Its probability"), format_prob(top1["probability"])),
+        Metric(_("Entropy of the next token"), _("{bits:.2f} bits").format(bits=t.entropy[-1]),
+               help=_("How spread out the prediction is: 0 bits = certain; log2(50,257) ≈ 15.6 bits = every token "
+                      "equally likely.")),
+        Metric(_("Prompt perplexity"), "—" if math.isnan(ppl) else f"{ppl:,.1f}",
+               help=_("2 to the power of the mean surprisal: on average GPT-2 was as unsure as a choice among this "
+                      "many tokens.")),
     ])])
 
 
 def top_k(lm, t: Trace, k: int) -> View:
     table = top_k_table(lm, t, k)
     return View([Row([
-        Table("next_topk_table", table, "next-token-table", formats={"probability": format_prob, "logit": "{:.3f}"}),
+        translated_table("next_topk_table", table, "next-token-table",
+                         formats={"probability": format_prob, "logit": "{:.3f}"}),
         Figure("next_topk", top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
-                                       f"Top {k} next tokens · {figure_label(lm.label, t.prompt)}")),
+                                       _("Top {k} next tokens · {label}").format(
+                                           k=k, label=figure_label(lm.label, t.prompt)))),
     ], widths=[2, 3])])
 
 
 def rank(lm, t: Trace) -> View:
     ranks, probs = rank_curve(t.next_probs)
     return View([
-        Figure("next_rank", rank_plot(ranks, probs, f"All {len(t.next_probs):,} next-token probabilities by rank · "
-                                                    f"{figure_label(lm.label, t.prompt)}")),
-        Text("A straight line on these axes is a power law. Wolfram's essay shows GPT-2's next-word probabilities "
-             "falling off roughly like 1/rank for the first few thousand ranks."),
+        Figure("next_rank", rank_plot(ranks, probs, _("All {n:,} next-token probabilities by rank · {label}").format(
+            n=len(t.next_probs), label=figure_label(lm.label, t.prompt)))),
+        Text(_("A straight line on these axes is a power law. Wolfram's essay shows GPT-2's next-word probabilities "
+               "falling off roughly like 1/rank for the first few thousand ranks.")),
     ])
 
 
 def surprisal(lm, t: Trace) -> View:
     return View([
-        Text("How surprising was each token?", "subheader"),
-        Text("Surprisal = −log₂ p(token | the tokens before it). One bit is a coin flip's worth of surprise. "
-             "Hover a cell for the exact value."),
+        Text(_("How surprising was each token?"), "subheader"),
+        Text(_("Surprisal = −log₂ p(token | the tokens before it). One bit is a coin flip's worth of surprise. "
+               "Hover a cell for the exact value.")),
         Figure("next_surprisal", surprisal_strip(list(t.tokens), t.surprisal_bits,
-                                                 f"Surprisal per token · {figure_label(lm.label, t.prompt)}")),
+                                                 _("Surprisal per token · {label}").format(
+                                                     label=figure_label(lm.label, t.prompt)))),
     ])
 
 
 def tokenization(lm, t: Trace) -> View:
     return View([
-        Text("How GPT-2 split the prompt into tokens", "subheader"),
-        Text("GPT-2 reads bytes, not letters: each row is one token, with its id in the vocabulary and the bytes it "
-             "stands for. A Chinese character or an emoji often takes two or three tokens; the last column names the "
-             "tokens that make such a character together."),
-        Table("next_tokens_table", tokenization_table(lm, t), "tokenization", height=min(420, 38 + 35 * t.n_tokens)),
+        Text(_("How GPT-2 split the prompt into tokens"), "subheader"),
+        Text(_("GPT-2 reads bytes, not letters: each row is one token, with its id in the vocabulary and the bytes it "
+               "stands for. A Chinese character or an emoji often takes two or three tokens; the last column names "
+               "the tokens that make such a character together.")),
+        translated_table("next_tokens_table", tokenization_table(lm, t), "tokenization",
+                         height=min(420, 38 + 35 * t.n_tokens)),
     ])

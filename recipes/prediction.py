@@ -13,17 +13,20 @@ from core.prediction import (
 )
 from core.tokens import display_tokens
 from core.trace import Trace
+from i18n import N_, _
 from viz.attention import head_figure
 from viz.common import esc, figure_label
 from viz.prediction import (
     attribution_figure, contribution_graph_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure, pushes_figure,
 )
 
-from . import Figure, Metric, Row, Table, Text, View, md
+from . import Figure, Metric, Row, Text, View, md, translated_table
 
-VIEWS = ["Logit lens", "Attribution", "Neurons", "What a head writes", "Contribution graph"]
+VIEWS = [N_("Logit lens"), N_("Attribution"), N_("Neurons"), N_("What a head writes"), N_("Contribution graph")]
 WINDOW = 24  # positions the lens grid shows at once
-COLOUR_BY = ["top", "next", "typed"]
+COLOUR_BY = ["top", "next", "typed"]  # shown through `lens_colour_label`
+# The columns of core.prediction.neuron_attribution, shown through `translated_table`.
+COLUMNS = (N_("layer"), N_("neuron"), N_("part of the logit"))
 
 
 def top_name(lm, t: Trace, pos: int) -> str:
@@ -51,8 +54,9 @@ def lens_start(t: Trace, pos: int) -> int:
 
 
 def lens_colour_label(choice: str, name: str) -> str:
-    return {"top": "probability of the top token", "next": "probability of the actual next token",
-            "typed": f"probability of {name}"}[choice]
+    if choice == "typed":
+        return _("probability of {token}").format(token=name)
+    return {"top": _("probability of the top token"), "next": _("probability of the actual next token")}[choice]
 
 
 def lens(lm, t: Trace, pos: int, start: int, colour_by: str, target: int) -> View:
@@ -63,21 +67,22 @@ def lens(lm, t: Trace, pos: int, start: int, colour_by: str, target: int) -> Vie
     colour = result.top_probs[..., 0] if colour_by == "top" else np.nan_to_num(result.target_probs)
     final = display_tokens(lm, t.top_ids[pos, :5])
     return View([
-        Text("Read the residual stream as if the network stopped after each block: each cell is the token GPT-2 would "
-             "predict there (bottom row: from the embeddings alone; top row: its real output). Colour: how sure it is, "
-             "or the probability of the token that actually comes next."),
-        Figure("pred_lens", lens_grid_figure(tops, result.top_probs, colour, positions, t.tokens, f"Logit lens · {label}",
-                                             "top probability" if colour_by == "top" else "probability")),
+        Text(_("Read the residual stream as if the network stopped after each block: each cell is the token GPT-2 "
+               "would predict there (bottom row: from the embeddings alone; top row: its real output). Colour: how "
+               "sure it is, or the probability of the token that actually comes next.")),
+        Figure("pred_lens", lens_grid_figure(tops, result.top_probs, colour, positions, t.tokens,
+                                             _("Logit lens · {label}").format(label=label),
+                                             _("top probability") if colour_by == "top" else _("probability"))),
         Figure("pred_lens_lines", lens_lines_figure(token_probs_through_layers(lm, t, pos, t.top_ids[pos, :5]), final,
-                                                    f"After “{esc(t.tokens[pos])}”: the final top 5 through the layers · "
-                                                    f"{esc(lm.label)}")),
+                                                    _("After “{token}”: the final top 5 through the layers · "
+                                                      "{model}").format(token=esc(t.tokens[pos]), model=esc(lm.label)))),
     ])
 
 
 def attribution_intro(name: str, pos: int) -> Text:
-    return Text(f"How much each head, each MLP and the embeddings push the logit of {md(name)} after position {pos} "
-                "(direct logit attribution: each part of the final residual read through ln_f, with its scale frozen, "
-                "and the unembedding). The parts add up to the logit itself.")
+    return Text(_("How much each head, each MLP and the embeddings push the logit of {token} after position {pos} "
+                  "(direct logit attribution: each part of the final residual read through ln_f, with its scale "
+                  "frozen, and the unembedding). The parts add up to the logit itself.").format(token=md(name), pos=pos))
 
 
 def attribution(lm, t: Trace, pos: int, target: int, name: str, minus_text: str) -> View:
@@ -93,41 +98,52 @@ def attribution(lm, t: Trace, pos: int, target: int, name: str, minus_text: str)
     what = f"logit({name})" + (f" − logit({display_tokens(lm, [minus])[0]})" if minus is not None else "")
     table = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
     view.add(
-        Row([Metric(f"The model's {md(what)}", f"{a.logit:.3f}"),
-             Metric("Sum of the parts", f"{a.total:.3f}", help="Every part below plus ln_f's bias term.")]),
+        Row([Metric(_("The model's {what}").format(what=md(what)), f"{a.logit:.3f}"),
+             Metric(_("Sum of the parts"), f"{a.total:.3f}", help=_("Every part below plus ln_f's bias term."))]),
         Figure("pred_attribution", attribution_figure(a.heads, a.mlp, a.attn_bias, a.embed, a.pos_embed, a.ln_bias,
-                                                      f"Who pushes {esc(what)} after “{esc(t.tokens[pos])}” · "
-                                                      f"{esc(lm.label)}")),
+                                                      _("Who pushes {what} after “{token}” · {model}").format(
+                                                          what=esc(what), token=esc(t.tokens[pos]),
+                                                          model=esc(lm.label)))),
     )
     view.values["top3"] = [tuple(int(i) for i in np.unravel_index(k, a.heads.shape))
                            for k in np.argsort(-a.heads, axis=None)[:3]]
-    view.values["table"] = Table("pred_neuron_table", table, "neurons-by-attribution",
-                                 formats={"part of the logit": "{:+.3f}"})
+    view.values["table"] = translated_table("pred_neuron_table", table, "neurons-by-attribution",
+                                            formats={"part of the logit": "{:+.3f}"})  # i18n: skip (the English column)
     view.values["neurons"] = list(zip(table["layer"].tolist(), table["neuron"].tolist()))
     return view
 
 
-NEURONS_INTRO = Text("The MLP neurons most active on the prompt in one layer, their activation token by token, and what "
-                     "one neuron writes: the tokens its output row pushes up and down when read through the unembedding.")
+def neurons_intro() -> Text:
+    return Text(_("The MLP neurons most active on the prompt in one layer, their activation token by token, and what "
+                  "one neuron writes: the tokens its output row pushes up and down when read through the unembedding."))
+
+
+def __getattr__(name: str):
+    """`NEURONS_INTRO`, the caption of the Neurons view, built in the page's language when it is read."""
+    if name == "NEURONS_INTRO":
+        return neurons_intro()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")  # i18n: skip
 
 
 def neurons(lm, t: Trace, layer: int, pos: int | None, neuron: int) -> View:
     """`pos` None: the neurons most active anywhere in the prompt."""
     label = figure_label(lm.label, t.prompt)
-    ids, _ = top_neurons(t, layer, pos, 16)
+    ids, _values = top_neurons(t, layer, pos, 16)
     up, up_v, down, down_v = neuron_top_tokens(lm, layer, int(neuron), 12)
     return View([
         Figure("pred_neuron_strip", neuron_strip_figure(neuron_activations(t, layer, ids), ids.tolist(), layer, t.tokens,
-                                                        f"Layer {layer}'s most active neurons across the prompt · {label}")),
+                                                        _("Layer {layer}'s most active neurons across the prompt · "
+                                                          "{label}").format(layer=layer, label=label))),
         Figure("pred_neuron_tokens", pushes_figure(display_tokens(lm, up), up_v, display_tokens(lm, down), down_v,
-                                                   f"What neuron {neuron} of layer {layer} writes (W_out · W_U) · "
-                                                   f"{esc(lm.label)}", unit="per unit of activation")),
+                                                   _("What neuron {neuron} of layer {layer} writes (W_out · W_U) · "
+                                                     "{model}").format(neuron=neuron, layer=layer, model=esc(lm.label)),
+                                                   unit=_("per unit of activation"))),
     ])
 
 
 def head_intro(pos: int) -> Text:
-    return Text(f"One head's output at position {pos}, read through ln_f and the unembedding: the tokens it pushes up "
-                "and down there, beside the pattern that decided what it reads.")
+    return Text(_("One head's output at position {pos}, read through ln_f and the unembedding: the tokens it pushes "
+                  "up and down there, beside the pattern that decided what it reads.").format(pos=pos))
 
 
 def head(lm, t: Trace, layer: int, head_: int, pos: int, target: int, name: str) -> View:
@@ -135,23 +151,26 @@ def head(lm, t: Trace, layer: int, head_: int, pos: int, target: int, name: str)
     part = direct_logit_attribution(lm, t, target, pos).heads[layer, head_]
     return View([
         Row([Figure("pred_head_tokens", pushes_figure(display_tokens(lm, up), up_v, display_tokens(lm, down), down_v,
-                                                      f"Layer {layer}, head {head_} after “{esc(t.tokens[pos])}” · "
-                                                      f"{esc(lm.label)}")),
+                                                      _("Layer {layer}, head {head} after “{token}” · {model}").format(
+                                                          layer=layer, head=head_, token=esc(t.tokens[pos]),
+                                                          model=esc(lm.label)))),
              Figure("pred_head_pattern", head_figure(t.pattern(layer, head_), t.tokens, model=lm.label, layer=layer,
                                                      head=head_, colour="stretch"))]),
-        Text(f"This head's part of the logit of {md(name)} here: {part:+.3f}."),
+        Text(_("This head's part of the logit of {token} here: {part:+.3f}.").format(token=md(name), part=part)),
     ])
 
 
 def graph_intro(pos: int) -> Text:
-    return Text(f"How the prediction after position {pos} was built, block by block: a dot is the residual stream at one "
-                "position and layer; a line is a part that wrote at least the threshold's share of the state above it "
-                "(blue: attention from that position, grey: the residual's own path, orange: the MLP). Lower the "
-                "threshold to see more routes. Share = how close the part is to the whole (Ferrando & Voita, 2024).")
+    return Text(_("How the prediction after position {pos} was built, block by block: a dot is the residual stream at "
+                  "one position and layer; a line is a part that wrote at least the threshold's share of the state "
+                  "above it (blue: attention from that position, grey: the residual's own path, orange: the MLP). "
+                  "Lower the threshold to see more routes. Share = how close the part is to the whole (Ferrando & "
+                  "Voita, 2024).").format(pos=pos))
 
 
 def graph(lm, t: Trace, pos: int, threshold: float, on_layer=None) -> View:
     edges = contribution_graph(lm, t, pos, threshold, on_layer=on_layer)
     return View([Figure("pred_graph", contribution_graph_figure(edges, t.tokens, lm.n_layer, pos,
-                                                                f"Contribution graph after “{esc(t.tokens[pos])}” · "
-                                                                f"{figure_label(lm.label, t.prompt)}"))])
+                                                                _("Contribution graph after “{token}” · {label}").format(
+                                                                    token=esc(t.tokens[pos]),
+                                                                    label=figure_label(lm.label, t.prompt))))])

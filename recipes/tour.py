@@ -16,11 +16,12 @@ from core.embeddings import EXAMPLE_WORD_GROUPS, parse_groups, split_words
 from core.generate import continue_runs, generate_ids
 from core.model import GPT2_FAMILY
 from core.trace import Trace
+from i18n import N_, _
 from viz.common import format_prob
 
-from . import Row, Table, Text, View, attention, embeddings, generation, next_token, md, weights
+from . import Row, Table, Text, View, attention, embeddings, generation, md, next_token, translated_table, weights
 
-AI = "The best thing about AI is its ability to"
+AI = "The best thing about AI is its ability to"  # i18n: skip (the essay's prompt, for GPT-2)
 HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)  # ui.shell.HELLO_BYE (recipes never import ui)
 NEXT, ATTENTION, EMBEDDINGS, WEIGHTS, GENERATION = ("app.py", "pages/1_Attention.py", "pages/2_Embeddings.py",
                                                     "pages/3_Weights.py", "pages/4_Generation.py")
@@ -29,7 +30,7 @@ NEXT, ATTENTION, EMBEDDINGS, WEIGHTS, GENERATION = ("app.py", "pages/1_Attention
 ESSAY_TOP5 = [("learn", 0.045), ("predict", 0.035), ("make", 0.032), ("understand", 0.031), ("do", 0.029)]
 TOP_K = 5
 N_NEW, TEMPERATURE, FIRST_SEED, N_SAMPLES = 40, 0.8, 0, 3
-WORDS = "cat, dog, chair"
+WORDS = "cat, dog, chair"  # i18n: skip (GPT-2's tokens, typed on the page)
 COLOUR = "stretch"
 LAYER, HEAD = 1, 0  # attention: block 1's heads; one head through the blocks
 WEIGHT = ("W_O", 0, "all")  # block 0's attention output projection: 768 × 768 in GPT-2 small
@@ -39,93 +40,114 @@ GREEDY = generation.settings("greedy", N_NEW, {"stop_at_eos": True}, (4, 1.0, Fa
 @dataclass(frozen=True)
 class Step:
     kind: str  # which figure: the branch of `view`
-    title: str
-    text: str  # Markdown: what the essay shows here, and what to look for
+    title_msg: str  # the title, in English (marked for the catalog); shown as `title`
+    text_msg: str  # Markdown: what the essay shows here, and what to look for; shown as `text`
     page: str  # the page that draws it
-    page_label: str
+    page_msg: str  # that page's name, in English; shown as `page_label`
     controls: dict = field(default_factory=dict)  # that page's controls (session-state keys) for this figure
     prompt: str = AI
     uses_trace: bool = True  # False: the figure reads the model's parameters only
     generates: bool = False  # True: runs only when asked (seconds on a CPU)
 
+    # Read at display time, so they are in the page's language (the msgids have named fields: the tour's settings).
+    @property
+    def title(self) -> str:
+        return _(self.title_msg).format(**_FIELDS)
 
+    @property
+    def text(self) -> str:
+        return _(self.text_msg).format(**_FIELDS)
+
+    @property
+    def page_label(self) -> str:
+        return _(self.page_msg)
+
+
+_FIELDS = dict(n_new=N_NEW, temperature=TEMPERATURE, n_samples=N_SAMPLES, layer=LAYER, head=HEAD)
+
+
+# The controls' values are the pages' English option and tab values (they go into the link): not shown from here.
 STEPS = [
-    Step("top_k", "1 · The next word, with probabilities",
-         "The essay starts from one prompt and the words GPT-2 thinks could come next, each with its probability. "
-         "Look at how flat the top of the list is: no word is far ahead, which is why the choice matters.",
-         NEXT, "Next token", {"next_k": TOP_K}),
-    Step("greedy", "2 · Always the likeliest word (temperature 0)",
-         "Always taking the top word gives flat text that soon goes round in circles. Press **Generate** for "
-         f"{N_NEW} tokens; in the chart and the coloured strip, repeated phrases are marked.",
-         GENERATION, "Generation", {"gen_tab": "Step by step", "gen_method": "greedy", "gen_tokens": N_NEW,
-                                    "gen_stop_eos": True}, generates=True),
-    Step("samples", "3 · Sampling at temperature 0.8",
-         f"Picking words at random in proportion to their probability (sharpened by a temperature of {TEMPERATURE}) "
-         f"reads far better, and differs with every seed. Press **Generate** for {N_SAMPLES} samples of {N_NEW} "
-         "tokens beside the greedy text; each row shows where it parts from the greedy one.",
-         GENERATION, "Generation", {"gen_tab": "Side by side", "gen_sbs_runs": N_SAMPLES,
-                                    "gen_sbs_temperature": TEMPERATURE, "gen_sbs_tokens": N_NEW,
-                                    "gen_sbs_seed": FIRST_SEED}, generates=True),
-    Step("rank", "4 · Probabilities by rank, on log-log axes",
-         "All 50,257 next-token probabilities, sorted. On log-log axes the first few thousand fall close to a "
-         "straight line: roughly a power law, as the essay shows for words.",
-         NEXT, "Next token"),
-    Step("words", "5 · Words as vectors",
-         "GPT-2 starts by turning each token into a list of numbers (768 for GPT-2 small). The essay draws three "
-         "words' raw vectors: they look like noise, yet related words (cat, dog) are nearer each other than "
-         "either is to chair. Compare the distances.",
-         EMBEDDINGS, "Embeddings", {"emb_tab": "Word vectors", "emb_words": WORDS, "emb_leading": True},
+    Step("top_k", N_("1 · The next word, with probabilities"),
+         N_("The essay starts from one prompt and the words GPT-2 thinks could come next, each with its probability. "
+            "Look at how flat the top of the list is: no word is far ahead, which is why the choice matters."),
+         NEXT, N_("Next token"), {"next_k": TOP_K}),
+    Step("greedy", N_("2 · Always the likeliest word (temperature 0)"),
+         N_("Always taking the top word gives flat text that soon goes round in circles. Press **Generate** for "
+            "{n_new} tokens; in the chart and the coloured strip, repeated phrases are marked."),
+         GENERATION, N_("Generation"), {"gen_tab": "Step by step", "gen_method": "greedy",  # i18n: skip
+                                        "gen_tokens": N_NEW, "gen_stop_eos": True}, generates=True),
+    Step("samples", N_("3 · Sampling at temperature 0.8"),
+         N_("Picking words at random in proportion to their probability (sharpened by a temperature of "
+            "{temperature}) reads far better, and differs with every seed. Press **Generate** for {n_samples} samples "
+            "of {n_new} tokens beside the greedy text; each row shows where it parts from the greedy one."),
+         GENERATION, N_("Generation"), {"gen_tab": "Side by side", "gen_sbs_runs": N_SAMPLES,  # i18n: skip
+                                        "gen_sbs_temperature": TEMPERATURE, "gen_sbs_tokens": N_NEW,
+                                        "gen_sbs_seed": FIRST_SEED}, generates=True),
+    Step("rank", N_("4 · Probabilities by rank, on log-log axes"),
+         N_("All 50,257 next-token probabilities, sorted. On log-log axes the first few thousand fall close to a "
+            "straight line: roughly a power law, as the essay shows for words."),
+         NEXT, N_("Next token")),
+    Step("words", N_("5 · Words as vectors"),
+         N_("GPT-2 starts by turning each token into a list of numbers (768 for GPT-2 small). The essay draws three "
+            "words' raw vectors: they look like noise, yet related words (cat, dog) are nearer each other than "
+            "either is to chair. Compare the distances."),
+         EMBEDDINGS, N_("Embeddings"), {"emb_tab": "Word vectors", "emb_words": WORDS,  # i18n: skip
+                                        "emb_leading": True}, uses_trace=False),
+    Step("word_map", N_("6 · A space of meanings"),
+         N_("Squeezed down to two dimensions (PCA here; UMAP on the page), words of one kind land near one another: "
+            "animals with animals, numbers with numbers. Only who sits near whom means something, not the axes."),
+         EMBEDDINGS, N_("Embeddings"), {"emb_tab": "Meaning space", "emb_groups": EXAMPLE_WORD_GROUPS,  # i18n: skip
+                                        "emb_method": "pca", "emb_dims": 2, "emb_map_leading": True},
          uses_trace=False),
-    Step("word_map", "6 · A space of meanings",
-         "Squeezed down to two dimensions (PCA here; UMAP on the page), words of one kind land near one another: "
-         "animals with animals, numbers with numbers. Only who sits near whom means something, not the axes.",
-         EMBEDDINGS, "Embeddings", {"emb_tab": "Meaning space", "emb_groups": EXAMPLE_WORD_GROUPS,
-                                    "emb_method": "pca", "emb_dims": 2, "emb_map_leading": True}, uses_trace=False),
-    Step("prompt_embeddings", "7 · The embedding module",
-         "The essay's string “hello” ×16 then “bye” ×6: each token's vector (the 16 hellos share one column "
-         "pattern), the vector for its position (which changes smoothly along the text), and their sum, which is "
-         "what the first block reads.",
-         EMBEDDINGS, "Embeddings", {"emb_tab": "The prompt's embeddings", "emb_start": 0}, prompt=HELLO_BYE),
-    Step("layer_heads", f"8 · The attention heads of block {LAYER}",
-         "Each of the block's heads, as a grid: row = a token, column = a token before it, colour = how much the "
-         "row's token reads from it. Heads differ: some look at the previous token, some at the first, some at the "
-         "last “hello” or at every “bye”.",
-         ATTENTION, "Attention", {"attn_view": "One layer, all heads", "attn_layer": LAYER, "attn_colour": COLOUR},
+    Step("prompt_embeddings", N_("7 · The embedding module"),
+         N_("The essay's string “hello” ×16 then “bye” ×6: each token's vector (the 16 hellos share one column "
+            "pattern), the vector for its position (which changes smoothly along the text), and their sum, which is "
+            "what the first block reads."),
+         EMBEDDINGS, N_("Embeddings"), {"emb_tab": "The prompt's embeddings", "emb_start": 0},  # i18n: skip
          prompt=HELLO_BYE),
-    Step("across_layers", "9 · One head through the blocks",
-         f"Head {HEAD} in every block, on the same string. What a head does changes with depth: early blocks "
-         "attend near the token itself, later ones spread out or jump to the start.",
-         ATTENTION, "Attention", {"attn_view": "One head across layers", "attn_head": HEAD, "attn_colour": COLOUR},
-         prompt=HELLO_BYE),
-    Step("matrix", "10 · A weight matrix",
-         "One of the model's own parameter tables, no prompt involved: block 0's attention output projection, "
-         "768 × 768 in GPT-2 small. Red is positive, blue negative: at this scale it looks like noise.",
-         WEIGHTS, "Weights", {"weights_tab": "Matrix", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
-                              "weights_head": WEIGHT[2]}, uses_trace=False),
-    Step("smoothed", "11 · The same matrix, smoothed",
-         "Averaging over 64 × 64 squares, as the essay does (a smaller model: a quarter of the side), cancels the "
-         "noise; what is left (bands, stripes) is "
-         "structure shared by neighbouring rows and columns, put there by training.",
-         WEIGHTS, "Weights", {"weights_tab": "Smoothed", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
-                              "weights_head": WEIGHT[2]}, uses_trace=False),
-    Step("across_blocks", "12 · Weight values in every block",
-         "How the matrix's values are spread, one line per block. The shapes are alike from block to block, close "
-         "to a bell curve but with heavier tails (see the log scale on the page).",
-         WEIGHTS, "Weights", {"weights_tab": "Across blocks", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
-                              "weights_head": WEIGHT[2], "weights_log": False}, uses_trace=False),
+    Step("layer_heads", N_("8 · The attention heads of block {layer}"),
+         N_("Each of the block's heads, as a grid: row = a token, column = a token before it, colour = how much the "
+            "row's token reads from it. Heads differ: some look at the previous token, some at the first, some at the "
+            "last “hello” or at every “bye”."),
+         ATTENTION, N_("Attention"), {"attn_view": "One layer, all heads", "attn_layer": LAYER,  # i18n: skip
+                                      "attn_colour": COLOUR}, prompt=HELLO_BYE),
+    Step("across_layers", N_("9 · One head through the blocks"),
+         N_("Head {head} in every block, on the same string. What a head does changes with depth: early blocks "
+            "attend near the token itself, later ones spread out or jump to the start."),
+         ATTENTION, N_("Attention"), {"attn_view": "One head across layers", "attn_head": HEAD,  # i18n: skip
+                                      "attn_colour": COLOUR}, prompt=HELLO_BYE),
+    Step("matrix", N_("10 · A weight matrix"),
+         N_("One of the model's own parameter tables, no prompt involved: block 0's attention output projection, "
+            "768 × 768 in GPT-2 small. Red is positive, blue negative: at this scale it looks like noise."),
+         WEIGHTS, N_("Weights"), {"weights_tab": "Matrix", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
+                                  "weights_head": WEIGHT[2]}, uses_trace=False),
+    Step("smoothed", N_("11 · The same matrix, smoothed"),
+         N_("Averaging over 64 × 64 squares, as the essay does (a smaller model: a quarter of the side), cancels the "
+            "noise; what is left (bands, stripes) is "
+            "structure shared by neighbouring rows and columns, put there by training."),
+         WEIGHTS, N_("Weights"), {"weights_tab": "Smoothed", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
+                                  "weights_head": WEIGHT[2]}, uses_trace=False),
+    Step("across_blocks", N_("12 · Weight values in every block"),
+         N_("How the matrix's values are spread, one line per block. The shapes are alike from block to block, close "
+            "to a bell curve but with heavier tails (see the log scale on the page)."),
+         WEIGHTS, N_("Weights"), {"weights_tab": "Across blocks", "weights_param": WEIGHT[0],  # i18n: skip
+                                  "weights_block": WEIGHT[1], "weights_head": WEIGHT[2], "weights_log": False},
+         uses_trace=False),
 ]
 
 
 def step_label(number: int) -> str:
-    return STEPS[number - 1].title
+    return STEPS[number - 1].title  # in the page's language
 
 
 def model_note(lm) -> str | None:
     """One line where the model is not one of the essay's GPT-2s: why its numbers differ."""
     if lm.name in GPT2_FAMILY:
         return None
-    return (f"This is {md(lm.label)}, not the essay's GPT-2: a different (here much smaller) model trained on "
-            "other text, so its words and numbers differ from the essay's. Pick gpt2 in the sidebar to compare.")
+    return _("This is {model}, not the essay's GPT-2: a different (here much smaller) model trained on other text, "
+             "so its words and numbers differ from the essay's. Pick gpt2 in the sidebar to compare.").format(
+        model=md(lm.label))
 
 
 def _selection(lm):
@@ -154,9 +176,8 @@ def _plan(lm, t: Trace) -> dict:
 
 
 def essay_table() -> Table:
-    return Table("tour_essay_table", pd.DataFrame({"word": [w for w, _ in ESSAY_TOP5], "probability":
-                                                   [p for _, p in ESSAY_TOP5]}), "essay-top-5",
-                 formats={"probability": format_prob})
+    data = pd.DataFrame({"word": [w for w, _p in ESSAY_TOP5], "probability": [p for _w, p in ESSAY_TOP5]})
+    return translated_table("tour_essay_table", data, "essay-top-5", formats={"probability": format_prob})
 
 
 def view(step: Step, lm, t: Trace | None = None, made=None) -> View:
@@ -165,11 +186,11 @@ def view(step: Step, lm, t: Trace | None = None, made=None) -> View:
     kind = step.kind
     if kind == "top_k":
         (row,) = next_token.top_k(lm, t, TOP_K).items
-        return View([Row([*row.columns, [Text("**Wolfram's essay (GPT-2)**", "markdown"), essay_table()]],
+        return View([Row([*row.columns, [Text(_("**Wolfram's essay (GPT-2)**"), "markdown"), essay_table()]],
                          widths=[2, 3, 2])])
     if kind in ("greedy", "samples") and made is None:
-        return View([Text("Press **Generate**: nothing runs before you ask, since this takes a few seconds on a "
-                          "CPU. The result stays here while you look at other steps.", "info")])
+        return View([Text(_("Press **Generate**: nothing runs before you ask, since this takes a few seconds on a "
+                            "CPU. The result stays here while you look at other steps."), "info")])
     if kind == "greedy":
         ids = tuple(int(i) for i in t.token_ids)
         result = generation.result(lm, ids, GREEDY, made, stopped=False)
@@ -195,4 +216,4 @@ def view(step: Step, lm, t: Trace | None = None, made=None) -> View:
         return weights.smoothed(sel, weights.window_range(sel)[1])
     if kind == "across_blocks":
         return weights.across_blocks(lm, sel, False)
-    raise ValueError(f"unknown tour step {kind!r}")
+    raise ValueError(f"unknown tour step {kind!r}")  # i18n: skip

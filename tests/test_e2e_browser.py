@@ -8,6 +8,7 @@ CI=true a missing browser fails the test instead of skipping it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -167,4 +168,81 @@ def test_other_pages_through_the_sidebar_keep_the_prompt(server, browser, label,
     assert page.locator('[data-testid="stSidebar"] textarea').input_value() == "hello hello bye"
     assert "prompt=hello+hello+bye" in page.url or "prompt=hello%20hello%20bye" in page.url
     page.screenshot(path=str(SHOTS / f"e2e_{label.lower()}.png"))
+    page.close()
+
+
+# ---- the app in 简体中文 --------------------------------------------------------------------------
+ZH_PAGES = ["", "Tour", "Attention", "Embeddings", "Weights", "Generation", "Prediction", "Experiments", "N-grams"]
+# Every visible text node of the page, but not what a person typed (inputs), code blocks, token
+# tick labels of figures (token text), nor Streamlit's own controls' hints.
+VISIBLE_TEXT = """() => {
+  const skip = el => el.closest('textarea, input, code, pre, script, style, noscript, .xtick, .ytick, .ztick, '
+    + '[data-testid="stTooltipHoverTarget"] svg, [data-testid="InputInstructions"], [data-testid="stToolbar"], '
+    + '[data-testid="stStatusWidget"], .modebar, [data-baseweb="tooltip"]');
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement, text = n.textContent.trim();
+    if (!text || !el || skip(el)) continue;
+    if (el.checkVisibility && !el.checkVisibility()) continue;
+    out.push(text);
+  }
+  return out;
+}"""
+ENGLISH = re.compile(r"\b[A-Za-z][a-z]+[ ,;:'’]+[a-z]{2,}\b")  # two English words in a row
+# Left out of the check: names, a prompt quoted in a figure's title (“…”: the tour's are the essay's),
+# and token bytes as the app writes them (⟨e4 bd⟩).
+TECHNICAL = re.compile(r"Inside GPT-2|Hugging Face|Noto Sans CJK|Stephen Wolfram|What Is ChatGPT Doing[^”]*|"
+                       r"King James|“[^”]*”|⟨[^⟩]*⟩")
+STREAMLIT_OWN = {"Skip to main content"}  # the framework's accessibility link, not this app's text
+
+
+def english_left(page) -> list[str]:
+    texts = set(page.evaluate(VISIBLE_TEXT)) - STREAMLIT_OWN
+    return sorted(t for t in texts if ENGLISH.search(TECHNICAL.sub(" ", t)))
+
+
+def settle(page) -> None:
+    """Wait for the run to end and the figures to be drawn (a page without figures: a few seconds)."""
+    wait_idle(page)
+    try:
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=5_000)
+    except Exception:  # noqa: BLE001 (playwright's TimeoutError: a view with no figure)
+        pass
+    page.wait_for_timeout(500)
+    wait_idle(page)
+
+
+@pytest.mark.parametrize("slug", ZH_PAGES, ids=lambda s: s or "Next_token")
+def test_every_page_in_chinese_shows_no_english_ui_text(server, browser, slug):
+    """Opened from a `?lang=zh` link with a Chinese prompt (so token text is not English either),
+    every text on screen, in every tab, is Chinese, apart from names and quoted prompts."""
+    from urllib.parse import quote
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="en-US")
+    page.goto(f"{server}/{slug}?lang=zh&prompt={quote('人工智能最好的地方在于它能够')}")
+    page.wait_for_selector("h1", timeout=60_000)
+    settle(page)
+    assert re.search(r"[\u4e00-\u9fff]", page.inner_text("h1"))
+    left = {f"(first view) {t}" for t in english_left(page)}
+    page.screenshot(path=str(SHOTS / f"e2e_zh_{slug or 'next_token'}.png"), full_page=True)
+    tabs = page.locator('[data-testid="stTabs"] [role="tab"]')
+    for i in range(1, tabs.count()):
+        name = tabs.nth(i).inner_text()
+        tabs.nth(i).click()
+        settle(page)
+        assert page.locator('[data-testid="stException"]').count() == 0, name
+        left |= {f"({name}) {t}" for t in english_left(page)}
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()
+    assert not left, f"untranslated on /{slug}: {sorted(left)[:20]}"
+
+
+def test_a_chinese_browser_opens_in_chinese_and_the_link_says_so(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    page.goto(server)
+    page.wait_for_selector("h1", timeout=60_000)
+    wait_idle(page)
+    assert re.search(r"[\u4e00-\u9fff]", page.inner_text("h1"))
+    assert "lang=zh" in page.url
     page.close()

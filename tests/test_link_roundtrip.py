@@ -24,6 +24,7 @@ NOT_IN_LINK = {
     "sidebar_model": "in the link as model=", "sidebar_model_path": "in the link as model=",
     "ngram_text": "the person's own text, up to 2 MB: content, not a control; like a long prompt, not put in links",
     "sidebar_prompt": "in the link as prompt=", "sidebar_keep": "in the link as keep=", "sidebar_style": "in the link as style=",
+    "sidebar_lang": "in the link as lang=",
 }
 # Controls a case keeps at their default because the view needs it (sampling's controls show for
 # "sample", the default); another case sets them otherwise.
@@ -127,7 +128,7 @@ def test_every_control_of_every_view_survives_a_copied_link(tiny_env, page, prom
         assert same(shown[key], value), f"{key}: the page shows {shown[key]!r}, the test set {value!r}"
     link = link_of(at)
     assert set(values) <= set(link), f"not in the link: {sorted(set(values) - set(link))}"
-    others = [k for k in link if k not in values and k not in (tab_key, "prompt", "model")]
+    others = [k for k in link if k not in values and k not in (tab_key, "prompt", "model", "lang")]
     assert not others, f"in the link but not controls of this view: {others}"
     if tab_key:
         assert link[tab_key] == tab

@@ -1,16 +1,22 @@
-"""Per-model computations of the Embeddings and Weights pages, cached across sessions (the model
+"""Per-model computations of the Attention, Embeddings and Weights pages, cached across sessions (the model
 is read-only, so its name keys the cache; the model itself is passed unhashed as `_lm`); and the
 vocabulary map, computed on request with a progress bar and kept on disk.
 
-What is computed lives in core and recipes; this module only decides what to keep, and for how long."""
+What is computed lives in core and recipes; this module only decides what to keep, and for how long.
+
+Spinner texts are in the page's language, so they are drawn here around each cached call
+(`show_spinner=False` on the cache: its text would be fixed at import). A cached result that
+holds words (a table's texts) is kept per language: `lang` is in its key."""
 from __future__ import annotations
 
 import streamlit as st
 
+from core.attention import induction_scores
 from core.embeddings import position_embeddings, token_embeddings, word_vectors
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, embedding_map, matrix_digest
 import recipes.weights
 from core.weights import block_distributions, get_matrix, spectrum, stats_table
+from i18n import _, language
 from recipes import embeddings as emb
 
 
@@ -20,14 +26,24 @@ def digests(name: str, _lm) -> dict[str, str]:
     return {"tokens": matrix_digest(token_embeddings(_lm)), "positions": matrix_digest(position_embeddings(_lm))}
 
 
-@st.cache_data(max_entries=4, show_spinner="Comparing every position with every other…")
-def position_views(name: str, _lm):
+@st.cache_data(max_entries=4, show_spinner=False)
+def _position_views(name: str, _lm):
     return emb.position_data(_lm)
 
 
-@st.cache_data(max_entries=4, show_spinner="Spelling out every token…")
-def vocab_strings(name: str, _lm) -> tuple[list[str], list[str]]:
+def position_views(name: str, lm):
+    with st.spinner(_("Comparing every position with every other…")):
+        return _position_views(name, lm)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _vocab_strings(name: str, _lm) -> tuple[list[str], list[str]]:
     return emb.vocab_strings(_lm)
+
+
+def vocab_strings(name: str, lm) -> tuple[list[str], list[str]]:
+    with st.spinner(_("Spelling out every token…")):
+        return _vocab_strings(name, lm)
 
 
 @st.cache_data(max_entries=64)
@@ -36,8 +52,13 @@ def looked_up(name: str, words: tuple[str, ...], leading_space: bool, _lm):
 
 
 @st.cache_data(max_entries=64)
-def neighbours(name: str, word: str, leading_space: bool, _lm):
+def _neighbours(name: str, word: str, leading_space: bool, lang: str, _lm):
     return emb.neighbours_data(_lm, word, leading_space)
+
+
+def neighbours(name: str, word: str, leading_space: bool, lm):
+    """The nearest tokens' table (kept per language, in case its headers are made translated)."""
+    return _neighbours(name, word, leading_space, language(), lm)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -54,14 +75,25 @@ def vocab_map(lm, table: str) -> EmbeddingMap | None:
     if emap is not None:
         return emap
     ask = st.empty()  # the notice and its button go once the map is there
+    slow = len(X) > 20_000
+    if table == "tokens":
+        notice = (_("The map of all {n:,} tokens is computed once per model and kept on disk; it takes about a minute "
+                    "on a CPU.") if slow else
+                  _("The map of all {n:,} tokens is computed once per model and kept on disk; it takes a few seconds "
+                    "on a CPU."))
+        label = _("Compute the map of all {n:,} tokens")
+    else:
+        notice = (_("The map of all {n:,} positions is computed once per model and kept on disk; it takes about a "
+                    "minute on a CPU.") if slow else
+                  _("The map of all {n:,} positions is computed once per model and kept on disk; it takes a few "
+                    "seconds on a CPU."))
+        label = _("Compute the map of all {n:,} positions")
     with ask.container():
-        st.info(f"The map of all {len(X):,} {table} is computed once per model and kept on disk; it takes "
-                f"{'about a minute' if len(X) > 20_000 else 'a few seconds'} on a CPU.")
-        clicked = st.button(f"Compute the map of all {len(X):,} {table}", key=f"emb_vocab_compute_{table}",
-                            icon=":material/play_arrow:")
+        st.info(notice.format(n=len(X)))
+        clicked = st.button(label.format(n=len(X)), key=f"emb_vocab_compute_{table}", icon=":material/play_arrow:")
     if not clicked:
         return None
-    bar = st.progress(0.0, text="Starting…")
+    bar = st.progress(0.0, text=_("Starting…"))
     emap = embedding_map(X, lm.name, table, VOCAB_MAP_PARAMS, digest=digest,
                          progress=lambda f, s: bar.progress(min(max(f, 0.0), 1.0), text=s))
     bar.empty()
@@ -70,21 +102,54 @@ def vocab_map(lm, table: str) -> EmbeddingMap | None:
 
 
 # ---- Weights ----------------------------------------------------------------------------------------
-@st.cache_data(max_entries=32, show_spinner="Preparing the matrix…")
-def weights_grid(name: str, block, kind: str, head, mode: str, window: int, _lm):
+@st.cache_data(max_entries=32, show_spinner=False)
+def _weights_grid(name: str, block, kind: str, head, mode: str, window: int, _lm):
     return recipes.weights.grid_data(get_matrix(_lm, block, kind, head)[0], mode, window)
 
 
-@st.cache_data(max_entries=16, show_spinner="Computing the singular values…")
-def singular(name: str, block, kind: str, head, _lm):
+def weights_grid(name: str, block, kind: str, head, mode: str, window: int, lm):
+    with st.spinner(_("Preparing the matrix…")):
+        return _weights_grid(name, block, kind, head, mode, window, lm)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _singular(name: str, block, kind: str, head, _lm):
     return spectrum(get_matrix(_lm, block, kind, head)[0])
 
 
-@st.cache_data(max_entries=16, show_spinner="Counting values in every block…")
-def distributions(name: str, kind: str, _lm):
+def singular(name: str, block, kind: str, head, lm):
+    with st.spinner(_("Computing the singular values…")):
+        return _singular(name, block, kind, head, lm)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _distributions(name: str, kind: str, _lm):
     return block_distributions(_lm, kind)
 
 
-@st.cache_data(max_entries=4, show_spinner="Measuring every parameter…")
-def parameter_table(name: str, _lm):
+def distributions(name: str, kind: str, lm):
+    with st.spinner(_("Counting values in every block…")):
+        return _distributions(name, kind, lm)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _parameter_table(name: str, lang: str, _lm):
     return stats_table(_lm)
+
+
+def parameter_table(name: str, lm):
+    """Every parameter's statistics (kept per language: the table names each parameter's kind)."""
+    with st.spinner(_("Measuring every parameter…")):
+        return _parameter_table(name, language(), lm)
+
+
+# ---- Attention --------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _induction_atlas(model_name: str, _lm):
+    return induction_scores(_lm)
+
+
+def induction_atlas(model_name: str, lm):
+    """[layer, head] induction scores; one extra forward per model, shared by every session."""
+    with st.spinner(_("Measuring induction heads on random tokens repeated twice…")):
+        return _induction_atlas(model_name, lm)

@@ -11,6 +11,11 @@ address bar.
     layer = controls.selectbox(c1, "Layer", range(lm.n_layer), key="attn_layer")
     view = controls.tabs(VIEWS, key="attn_view")
 
+Labels are translated by the caller (`_("Layer")`); string options are values in the link
+and shown through `_` unless the caller passes its own `format_func` (mark them with `N_`
+where they are defined), so a link opens the same view in either language. Tabs likewise:
+the link holds the English label, the page shows the translated one.
+
 A slider or number input whose range has one value (Streamlit refuses min = max) shows
 that value as text instead. Buttons and one-off pickers ("Open a head …") are not
 controls of the view and stay out of the link.
@@ -22,6 +27,7 @@ from typing import Any, Sequence
 
 import streamlit as st
 
+from i18n import _, language, use_language
 from ui.url import url_state
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
@@ -84,7 +90,25 @@ def _choose(where, widget: str, label: str, options, key: str, default, kwargs: 
         return None
     default = options[0] if default is None or default not in options else default
     url_state({key: (_options_parser(options), default, _nearest_option(options, default))})
+    kwargs["format_func"] = in_page_language(kwargs.get("format_func", _shown))
     return getattr(where, widget)(label, options, key=key, **kwargs)
+
+
+def _shown(option) -> str:
+    """An option as the page shows it: strings translated (they were marked with N_), the rest as str()."""
+    return _(option) if isinstance(option, str) else str(option)
+
+
+def in_page_language(format_func):
+    """`format_func` bound to this run's language. Streamlit keeps a widget's format function and
+    may call it again outside the run (AppTest does, from its own thread, where the language is
+    the default): it must still write the option as the page did, or the option is not found."""
+    lang = language()
+
+    def shown(option) -> str:
+        with use_language(lang):
+            return format_func(option)
+    return shown
 
 
 def selectbox(where, label: str, options, *, key: str, default: Any = None, **kwargs):
@@ -98,10 +122,21 @@ def radio(where, label: str, options, *, key: str, default: Any = None, **kwargs
 
 def tabs(labels: Sequence[str], *, key: str, default: str | None = None):
     """st.tabs whose open tab is in the link; returns {label: tab}. Draw a tab's contents only
-    when `tabs[label].open`, so closed tabs cost nothing."""
+    when `tabs[label].open`, so closed tabs cost nothing.
+
+    `labels` are the English labels (marked with N_): they key the result and the link, while
+    the widget (under its own key) shows them translated. A click on a tab reruns the page;
+    the widget's translated label is then mapped back to its English one."""
     labels = list(labels)
+    shown = {label: _(label) for label in labels}
+    english = {v: k for k, v in shown.items()}
+    ss, widget_key, last_key = st.session_state, f"{key}__tab", f"{key}__tab_set"
+    clicked = ss.get(widget_key)
+    if clicked in english and clicked != ss.get(last_key):  # a click, not a value set in code (or a link)
+        ss[key] = english[clicked]
     url_state({key: (_options_parser(labels), default or labels[0], labels)})
-    return dict(zip(labels, st.tabs(labels, key=key, on_change="rerun")))
+    ss[widget_key] = ss[last_key] = shown[ss[key]]
+    return dict(zip(labels, st.tabs(list(shown.values()), key=widget_key, on_change="rerun")))
 
 
 def _ranged(where, widget: str, label: str, lo, hi, key: str, default, kwargs: dict):
@@ -110,7 +145,7 @@ def _ranged(where, widget: str, label: str, lo, hi, key: str, default, kwargs: d
     default = _clip(lo, hi)(kind(lo if default is None else default))
     url_state({key: (_number_parser(kind), default, _clip(lo, hi))})
     if hi <= lo:
-        where.caption(f"{label}: {lo} (the only possible value)")
+        where.caption(_("{label}: {value} (the only possible value)").format(label=label, value=lo))
         return lo
     return getattr(where, widget)(label, lo, hi, key=key, **kwargs)
 
@@ -172,4 +207,6 @@ def multiselect(where, label: str, options, *, key: str, default: Sequence = (),
         return seen
 
     url_state({key: (parse, [v for v in default if v in options], keep)})
+    if "format_func" in kwargs:
+        kwargs["format_func"] = in_page_language(kwargs["format_func"])
     return where.multiselect(label, options, key=key, **kwargs)

@@ -11,15 +11,19 @@ import re
 
 import streamlit as st
 
+import i18n
+from i18n import N_, _, language
 from ui.state import persisted
+from viz import fonts
 from viz.export import export_zip, presentation_style, safe_filename, static_export, table_to_csv, to_csv, to_html, to_png, to_svg
 
-STYLES = {"normal": "Screen", "slides": "Slides (white)", "dark": "Slides (dark)"}
+STYLES = {"normal": N_("Screen"), "slides": N_("Slides (white)"), "dark": N_("Slides (dark)")}  # shown translated
 _REGISTRY = "_page_exports"
 
 
 def start_page(view: str) -> None:
-    """Begin a page run: forget the previous run's figures; remember the page's name."""
+    """Begin a page run: forget the previous run's figures; remember the page's name (English: it
+    names the ZIP, and the ZIP's index shows it translated)."""
     st.session_state[_REGISTRY] = {"view": view, "figures": {}, "tables": {}}
 
 
@@ -34,29 +38,37 @@ def _context() -> tuple[str, str]:
 
 def export_settings() -> None:
     """Sidebar controls: figure style and exported image size (kept across pages)."""
-    st.radio("Figure style", list(STYLES), format_func=STYLES.get, horizontal=True, **persisted("style", "normal"),
-             help="Slides: white or dark background, large fonts and thick lines, titles with the prompt.")
-    with st.expander("Image export size"):
+    shown = {style: _(label) for style, label in STYLES.items()}  # made now: Streamlit may call format_func later
+    st.radio(_("Figure style"), list(STYLES), format_func=shown.get, horizontal=True,
+             **persisted("style", "normal"),
+             help=_("Slides: white or dark background, large fonts and thick lines, titles with the prompt."))
+    with st.expander(_("Image export size")):
         c1, c2, c3 = st.columns(3)
-        c1.number_input("Width", 200, 8000, step=100, **persisted("png_width", 1600))
-        c2.number_input("Height", 200, 8000, step=100, **persisted("png_height", 900))
-        c3.number_input("Scale", 0.5, 6.0, step=0.5, **persisted("png_scale", 2.0))
-        st.caption("PNG pixels = size × scale. The camera icon on each figure uses the same size.")
+        c1.number_input(_("Width"), 200, 8000, step=100, **persisted("png_width", 1600))
+        c2.number_input(_("Height"), 200, 8000, step=100, **persisted("png_height", 900))
+        c3.number_input(_("Scale"), 0.5, 6.0, step=0.5, **persisted("png_scale", 2.0))
+        st.caption(_("PNG pixels = size × scale. The camera icon on each figure uses the same size."))
+    if language() != "en" and fonts.cjk_font_missing():
+        st.warning(_("This server has no Chinese font, so Chinese text in exported PNG figures would come out as "
+                     "boxes. To fix it, install one and restart the app: {fix}").format(fix=fonts.CJK_FONT_FIX))
 
 
 def export_all_button() -> None:
     """Sidebar button: a ZIP (SVG + PNG + HTML + CSV and an index) of this page's figures.
     Drawn before the page's figures exist; the ZIP is built when clicked, from what the
-    page drew in this run."""
+    page drew in this run. It may be built outside the page's run: in the page's language, kept here."""
     reg = _registry()
     model, prompt = _context()
+    lang, view = i18n.language(), reg["view"]  # the view: the page's English title
 
     def build() -> bytes:
-        title = f"Inside GPT-2 · {reg['view']} · {model}\nPrompt: {prompt}"
-        return export_zip(dict(reg["figures"]), dict(reg["tables"]), title=title)
+        with i18n.use_language(lang):
+            title = _("Inside GPT-2 · {view} · {model}\nPrompt: {prompt}").format(view=_(view), model=model,
+                                                                                  prompt=prompt)
+            return export_zip(dict(reg["figures"]), dict(reg["tables"]), title=title)
 
-    st.download_button("Export all figures on this page (ZIP)", build, key="sidebar_export_all",
-                       file_name=safe_filename(reg["view"], model, prompt=prompt, ext="zip"),
+    st.download_button(_("Export all figures on this page (ZIP)"), build, key="sidebar_export_all",
+                       file_name=safe_filename(view, model, prompt=prompt, ext="zip"),
                        mime="application/zip", on_click="ignore", icon=":material/folder_zip:", width="stretch")
     if not static_export().available:
         st.caption(static_export().message)
@@ -99,7 +111,7 @@ def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
 
 def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> None:
     static = static_export()
-    with st.popover("Download", icon=":material/download:"):
+    with st.popover(_("Download"), icon=":material/download:"):
         st.caption(f"{base}.*")
         if static.available:
             st.download_button(f"PNG {w * scale:,.0f}×{h * scale:,.0f}", lambda: to_png(fig, w, h, scale), key=f"{key}_png",
@@ -108,9 +120,9 @@ def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> Non
                                mime="image/svg+xml", on_click="ignore")
         else:
             st.caption(static.message)
-        st.download_button("Interactive HTML", lambda: to_html(fig), key=f"{key}_html", file_name=f"{base}.html",
+        st.download_button(_("Interactive HTML"), lambda: to_html(fig), key=f"{key}_html", file_name=f"{base}.html",
                            mime="text/html", on_click="ignore")
-        st.download_button("Data (CSV)", lambda: to_csv(fig), key=f"{key}_csv", file_name=f"{base}.csv",
+        st.download_button(_("Data (CSV)"), lambda: to_csv(fig), key=f"{key}_csv", file_name=f"{base}.csv",
                            mime="text/csv", on_click="ignore")
 
 
@@ -123,7 +135,7 @@ def show_table(table, key: str, name: str | None = None, formats: dict | None = 
     base = safe_filename(name or key, model, prompt=prompt)
     _registry()["tables"][base] = table
     st.dataframe(table.style.format(formats) if formats else table, key=key, **dataframe_kwargs)
-    st.download_button("Table as CSV", lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
+    st.download_button(_("Table as CSV"), lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
                        mime="text/csv", on_click="ignore", icon=":material/download:")
 
 
@@ -153,4 +165,4 @@ def show(view_or_items) -> None:
                 with column:
                     show(content if isinstance(content, list) else [content])
         else:
-            raise TypeError(f"cannot show {type(item).__name__}")
+            raise TypeError(f"cannot show {type(item).__name__}")  # i18n: skip

@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Sequence
 
 from core import generate as gen
+from i18n import _
 from recipes.generation import text_so_far
 from ui.progress import Job, stepwise
 
 
 def _reading(what: str, say):
-    return lambda read, n: say(f"{what}: reading the prompt, {read:,} of {n:,} tokens")
+    """`what` is in the page's language."""
+    return lambda read, n: say(_("{what}: reading the prompt, {read:,} of {n:,} tokens").format(what=what, read=read, n=n))
 
 
 def generation(lm, ids: tuple[int, ...], settings: dict, start: bool) -> Job | None:
@@ -25,19 +27,21 @@ def generation(lm, ids: tuple[int, ...], settings: dict, start: bool) -> Job | N
         p = job.params
         if p["method"] == "beam":
             return gen.beam_search_steps(lm, ids, p["n_new"], *p["beam"], resume=job.items[-1] if job.items else None,
-                                         on_prompt=_reading("Beam search", say))
+                                         on_prompt=_reading(_("Beam search"), say))
         return gen.generate_steps(lm, ids, p["n_new"], p["decoding"], resume=[s.token_id for s in job.items],
-                                  on_prompt=_reading("Generating", say))
+                                  on_prompt=_reading(_("Generating"), say))
 
     def progress(job):
         beam = job.params["method"] == "beam"
-        what = f"Beam search with {job.params['beam'][0]} beams" if beam else "Generating"
+        what = _("Beam search with {n} beams").format(n=job.params["beam"][0]) if beam else _("Generating")
         if not job.steps:
-            return f"{what}: reading the prompt ({len(ids):,} tokens)"
+            return _("{what}: reading the prompt ({n:,} tokens)").format(what=what, n=len(ids))
         if beam:
             finished = int(job.items[-1].is_finished.sum())
-            return f"{what}: step {job.steps} of at most {job.total}, {finished} beams finished"
-        return f"{what}: token {job.steps} of {job.total} ({job.steps / max(job.seconds, 1e-9):.1f} tokens/s)"
+            return _("{what}: step {step} of at most {total}, {finished} beams finished").format(
+                what=what, step=job.steps, total=job.total, finished=finished)
+        return _("{what}: token {step} of {total} ({rate:.1f} tokens/s)").format(
+            what=what, step=job.steps, total=job.total, rate=job.steps / max(job.seconds, 1e-9))
 
     def live(job, slot):
         slot.code(text_so_far(lm, ids, job.params["method"], job.items), language=None, wrap_lines=True)
@@ -59,14 +63,15 @@ def side_by_side(lm, ids: tuple[int, ...], plan: dict, start: bool) -> Sequence 
 
     def progress(job):
         if not job.items:
-            return f"Side by side: reading the prompt ({len(ids):,} tokens)"
+            return _("Side by side: reading the prompt ({n:,} tokens)").format(n=len(ids))
         r = job.items[-1][0]
-        done = sum(1 for run_, _ in job.items if run_ == r)
-        return f"Side by side: run {r + 1} of {len(labels)} ({labels[r]}), token {done} of {n_tokens}"
+        done = sum(1 for run_, _token in job.items if run_ == r)
+        return _("Side by side: run {run} of {runs} ({label}), token {done} of {n_tokens}").format(
+            run=r + 1, runs=len(labels), label=labels[r], done=done, n_tokens=n_tokens)
 
     def run(job, say):
         return gen.continue_runs(lm, ids, n_tokens, decodings, gen.runs_from_pairs(job.items, len(decodings)),
-                                 on_prompt=_reading("Side by side", say))
+                                 on_prompt=_reading(_("Side by side"), say))
 
     job = stepwise("gen_sbs", (lm.name, ids, n_tokens, plan["temperature"], plan["seeds"]), run, progress,
                    start=True if start else None, total=len(decodings) * n_tokens)

@@ -23,6 +23,8 @@ from typing import Callable, Hashable, Iterable, TypeVar
 
 import streamlit as st
 
+from i18n import _
+
 T = TypeVar("T")
 
 
@@ -35,26 +37,30 @@ def layer_by_layer(label: str, n_layer: int, run: Callable[[Callable[[int], None
     Stop button appear with the first layer that needs computing (nothing shows when all
     is cached). Work guessed to take over ASK_ABOVE_SECONDS (`estimate_s`, 0 when cached)
     waits for a Compute click, remembered for `work_id` (say, the prompt's trace). Returns
-    None when it is waiting for that click, or once the person pressed Stop (with Continue)."""
+    None when it is waiting for that click, or once the person pressed Stop (with Continue).
+    `label` is in the page's language (the caller translates it)."""
     ss = st.session_state
     stopped, asked = f"{key}_stopped", f"{key}_asked"
     if estimate_s > ASK_ABOVE_SECONDS and ss.get(asked) != work_id:
-        st.caption(f"{label} takes about {estimate_s:,.0f} s for this model and prompt.")
-        st.button("Compute", key=f"{key}_compute", icon=":material/play_arrow:",
+        st.caption(_("{label} takes about {seconds:,.0f} s for this model and prompt.").format(label=label,
+                                                                                           seconds=estimate_s))
+        st.button(_("Compute"), key=f"{key}_compute", icon=":material/play_arrow:",
                   on_click=ss.update, args=({asked: work_id, stopped: False},))
         return None
     if ss.get(stopped):
-        st.info(f"{label}: stopped. The layers already computed are kept; Continue picks up from there.")
-        st.button("Continue", key=f"{key}_continue", on_click=ss.__setitem__, args=(stopped, False))
+        st.info(_("{label}: stopped. The layers already computed are kept; Continue picks up from there.").format(
+            label=label))
+        st.button(_("Continue"), key=f"{key}_continue", on_click=ss.__setitem__, args=(stopped, False))
         return None
     bar, stop = st.empty(), st.empty()
     shown = []
 
     def on_layer(layer: int) -> None:
         if not shown:
-            stop.button("Stop", key=f"{key}_stop", on_click=ss.__setitem__, args=(stopped, True))
+            stop.button(_("Stop"), key=f"{key}_stop", on_click=ss.__setitem__, args=(stopped, True))
             shown.append(True)
-        bar.progress(layer / n_layer, text=f"{label}: layer {layer + 1} of {n_layer}…")
+        bar.progress(layer / n_layer, text=_("{label}: layer {layer} of {n_layer}…").format(label=label, layer=layer + 1,
+                                                                                            n_layer=n_layer))
 
     try:
         return run(on_layer)
@@ -128,16 +134,17 @@ def stepwise(key: str, work: Hashable, run: Callable[[Job, Callable[[str], None]
         _advance(key, job, run, progress, live, keep_last)
     if job.stopped:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
-        c1.caption(f"Stopped. {progress(job)}: what was made is kept, and Continue goes on from there.")
-        c2.button("Continue", key=f"{key}_continue", icon=":material/play_arrow:",
+        c1.caption(_("Stopped. {progress}: what was made is kept, and Continue goes on from there.").format(
+            progress=progress(job)))
+        c2.button(_("Continue"), key=f"{key}_continue", icon=":material/play_arrow:",
                   on_click=_set_state, args=(key, work, "running", "stopped"))
     return job
 
 
 def _advance(key: str, job: Job, run, progress, live, keep_last: bool) -> None:
     bar, stop, shown = st.empty(), st.empty(), st.empty()
-    stop.button("Stop", key=f"{key}_stop", icon=":material/stop:", on_click=_set_state,
-                args=(key, job.work, "stopped", "running"), help="Stops here; what was made so far is kept.")
+    stop.button(_("Stop"), key=f"{key}_stop", icon=":material/stop:", on_click=_set_state,
+                args=(key, job.work, "stopped", "running"), help=_("Stops here; what was made so far is kept."))
 
     def say(text: str) -> None:
         bar.progress(min(job.steps / max(job.total, 1), 1.0), text=f"{text}…")

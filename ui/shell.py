@@ -2,9 +2,11 @@
 
 Pages are Streamlit's auto-discovered `pages/` scripts; each starts with
 
-    lm, t = setup_trace_page("Attention", "One or two plain sentences on how to read the figure.")
+    lm, t = setup_trace_page(N_("Attention"), N_("One or two plain sentences on how to read the figure."))
 
-(or `setup_page` alone, for a page such as Weights that needs no prompt).
+(or `setup_page` alone, for a page such as Weights that needs no prompt). The title and intro
+are English, marked with N_: the page shows them translated, and the English title names the
+page in its link's state and its export files.
 
 The prompt and the model choice live under plain session-state keys ("prompt",
 "model_name"), not under widget keys, because Streamlit drops a widget's state when
@@ -27,6 +29,7 @@ from core.cache import release_freed_memory, shared_cache
 from core.model import (BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_ALLOWED, ENV_MODEL, allowed_models,
                         bundled_model_dir, is_allowed_model, models_locked)
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
+from i18n import LANGUAGES, N_, _, language_from_locale, set_language
 from recipes import md as md_escape  # one Markdown escape for the whole app
 from ui.figures import export_all_button, export_settings, start_page
 from ui.state import drop_stale_widget_metadata, persisted
@@ -34,28 +37,29 @@ from ui.url import (MAX_PROMPT_CHARS, begin_page_run, prompt_cut_notice, prompt_
                     set_prompt, write_shared_state)
 
 ROOT = Path(__file__).resolve().parent.parent
-LOCAL_DIR_OPTION = "Local directory…"
+LOCAL_DIR_OPTION = N_("Local directory…")  # the option's value (session state); shown translated
 
 HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)
+# Button label (N_: shown translated) -> the example prompt, the same in every language.
 EXAMPLES = {
-    "AI's ability to…": "The best thing about AI is its ability to",
+    N_("AI's ability to…"): "The best thing about AI is its ability to",  # i18n: skip
     "hello … bye": HELLO_BYE,
     "中文": "人工智能最好的地方在于它能够",
-    "Story": "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+    N_("Story"): "Once upon a time, in a small village by the sea, there lived an old fisherman who",  # i18n: skip
 }
 DEFAULT_PROMPT = EXAMPLES["AI's ability to…"]
 
-# (file, label, icon). A page is listed only once its file exists.
+# (file, label, icon). A page is listed only once its file exists. Labels are shown translated.
 PAGES = [
-    ("app.py", "Next token", ":material/format_list_numbered:"),
-    ("pages/0_Tour.py", "Tour: the essay's figures", ":material/tour:"),
-    ("pages/1_Attention.py", "Attention", ":material/grid_on:"),
-    ("pages/2_Embeddings.py", "Embeddings", ":material/scatter_plot:"),
-    ("pages/3_Weights.py", "Weights", ":material/view_module:"),
-    ("pages/4_Generation.py", "Generation", ":material/edit_note:"),
-    ("pages/5_Prediction.py", "Inside the prediction", ":material/psychology:"),
-    ("pages/6_Experiments.py", "Experiments", ":material/science:"),
-    ("pages/7_N-grams.py", "Before GPT-2: n-grams", ":material/abc:"),
+    ("app.py", N_("Next token"), ":material/format_list_numbered:"),
+    ("pages/0_Tour.py", N_("Tour: the essay's figures"), ":material/tour:"),
+    ("pages/1_Attention.py", N_("Attention"), ":material/grid_on:"),
+    ("pages/2_Embeddings.py", N_("Embeddings"), ":material/scatter_plot:"),
+    ("pages/3_Weights.py", N_("Weights"), ":material/view_module:"),
+    ("pages/4_Generation.py", N_("Generation"), ":material/edit_note:"),
+    ("pages/5_Prediction.py", N_("Inside the prediction"), ":material/psychology:"),
+    ("pages/6_Experiments.py", N_("Experiments"), ":material/science:"),
+    ("pages/7_N-grams.py", N_("Before GPT-2: n-grams"), ":material/abc:"),
 ]
 
 
@@ -132,15 +136,23 @@ def _init_state() -> None:
     ss.setdefault("prompt", DEFAULT_PROMPT)
     ss.setdefault("model_name", default_model_name())
     ss.setdefault("keep", "first")
+    if ss.get("lang") not in LANGUAGES:  # no ?lang= in the link: the browser's language
+        ss["lang"] = language_from_locale(getattr(st.context, "locale", None))
     if models_locked() and not is_allowed_model(ss["model_name"]):
         ss["model_name"] = default_model_name()
 
 
 # ---- sidebar ----------------------------------------------------------------------------------
+def _language_switch() -> None:
+    """English / 简体中文, in both languages (a person who cannot read one finds the other)."""
+    st.radio("Language · 语言", list(LANGUAGES), format_func=LANGUAGES.get, horizontal=True,  # i18n: skip
+             **persisted("lang"))
+
+
 def _navigation() -> None:
     for file, label, icon in PAGES:
         if (ROOT / file).exists():
-            st.page_link(file, label=label, icon=icon)
+            st.page_link(file, label=_(label), icon=icon)
 
 
 def _model_options() -> list[str]:
@@ -155,7 +167,9 @@ def _model_options() -> list[str]:
 
 
 def _model_label(name: str) -> str:
-    return "mini-gpt2-kjv (bundled, offline)" if name == bundled_model_dir() else name
+    if name == LOCAL_DIR_OPTION:
+        return _(LOCAL_DIR_OPTION)
+    return _("mini-gpt2-kjv (bundled, offline)") if name == bundled_model_dir() else name
 
 
 def _choose_model(name: str) -> None:
@@ -181,12 +195,17 @@ def _model_picker() -> None:
     if ss.get("sidebar_model") != LOCAL_DIR_OPTION or LOCAL_DIR_OPTION not in options:
         ss["sidebar_model"] = ss["model_name"]
     locked = models_locked()
-    st.selectbox("Model", options, key="sidebar_model", on_change=_on_model_choice, format_func=_model_label,
-                 help="A GPT-2 from the Hugging Face Hub (downloaded once, then cached), the mini GPT-2 that ships "
-                 "with the app (no network needed)" + (". This server offers these models only." if locked else
-                 ", or a local checkpoint directory. GPT2VIZ_MODEL sets the default."))
+    if locked:
+        help_ = _("A GPT-2 from the Hugging Face Hub (downloaded once, then cached), the mini GPT-2 that ships "
+                  "with the app (no network needed). This server offers these models only.")
+    else:
+        help_ = _("A GPT-2 from the Hugging Face Hub (downloaded once, then cached), the mini GPT-2 that ships "
+                  "with the app (no network needed), or a local checkpoint directory. GPT2VIZ_MODEL sets the default.")
+    shown = {name: _model_label(name) for name in options}  # made now: Streamlit may call format_func later
+    st.selectbox(_("Model"), options, key="sidebar_model", on_change=_on_model_choice,
+                 format_func=lambda name: shown.get(name, name), help=help_)
     if ss["sidebar_model"] == LOCAL_DIR_OPTION:
-        st.text_input("Checkpoint directory or Hub id", key="sidebar_model_path", on_change=_on_model_path,
+        st.text_input(_("Checkpoint directory or Hub id"), key="sidebar_model_path", on_change=_on_model_path,
                       placeholder="/path/to/gpt2-checkpoint")
 
 
@@ -198,16 +217,16 @@ def _prompt_box() -> None:
     ss = st.session_state
     notice = prompt_cut_notice()  # before the box: it may re-cut the prompt at the other end
     ss["sidebar_prompt"] = ss["prompt"]
-    st.text_area("Prompt", height=140, key="sidebar_prompt", on_change=_on_prompt_edit,
-                 help=f"Shared by every page. Press Ctrl+Enter (or click outside) to apply. At most "
-                      f"{MAX_PROMPT_CHARS:,} characters: of a longer text, the first ones are kept (the last ones "
-                      "once the page's *Keep* choice for long prompts says the last tokens).")
+    st.text_area(_("Prompt"), height=140, key="sidebar_prompt", on_change=_on_prompt_edit,
+                 help=_("Shared by every page. Press Ctrl+Enter (or click outside) to apply. At most "
+                        "{n:,} characters: of a longer text, the first ones are kept (the last ones "
+                        "once the page's *Keep* choice for long prompts says the last tokens).").format(n=MAX_PROMPT_CHARS))
     if notice:
         st.warning(notice)
-    st.caption("Examples")
+    st.caption(_("Examples"))
     cols = st.columns(2)
     for i, (label, text) in enumerate(EXAMPLES.items()):
-        cols[i % 2].button(label, key=f"sidebar_example_{i}", on_click=set_prompt, args=(text,), width="stretch")
+        cols[i % 2].button(_(label), key=f"sidebar_example_{i}", on_click=set_prompt, args=(text,), width="stretch")
 
 
 def _refused_link_model() -> None:
@@ -218,16 +237,17 @@ def _refused_link_model() -> None:
         return
     shown = md_escape(name if len(name) <= 80 else name[:77] + "…")
     current = md_escape(_model_label(st.session_state["model_name"]))
-    st.warning(f"This link asks for the model **{shown}**, which this server does not load from links, so "
-               f"this shows **{current}**. Links may load the GPT-2 family, the bundled mini GPT-2 and the models "
-               f"the server's operator names in {ENV_MODEL} or {ENV_ALLOWED}.")
+    st.warning(_("This link asks for the model **{shown}**, which this server does not load from links, so "
+                 "this shows **{current}**. Links may load the GPT-2 family, the bundled mini GPT-2 and the models "
+                 "the server's operator names in {env_model} or {env_allowed}.").format(
+        shown=shown, current=current, env_model=ENV_MODEL, env_allowed=ENV_ALLOWED))
     if models_locked():
         return
     row = st.container(horizontal=True)
-    row.button("Load it anyway", key="model_link_load", on_click=_choose_model, args=(name,),
-               help="As if you had typed it in the sidebar under Local directory…: a Hub id is downloaded, a "
-                    "directory is read from this machine.")
-    row.button("Dismiss", key="model_link_dismiss", on_click=st.session_state.pop, args=("_link_model_refused", None))
+    row.button(_("Load it anyway"), key="model_link_load", on_click=_choose_model, args=(name,),
+               help=_("As if you had typed it in the sidebar under Local directory…: a Hub id is downloaded, a "
+                      "directory is read from this machine."))
+    row.button(_("Dismiss"), key="model_link_dismiss", on_click=st.session_state.pop, args=("_link_model_refused", None))
 
 
 def _load_model_with_progress(name: str) -> LoadedModel | None:
@@ -248,12 +268,13 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
         bar.empty()
         fallback = _fallback_model(name)
         if fallback is not None:
-            st.info(f"**{md_escape(name)}** could not be loaded ({md_escape(str(e))}), so this shows "
-                    f"{BUNDLED_DESCRIPTION}: its numbers are its own, not GPT-2's. To get the real one: {e.hint}")
+            st.info(_("**{name}** could not be loaded ({error}), so this shows {bundled}: its numbers are its own, "
+                      "not GPT-2's. To get the real one: {hint}").format(
+                name=md_escape(name), error=md_escape(str(e)), bundled=_(BUNDLED_DESCRIPTION), hint=e.hint))
             return fallback
-        st.error(f"Could not load the model **{md_escape(name)}**: {md_escape(str(e))}")
-        st.info(f"How to fix it: {e.hint}")
-        if st.button("Try again", key="model_retry"):
+        st.error(_("Could not load the model **{name}**: {error}").format(name=md_escape(name), error=md_escape(str(e))))
+        st.info(_("How to fix it: {hint}").format(hint=e.hint))
+        if st.button(_("Try again"), key="model_retry"):
             store.forget(name)
             st.rerun()
         return None
@@ -276,37 +297,44 @@ def _fallback_model(name: str) -> LoadedModel | None:
 
 def setup_page(title: str, intro: str) -> LoadedModel | None:
     """Page config, the shared sidebar, the title and intro. Returns the model, or None if
-    it could not be loaded (the reason and the fix are already on the page)."""
-    st.set_page_config(page_title=f"{title} · Inside GPT-2", page_icon=":material/neurology:", layout="wide")
+    it could not be loaded (the reason and the fix are already on the page).
+
+    `title` and `intro` are English, marked with N_ by the page, and shown translated; the
+    English title names the page for its link's state (begin_page_run) and its exports."""
     drop_stale_widget_metadata()  # else widgets of pages left behind keep their run's model alive
     _init_state()
+    set_language(st.session_state["lang"])  # before any text of this run is made
+    st.set_page_config(page_title=_("{title} · Inside GPT-2").format(title=_(title)), page_icon=":material/neurology:",
+                       layout="wide")
     start_page(title)
     begin_page_run(title)
     with st.sidebar:
-        st.markdown("### Inside GPT-2")
+        _language_switch()
+        st.markdown("### " + _("Inside GPT-2"))
         _navigation()
         st.divider()
         _model_picker()
         _prompt_box()
-    st.title(title)
-    st.markdown(intro)
+    st.title(_(title))
+    st.markdown(_(intro))
     _refused_link_model()
     lm = _load_model_with_progress(st.session_state["model_name"])
     write_shared_state()
     with st.sidebar:
         if lm is not None:
-            st.caption(f"{lm.n_layer} layers · {lm.n_head} heads · d_model {lm.d_model} · "
-                       f"context {lm.n_ctx:,} tokens · {lm.n_params / 1e6:,.1f} M parameters "
-                       f"({lm.n_bytes / 2**20:,.0f} MB) on **{lm.device.type.upper()}**")
+            st.caption(_("{n_layer} layers · {n_head} heads · d_model {d_model} · context {n_ctx:,} tokens · "
+                         "{params:,.1f} M parameters ({mb:,.0f} MB) on **{device}**").format(
+                n_layer=lm.n_layer, n_head=lm.n_head, d_model=lm.d_model, n_ctx=lm.n_ctx, params=lm.n_params / 1e6,
+                mb=lm.n_bytes / 2**20, device=lm.device.type.upper()))
             st.session_state["_model_label"] = lm.label
         st.divider()
         export_settings()
         export_all_button()
         if prompt_too_long_for_links():
-            st.caption("The prompt is too long to put in the page's address; a copied link will "
-                       "open the view with the default prompt.")
+            st.caption(_("The prompt is too long to put in the page's address; a copied link will "
+                         "open the view with the default prompt."))
         else:
-            st.caption("The address bar always holds a link to this exact view (prompt, model, controls).")
+            st.caption(_("The address bar always holds a link to this exact view (prompt, model, controls)."))
     return lm
 
 
@@ -317,15 +345,21 @@ def current_trace(lm: LoadedModel) -> Trace | None:
     try:
         ids, n_dropped = _tokenize(lm, prompt, ss["keep"])
     except PromptError as e:
-        st.info(str(e) + " Or pick one of the examples in the sidebar.")
+        st.info(_("{error} Or pick one of the examples in the sidebar.").format(error=str(e)))
         return None
     if n_dropped:
         total = len(ids) + n_dropped
-        st.warning(f"The prompt is {total:,} tokens long; {md_escape(lm.name)} reads at most {lm.n_ctx:,}. "
-                   f"{n_dropped:,} tokens were dropped from the {'end' if ss['keep'] == 'first' else 'start'}.")
-        st.radio("Keep", ["first", "last"], horizontal=True, format_func=lambda k: f"the {k} {lm.n_ctx:,} tokens",
+        if ss["keep"] == "first":
+            dropped = _("The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
+                        "{n_dropped:,} tokens were dropped from the end.")
+        else:
+            dropped = _("The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
+                        "{n_dropped:,} tokens were dropped from the start.")
+        st.warning(dropped.format(total=total, model=md_escape(lm.name), n_ctx=lm.n_ctx, n_dropped=n_dropped))
+        kept = {"first": _("the first {n:,} tokens"), "last": _("the last {n:,} tokens")}
+        st.radio(_("Keep"), ["first", "last"], horizontal=True, format_func=lambda k: kept[k].format(n=lm.n_ctx),
                  **persisted("keep"))
-    with st.spinner(f"Running {md_escape(lm.name)} on {len(ids):,} tokens…"):
+    with st.spinner(_("Running {model} on {n:,} tokens…").format(model=md_escape(lm.name), n=len(ids))):
         return get_trace(lm, prompt, ss["keep"])
 
 

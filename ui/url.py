@@ -23,6 +23,7 @@ from typing import Any
 import streamlit as st
 
 from core.model import bundled_model_dir, is_allowed_model
+from i18n import LANGUAGES, _
 from ui.state import remember
 
 MAX_PROMPT_IN_URL = 2000  # characters; longer prompts are not put in links
@@ -67,8 +68,13 @@ def prompt_cut_notice() -> str | None:
         ss["_prompt_cut"] = None
         return None
     ss["prompt"] = cuts[keep]
-    return (f"The prompt was {len(full):,} characters; the box holds {MAX_PROMPT_CHARS:,}, so the {keep} "
-            f"{MAX_PROMPT_CHARS:,} were kept and the other {len(full) - MAX_PROMPT_CHARS:,} dropped.")
+    if keep == "first":
+        notice = _("The prompt was {n:,} characters; the box holds {max:,}, so the first {max:,} were kept and the "
+                   "other {cut:,} dropped.")
+    else:
+        notice = _("The prompt was {n:,} characters; the box holds {max:,}, so the last {max:,} were kept and the "
+                   "other {cut:,} dropped.")
+    return notice.format(n=len(full), max=MAX_PROMPT_CHARS, cut=len(full) - MAX_PROMPT_CHARS)
 
 
 # ---- prompt, model and kept end -----------------------------------------------------------------
@@ -84,6 +90,8 @@ def seed_shared_state() -> None:
         ss["keep"] = q["keep"]
     if q.get("style") in FIGURE_STYLES:
         ss["style"] = q["style"]
+    if q.get("lang") in LANGUAGES:
+        ss["lang"] = q["lang"]
     if "prompt" in q:
         set_prompt(q["prompt"])
     name = q.get("model", "").strip()
@@ -105,6 +113,8 @@ def write_shared_state() -> None:
         del q["prompt"]
     name = ss.get("model_name", "")
     q["model"] = BUNDLED_IN_URL if name and name == bundled_model_dir() else name
+    if ss.get("lang") in LANGUAGES:  # always: a shared link opens in the language it was copied in
+        q["lang"] = ss["lang"]
     for key, default in (("keep", "first"), ("style", "normal")):  # written only when not the default
         if ss.get(key, default) != default:
             q[key] = ss[key]
@@ -138,7 +148,7 @@ def to_link(value: Any) -> str:
     return str(value)
 
 
-LINK_KEYS = ("prompt", "model", "keep", "style")  # in every page's link; the rest are the page's controls
+LINK_KEYS = ("prompt", "model", "keep", "style", "lang")  # in every page's link; the rest are the page's controls
 _DRAWN = "_url_drawn"
 
 

@@ -17,22 +17,28 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from i18n import N_, _
+
 from .common import CELL_BUDGET, DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks  # noqa: F401 (CELL_BUDGET re-exported)
 
 GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
 MAX_PANEL_SIDE = 256
 HOVER_TOKENS_MAX_CELLS = 131_072  # above this, per-cell token hover text would cost megabytes
-WEIGHT_BAR = dict(title=dict(text="attention<br>weight", side="top"))
 LOG_FLOOR = -4  # log10 of the smallest weight the log scale tells apart
 
 # Colour scales for attention weights. Most GPT-2 heads put most of their weight on the first
 # token (the "attention sink"), so on a 0-1 scale everything else is nearly black.
-COLOUR_SCALES = {
-    "linear": "0 to 1",
-    "stretch": "stretched to the largest weight off the first token",
-    "log": "log scale, 0.0001 to 1",
+COLOUR_SCALES = {  # key -> what a person reads (translate where shown: _(COLOUR_SCALES[key]))
+    "linear": N_("0 to 1"),
+    "stretch": N_("stretched to the largest weight off the first token"),
+    "log": N_("log scale, 0.0001 to 1"),
 }
+
+
+def weight_bar() -> dict:
+    """The colour bar of attention weights on the 0..1 scale."""
+    return dict(title=dict(text=_("attention<br>weight"), side="top"))
 
 
 def colour_scale(z: np.ndarray, scale: str) -> tuple[np.ndarray, dict, str]:
@@ -44,16 +50,16 @@ def colour_scale(z: np.ndarray, scale: str) -> tuple[np.ndarray, dict, str]:
         with np.errstate(divide="ignore"):
             logz = np.log10(np.maximum(z, 10.0**LOG_FLOOR))
         ticks = list(range(LOG_FLOOR, 1))
-        bar = dict(title=dict(text="attention<br>weight (log)", side="top"), tickvals=ticks,
+        bar = dict(title=dict(text=_("attention<br>weight (log)"), side="top"), tickvals=ticks,
                    ticktext=[f"{10.0 ** t:g}" for t in ticks])
         return np.where(np.isnan(z), np.nan, logz).astype(np.float32), dict(zmin=LOG_FLOOR, zmax=0.0, colorbar=bar), \
-            "log₁₀ weight"
+            _("log₁₀ weight")
     if scale == "stretch":
         rest = z[..., 1:]
         top = float(np.nanmax(rest)) if rest.size and np.isfinite(rest).any() else 1.0
-        bar = dict(title=dict(text=f"attention<br>weight<br>(to {top:.2g})", side="top"))
-        return z, dict(zmin=0.0, zmax=max(top, 1e-6), colorbar=bar), "weight"
-    return z, dict(zmin=0.0, zmax=1.0, colorbar=WEIGHT_BAR), "weight"
+        bar = dict(title=dict(text=_("attention<br>weight<br>(to {top:.2g})").format(top=top), side="top"))
+        return z, dict(zmin=0.0, zmax=max(top, 1e-6), colorbar=bar), _("weight")
+    return z, dict(zmin=0.0, zmax=1.0, colorbar=weight_bar()), _("weight")
 
 
 # ---- array helpers -----------------------------------------------------------------------
@@ -105,6 +111,16 @@ def _title(model: str, what: str) -> str:
     return f"{esc(short(model, 48))} · {what}"
 
 
+def _hover_tokens(value: str) -> str:
+    """Hover of one cell with both tokens: query, key and the value (`value` names it)."""
+    return _("query %{{y}} %{{customdata[0]}}<br>key %{{x}} %{{customdata[1]}}<br>{value} %{{z:.4f}}").format(
+        value=value)
+
+
+def _hover_cell(value: str) -> str:
+    return _("query %{{y}} · key %{{x}}<br>{value} %{{z:.4f}}").format(value=value)
+
+
 # ---- one head -------------------------------------------------------------------------------
 def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str, *,
                     colorscale: str, colorbar: dict, zmin=None, zmax=None, zmid=None) -> go.Figure:
@@ -114,15 +130,14 @@ def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str
                 colorbar=colorbar, hoverongaps=False)
     if n * n <= HOVER_TOKENS_MAX_CELLS:
         heat["customdata"] = _token_pairs(tokens, pos, pos)
-        heat["hovertemplate"] = (f"query %{{y}} %{{customdata[0]}}<br>key %{{x}} %{{customdata[1]}}"
-                                 f"<br>{value} %{{z:.4f}}<extra></extra>")
+        heat["hovertemplate"] = _hover_tokens(value) + "<extra></extra>"
     else:
-        heat["hovertemplate"] = f"query %{{y}} · key %{{x}}<br>{value} %{{z:.4f}}<extra></extra>"
+        heat["hovertemplate"] = _hover_cell(value) + "<extra></extra>"
     fig = go.Figure(go.Heatmap(**heat))
     side = int(min(900, max(420, 14 * n + 160)))
     fig.update_layout(**base_layout(title, height=side))
-    fig.update_xaxes(title="key (attended to)", constrain="domain", showgrid=False, zeroline=False, **token_ticks(tokens, 48))
-    fig.update_yaxes(title="query (attending)", autorange="reversed", scaleanchor="x", showgrid=False, zeroline=False,
+    fig.update_xaxes(title=_("key (attended to)"), constrain="domain", showgrid=False, zeroline=False, **token_ticks(tokens, 48))
+    fig.update_yaxes(title=_("query (attending)"), autorange="reversed", scaleanchor="x", showgrid=False, zeroline=False,
                      constrain="domain", **token_ticks(tokens, 48))
     if n <= 48:
         fig.update_xaxes(tickangle=-60)
@@ -133,7 +148,8 @@ def head_figure(pattern: np.ndarray, tokens: Sequence[str], *, model: str, layer
                 colour: str = "linear") -> go.Figure:
     """One head's pattern [query_pos, key_pos] at full resolution, coloured by `colour` (COLOUR_SCALES)."""
     z, settings, value = colour_scale(causal_nan(pattern), colour)
-    return _square_heatmap(z, tokens, _title(model, f"layer {layer}, head {head}: attention pattern"),
+    return _square_heatmap(z, tokens, _title(model, _("layer {layer}, head {head}: attention pattern").format(
+                               layer=layer, head=head)),
                            value, colorscale=SEQUENTIAL, **settings)
 
 
@@ -142,9 +158,10 @@ def scores_figure(scores: np.ndarray, tokens: Sequence[str], *, model: str, laye
     z = np.where(np.isfinite(scores), scores, np.nan).astype(np.float32)
     z = causal_nan(z)
     lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
-    return _square_heatmap(z, tokens, _title(model, f"layer {layer}, head {head}: pre-softmax scores q·k/√d"),
-                           "score", colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0.0,
-                           colorbar=dict(title=dict(text="score<br>q·k/√d", side="top")))
+    what = _("layer {layer}, head {head}: pre-softmax scores q·k/√d").format(layer=layer, head=head)
+    return _square_heatmap(z, tokens, _title(model, what),
+                           _("score"), colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0.0,
+                           colorbar=dict(title=dict(text=_("score<br>q·k/√d"), side="top")))
 
 
 # ---- grids of heads --------------------------------------------------------------------------
@@ -178,17 +195,17 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
     starts = np.arange(pooled.shape[-1]) * b
     label_tokens = b == 1 and n <= 32
     hover_tokens = b == 1 and n_panels * n * n <= HOVER_TOKENS_MAX_CELLS
+    if hover_tokens:
+        hover = _hover_tokens(value)
+    elif b == 1:
+        hover = _hover_cell(value)
+    else:
+        hover = _("queries %{{y}}… · keys %{{x}}… (blocks of {b})<br>max {value} %{{z:.4f}}").format(b=b, value=value)
     for i in range(n_panels):
-        heat = dict(z=pooled[i], x=starts, y=starts, coloraxis="coloraxis", hoverongaps=False)
+        heat = dict(z=pooled[i], x=starts, y=starts, coloraxis="coloraxis", hoverongaps=False,
+                    hovertemplate=f"{esc(panel_titles[i])}<br>{hover}<extra></extra>")
         if hover_tokens:
             heat["customdata"] = _token_pairs(tokens, starts, starts)
-            heat["hovertemplate"] = (f"{esc(panel_titles[i])}<br>query %{{y}} %{{customdata[0]}}"
-                                     f"<br>key %{{x}} %{{customdata[1]}}<br>{value} %{{z:.4f}}<extra></extra>")
-        elif b == 1:
-            heat["hovertemplate"] = f"{esc(panel_titles[i])}<br>query %{{y}} · key %{{x}}<br>{value} %{{z:.4f}}<extra></extra>"
-        else:
-            heat["hovertemplate"] = (f"{esc(panel_titles[i])}<br>queries %{{y}}… · keys %{{x}}… (blocks of {b})"
-                                     f"<br>max {value} %{{z:.4f}}<extra></extra>")
         fig.add_trace(go.Heatmap(**heat), row=i // cols + 1, col=i % cols + 1)
     ticks = token_ticks(tokens, 16) if label_tokens else {}
     fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **ticks)
@@ -197,8 +214,9 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         fig.update_yaxes(showticklabels=True, row=r + 1, col=1)
     for c in range(cols):
         fig.update_xaxes(showticklabels=True, tickangle=-60 if label_tokens else 0, row=rows, col=c + 1)
-    note = f" (max-pooled in blocks of {b}×{b} tokens)" if b > 1 else ""
-    fig.update_layout(**base_layout(title + note, height=int(130 + rows * 260)),
+    if b > 1:
+        title = _("{title} (max-pooled in blocks of {b}×{b} tokens)").format(title=title, b=b)
+    fig.update_layout(**base_layout(title, height=int(130 + rows * 260)),
                       coloraxis=dict(colorscale=SEQUENTIAL, cmin=settings["zmin"], cmax=settings["zmax"],
                                      colorbar=settings["colorbar"]))
     fig.update_annotations(font_size=11)
@@ -208,24 +226,27 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
 def layer_heads_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, layer: int,
                        cell_budget: int = GRID_CELLS, colour: str = "linear") -> go.Figure:
     """All heads of one layer, patterns [head, query_pos, key_pos]."""
-    return grid_figure(patterns, tokens, [f"head {h}" for h in range(patterns.shape[0])],
-                       _title(model, f"layer {layer}, all {patterns.shape[0]} heads"), cell_budget=cell_budget,
+    return grid_figure(patterns, tokens, [_("head {head}").format(head=h) for h in range(patterns.shape[0])],
+                       _title(model, _("layer {layer}, all {n} heads").format(layer=layer, n=patterns.shape[0])),
+                       cell_budget=cell_budget,
                        colour=colour)
 
 
 def head_across_layers_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, head: int,
                               cell_budget: int = GRID_CELLS, block: int = 1, colour: str = "linear") -> go.Figure:
     """Head `head` in every layer, patterns [layer, query_pos, key_pos] (pooled by `block`)."""
-    return grid_figure(patterns, tokens, [f"layer {L}" for L in range(patterns.shape[0])],
-                       _title(model, f"head {head} in layers 0–{patterns.shape[0] - 1}"), cell_budget=cell_budget,
+    return grid_figure(patterns, tokens, [_("layer {layer}").format(layer=L) for L in range(patterns.shape[0])],
+                       _title(model, _("head {head} in layers 0–{last}").format(head=head, last=patterns.shape[0] - 1)),
+                       cell_budget=cell_budget,
                        block=block, colour=colour)
 
 
 def layer_means_figure(means: np.ndarray, tokens: Sequence[str], *, model: str,
                        cell_budget: int = GRID_CELLS, block: int = 1, colour: str = "linear") -> go.Figure:
     """Each layer's pattern averaged over its heads, [layer, query_pos, key_pos] (pooled by `block`)."""
-    return grid_figure(means, tokens, [f"layer {L}, mean" for L in range(means.shape[0])],
-                       _title(model, f"mean over heads, layers 0–{means.shape[0] - 1}"), cell_budget=cell_budget,
+    return grid_figure(means, tokens, [_("layer {layer}, mean").format(layer=L) for L in range(means.shape[0])],
+                       _title(model, _("mean over heads, layers 0–{last}").format(last=means.shape[0] - 1)),
+                       cell_budget=cell_budget,
                        block=block, colour=colour)
 
 
@@ -240,26 +261,29 @@ def atlas_figure(scores: np.ndarray, *, model: str, metric: str, description: st
     n_layer, n_head = scores.shape
     z = np.asarray(scores, dtype=np.float32)
     finite = z[np.isfinite(z)]
-    zmax = 1.0 if "ntropy" not in metric else float(finite.max() if finite.size else 1.0)
+    # metric and description: core.attention.HEAD_METRICS's English (marked there), or already translated
+    label, about = _(metric), _(description)
+    entropy = "ntropy" in metric or label == _("Entropy (bits)")
+    zmax = 1.0 if not entropy else float(finite.max() if finite.size else 1.0)
     # The heatmap draws; the markers on top take hover and clicks (they are what selects).
     fig = go.Figure(go.Heatmap(
         z=z, x=np.arange(n_head), y=np.arange(n_layer), colorscale=SEQUENTIAL, zmin=0.0, zmax=zmax,
         texttemplate="%{z:.2f}" if z.size <= 400 else None, textfont=dict(size=10), hoverinfo="skip",
-        colorbar=dict(title=dict(text=esc(metric).replace(" (", "<br>("), side="top"))))
+        colorbar=dict(title=dict(text=esc(label).replace(" (", "<br>("), side="top"))))
     hh, ll = np.meshgrid(np.arange(n_head), np.arange(n_layer))
     fig.add_trace(go.Scatter(
         x=hh.ravel(), y=ll.ravel(), customdata=z.ravel(), mode="markers", showlegend=False,
         marker=dict(size=max(8, int(420 / max(n_layer, n_head))), color="rgba(0,0,0,0)", symbol="square"),
-        hovertemplate=f"layer %{{y}}, head %{{x}}<br>{esc(metric)} %{{customdata:.3f}}"
-                      "<br>click to open this head<extra></extra>"))
+        hovertemplate=_("layer %{{y}}, head %{{x}}<br>{metric} %{{customdata:.3f}}<br>click to open this head").format(
+            metric=esc(label)) + "<extra></extra>"))
     if selected is not None:
         fig.add_shape(type="rect", x0=selected[1] - 0.5, x1=selected[1] + 0.5, y0=selected[0] - 0.5,
                       y1=selected[0] + 0.5, line=dict(color="#e4572e", width=3))
-    fig.update_layout(**base_layout(_title(model, f"head atlas: {esc(metric)}") +
-                                    f"<br><sup>{esc(description)}</sup>", height=int(170 + 34 * n_layer)),
+    fig.update_layout(**base_layout(_title(model, _("head atlas: {metric}").format(metric=esc(label))) +
+                                    f"<br><sup>{esc(about)}</sup>", height=int(170 + 34 * n_layer)),
                       clickmode="event+select", dragmode=False)
-    fig.update_xaxes(title="head", dtick=1, range=[-0.5, n_head - 0.5], showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(title="layer", dtick=1, range=[n_layer - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
+    fig.update_xaxes(title=_("head"), dtick=1, range=[-0.5, n_head - 0.5], showgrid=False, zeroline=False, constrain="domain")
+    fig.update_yaxes(title=_("layer"), dtick=1, range=[n_layer - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
                      constrain="domain")
     return fig
 
@@ -273,12 +297,14 @@ def focus_figure(weights: np.ndarray, tokens: Sequence[str], positions: np.ndarr
     direction "from": who looks at it (positions are queries pos..n-1).
     """
     n_layer = weights.shape[0]
-    who = "mean over heads" if head is None else f"head {head}"
+    who = _("mean over heads") if head is None else _("head {head}").format(head=head)
     tok = esc(short(tokens[pos], 24))
     if direction == "to":
-        what, axis, hover_role = f"what token {pos} “{tok}” attends to", "key position", "key"
+        what, axis, hover_role = _("what token {pos} “{token}” attends to").format(pos=pos, token=tok), \
+            _("key position"), _("key")
     else:
-        what, axis, hover_role = f"which tokens attend to token {pos} “{tok}”", "query position", "query"
+        what, axis, hover_role = _("which tokens attend to token {pos} “{token}”").format(pos=pos, token=tok), \
+            _("query position"), _("query")
     layers = np.arange(n_layer)
     toks = np.array([esc(s) for s in tokens], dtype=object)
     custom = np.broadcast_to(toks[positions][None, :], weights.shape)
@@ -287,12 +313,14 @@ def focus_figure(weights: np.ndarray, tokens: Sequence[str], positions: np.ndarr
     zmax = float(max(z.max(initial=0.0), 1e-3))
     fig = go.Figure(go.Heatmap(
         z=z, x=positions, y=layers, customdata=custom,
-        colorscale=SEQUENTIAL, zmin=0.0, zmax=zmax, colorbar=WEIGHT_BAR,
-        hovertemplate=f"layer %{{y}}<br>{hover_role} %{{x}} %{{customdata}}<br>weight %{{z:.4f}}<extra></extra>"))
+        colorscale=SEQUENTIAL, zmin=0.0, zmax=zmax, colorbar=weight_bar(),
+        hovertemplate=_("layer %{{y}}<br>{role} %{{x}} %{{customdata}}<br>weight %{{z:.4f}}").format(role=hover_role)
+        + "<extra></extra>"))
     sub = [tokens[i] for i in positions]
     ticks = token_ticks(sub, 48)
     ticks["tickvals"] = [int(positions[i]) for i in ticks["tickvals"]]
-    fig.update_layout(**base_layout(_title(model, f"{what}, every layer ({who})"), height=int(160 + 26 * n_layer)))
+    fig.update_layout(**base_layout(_title(model, _("{what}, every layer ({who})").format(what=what, who=who)),
+                                    height=int(160 + 26 * n_layer)))
     fig.update_xaxes(title=axis, tickangle=-60 if len(positions) <= 48 else 0, showgrid=False, zeroline=False, **ticks)
-    fig.update_yaxes(title="layer", dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False, zeroline=False)
+    fig.update_yaxes(title=_("layer"), dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False, zeroline=False)
     return fig

@@ -9,7 +9,7 @@ import numpy as np
 # Perceptually uniform scales: sequential for probabilities and weights >= 0, diverging around 0.
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
-FONT_FAMILY = "Noto Sans, Noto Sans CJK SC, Segoe UI, Arial, sans-serif"
+FONT_FAMILY = "Noto Sans, Noto Sans CJK SC, Segoe UI, Arial, sans-serif"  # i18n: skip
 CELL_BUDGET = 1_500_000  # cells one heatmap may hold, what a browser draws smoothly (a 1,024 x 1,024 head is 1.05 M)
 CLIP_PERCENTILE = 99.5  # colour limits: a few outliers would otherwise wash out the rest
 

@@ -12,17 +12,19 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from i18n import N_, _
+
 from .common import base_layout, esc, short, token_ticks
 
 EDGE_COLOURS = {"attention": "#3b6fb6", "skip": "#9a9a9a", "mlp": "#d95f02", "mlp_skip": "#9a9a9a"}
-EDGE_NAMES = {"attention": "attention", "skip": "residual", "mlp": "MLP", "mlp_skip": "residual"}
+EDGE_NAMES = {"attention": N_("attention"), "skip": N_("residual"), "mlp": "MLP", "mlp_skip": N_("residual")}  # shown: _(…)
 MLP_DX = 0.28  # the MLP's square sits beside the state it reads
 _WIDTH_BINS = np.array([0.0, 0.1, 0.2, 0.35, 0.6, 1.01])
 
 
 def state_names(n_layer: int) -> list[str]:
     """Names of the integer heights: the embeddings, after each block but the last, the output."""
-    return ["embeddings"] + [f"after block {L}" for L in range(n_layer - 1)] + ["output"]
+    return [_("embeddings")] + [_("after block {layer}").format(layer=L) for L in range(n_layer - 1)] + [_("output")]
 
 
 def _path(e) -> tuple[list[float], list[float]]:
@@ -40,15 +42,16 @@ def _path(e) -> tuple[list[float], list[float]]:
 def _describe(e, tokens: Sequence[str]) -> str:
     tok = lambda p: f"#{p} “{esc(short(tokens[p], 16))}”"  # noqa: E731
     if e.kind == "attention":
-        heads = ", ".join(f"head {h} {w:.0%}" for h, w in e.heads)
-        what = f"attention in block {e.layer}: {tok(e.source)} → {tok(e.target)}<br>heads: {heads}"
+        heads = ", ".join(_("head {head} {share:.0%}").format(head=h, share=w) for h, w in e.heads)
+        what = _("attention in block {layer}: {source} → {target}<br>heads: {heads}").format(
+            layer=e.layer, source=tok(e.source), target=tok(e.target), heads=heads)
     elif e.kind == "skip":
-        what = f"residual around block {e.layer}'s attention at {tok(e.target)}"
+        what = _("residual around block {layer}'s attention at {token}").format(layer=e.layer, token=tok(e.target))
     elif e.kind == "mlp":
-        what = f"block {e.layer}'s MLP at {tok(e.target)}"
+        what = _("block {layer}'s MLP at {token}").format(layer=e.layer, token=tok(e.target))
     else:
-        what = f"residual around block {e.layer}'s MLP at {tok(e.target)}"
-    return f"{what}<br>{e.weight:.1%} of the state it enters"
+        what = _("residual around block {layer}'s MLP at {token}").format(layer=e.layer, token=tok(e.target))
+    return _("{what}<br>{share:.1%} of the state it enters").format(what=what, share=e.weight)
 
 
 def contribution_graph_figure(edges, tokens: Sequence[str], n_layer: int, pos: int, title: str) -> go.Figure:
@@ -81,13 +84,14 @@ def contribution_graph_figure(edges, tokens: Sequence[str], n_layer: int, pos: i
     fig.add_trace(go.Scatter(x=sx, y=sy, mode="markers", marker=dict(size=9, color="#222222"), showlegend=False,
                              customdata=[f"#{x} “{esc(short(tokens[x], 20))}”, {names[int(y)]}"
                                          for x, y in zip(sx, sy)],
-                             hovertemplate="residual stream<br>%{customdata}<extra></extra>"))
+                             hovertemplate=_("residual stream") + "<br>%{customdata}<extra></extra>"))
     if mids:
         mx, my = zip(*sorted(mids))
+        mid = _("#{pos} “{token}”, block {layer}")
         fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", marker=dict(size=6, color="#777777"), showlegend=False,
-                                 customdata=[f"#{x} “{esc(short(tokens[x], 20))}”, block {int(y)}"
+                                 customdata=[mid.format(pos=x, token=esc(short(tokens[x], 20)), layer=int(y))
                                              for x, y in zip(mx, my)],
-                                 hovertemplate="after attention, before the MLP<br>%{customdata}<extra></extra>"))
+                                 hovertemplate=_("after attention, before the MLP") + "<br>%{customdata}<extra></extra>"))
     if squares:
         qx, qy = zip(*sorted(squares))
         fig.add_trace(go.Scatter(x=qx, y=qy, mode="markers", showlegend=False, hoverinfo="skip",
@@ -102,13 +106,13 @@ def contribution_graph_figure(edges, tokens: Sequence[str], n_layer: int, pos: i
                              hovertemplate="%{text}<extra></extra>", showlegend=False))
     for kind in ("attention", "mlp", "skip"):  # legend entries
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(color=EDGE_COLOURS[kind], width=4),
-                                 name=EDGE_NAMES[kind]))
+                                 name=_(EDGE_NAMES[kind])))
     fig.update_layout(**base_layout(title, height=int(220 + 40 * n_layer)),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     first = max(0, min(x for x, _ in states) - 1)
     ticks = token_ticks(list(tokens[first: pos + 1]), 40)
     fig.update_xaxes(tickmode="array", tickvals=[v + first for v in ticks["tickvals"]], ticktext=ticks["ticktext"],
-                     range=[first - 0.6, pos + 0.9], tickangle=-45, title="position", showgrid=False, zeroline=False)
+                     range=[first - 0.6, pos + 0.9], tickangle=-45, title=_("position"), showgrid=False, zeroline=False)
     fig.update_yaxes(tickmode="array", tickvals=list(range(n_layer + 1)), ticktext=names, range=[-0.4, n_layer + 0.4],
                      showgrid=True, zeroline=False)
     return fig

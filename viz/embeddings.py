@@ -12,6 +12,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from i18n import _
+
 from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, symmetric_limit, token_ticks
 
 GROUP_COLOURS = qualitative.D3 + qualitative.Set2
@@ -22,19 +24,20 @@ def embedding_heatmap(vectors: np.ndarray, tokens: Sequence[str], title: str, he
     z = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).T)  # [d_model, pos]
     lim = symmetric_limit(z)
     fig = go.Figure(go.Heatmap(z=z, x=np.arange(z.shape[1]), colorscale=DIVERGING, zmid=0, zmin=-lim, zmax=lim,
-                               colorbar=dict(title="value"),
-                               hovertemplate="position %{x}<br>dimension %{y}<br>%{z:.4f}<extra></extra>"))
+                               colorbar=dict(title=_("value")),
+                               hovertemplate=_("position %{x}<br>dimension %{y}<br>%{z:.4f}") + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=height))
-    fig.update_xaxes(title="token (position)", **token_ticks(tokens))
+    fig.update_xaxes(title=_("token (position)"), **token_ticks(tokens))
     fig.update_yaxes(title="d_model", autorange="reversed")
     return fig
 
 
 def matrix_heatmap(z: np.ndarray, title: str, x_title: str, y_title: str, *, symmetric: bool = True,
                    zrange: tuple[float, float] | None = None, height: int = 560, x0: float = 0, dx: float = 1,
-                   y0: float = 0, dy: float = 1, value: str = "value") -> go.Figure:
+                   y0: float = 0, dy: float = 1, value: str | None = None) -> go.Figure:
     """A large numeric matrix z [rows, cols] (float32 on the wire), rows top to bottom; `value`
-    names what the colour shows (the colour bar's title)."""
+    names what the colour shows (the colour bar's title; default "value")."""
+    value = _("value") if value is None else value
     z = np.ascontiguousarray(np.asarray(z, dtype=np.float32))
     if zrange is None:
         lim = symmetric_limit(z)
@@ -54,10 +57,10 @@ def components_figure(coords: np.ndarray, explained: np.ndarray, title: str) -> 
     fig = go.Figure()
     for j in range(coords.shape[1]):
         fig.add_trace(go.Scatter(x=np.arange(len(coords)), y=coords[:, j].astype(np.float32), mode="lines",
-                                 name=f"PC{j + 1} ({explained[j]:.1%} of variance)"))
+                                 name=_("PC{n} ({share:.1%} of variance)").format(n=j + 1, share=explained[j])))
     fig.update_layout(**base_layout(title, height=420), legend=dict(orientation="h", y=-0.2))
-    fig.update_xaxes(title="position")
-    fig.update_yaxes(title="coordinate along the component")
+    fig.update_xaxes(title=_("position"))
+    fig.update_yaxes(title=_("coordinate along the component"))
     return fig
 
 
@@ -70,7 +73,8 @@ def vector_lines(vectors: np.ndarray, labels: Sequence[str], title: str) -> go.F
     for i in range(n):
         fig.add_trace(go.Scatter(x=np.arange(vectors.shape[1]), y=vectors[i].astype(np.float32), mode="lines",
                                  line=dict(width=1, color=GROUP_COLOURS[i % len(GROUP_COLOURS)]), showlegend=False,
-                                 name=esc(short(labels[i])), hovertemplate="dimension %{x}<br>%{y:.4f}<extra></extra>"),
+                                 name=esc(short(labels[i])),
+                                 hovertemplate=_("dimension %{x}<br>%{y:.4f}") + "<extra></extra>"),
                       row=i + 1, col=1)
         fig.update_yaxes(range=[-lim * 1.05, lim * 1.05], row=i + 1, col=1)
     fig.update_layout(**base_layout(title, height=110 + 130 * n))
@@ -84,7 +88,7 @@ def pair_matrix(m: np.ndarray, labels: Sequence[str], title: str, *, similarity:
     n = len(labels)
     m = np.asarray(m, dtype=np.float32)
     kw = dict(colorscale=DIVERGING, zmin=-1, zmax=1, zmid=0) if similarity else dict(colorscale=SEQUENTIAL)
-    value = "cosine" if similarity else "distance"
+    value = _("cosine") if similarity else _("distance")
     fig = go.Figure(go.Heatmap(z=m, x=np.arange(n), y=np.arange(n), texttemplate="%{z:.2f}" if n <= 16 else None,
                                colorbar=dict(title=dict(text=value, side="top")),
                                hovertemplate=f"{value} %{{z:.4f}}<extra></extra>", **kw))
@@ -103,7 +107,7 @@ def points_map(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
         rows = [i for i, g in enumerate(groups) if g == group]
         c = coords[rows].astype(np.float32)
         text = [esc(short(labels[i], 30)) for i in rows]
-        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)), textposition="top center",
+        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)), textposition="top center",  # i18n: skip
                       marker=dict(color=GROUP_COLOURS[g_index % len(GROUP_COLOURS)], size=6 if three_d else 9),
                       hovertemplate="%{text}<extra>%{fullData.name}</extra>")
         if three_d:
@@ -118,29 +122,31 @@ def points_map(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
 
 
 def cloud_map(coords: np.ndarray, hover: Sequence[str], title: str, *, highlight: Sequence[tuple[int, str]] = (),
-              focus: int | None = None, colour_by_index: bool = False, name: str = "token") -> go.Figure:
+              focus: int | None = None, colour_by_index: bool = False, name: str | None = None) -> go.Figure:
     """A WebGL scatter of a whole table coords [n, 2] (50,257 tokens or 1,024 positions).
 
     `hover` holds short escaped strings, one per point; `highlight` (row, label) pairs are
-    drawn on top with their labels (the prompt's tokens); `focus` zooms to that row.
+    drawn on top with their labels (the prompt's tokens); `focus` zooms to that row. `name`
+    says what a point is (default "token").
     """
+    name = _("token") if name is None else name
     xy = np.asarray(coords, dtype=np.float32)
     marker = dict(size=3, opacity=0.55, color="#7f7f7f")
     if colour_by_index:
         marker.update(color=np.arange(len(xy), dtype=np.int32), colorscale=SEQUENTIAL, opacity=0.9, size=5,
                       colorbar=dict(title=name))
     fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, text=list(hover),
-                                 hovertemplate="%{text}<extra></extra>", name=f"every {name}"))
+                                 hovertemplate="%{text}<extra></extra>", name=_("every {name}").format(name=name)))
     if len(highlight):
         rows = np.array([r for r, _ in highlight], dtype=np.int64)
-        fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers+text", name="the prompt's tokens",
-                                   text=[esc(short(lab, 24)) for _, lab in highlight], textposition="top center",
+        fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers+text", name=_("the prompt's tokens"),
+                                   text=[esc(short(lab, 24)) for _, lab in highlight], textposition="top center",  # i18n: skip
                                    marker=dict(size=9, color="#d62728", line=dict(width=1, color="white")),
-                                   hovertemplate="%{text}<extra>prompt</extra>"))
+                                   hovertemplate="%{text}<extra>" + _("prompt") + "</extra>"))
     if focus is not None:
         fx, fy = float(xy[focus, 0]), float(xy[focus, 1])
-        fig.add_trace(go.Scattergl(x=[fx], y=[fy], mode="markers+text", name="search result", text=[hover[focus]],
-                                   textposition="bottom center", hovertemplate="%{text}<extra>found</extra>",
+        fig.add_trace(go.Scattergl(x=[fx], y=[fy], mode="markers+text", name=_("search result"), text=[hover[focus]],
+                                   textposition="bottom center", hovertemplate="%{text}<extra>" + _("found") + "</extra>",  # i18n: skip
                                    marker=dict(size=16, symbol="star", color="#ff7f0e", line=dict(width=1, color="black"))))
         span = 0.04 * max(float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1])), 1e-6)
         fig.update_xaxes(range=[fx - span, fx + span])
@@ -157,10 +163,10 @@ def context_map(coords: np.ndarray, tokens: Sequence[str], repeated: dict[int, l
     positions = list(range(len(coords))) if positions is None else list(positions)
     row_of = {p: r for r, p in enumerate(positions)}
     c = coords.astype(np.float32)
-    fig = go.Figure(go.Scatter(x=c[:, 0], y=c[:, 1], mode="markers+text", name="every token",
-                               text=[esc(short(tokens[p], 20)) for p in positions], textposition="top center",
+    fig = go.Figure(go.Scatter(x=c[:, 0], y=c[:, 1], mode="markers+text", name=_("every token"),
+                               text=[esc(short(tokens[p], 20)) for p in positions], textposition="top center",  # i18n: skip
                                marker=dict(size=7, color="#b0b0b0"), customdata=np.array(positions),
-                               hovertemplate="%{text} (position %{customdata})<extra></extra>"))
+                               hovertemplate=_("%{text} (position %{customdata})") + "<extra></extra>"))
     for k, (tid, where) in enumerate(repeated.items()):
         rows = [row_of[p] for p in where if p in row_of]
         if not rows:
@@ -169,7 +175,7 @@ def context_map(coords: np.ndarray, tokens: Sequence[str], repeated: dict[int, l
                                  name=esc(short(tokens[where[0]], 20)) + f" ×{len(where)}",
                                  marker=dict(size=12, color=GROUP_COLOURS[k % len(GROUP_COLOURS)]),
                                  customdata=np.array([positions[r] for r in rows]),
-                                 hovertemplate="position %{customdata}<extra>%{fullData.name}</extra>"))
+                                 hovertemplate=_("position %{customdata}") + "<extra>%{fullData.name}</extra>"))
     fig.update_layout(**base_layout(title, height=600))
     fig.update_xaxes(title="PC1")
     fig.update_yaxes(title="PC2")
@@ -183,6 +189,6 @@ def drift_figure(curves: dict[str, np.ndarray], title: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=np.arange(len(y)), y=np.asarray(y, dtype=np.float32), mode="lines+markers",
                                  name=esc(short(label, 30)), line=dict(color=GROUP_COLOURS[k % len(GROUP_COLOURS)])))
     fig.update_layout(**base_layout(title, height=380))
-    fig.update_xaxes(title="layer (0 = embedding; last = final residual before ln_f)", dtick=1)
-    fig.update_yaxes(title="cosine similarity", range=[-1.05, 1.05])
+    fig.update_xaxes(title=_("layer (0 = embedding; last = final residual before ln_f)"), dtick=1)
+    fig.update_yaxes(title=_("cosine similarity"), range=[-1.05, 1.05])
     return fig

@@ -13,6 +13,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from i18n import _
+
 from .attention import causal_nan
 from .common import DIVERGING, base_layout, esc, format_prob, token_ticks
 from .common import symmetric_limit
@@ -23,15 +25,15 @@ def before_after_figure(tokens: Sequence[str], before: np.ndarray, after: np.nda
     y = np.arange(len(tokens))
     labels = [esc(t) for t in tokens]
     fig = go.Figure()
-    for name, p, colour in (("before", before, "#9db4d6"), ("after", after, "#d95f02")):
+    for name, p, colour in ((_("before"), before, "#9db4d6"), (_("after"), after, "#d95f02")):
         p = np.asarray(p, dtype=np.float64)
         fig.add_trace(go.Bar(x=p, y=y, orientation="h", name=name, marker_color=colour,
                              customdata=np.stack([labels, [format_prob(v) for v in p]], -1) if len(p) else None,
                              hovertemplate=f"%{{customdata[0]}}<br>{name}: %{{customdata[1]}}<extra></extra>"))
     fig.update_layout(**base_layout(title), barmode="group", height=max(300, 34 * len(tokens) + 110),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
-    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=y, ticktext=labels, title="next token")
-    fig.update_xaxes(title="probability", tickformat=".1~%", rangemode="tozero")
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=y, ticktext=labels, title=_("next token"))
+    fig.update_xaxes(title=_("probability"), tickformat=".1~%", rangemode="tozero")
     return fig
 
 
@@ -42,10 +44,10 @@ def surprisal_change_figure(tokens: Sequence[str], delta_bits: np.ndarray, title
     x = np.arange(len(tokens))
     fig = go.Figure(go.Bar(x=x, y=np.nan_to_num(d), marker_color=np.where(d > 0, "#d95f02", "#3b6fb6"),
                            customdata=[esc(t) for t in tokens],
-                           hovertemplate="#%{x} %{customdata}<br>change %{y:+.3f} bits<extra></extra>"))
+                           hovertemplate=_("#%{x} %{customdata}<br>change %{y:+.3f} bits") + "<extra></extra>"))
     fig.update_layout(**base_layout(title), height=340)
-    fig.update_xaxes(title="prompt token", **token_ticks(tokens, 48))
-    fig.update_yaxes(title="Δ surprisal (bits)", zeroline=True)
+    fig.update_xaxes(title=_("prompt token"), **token_ticks(tokens, 48))
+    fig.update_yaxes(title=_("Δ surprisal (bits)"), zeroline=True)
     return fig
 
 
@@ -55,22 +57,22 @@ def scan_figure(heads: np.ndarray, mlp: np.ndarray, title: str, target: str) -> 
     n_layer, n_head = heads.shape
     lim = max(float(np.nanmax(np.abs(heads), initial=0)), float(np.nanmax(np.abs(mlp), initial=0)), 1e-6)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.88, 0.12], horizontal_spacing=0.03,
-                        subplot_titles=["each attention head", "MLP"])
+                        subplot_titles=[_("each attention head"), "MLP"])
     scale = dict(colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0.0, coloraxis=None)
     fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer), **scale,
-                             colorbar=dict(title=dict(text=f"Δ ln p({esc(target)})", side="top")),
-                             hovertemplate="layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}<extra></extra>"), row=1, col=1)
+                             colorbar=dict(title=dict(text=f"Δ ln p({esc(target)})", side="top")),  # i18n: skip
+                             hovertemplate=_("layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}") + "<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Heatmap(z=mlp.astype(np.float32)[:, None], x=[0], y=np.arange(n_layer), showscale=False, **scale,
-                             hovertemplate="layer %{y}, MLP<br>Δ ln p %{z:+.4f}<extra></extra>"), row=1, col=2)
+                             hovertemplate=_("layer %{y}, MLP<br>Δ ln p %{z:+.4f}") + "<extra></extra>"), row=1, col=2)
     # Invisible markers on the head cells: Plotly selects markers on click, not heatmap cells.
     hh, ll = np.meshgrid(np.arange(n_head), np.arange(n_layer))
     fig.add_trace(go.Scatter(x=hh.ravel(), y=ll.ravel(), mode="markers", showlegend=False, hoverinfo="skip",
                              marker=dict(size=max(8, int(420 / max(n_layer, n_head))), color="rgba(0,0,0,0)",
                                          symbol="square")), row=1, col=1)
     fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)), clickmode="event+select", dragmode=False)
-    fig.update_yaxes(autorange="reversed", dtick=1, title="layer", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"), row=1, col=1)
     fig.update_yaxes(autorange="reversed", dtick=1, showticklabels=False, row=1, col=2)
-    fig.update_xaxes(title="head", dtick=1, row=1, col=1)
+    fig.update_xaxes(title=_("head"), dtick=1, row=1, col=1)
     fig.update_xaxes(showticklabels=False, row=1, col=2)
     return fig
 
@@ -82,10 +84,11 @@ def patching_figure(grid: np.ndarray, title: str, *, x_title: str, x_labels: Seq
     lim = max(1.0, float(np.nanmax(np.abs(grid), initial=0)))
     fig = go.Figure(go.Heatmap(z=grid.astype(np.float32), x=np.arange(n), y=np.arange(n_layer), colorscale=DIVERGING,
                                zmin=-lim, zmax=lim, zmid=0.0,
-                               colorbar=dict(title=dict(text="restored<br>(1 = clean)", side="top")),
-                               hovertemplate=f"layer %{{y}}, {x_title} %{{x}}<br>restored %{{z:.3f}}<extra></extra>"))
+                               colorbar=dict(title=dict(text=_("restored<br>(1 = clean)"), side="top")),
+                               hovertemplate=_("layer %{{y}}, {what} %{{x}}<br>restored %{{z:.3f}}").format(what=x_title)
+                               + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)))
-    fig.update_yaxes(autorange="reversed", dtick=1, title="layer")
+    fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"))
     ticks = token_ticks(x_labels, 48) if x_labels is not None else dict(dtick=1)
     fig.update_xaxes(title=x_title, **ticks)
     return fig
@@ -100,9 +103,9 @@ def pattern_difference_figure(a: np.ndarray, b: np.ndarray, tokens_a: Sequence[s
     lim = max(symmetric_limit(np.nan_to_num(d)), 1e-6)
     n = len(labels)
     fig = go.Figure(go.Heatmap(z=d, x=np.arange(n), y=np.arange(n), colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0,
-                               hoverongaps=False, colorbar=dict(title=dict(text="weight<br>first − second", side="top")),
-                               hovertemplate="query %{y} · key %{x}<br>difference %{z:+.4f}<extra></extra>"))
+                               hoverongaps=False, colorbar=dict(title=dict(text=_("weight<br>first − second"), side="top")),
+                               hovertemplate=_("query %{y} · key %{x}<br>difference %{z:+.4f}") + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(min(900, max(420, 14 * n + 160)))))
-    fig.update_xaxes(title="key", constrain="domain", **token_ticks(labels, 48))
-    fig.update_yaxes(title="query", autorange="reversed", scaleanchor="x", constrain="domain", **token_ticks(labels, 48))
+    fig.update_xaxes(title=_("key"), constrain="domain", **token_ticks(labels, 48))
+    fig.update_yaxes(title=_("query"), autorange="reversed", scaleanchor="x", constrain="domain", **token_ticks(labels, 48))
     return fig

@@ -28,6 +28,8 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from i18n import _
+
 from .common import esc, short
 
 SLIDE = dict(width=1600, height=900, scale=2)
@@ -136,11 +138,11 @@ def static_export() -> StaticExport:
     try:
         import kaleido  # noqa: F401
     except ImportError:
-        return StaticExport(False, "PNG and SVG export need the kaleido package: pip install kaleido. "
-                                   "HTML and CSV export work without it.")
+        return StaticExport(False, _("PNG and SVG export need the kaleido package: pip install kaleido. "
+                                     "HTML and CSV export work without it."))
     if find_chromium() is None:
-        return StaticExport(False, "PNG and SVG export need Chromium or Chrome: apt-get install -y chromium "
-                                   "(or set BROWSER_PATH to a Chrome binary). HTML and CSV export work without it.")
+        return StaticExport(False, _("PNG and SVG export need Chromium or Chrome: apt-get install -y chromium "
+                                     "(or set BROWSER_PATH to a Chrome binary). HTML and CSV export work without it."))
     return StaticExport(True, "")
 
 
@@ -163,7 +165,7 @@ def _ensure_kaleido() -> None:
 def _image(fig: go.Figure, fmt: str, width: int, height: int, scale: float) -> bytes:
     _ensure_kaleido()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")  # i18n: skip
         return pio.to_image(fig, format=fmt, width=int(width), height=int(height), scale=scale)
 
 
@@ -237,7 +239,7 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
     CSV of every table, and an index.txt listing them."""
     static = static_export().available if static is None else static
     buf = io.BytesIO()
-    lines = [title or "Inside GPT-2 figures", ""]
+    lines = [title or _("Inside GPT-2 figures"), ""]
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, fig in figures.items():
             base = _zip_name(name)
@@ -253,7 +255,7 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
         for name, table in (tables or {}).items():
             base = _zip_name(name)
             z.writestr(f"{base}.csv", table_to_csv(table))
-            lines.append(f"{name} (table)\n    {base}.csv")
+            lines.append(_("{name} (table)").format(name=name) + f"\n    {base}.csv")
         if not static:
             lines += ["", static_export().message]
         z.writestr("index.txt", "\n".join(lines) + "\n")
@@ -276,13 +278,13 @@ def _formats(text: str) -> list[str]:
     asked = list(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
     unknown = [f for f in asked if f not in FORMATS]
     if unknown or not asked:
-        raise _Refused(f"--formats {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'no format given'}; "
-                       f"choose from {','.join(FORMATS)}.")
+        raise _Refused(f"--formats {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'no format given'}; "  # i18n: skip
+                       f"choose from {','.join(FORMATS)}.")  # i18n: skip
     if {"png", "svg"} & set(asked) and not static_export().available:
         kept = [f for f in asked if f not in ("png", "svg")]
         if not kept:
             raise _Refused(static_export().message)
-        print(f"note: {static_export().message} Writing {','.join(kept)} only.", file=sys.stderr)
+        print(f"note: {static_export().message} Writing {','.join(kept)} only.", file=sys.stderr)  # i18n: skip
         return kept
     return asked
 
@@ -292,14 +294,14 @@ def _make_out(text: str) -> tuple[Path, list[Path]]:
     directories this made, to remove again if the export then fails."""
     out = Path(text).expanduser()
     if out.exists() and not out.is_dir():
-        raise _Refused(f"--out {out} is a file; give a directory (it is created if missing).")
+        raise _Refused(f"--out {out} is a file; give a directory (it is created if missing).")  # i18n: skip
     made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise _Refused(f"--out {out} cannot be created: {e.strerror or e}.") from None
+        raise _Refused(f"--out {out} cannot be created: {e.strerror or e}.") from None  # i18n: skip
     if not os.access(out, os.W_OK | os.X_OK):
-        raise _Refused(f"--out {out} is not writable; choose another directory.")
+        raise _Refused(f"--out {out} is not writable; choose another directory.")  # i18n: skip
     return out, made
 
 
@@ -308,28 +310,28 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m viz.export",
-                                     description="Write the standard figure set for a prompt (PNG, SVG, HTML, CSV).")
-    parser.add_argument("--model", default=None, help="hub id or local directory (default: GPT2VIZ_MODEL or gpt2)")
+                                     description="Write the standard figure set for a prompt (PNG, SVG, HTML, CSV).")  # i18n: skip
+    parser.add_argument("--model", default=None, help="hub id or local directory (default: GPT2VIZ_MODEL or gpt2)")  # i18n: skip
     parser.add_argument("--prompt", required=True)
-    parser.add_argument("--out", required=True, help="output directory (created)")
+    parser.add_argument("--out", required=True, help="output directory (created)")  # i18n: skip
     parser.add_argument("--style", choices=["normal", "slides", "dark"], default="slides")
-    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {','.join(FORMATS)}")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {','.join(FORMATS)}")  # i18n: skip
     parser.add_argument("--keep", choices=["first", "last"], default="first",
-                        help="which end of a prompt longer than the model's context to keep")
+                        help="which end of a prompt longer than the model's context to keep")  # i18n: skip
     args = parser.parse_args(argv)
     try:
         return _export(args)
     except _Refused as e:
-        print(f"python -m viz.export: error: {e}", file=sys.stderr)
+        print(f"python -m viz.export: error: {e}", file=sys.stderr)  # i18n: skip
         raise SystemExit(e.code) from None
     except KeyboardInterrupt:
-        print("python -m viz.export: interrupted", file=sys.stderr)
+        print("python -m viz.export: interrupted", file=sys.stderr)  # i18n: skip
         raise SystemExit(130) from None
 
 
 def _export(args) -> int:
     if not args.prompt.strip():
-        raise _Refused("--prompt is empty; give the text to trace, e.g. --prompt \"The best thing about AI is\".")
+        raise _Refused("--prompt is empty; give the text to trace, e.g. --prompt \"The best thing about AI is\".")  # i18n: skip
     formats = _formats(args.formats)  # all checked before a model is loaded
     out, made = _make_out(args.out)
     try:
@@ -339,7 +341,7 @@ def _export(args) -> int:
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
         raise
-    print(f"wrote {len(written)} files to {out}")
+    print(f"wrote {len(written)} files to {out}")  # i18n: skip
     return 0
 
 
@@ -357,8 +359,8 @@ def _write(args, formats: list[str], out: Path) -> list[str]:
         raise _Refused(str(e), code=1) from None
     if n_dropped:
         dropped, other, end = ("last", "last", "end") if args.keep == "first" else ("first", "first", "start")
-        print(f"note: the prompt is {len(ids) + n_dropped:,} tokens; {lm.label} reads at most {lm.n_ctx:,}, so the "
-              f"{dropped} {n_dropped:,} were dropped (--keep {other} keeps the {end} instead).", file=sys.stderr)
+        print(f"note: the prompt is {len(ids) + n_dropped:,} tokens; {lm.label} reads at most {lm.n_ctx:,}, so the "  # i18n: skip
+              f"{dropped} {n_dropped:,} were dropped (--keep {other} keeps the {end} instead).", file=sys.stderr)  # i18n: skip
     t = trace_ids(lm, ids, prompt=args.prompt, n_dropped=n_dropped, kept=args.keep)
     writers = {"png": to_png, "svg": to_svg, "html": to_html, "csv": to_csv}
     written: list[str] = []
@@ -373,7 +375,7 @@ def _write(args, formats: list[str], out: Path) -> list[str]:
                 written.append(path.name)
         (out / "index.txt").write_text(f"{lm.name}\n{args.prompt}\n\n" + "\n".join(written) + "\n", encoding="utf-8")
     except OSError as e:
-        raise _Refused(f"writing to {out} failed after {len(written)} files: {e.strerror or e}.", code=1) from None
+        raise _Refused(f"writing to {out} failed after {len(written)} files: {e.strerror or e}.", code=1) from None  # i18n: skip
     return written
 
 

@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from i18n import _
+
 from .common import SEQUENTIAL, base_layout, esc, format_prob
 
 CHOSEN = "#3b6fb6"
@@ -24,26 +26,27 @@ def step_chart(tokens: Sequence[str], probs: np.ndarray, entropy_bits: np.ndarra
     labels = [esc(t) for t in tokens]
     loop_mask = np.asarray(loop_mask, dtype=bool)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
-    fig.add_trace(go.Bar(x=steps, y=np.asarray(probs, dtype=np.float64), name="p(chosen) under GPT-2",
+    fig.add_trace(go.Bar(x=steps, y=np.asarray(probs, dtype=np.float64), name=_("p(chosen) under GPT-2"),
                          marker_color=[LOOP if m else CHOSEN for m in loop_mask], customdata=labels,
-                         hovertemplate="step %{x}: %{customdata}<br>p = %{y:.4f}<extra></extra>"), row=1, col=1)
+                         hovertemplate=_("step %{x}: %{customdata}<br>p = %{y:.4f}") + "<extra></extra>"), row=1, col=1)
     if sample_probs is not None:
         fig.add_trace(go.Scatter(x=steps, y=np.asarray(sample_probs, dtype=np.float64), mode="markers",
-                                 name="p(chosen) when drawn (after temperature, top-k, top-p)",
+                                 name=_("p(chosen) when drawn (after temperature, top-k, top-p)"),
                                  marker=dict(symbol="line-ew-open", size=12, color="#222", line=dict(width=2)),
-                                 customdata=labels, hovertemplate="step %{x}: %{customdata}<br>drawn with p = %{y:.4f}"
-                                 "<extra></extra>"), row=1, col=1)
+                                 customdata=labels,
+                                 hovertemplate=_("step %{x}: %{customdata}<br>drawn with p = %{y:.4f}") + "<extra></extra>"),
+                      row=1, col=1)
     fig.add_trace(go.Scatter(x=steps, y=np.asarray(entropy_bits, dtype=np.float64), mode="lines+markers",
-                             name="entropy (bits)", line=dict(color=ENTROPY, width=2), marker=dict(size=4),
-                             customdata=labels, hovertemplate="step %{x} (%{customdata})<br>%{y:.2f} bits<extra></extra>"),
+                             name=_("entropy (bits)"), line=dict(color=ENTROPY, width=2), marker=dict(size=4),
+                             customdata=labels, hovertemplate=_("step %{x} (%{customdata})<br>%{y:.2f} bits") + "<extra></extra>"),
                   row=2, col=1)
     if loop_mask.any():
-        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=LOOP, name="inside a repeated phrase"), row=1, col=1)
+        fig.add_trace(go.Bar(x=[None], y=[None], marker_color=LOOP, name=_("inside a repeated phrase")), row=1, col=1)
     fig.update_layout(**base_layout(title), height=460, bargap=0.15,
                       legend=dict(orientation="h", y=-0.18, x=0))
-    fig.update_yaxes(title="probability", rangemode="tozero", tickformat=".2~p", row=1, col=1)
-    fig.update_yaxes(title="entropy (bits)", rangemode="tozero", row=2, col=1)
-    fig.update_xaxes(title="generated token (step)", row=2, col=1)
+    fig.update_yaxes(title=_("probability"), rangemode="tozero", tickformat=".2~p", row=1, col=1)
+    fig.update_yaxes(title=_("entropy (bits)"), rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title=_("generated token (step)"), row=2, col=1)
     return fig
 
 
@@ -57,12 +60,13 @@ def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray,
     text = np.full((rows, per_row), "", dtype=object)
     hover = np.full((rows, per_row), "", dtype=object)
     loop_x, loop_y = [], []
+    cell, repeats = _("step {step}: {token}<br>p = {p}"), "<br>" + _("repeats an earlier phrase")
     for i, tok in enumerate(tokens):
         r, c = divmod(i, per_row)
         z[r, c] = probs[i]
         label = esc(tok)
         text[r, c] = label if len(tok) <= 9 else esc(tok[:8]) + "…"
-        hover[r, c] = f"step {i + 1}: {label}<br>p = {format_prob(probs[i])}" + ("<br>repeats an earlier phrase" if loop_mask[i] else "")
+        hover[r, c] = cell.format(step=i + 1, token=label, p=format_prob(probs[i])) + (repeats if loop_mask[i] else "")
         if loop_mask[i]:
             loop_x.append(c)
             loop_y.append(r)
@@ -70,7 +74,7 @@ def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray,
                                colorscale=SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
                                colorbar=dict(title="p", tickformat=".0%")))
     if loop_x:
-        fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name="inside a repeated phrase", hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name=_("inside a repeated phrase"), hoverinfo="skip",
                                  marker=dict(symbol="square-open", size=34, color=LOOP, line=dict(width=3))))
     fig.update_layout(**base_layout(title), height=110 + 42 * rows, showlegend=bool(loop_x),
                       legend=dict(orientation="h", y=-0.05, x=0))
@@ -95,17 +99,17 @@ def runs_grid(runs: Sequence[Sequence[str]], run_labels: Sequence[str], diverge:
     ylabels = [esc(s) for s in run_labels]
     fig = go.Figure(go.Heatmap(z=z, x=np.arange(1, n_steps + 1), y=list(range(len(runs))), text=text, texttemplate="%{text}",
                                colorscale=[[0, "#e8eef7"], [1, "#8fb3e0"]], zmin=0, zmax=1, showscale=False,
-                               xgap=2, ygap=2, hovertemplate="step %{x}: %{text}<extra></extra>"))
+                               xgap=2, ygap=2, hovertemplate=_("step %{x}: %{text}") + "<extra></extra>"))
     dx = [d + 1 for d in diverge if d is not None]
     dy = [i for i, d in enumerate(diverge) if d is not None]
     if dx:
-        fig.add_trace(go.Scatter(x=dx, y=dy, mode="markers", name="first step that differs from the first row",
+        fig.add_trace(go.Scatter(x=dx, y=dy, mode="markers", name=_("first step that differs from the first row"),
                                  marker=dict(symbol="square-open", size=30, color=LOOP, line=dict(width=3)),
-                                 hovertemplate="diverges at step %{x}<extra></extra>"))
+                                 hovertemplate=_("diverges at step %{x}") + "<extra></extra>"))
     fig.update_layout(**base_layout(title), height=120 + 44 * len(runs), showlegend=bool(dx),
                       legend=dict(orientation="h", y=-0.15, x=0))
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(runs))), ticktext=ylabels, autorange="reversed")
-    fig.update_xaxes(title="step", range=[0.5, n_steps + 0.5])
+    fig.update_xaxes(title=_("step"), range=[0.5, n_steps + 0.5])
     return fig
 
 
@@ -121,12 +125,12 @@ def temperature_figure(tokens: Sequence[str], temperatures: Sequence[float], pro
     fig = go.Figure()
     bits = entropy_bits if entropy_bits is not None else [None] * len(temperatures)
     for t, row, color, h in zip(temperatures, np.asarray(probs, dtype=np.float64), colors, bits):
-        name = f"T = {t:g}" + (f" · {h:.2f} bits" if h is not None else "")
+        name = _("T = {t:g} · {bits:.2f} bits").format(t=t, bits=h) if h is not None else f"T = {t:g}"
         fig.add_trace(go.Bar(x=x, y=row, name=name, marker_color=color, customdata=labels,
                              hovertemplate=f"T = {t:g}<br>%{{customdata}}: p = %{{y:.4f}}<extra></extra>"))
-    fig.update_layout(**base_layout(title), barmode="group", height=420, legend=dict(title="temperature · entropy"))
-    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, title="GPT-2's likeliest next tokens")
-    fig.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    fig.update_layout(**base_layout(title), barmode="group", height=420, legend=dict(title=_("temperature · entropy")))
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, title=_("GPT-2's likeliest next tokens"))
+    fig.update_yaxes(title=_("probability"), tickformat=".0%", rangemode="tozero")
     return fig
 
 

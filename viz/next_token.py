@@ -6,6 +6,8 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from i18n import _
+
 from .common import SEQUENTIAL, base_layout, esc, format_prob
 
 
@@ -17,13 +19,13 @@ def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figur
         x=np.asarray(probs, dtype=np.float64), y=ranks, orientation="h",
         text=[format_prob(p) for p in probs], textposition="outside", cliponaxis=False,
         customdata=np.stack([labels, [format_prob(p) for p in probs]], axis=-1) if len(labels) else None,
-        hovertemplate="rank %{y}: %{customdata[0]}<br>p = %{customdata[1]}<extra></extra>",
+        hovertemplate=_("rank %{y}: %{customdata[0]}<br>p = %{customdata[1]}") + "<extra></extra>",
         marker_color="#3b6fb6",
     ))
     fig.update_layout(**base_layout(title), height=max(260, 28 * len(tokens) + 90), bargap=0.25)
-    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=ranks, ticktext=labels, title="next token")
+    fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=ranks, ticktext=labels, title=_("next token"))
     top = float(np.max(probs)) if len(probs) else 0.0
-    fig.update_xaxes(title="probability", tickformat=".0%" if top >= 0.1 else ".3~%", range=[0, max(top * 1.18, 1e-9)])
+    fig.update_xaxes(title=_("probability"), tickformat=".0%" if top >= 0.1 else ".3~%", range=[0, max(top * 1.18, 1e-9)])
     return fig
 
 
@@ -33,15 +35,15 @@ def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
     probs = np.asarray(probs, dtype=np.float64)
     keep = probs > 0
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ranks[keep], y=probs[keep], mode="lines", name="GPT-2's probabilities",
+    fig.add_trace(go.Scatter(x=ranks[keep], y=probs[keep], mode="lines", name=_("GPT-2's probabilities"),
                              line=dict(width=2.5, color="#3b6fb6"), customdata=[format_prob(p) for p in probs[keep]],
-                             hovertemplate="rank %{x:,}<br>p = %{customdata}<extra></extra>"))
+                             hovertemplate=_("rank %{x:,}<br>p = %{customdata}") + "<extra></extra>"))
     ref = probs[0] / ranks
-    fig.add_trace(go.Scatter(x=ranks, y=ref, mode="lines", name="∝ 1/rank (power law)",
+    fig.add_trace(go.Scatter(x=ranks, y=ref, mode="lines", name=_("∝ 1/rank (power law)"),
                              line=dict(width=1.5, dash="dash", color="#d95f02"), hoverinfo="skip"))
     fig.update_layout(**base_layout(title), height=420, legend=dict(x=0.99, y=0.99, xanchor="right"))
-    fig.update_xaxes(type="log", title="rank of the token (1 = likeliest)")
-    fig.update_yaxes(type="log", title="probability", exponentformat="power")
+    fig.update_xaxes(type="log", title=_("rank of the token (1 = likeliest)"))
+    fig.update_yaxes(type="log", title=_("probability"), exponentformat="power")
     return fig
 
 
@@ -58,24 +60,26 @@ def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: st
     text = np.full((rows, per_row), "", dtype=object)
     hover = np.full((rows, per_row), "", dtype=object)
     s = np.asarray(surprisal_bits, dtype=np.float64)
+    first = _("#{pos}: {token}<br>no surprisal: the first token, nothing before it predicts it")
+    later = _("#{pos}: {token}<br>surprisal {bits:.2f} bits (p = {p})")
     for i, tok in enumerate(tokens):
         r, c = divmod(i, per_row)
         text[r, c] = esc(tok if len(tok) <= 10 else tok[:9] + "…")
         if np.isnan(s[i]):
             unpredicted[r, c] = 0.0
-            hover[r, c] = f"#{i}: {esc(tok)}<br>no surprisal: the first token, nothing before it predicts it"
+            hover[r, c] = first.format(pos=i, token=esc(tok))
         else:
             z[r, c] = s[i]
-            hover[r, c] = f"#{i}: {esc(tok)}<br>surprisal {s[i]:.2f} bits (p = {format_prob(2 ** -s[i])})"
+            hover[r, c] = later.format(pos=i, token=esc(tok), bits=s[i], p=format_prob(2 ** -s[i]))
     show_text = n <= 400
     cells = dict(text=text if show_text else None, texttemplate="%{text}" if show_text else None,
                  customdata=hover, hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2, hoverongaps=False)
-    fig = go.Figure(go.Heatmap(z=z, colorscale=SEQUENTIAL, zmin=0, name="surprisal", **cells,
-                               colorbar=dict(title=dict(text="surprisal (bits)", side="right"), thickness=14,
+    fig = go.Figure(go.Heatmap(z=z, colorscale=SEQUENTIAL, zmin=0, name=_("surprisal"), **cells,
+                               colorbar=dict(title=dict(text=_("surprisal (bits)"), side="right"), thickness=14,
                                              lenmode="pixels", len=max(110, min(300, 40 * rows + 60)))))
     fig.add_trace(go.Heatmap(z=unpredicted, colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], showscale=False,
-                             name="first token", **cells))
-    fig.update_layout(**base_layout(title + "<br><sup>grey: the first token, which nothing predicts</sup>"),
+                             name=_("first token"), **cells))
+    fig.update_layout(**base_layout(title + "<br><sup>" + _("grey: the first token, which nothing predicts") + "</sup>"),
                       height=int(min(150 + 40 * rows, 1400)))
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False,
                      scaleanchor="x", scaleratio=0.45, constrain="domain")

@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from i18n import _
+
 from .common import SEQUENTIAL, base_layout, esc, format_prob
 
 BAR_COLOUR = "#3b6fb6"
@@ -21,11 +23,11 @@ def frequency_bars(labels: Sequence[str], probs: np.ndarray, counts: np.ndarray,
         x=list(range(len(shown))), y=probs, marker_color=BAR_COLOUR,
         customdata=np.stack([shown, [format_prob(p) for p in probs], [f"{int(c):,}" for c in counts]], axis=-1)
         if len(shown) else None,
-        hovertemplate="%{customdata[0]}: %{customdata[1]} (%{customdata[2]} times)<extra></extra>",
+        hovertemplate=_("%{customdata[0]}: %{customdata[1]} (%{customdata[2]} times)") + "<extra></extra>",
     ))
     fig.update_layout(**base_layout(title), height=360, bargap=0.15)
-    fig.update_xaxes(tickmode="array", tickvals=list(range(len(shown))), ticktext=shown, title="letter (␣ = space)")
-    fig.update_yaxes(title="share of the text", tickformat=".0%")
+    fig.update_xaxes(tickmode="array", tickvals=list(range(len(shown))), ticktext=shown, title=_("letter (␣ = space)"))
+    fig.update_yaxes(title=_("share of the text"), tickformat=".0%")
     return fig
 
 
@@ -34,17 +36,18 @@ def pair_heatmap(labels: Sequence[str], probs: np.ndarray, counts: np.ndarray, t
     side, next letter along the top; a row never seen is blank. (len(labels), len(labels))."""
     probs = np.asarray(probs, dtype=np.float64)
     shown = [esc(u) for u in labels]
-    hover = np.array([[f"{shown[i]} → {shown[j]}: {format_prob(probs[i, j])} ({int(counts[i, j]):,} times)"
+    cell = _("{previous} → {next}: {p} ({count:,} times)")
+    hover = np.array([[cell.format(previous=shown[i], next=shown[j], p=format_prob(probs[i, j]), count=int(counts[i, j]))
                        for j in range(len(shown))] for i in range(len(shown))], dtype=object)
     fig = go.Figure(go.Heatmap(
         z=probs, x=list(range(len(shown))), y=list(range(len(shown))), colorscale=SEQUENTIAL, zmin=0,
         customdata=hover, hovertemplate="%{customdata}<extra></extra>", xgap=1, ygap=1,
-        colorbar=dict(title="P(next | previous)", tickformat=".0%"),
+        colorbar=dict(title=_("P(next | previous)"), tickformat=".0%"),
     ))
     fig.update_layout(**base_layout(title), height=640)
     ticks = dict(tickmode="array", tickvals=list(range(len(shown))), ticktext=shown)
-    fig.update_xaxes(**ticks, title="next letter", constrain="domain")
-    fig.update_yaxes(**ticks, title="previous letter", autorange="reversed", scaleanchor="x")
+    fig.update_xaxes(**ticks, title=_("next letter"), constrain="domain")
+    fig.update_yaxes(**ticks, title=_("previous letter"), autorange="reversed", scaleanchor="x")
     return fig
 
 
@@ -56,7 +59,7 @@ def next_unit_panels(panels: Sequence[tuple[str, str, Sequence[str], np.ndarray,
     fig = make_subplots(rows=1, cols=n, subplot_titles=[f"{esc(p[0])}<br>{esc(p[1])}" for p in panels] or [""],
                         horizontal_spacing=min(0.06, 0.5 / n))
     longest = max([len(p[2]) for p in panels] + [1])
-    for col, (_, _, labels, probs, empty_note) in enumerate(panels, start=1):
+    for col, (_heading, _context, labels, probs, empty_note) in enumerate(panels, start=1):
         probs = np.asarray(probs, dtype=np.float64)
         shown = [esc(u) for u in labels]
         ranks = list(range(1, len(shown) + 1))
@@ -68,7 +71,7 @@ def next_unit_panels(panels: Sequence[tuple[str, str, Sequence[str], np.ndarray,
         ), row=1, col=col)
         fig.update_yaxes(tickmode="array", tickvals=ranks, ticktext=[str(r) for r in ranks],
                          range=[longest + 0.5, 0.5], row=1, col=col, showticklabels=col == 1,
-                         title="rank" if col == 1 else None)
+                         title=_("rank") if col == 1 else None)
         fig.update_xaxes(range=[0, 1.45], tickvals=[0, 0.5, 1], tickformat=".0%", row=1, col=col)
         if not shown:
             axis = "" if col == 1 else str(col)

@@ -12,6 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from i18n import _
+
 from .common import DIVERGING, SEQUENTIAL, base_layout, esc, format_prob, short, token_ticks
 from .contributions import contribution_graph_figure, state_names  # noqa: F401 (the graph's figure lives there)
 
@@ -31,7 +33,8 @@ def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: n
     rows, n = colour.shape
     names = lens_row_names(rows)
     text = np.array([[esc(short(top_tokens[r][c][0], 9)) for c in range(n)] for r in range(rows)], dtype=object)
-    hover = np.array([[f"{names[r]} · after “{esc(short(tokens[positions[c]], 20))}” (position {positions[c]})<br>"
+    where = _("{state} · after “{token}” (position {pos})")
+    hover = np.array([[where.format(state=names[r], token=esc(short(tokens[positions[c]], 20)), pos=positions[c]) + "<br>"
                        + "<br>".join(f"{esc(short(tok, 20))}  {format_prob(p)}"
                                      for tok, p in zip(top_tokens[r][c], top_probs[r, c]))
                        for c in range(n)] for r in range(rows)], dtype=object)
@@ -42,7 +45,7 @@ def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: n
     fig.update_layout(**base_layout(title, height=int(150 + 26 * rows)))
     fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=names, showgrid=False)
     fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=[esc(short(tokens[p], 10)) for p in positions],
-                     tickangle=-45, title="prompt token (the prediction is of the token after it)", showgrid=False)
+                     tickangle=-45, title=_("prompt token (the prediction is of the token after it)"), showgrid=False)
     return fig
 
 
@@ -54,9 +57,9 @@ def lens_lines_figure(probs: np.ndarray, labels: Sequence[str], title: str) -> g
         fig.add_trace(go.Scatter(x=np.arange(rows), y=probs[:, j].astype(np.float64), mode="lines+markers",
                                  name=esc(short(label, 24)), customdata=[format_prob(p) for p in probs[:, j]],
                                  hovertemplate=f"{esc(short(label, 24))}: %{{customdata}}<extra></extra>"))
-    fig.update_layout(**base_layout(title, height=420), legend=dict(title="token"))
+    fig.update_layout(**base_layout(title, height=420), legend=dict(title=_("token")))
     fig.update_xaxes(tickmode="array", tickvals=list(range(rows)), ticktext=lens_row_names(rows), tickangle=-45)
-    fig.update_yaxes(title="probability", tickformat=".0%", rangemode="tozero")
+    fig.update_yaxes(title=_("probability"), tickformat=".0%", rangemode="tozero")
     return fig
 
 
@@ -66,18 +69,20 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
     embeddings, each MLP, each attention layer's bias, ln_f's bias. Blue pushes the logit up."""
     n_layer, n_head = heads.shape
     lim = max(float(np.abs(heads).max(initial=0)), 1e-6)
-    names = ["token embedding", "position embedding"] + [f"MLP {L}" for L in range(n_layer)] + \
-        [f"attn bias {L}" for L in range(n_layer)] + ["ln_f bias"]
+    names = [_("token embedding"), _("position embedding")] + [f"MLP {L}" for L in range(n_layer)] + \
+        [_("attn bias {layer}").format(layer=L) for L in range(n_layer)] + [_("ln_f bias")]
     layout = base_layout(title, height=int(max(460, 190 + 30 * n_layer, 24 * len(names) + 160)))
     layout["margin"] = dict(layout["margin"], b=130)  # room for the colour bar under the head axis
     below_axis = -62 / (layout["height"] - layout["margin"]["t"] - layout["margin"]["b"])  # 62 px under the plot
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.2,
-                        subplot_titles=["each attention head", "everything else"])
+                        subplot_titles=[_("each attention head"), _("everything else")])
     fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer),
                              colorscale=PUSH_SCALE, zmin=-lim, zmax=lim, zmid=0,
-                             colorbar=dict(title=dict(text=f"{unit} (blue: pushes up)", side="top"), orientation="h",
+                             colorbar=dict(title=dict(text=_("{unit} (blue: pushes up)").format(unit=unit), side="top"),
+                                           orientation="h",
                                            x=0.0, xanchor="left", y=below_axis, yanchor="top", len=0.55, thickness=12),
-                             hovertemplate=f"layer %{{y}}, head %{{x}}<br>%{{z:+.3f}} {unit}<extra></extra>"),
+                             hovertemplate=_("layer %{{y}}, head %{{x}}<br>%{{z:+.3f}} {unit}").format(unit=unit)
+                             + "<extra></extra>"),
                   row=1, col=1)
     values = np.array([embed, pos_embed, *mlp, *attn_bias, ln_bias], dtype=np.float64)
     fig.add_trace(go.Bar(x=values, y=np.arange(len(names)), orientation="h",
@@ -85,8 +90,8 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
                          hovertemplate=f"%{{customdata}}: %{{x:+.3f}} {unit}<extra></extra>", showlegend=False),
                   row=1, col=2)
     fig.update_layout(**layout, clickmode="event+select")
-    fig.update_yaxes(autorange="reversed", dtick=1, title="layer", row=1, col=1)
-    fig.update_xaxes(title="head", dtick=1, row=1, col=1)
+    fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"), row=1, col=1)
+    fig.update_xaxes(title=_("head"), dtick=1, row=1, col=1)
     fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(range(len(names))), ticktext=names,
                      row=1, col=2)
     fig.update_xaxes(title=unit, zeroline=True, row=1, col=2)
@@ -96,7 +101,7 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
 def pushes_figure(up: Sequence[str], up_values: np.ndarray, down: Sequence[str], down_values: np.ndarray,
                   title: str, unit: str = "logit") -> go.Figure:
     """Two bar lists: the tokens pushed up most (blue) and down most (orange)."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["pushed up", "pushed down"], horizontal_spacing=0.18)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[_("pushed up"), _("pushed down")], horizontal_spacing=0.18)
     for col, (toks, vals, colour) in enumerate(((up, up_values, "#3b6fb6"), (down, down_values, "#d95f02")), start=1):
         y = np.arange(len(toks))
         fig.add_trace(go.Bar(x=np.asarray(vals, dtype=np.float64), y=y, orientation="h", marker_color=colour,
@@ -114,12 +119,12 @@ def neuron_strip_figure(acts: np.ndarray, neurons: Sequence[int], layer: int, to
     n = acts.shape[1]
     lim = max(float(np.abs(acts).max(initial=0)), 1e-6)
     fig = go.Figure(go.Heatmap(z=acts.astype(np.float32), x=np.arange(n), y=np.arange(len(neurons)), colorscale=DIVERGING,
-                               zmin=-lim, zmax=lim, zmid=0, colorbar=dict(title=dict(text="activation", side="top")),
+                               zmin=-lim, zmax=lim, zmid=0, colorbar=dict(title=dict(text=_("activation"), side="top")),
                                customdata=np.broadcast_to(np.array([esc(x) for x in tokens], dtype=object)[None, :],
                                                           acts.shape),
-                               hovertemplate="neuron %{y}<br>#%{x} %{customdata}<br>%{z:.3f}<extra></extra>"))
+                               hovertemplate=_("neuron %{y}<br>#%{x} %{customdata}<br>%{z:.3f}") + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(150 + 22 * len(neurons))))
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(neurons))),
                      ticktext=[f"L{layer} N{i}" for i in neurons], autorange="reversed")
-    fig.update_xaxes(title="prompt token", **token_ticks(tokens, 48))
+    fig.update_xaxes(title=_("prompt token"), **token_ticks(tokens, 48))
     return fig
