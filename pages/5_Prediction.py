@@ -68,7 +68,7 @@ with tabs["Attribution"]:
 
 with tabs["Neurons"]:
     if tabs["Neurons"].open:
-        show([recipe.NEURONS_INTRO])
+        show([recipe.neurons_intro()])
         c1, c2, c3 = st.columns(3)
         layer = controls.selectbox(c1, _("Layer"), range(lm.n_layer), key="pred_layer", default=lm.n_layer - 1)
         where = controls.radio(c2, _("Most active"), ["here", "anywhere"], key="pred_neuron_where", horizontal=True,

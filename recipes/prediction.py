@@ -118,13 +118,6 @@ def neurons_intro() -> Text:
                   "one neuron writes: the tokens its output row pushes up and down when read through the unembedding."))
 
 
-def __getattr__(name: str):
-    """`NEURONS_INTRO`, the caption of the Neurons view, built in the page's language when it is read."""
-    if name == "NEURONS_INTRO":
-        return neurons_intro()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")  # i18n: skip
-
-
 def neurons(lm, t: Trace, layer: int, pos: int | None, neuron: int) -> View:
     """`pos` None: the neurons most active anywhere in the prompt."""
     label = figure_label(lm.label, t.prompt)

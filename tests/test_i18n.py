@@ -229,3 +229,26 @@ def test_without_a_chinese_font_the_page_says_how_to_fix_it(tiny_env, monkeypatc
     assert any("fonts-noto-cjk" in w.value for w in zh.sidebar.warning)
     en = open_page(NEXT_TOKEN, query={"lang": "en"})  # English figures need no such font
     assert not any("fonts-noto-cjk" in w.value for w in en.sidebar.warning)
+
+
+def test_nothing_is_translated_at_import_time():
+    """A `_()` run when a module is imported would fix the text in whatever language came first,
+    for every session: module-level and class-level constants are marked with N_ instead."""
+    found = []
+
+    def calls(node):
+        return [n for n in ast.walk(node) if isinstance(n, ast.Call) and getattr(n.func, "id", "") in KEYWORDS
+                and n.func.id != "N_"]
+
+    for path in SOURCES[1 + len(list((ROOT / "pages").glob("*.py"))):] + sorted((ROOT / "core").glob("*.py")):
+        def visit(body):
+            for node in body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    defaults = node.args.defaults + [d for d in node.args.kw_defaults if d] + node.decorator_list
+                    found.extend(f"{path.name}:{c.lineno}" for d in defaults for c in calls(d))
+                elif isinstance(node, ast.ClassDef):
+                    visit(node.body)
+                else:
+                    found.extend(f"{path.name}:{c.lineno}" for c in calls(node))
+        visit(ast.parse(path.read_text()).body)
+    assert not found, found
