@@ -131,6 +131,16 @@ def test_batch_export_writes_the_standard_set(tiny_model_dir, tmp_path):
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", f) for f in files)
 
 
+def test_batch_export_in_chinese_has_chinese_titles_and_the_same_file_names(tiny_model_dir, tmp_path):
+    main(["--model", str(tiny_model_dir), "--prompt", "hello world", "--out", str(tmp_path / "en"), "--formats", "html"])
+    main(["--model", str(tiny_model_dir), "--prompt", "hello world", "--out", str(tmp_path / "zh"), "--formats", "html",
+          "--lang", "zh"])
+    en, zh = (sorted(p.name for p in (tmp_path / d).iterdir()) for d in ("en", "zh"))
+    assert en == zh  # file names stay the same (English, safe on every OS)
+    top = next(f for f in zh if f.startswith("next-token-top10") and f.endswith(".html"))
+    assert "下一个词元" in (tmp_path / "zh" / top).read_text() and "下一个词元" not in (tmp_path / "en" / top).read_text()
+
+
 def test_query_string_round_trips_through_the_app(tiny_env, tiny_model_dir):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params.update({"prompt": "hello 你好 world", "next_k": "7", "model": str(tiny_model_dir)})

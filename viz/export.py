@@ -28,7 +28,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from i18n import _
+from i18n import LANGUAGES, _, use_language
 
 from .common import esc, short
 
@@ -318,9 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {','.join(FORMATS)}")  # i18n: skip
     parser.add_argument("--keep", choices=["first", "last"], default="first",
                         help="which end of a prompt longer than the model's context to keep")  # i18n: skip
+    parser.add_argument("--lang", choices=list(LANGUAGES), default="en",
+                        help="language of the figures' titles and axes (zh: 简体中文)")  # i18n: skip
     args = parser.parse_args(argv)
     try:
-        return _export(args)
+        with use_language(args.lang):
+            return _export(args)
     except _Refused as e:
         print(f"python -m viz.export: error: {e}", file=sys.stderr)  # i18n: skip
         raise SystemExit(e.code) from None
