@@ -13,6 +13,7 @@ import streamlit as st
 
 import i18n
 from i18n import N_, _, language
+from ui.controls import in_page_language
 from ui.state import persisted
 from viz import fonts
 from viz.export import export_zip, presentation_style, safe_filename, static_export, table_to_csv, to_csv, to_html, to_png, to_svg
@@ -38,8 +39,8 @@ def _context() -> tuple[str, str]:
 
 def export_settings() -> None:
     """Sidebar controls: figure style and exported image size (kept across pages)."""
-    shown = {style: _(label) for style, label in STYLES.items()}  # made now: Streamlit may call format_func later
-    st.radio(_("Figure style"), list(STYLES), format_func=shown.get, horizontal=True,
+    st.radio(_("Figure style"), list(STYLES), format_func=in_page_language(lambda style: _(STYLES[style])),
+             horizontal=True,
              **persisted("style", "normal"),
              help=_("Slides: white or dark background, large fonts and thick lines, titles with the prompt."))
     with st.expander(_("Image export size")):

@@ -31,6 +31,7 @@ from core.model import (BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_ALLOWED, ENV_MOD
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
 from i18n import LANGUAGES, N_, _, language_from_locale, set_language
 from recipes import md as md_escape  # one Markdown escape for the whole app
+from ui.controls import in_page_language
 from ui.figures import export_all_button, export_settings, start_page
 from ui.state import drop_stale_widget_metadata, persisted
 from ui.url import (MAX_PROMPT_CHARS, begin_page_run, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,
@@ -201,9 +202,8 @@ def _model_picker() -> None:
     else:
         help_ = _("A GPT-2 from the Hugging Face Hub (downloaded once, then cached), the mini GPT-2 that ships "
                   "with the app (no network needed), or a local checkpoint directory. GPT2VIZ_MODEL sets the default.")
-    shown = {name: _model_label(name) for name in options}  # made now: Streamlit may call format_func later
     st.selectbox(_("Model"), options, key="sidebar_model", on_change=_on_model_choice,
-                 format_func=lambda name: shown.get(name, name), help=help_)
+                 format_func=in_page_language(_model_label), help=help_)
     if ss["sidebar_model"] == LOCAL_DIR_OPTION:
         st.text_input(_("Checkpoint directory or Hub id"), key="sidebar_model_path", on_change=_on_model_path,
                       placeholder="/path/to/gpt2-checkpoint")
