@@ -32,7 +32,7 @@ not kept (score on 256-token held-out windows):
   positions): 0.35 at step 1,500 (baseline 0.38), so the mix does not look like a limit of
   position resolution;
 - the position embedding's learning rate x3: the same as the recipe up to step 1,100;
-- from the step-2,000 checkpoint, 300-400 more steps each with 75% repeated-span rows, with
+- from the step-2,000 checkpoint, 200-400 more steps each with 75% repeated-span rows, with
   half the rows a random span of the text's tokens repeated, or with no weight decay:
   0.42-0.44, and no induction head (best induction score 0.012).
 """
