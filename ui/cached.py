@@ -4,10 +4,12 @@ vocabulary map, computed on request with a progress bar and kept on disk.
 
 What is computed lives in core and recipes; this module only decides what to keep, and for how long.
 
-Spinner texts are in the page's language, so they are drawn here around each cached call
+Spinner texts are in the page's language, so `spinning` draws them around each cached call
 (`show_spinner=False` on the cache: its text would be fixed at import). A cached result that
 holds words (a table's texts) is kept per language: `lang` is in its key."""
 from __future__ import annotations
+
+import functools
 
 import streamlit as st
 
@@ -16,8 +18,20 @@ from core.embeddings import position_embeddings, token_embeddings, word_vectors
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, embedding_map, matrix_digest
 import recipes.weights
 from core.weights import block_distributions, get_matrix, spectrum, stats_table
-from i18n import _, language
+from i18n import N_, _, language
 from recipes import embeddings as emb
+
+
+def spinning(text: str):
+    """Decorator: show `text` (marked with N_, translated in the calling page's language) while
+    the cached call under it runs."""
+    def wrap(cached):
+        @functools.wraps(cached)
+        def call(*args):
+            with st.spinner(_(text)):
+                return cached(*args)
+        return call
+    return wrap
 
 
 # ---- Embeddings ---------------------------------------------------------------------------------
@@ -26,24 +40,16 @@ def digests(name: str, _lm) -> dict[str, str]:
     return {"tokens": matrix_digest(token_embeddings(_lm)), "positions": matrix_digest(position_embeddings(_lm))}
 
 
+@spinning(N_("Comparing every position with every other…"))
 @st.cache_data(max_entries=4, show_spinner=False)
-def _position_views(name: str, _lm):
+def position_views(name: str, _lm):
     return emb.position_data(_lm)
 
 
-def position_views(name: str, lm):
-    with st.spinner(_("Comparing every position with every other…")):
-        return _position_views(name, lm)
-
-
+@spinning(N_("Spelling out every token…"))
 @st.cache_data(max_entries=4, show_spinner=False)
-def _vocab_strings(name: str, _lm) -> tuple[list[str], list[str]]:
+def vocab_strings(name: str, _lm) -> tuple[list[str], list[str]]:
     return emb.vocab_strings(_lm)
-
-
-def vocab_strings(name: str, lm) -> tuple[list[str], list[str]]:
-    with st.spinner(_("Spelling out every token…")):
-        return _vocab_strings(name, lm)
 
 
 @st.cache_data(max_entries=64)
@@ -102,34 +108,22 @@ def vocab_map(lm, table: str) -> EmbeddingMap | None:
 
 
 # ---- Weights ----------------------------------------------------------------------------------------
+@spinning(N_("Preparing the matrix…"))
 @st.cache_data(max_entries=32, show_spinner=False)
-def _weights_grid(name: str, block, kind: str, head, mode: str, window: int, _lm):
+def weights_grid(name: str, block, kind: str, head, mode: str, window: int, _lm):
     return recipes.weights.grid_data(get_matrix(_lm, block, kind, head)[0], mode, window)
 
 
-def weights_grid(name: str, block, kind: str, head, mode: str, window: int, lm):
-    with st.spinner(_("Preparing the matrix…")):
-        return _weights_grid(name, block, kind, head, mode, window, lm)
-
-
+@spinning(N_("Computing the singular values…"))
 @st.cache_data(max_entries=16, show_spinner=False)
-def _singular(name: str, block, kind: str, head, _lm):
+def singular(name: str, block, kind: str, head, _lm):
     return spectrum(get_matrix(_lm, block, kind, head)[0])
 
 
-def singular(name: str, block, kind: str, head, lm):
-    with st.spinner(_("Computing the singular values…")):
-        return _singular(name, block, kind, head, lm)
-
-
+@spinning(N_("Counting values in every block…"))
 @st.cache_data(max_entries=16, show_spinner=False)
-def _distributions(name: str, kind: str, _lm):
+def distributions(name: str, kind: str, _lm):
     return block_distributions(_lm, kind)
-
-
-def distributions(name: str, kind: str, lm):
-    with st.spinner(_("Counting values in every block…")):
-        return _distributions(name, kind, lm)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -144,12 +138,8 @@ def parameter_table(name: str, lm):
 
 
 # ---- Attention --------------------------------------------------------------------------------------
+@spinning(N_("Measuring induction heads on random tokens repeated twice…"))
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _induction_atlas(model_name: str, _lm):
-    return induction_scores(_lm)
-
-
-def induction_atlas(model_name: str, lm):
+def induction_atlas(model_name: str, _lm):
     """[layer, head] induction scores; one extra forward per model, shared by every session."""
-    with st.spinner(_("Measuring induction heads on random tokens repeated twice…")):
-        return _induction_atlas(model_name, lm)
+    return induction_scores(_lm)
