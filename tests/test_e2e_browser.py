@@ -202,13 +202,15 @@ def english_left(page) -> list[str]:
     return sorted(t for t in texts if ENGLISH.search(TECHNICAL.sub(" ", t)))
 
 
+# Every figure the view shows (its visible Plotly elements) has been drawn; true at once for a view with none.
+FIGURES_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .filter(e => !e.checkVisibility || e.checkVisibility()).every(e => e.querySelector('.main-svg'))"""
+
+
 def settle(page) -> None:
-    """Wait for the run to end and the figures to be drawn (a page without figures: a few seconds)."""
+    """Wait for the run to end and every figure on view to be drawn."""
     wait_idle(page)
-    try:
-        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=5_000)
-    except Exception:  # noqa: BLE001 (playwright's TimeoutError: a view with no figure)
-        pass
+    page.wait_for_function(FIGURES_DRAWN, timeout=60_000)
     page.wait_for_timeout(500)
     wait_idle(page)
 
