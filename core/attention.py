@@ -32,8 +32,9 @@ HEAD_METRICS: dict[str, tuple[str, str]] = {
     "first": (N_("First token (sink)"), N_("mean attention from each token to the first token of the prompt")),
     "self": (N_("Itself"), N_("mean attention from each token to itself")),
     "entropy": (N_("Entropy (bits)"), N_("mean entropy of each token's attention row, in bits; 0 = one key only")),
-    "induction": (N_("Induction"), N_("on random tokens repeated twice: mean attention from the second copy "
-                                      "to the token after the earlier occurrence of the current token")),
+    "induction": (N_("Induction"), N_("on random tokens repeated twice (drawn from the tokens the model was "
+                                      "trained on, where its checkpoint lists them): mean attention from the "
+                                      "second copy to the token after the earlier occurrence of the current token")),
 }
 
 INDUCTION_LENGTH = 200  # random tokens in each copy (TransformerLens' tutorials use 50-300)
@@ -174,10 +175,11 @@ def head_across_layers(t: Trace, head: int, side: int) -> tuple[np.ndarray, int]
 
 # ---- induction ----------------------------------------------------------------------------
 def repeated_random_ids(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int = INDUCTION_SEED) -> list[int]:
-    """[bos] + r + r for `length` random ordinary token ids r (fewer if the context is short)."""
+    """[bos] + r + r for `length` random ordinary token ids r (fewer if the context is short),
+    drawn from the tokens the model was trained on where its checkpoint lists them."""
     length = max(2, min(length, (lm.n_ctx - 1) // 2))
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
-    pool = np.array([i for i in range(lm.d_vocab) if i not in special])
+    pool = np.array([i for i in (lm.trained_token_ids or range(lm.d_vocab)) if i not in special])
     r = np.random.default_rng(seed).choice(pool, size=length, replace=len(pool) < length).tolist()
     bos = lm.tokenizer.bos_token_id
     return ([bos] if bos is not None else []) + r + r

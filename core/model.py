@@ -6,6 +6,7 @@ one `LoadedModel`, which nothing mutates after loading.
 """
 from __future__ import annotations
 
+import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -133,6 +134,9 @@ class LoadedModel:
     device: torch.device
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     forward_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The token ids the model was trained on, where its directory lists them (TRAINED_TOKENS_FILE);
+    # None: every token (as for GPT-2, trained on text that uses nearly all of its vocabulary).
+    trained_token_ids: tuple[int, ...] | None = field(default=None, repr=False)
 
     @property
     def config(self):
@@ -312,7 +316,28 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
         raise ModelLoadError(N_("'{name}' cannot be put on {device} ({error})."),
                              N_("Set {env}=cpu, or unset {env} to pick the best device this machine has."),
                              name=name, device=str(dev), error=f"{type(e).__name__}: {e}", env=ENV_DEVICE) from e
-    return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev)
+    return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev,
+                       trained_token_ids=_trained_tokens(path, config.vocab_size))
+
+
+# A checkpoint trained on a narrow text (the bundled mini GPT-2: the 11,273 tokens of the King
+# James Bible) may list the tokens it has seen, {"token_ids": [...]}; probes that draw random
+# tokens (the induction atlas) draw from these, since the others' embeddings never learned.
+TRAINED_TOKENS_FILE = "trained_tokens.json"
+
+
+def _trained_tokens(path: Path, vocab_size: int) -> tuple[int, ...] | None:
+    """The ids in the checkpoint's TRAINED_TOKENS_FILE; None if it has none or it is not a list
+    of at least two valid ids (then probes use every token, as for any checkpoint)."""
+    f = Path(path) / TRAINED_TOKENS_FILE
+    try:
+        ids = json.loads(f.read_text())["token_ids"]
+        ids = tuple(sorted({int(i) for i in ids}))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if len(ids) < 2 or ids[0] < 0 or ids[-1] >= vocab_size:
+        return None
+    return ids
 
 
 # Buffers GPT-2 rebuilds itself, and the unembedding when it is tied to the token embedding.

@@ -100,6 +100,28 @@ def test_induction_scores_run_once_on_a_repeated_sequence(tiny_lm):
     assert s[1, 3] == pytest.approx(induction_score(t.attention[1, 3], 40), rel=1e-6)
 
 
+def test_the_induction_probe_draws_from_the_tokens_a_checkpoint_lists(tmp_path, tiny_model_dir, tiny_lm):
+    """A checkpoint trained on a narrow text lists its tokens (trained_tokens.json); the probe draws
+    from those. Without the file, or with one that cannot be used, it draws from every token."""
+    import json
+    import shutil
+
+    from core import load_model
+
+    assert tiny_lm.trained_token_ids is None and len(set(repeated_random_ids(tiny_lm, 120)[1:])) > 60
+    d = shutil.copytree(tiny_model_dir, tmp_path / "narrow")
+    known = [7, 300, 301, 400, 401]
+    for content, expect in [({"token_ids": known}, set(known)), ({"token_ids": [7, 10**9]}, None),
+                            ("not json", None), ({"ids": known}, None)]:
+        (d / "trained_tokens.json").write_text(content if isinstance(content, str) else json.dumps(content))
+        lm = load_model(str(d), device="cpu")
+        drawn = set(repeated_random_ids(lm, 120)[1:])
+        if expect is None:
+            assert lm.trained_token_ids is None and len(drawn) > 60
+        else:
+            assert drawn == expect
+
+
 def test_pre_softmax_scores_softmax_back_to_the_pattern(tiny_lm, prompt_trace):
     t = prompt_trace
     for L, h in [(0, 0), (1, 3)]:
