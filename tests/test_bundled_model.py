@@ -77,7 +77,9 @@ def test_embeddings_put_digits_near_digits_and_words_near_words(lm, untrained):
     digits = {lm.encode(str(d))[0] for d in range(10)} | {lm.encode(f" {d}")[0] for d in range(10)}
     [three] = lm.encode("3")
     near, _ = nearest_tokens(wte, wte[three], 10, exclude=[three])
-    assert len(digits & set(near.tolist())) >= 3
+    numerals = [j for j in near.tolist() if re.fullmatch(r" ?\d+", lm.tokenizer.decode([j]))]
+    # other digits, and numbers (3% of the vocabulary, so about none of 10 for a random model)
+    assert len(digits & set(near.tolist())) >= 2 and len(numerals) >= 8, [lm.tokenizer.decode([j]) for j in near]
     seen = set(lm.encode(HELD_OUT))
     words = [" king", " land", " son", " house", " people"]
     trained, baseline = _neighbours_seen(lm, wte, words, seen), _neighbours_seen(lm, untrained, words, seen)
@@ -126,20 +128,39 @@ def test_the_head_atlas_finds_a_previous_token_head(lm):
     oracle = att[:, :, np.arange(1, n), np.arange(0, n - 1)].mean(-1)
     np.testing.assert_allclose(atlas, oracle, atol=2e-3)  # float16 weights, float32 maths on both sides
     best = np.unravel_index(np.argmax(atlas), atlas.shape)
-    # The shipped checkpoint's head 0.5 puts 0.43 of its weight on the token before (GPT-2 small's
-    # best: ~0.9; untrained: ~0.03). Issue 13 asks for 0.5; this holds the checkpoint to what it has.
-    assert atlas[best] >= 0.4, f"best previous-token head {best}: {atlas[best]:.2f}"
+    # GPT-2 small's best is about 0.9; untrained, about 0.03
+    assert atlas[best] >= 0.5, f"best previous-token head {best}: {atlas[best]:.2f}"
 
 
-def test_an_induction_head_if_one_formed_is_first_in_the_atlas(lm):
+def _induction_oracle(lm, ids: list[int]) -> np.ndarray:
+    """[layer, head] mean attention from the second copy of [bos] + r + r to the token after each
+    token's first occurrence, from transformers' own attention weights."""
+    length = (len(ids) - 1) // 2
+    att = _attentions(lm, ids)
+    q = 1 + length + np.arange(length - 1)  # the second copy's tokens (but its last)...
+    return att[:, :, q, q - length + 1].mean(-1)  # ...attend to the token after their first occurrence
+
+
+def test_induction_heads_formed_and_the_atlas_ranks_them_first(lm):
+    """On tokens of its text, repeated: induction heads, which the atlas finds and ranks first."""
+    import json
+
     from core.attention import induction_scores, repeated_random_ids
 
     atlas = induction_scores(lm)
     ids = repeated_random_ids(lm)
-    length = (len(ids) - 1) // 2
-    att = _attentions(lm, ids)
-    q = 1 + length + np.arange(length - 1)  # the second copy's tokens (but its last)...
-    oracle = att[:, :, q, q - length + 1].mean(-1)  # ...attend to the token after their first occurrence
-    np.testing.assert_allclose(atlas, oracle, atol=2e-3)
-    if oracle.max() >= 0.3:
-        assert np.argmax(atlas) == np.argmax(oracle)
+    np.testing.assert_allclose(atlas, _induction_oracle(lm, ids), atol=2e-3)
+    # the atlas draws from the tokens the checkpoint lists as learned (seen at least 20 times)
+    listed = set(json.loads((Path(bundled_model_dir()) / "trained_tokens.json").read_text())["token_ids"])
+    assert set(ids[1:]) <= listed
+    held = lm.encode(HELD_OUT)  # the list is the Bible's common tokens: most of any chapter's text
+    assert np.mean([i in listed for i in held]) >= 0.9 and len(listed) < 10_000
+
+    pool = sorted(set(lm.encode(HELD_OUT)))  # independent draw: held-out text's tokens, another seed
+    r = np.random.default_rng(7).choice(pool, 100).tolist()
+    oracle = _induction_oracle(lm, [50256] + r + r)
+    assert oracle.max() >= 0.3, f"best induction head: {oracle.max():.2f}"
+    # several heads of blocks 3-5 do it (0.6-0.9 here, the others under 0.05): the atlas finds the
+    # same ones, and the head it ranks first is one of the best (two of block 4 are within 0.05)
+    np.testing.assert_array_equal(atlas >= 0.3, oracle >= 0.3)
+    assert oracle.flat[np.argmax(atlas)] >= oracle.max() - 0.1

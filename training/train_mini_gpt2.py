@@ -8,7 +8,8 @@ x 6 heads, d_model 192, context 256, with GPT-2's own byte-level BPE tokenizer (
 tokens of bundled/gpt2-bpe), trained on the King James Version of the Bible as Debian's
 bible-kjv package prints it. Every 20th chapter is held out; the script prints the held-out
 loss and the best previous-token and induction heads as it goes, and writes the checkpoint
-in float16 (safetensors) with the tokenizer and a TRAINING.json of what it measured.
+in float16 (safetensors) with the tokenizer, a TRAINING.json of what it measured, and
+trained_tokens.json, the tokens it saw often enough to learn (the app's induction probe uses them).
 Seeded: the same seed, text, steps and thread count give the same weights on the same machine.
 
 What it takes for attention circuits to form within the hour (measured: see README):
@@ -17,24 +18,26 @@ What it takes for attention circuits to form within the hour (measured: see READ
   newline or colon) and no previous-token head formed; at 0.02 the positions faded;
 - the first 1,200 steps read 32-token windows (as many tokens a step), where a head that
   prefers the token before gets a larger share of the weight, so it is rewarded sooner;
-- a quarter of the sequences are a random span of the text repeated twice, which rewards
-  "find the earlier copy of this token and say what came next" (an induction head);
-- for speed, the first 90% of steps take the softmax over the 11,273 tokens the training text
-  uses (the output layer is most of the cost: 0.75 s a step instead of 2.0), the rest over all
+- 30% of the rows are random tokens (drawn at the text's frequencies) repeated to fill the row,
+  where only copying helps: find the earlier copy of the current token and predict what came
+  next. Induction heads form by step 700 and read what a previous-token head writes, which
+  rewards a clean previous-token head: block 0's head 5 puts 0.53 of its weight on the token
+  before at step 800 and 0.98 at step 2,000 (on 32-token windows; without these rows, 0.36 at
+  step 1,200), and 0.94 on 256-token windows at the end. A quarter of the other rows are a
+  random span of the text repeated twice;
+- for speed, the first 90% of steps take the softmax over the 9,759 tokens the training text
+  uses (the output layer is most of the cost: 0.7 s a step instead of 2.2), the rest over all
   50,257, so every token's probability is learned; float32 throughout (bfloat16 autocast is
   ~25x slower on CPUs without bfloat16 units).
 
-With this recipe block 0's head 5 reaches a previous-token score of 0.43 (0.38 at step 1,500)
-and stays there: on a run of one repeated token it still splits its weight between the token
-itself and the one before, and on text it puts 0.34 on itself. Tried to push it past 0.5, and
-not kept (score on 256-token held-out windows):
-- sinusoids with periods from 2.5 to 512 positions instead of 2 pi to 2 pi x 10,000 (sharper
-  positions): 0.35 at step 1,500 (baseline 0.38), so the mix does not look like a limit of
-  position resolution;
-- the position embedding's learning rate x3: the same as the recipe up to step 1,100;
-- from the step-2,000 checkpoint, 200-400 more steps each with 75% repeated-span rows, with
-  half the rows a random span of the text's tokens repeated, or with no weight decay:
-  0.42-0.44, and no induction head (best induction score 0.012).
+Without the random-token rows (the recipe until then: a quarter of the rows a repeated span of
+the text) no induction head formed, and the best previous-token head stopped at 0.43: on text
+it put 0.34 of its weight on the token itself, a local average rather than a previous-token
+head. Tried then, and not kept (score on 256-token held-out windows): sinusoids with periods
+from 2.5 to 512 positions (0.35 at step 1,500, against 0.38); the position embedding's learning
+rate x3 (no change up to step 1,100); from the step-2,000 checkpoint, 200-400 more steps with
+75% repeated-span rows, with half the rows random tokens repeated, or without weight decay
+(0.42-0.44, no induction head: too late, once the heads had settled).
 """
 from __future__ import annotations
 
@@ -53,9 +56,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 BPE = ROOT / "bundled" / "gpt2-bpe"
 SHAPE = dict(n_layer=6, n_head=6, n_embd=192, n_positions=256)
-STEPS, BATCH, LR, WARMUP, REPEAT_SHARE = 3000, 8, 3e-3, 100, 0.25
+STEPS, BATCH, LR, WARMUP, REPEAT_SHARE, RANDOM_SHARE = 3000, 8, 3e-3, 100, 0.25, 0.3
 SHORT_STEPS, SHORT_CONTEXT, POSITION_STD, POSITION_LR = 1200, 32, 0.05, 1.0
 INIT_STD, TEXT_VOCAB_SHARE = 0.04, 0.9
+LEARNED_MIN_COUNT = 20  # a token the text uses this often has a learned embedding (see write_trained_tokens)
 
 
 def kjv_text() -> str:
@@ -95,14 +99,20 @@ def tokenizer():
     return tok
 
 
-def batches(ids: np.ndarray, batch: int, ctx: int, rng: np.random.Generator, repeat_share: float):
-    """Endless batches [batch, ctx + 1] of random windows; `repeat_share` of rows are a random
-    span of the text repeated twice (then the text that follows), which rewards copying from
-    context: finding the earlier copy of the current token and predicting what came after it."""
+def batches(ids: np.ndarray, batch: int, ctx: int, rng: np.random.Generator, repeat_share: float,
+            random_share: float = 0.0):
+    """Endless batches [batch, ctx + 1] of random windows of the text. `random_share` of rows are
+    instead a run of random tokens (drawn at the text's frequencies) repeated until the row is
+    full, where only copying helps: find the earlier copy of the current token and predict what
+    came after it (an induction head). Of the other rows, `repeat_share` are a random span of the
+    text repeated twice, then the text that follows."""
     while True:
         rows = []
         for _ in range(batch):
-            if rng.random() < repeat_share:
+            if rng.random() < random_share:
+                n = int(rng.integers(3, (ctx + 1) // 2 + 1))
+                row = np.resize(ids[rng.integers(0, len(ids), n)], ctx + 1)  # r, r, r, … cut at ctx + 1
+            elif rng.random() < repeat_share:
                 n = int(rng.integers(max(2, ctx // 16), ctx // 2))
                 s = int(rng.integers(0, len(ids) - ctx - 1))
                 span = ids[s:s + n]
@@ -174,18 +184,19 @@ def held_out_loss(model, ids: np.ndarray, ctx: int, max_windows: int = 64) -> fl
 
 
 @torch.no_grad()
-def circuit_scores(model, ids: np.ndarray, ctx: int, vocab: int, bos: int) -> dict:
+def circuit_scores(model, ids: np.ndarray, ctx: int, tokens: np.ndarray, bos: int) -> dict:
     """The best previous-token head (mean attention to the token just before, over a few
-    held-out windows) and the best induction head (on [bos] + r + r, r random tokens: mean
-    attention from the second copy to the token after the earlier occurrence), as the app's
-    head atlas measures them; from transformers' own attention weights (eager attention)."""
+    held-out windows) and the best induction head (on [bos] + r + r, r random tokens of
+    `tokens`, those the model has learned: mean attention from the second copy to the token after
+    the earlier occurrence), as the app's head atlas measures them; from transformers' own
+    attention weights (eager attention)."""
     model.eval()
     model.set_attn_implementation("eager")
     x = torch.from_numpy(np.stack([ids[s:s + ctx] for s in range(0, 4 * ctx, ctx)]).astype(np.int64))
     att = torch.stack(model(x, output_attentions=True).attentions)  # [layer, batch, head, q, k]
     previous = att.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(1, -1))  # [layer, head]
     n = (ctx - 1) // 2
-    r = np.random.default_rng(0).integers(0, vocab - 1, n)  # the atlas draws its own; any will do here
+    r = tokens[np.random.default_rng(0).integers(0, len(tokens), n)]  # the atlas draws its own; any will do here
     seq = torch.tensor([[bos, *r, *r]])
     att = torch.stack(model(seq, output_attentions=True).attentions)[:, 0]  # [layer, head, q, k]
     j = torch.arange(n - 1)
@@ -199,6 +210,17 @@ def circuit_scores(model, ids: np.ndarray, ctx: int, vocab: int, bos: int) -> di
     return out
 
 
+def write_trained_tokens(out: Path, token_ids: list[int]) -> None:
+    """The tokens the model has learned, as the app reads them (core.model.TRAINED_TOKENS_FILE):
+    those the training text uses at least LEARNED_MIN_COUNT times. The app's induction probe
+    draws its random tokens from these: the rest of GPT-2's 50,257 never occurred or too rarely
+    for their embeddings to learn (measured on the shipped model, the induction head's score on
+    random tokens seen at least 1 / 5 / 20 / 50 times: 0.18 / 0.44 / 0.76 / 0.87)."""
+    (out / "trained_tokens.json").write_text(json.dumps({
+        "about": f"the token ids that occur at least {LEARNED_MIN_COUNT} times in the training text",
+        "token_ids": [int(i) for i in token_ids]}, separators=(",", ":")))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "bundled" / "mini-gpt2-kjv"))
@@ -209,7 +231,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--lr", type=float, default=LR)
     ap.add_argument("--warmup", type=int, default=WARMUP)
-    ap.add_argument("--repeat-share", type=float, default=REPEAT_SHARE)
+    ap.add_argument("--repeat-share", type=float, default=REPEAT_SHARE,
+                    help="share of the text rows that are a span of the text repeated twice")
+    ap.add_argument("--random-share", type=float, default=RANDOM_SHARE,
+                    help="share of the rows that are random tokens of the text repeated to fill the row")
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--checkpoints", help="also save the model here at every evaluation (a folder per step)")
     ap.add_argument("--threads", type=int, default=2)
@@ -256,12 +281,14 @@ def main() -> None:
             model.transformer.wpe.weight.copy_(sinusoids(SHAPE["n_positions"], SHAPE["n_embd"], args.position_std))
     model.set_attn_implementation("sdpa")
     model.train()
-    text_vocab = torch.from_numpy(np.unique(train_ids).astype(np.int64))
+    text_vocab, counts = (torch.from_numpy(a.astype(np.int64)) for a in np.unique(train_ids, return_counts=True))
+    learned = text_vocab[counts >= LEARNED_MIN_COUNT].numpy()  # tokens seen often enough to learn
     text_index = torch.full((len(tok),), -100, dtype=torch.long)
     text_index[text_vocab] = torch.arange(len(text_vocab))
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; {torch.get_num_threads()} threads; "
           f"{args.steps} steps of {args.batch} x {SHAPE['n_positions']} tokens (the first {args.short_steps} of "
-          f"{short_rows} x {args.short_context}), {args.repeat_share:.0%} repeated-span rows",
+          f"{short_rows} x {args.short_context}), {args.random_share:.0%} rows of repeated random tokens, "
+          f"{args.repeat_share:.0%} of the rest a repeated span of the text",
           flush=True)
     wpe = model.transformer.wpe.weight
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and p is not wpe]
@@ -272,8 +299,8 @@ def main() -> None:
                             lr=args.lr, betas=(0.9, 0.95))
     ctx = SHAPE["n_positions"]
     t0 = time.time()
-    short = batches(train_ids, short_rows, args.short_context, rng, args.repeat_share)
-    data = batches(train_ids, args.batch, ctx, rng, args.repeat_share)
+    short = batches(train_ids, short_rows, args.short_context, rng, args.repeat_share, args.random_share)
+    data = batches(train_ids, args.batch, ctx, rng, args.repeat_share, args.random_share)
     step, history, last, recent = 0, [], time.time(), []
     while step < args.steps:
         if time.time() - t0 > args.minutes * 60:
@@ -299,7 +326,7 @@ def main() -> None:
             last, recent = now, []
             if step % args.eval_every == 0:
                 held = held_out_loss(model, held_ids, ctx)
-                c = circuit_scores(model, held_ids, ctx, len(tok), tok.eos_token_id)
+                c = circuit_scores(model, held_ids, ctx, learned, tok.eos_token_id)
                 history.append({"step": step, "held_out_loss": round(held, 4), "previous": c["previous"],
                                 "induction": c["induction"]})
                 msg += (f"  held-out loss {held:.3f} (perplexity {math.exp(held):.1f})  best previous-token head "
@@ -312,7 +339,7 @@ def main() -> None:
             print(msg, flush=True)
     minutes = (time.time() - t0) / 60
     held = held_out_loss(model, held_ids, ctx, max_windows=10_000)
-    c = circuit_scores(model, held_ids, ctx, len(tok), tok.eos_token_id)
+    c = circuit_scores(model, held_ids, ctx, learned, tok.eos_token_id)
     print(f"done: {step} steps in {minutes:.1f} min; held-out loss {held:.3f}, perplexity {math.exp(held):.1f}; "
           "best previous-token head {0}.{1} {2:.2f}, induction {3}.{4} {5:.2f}".format(*c["previous"], *c["induction"]),
           flush=True)
@@ -321,6 +348,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.eval().half().save_pretrained(out)
     tok.save_pretrained(out)
+    write_trained_tokens(out, learned.tolist())
     (out / "TRAINING.json").write_text(json.dumps({
         "model": "GPT2LMHeadModel", **SHAPE, "vocab": len(tok), "tokenizer": "GPT-2's byte-level BPE (bundled/gpt2-bpe)",
         "text": "King James Version of the Bible (1611, public domain), as Debian's bible-kjv 4.x prints it",
@@ -330,7 +358,7 @@ def main() -> None:
         "position_lr": args.position_lr, "init_std": args.init_std, "text_vocab_share": args.text_vocab_share,
         "short_steps": args.short_steps, "short_context": args.short_context, "lr": args.lr, "warmup": args.warmup, "schedule": "linear warmup, cosine decay to lr/10 over the steps",
         "precision": "bfloat16 autocast (float32 weights, softmax and loss)" if args.bf16 else "float32",
-        "minutes": round(minutes, 1), "threads": torch.get_num_threads(), "repeat_share": args.repeat_share,
+        "minutes": round(minutes, 1), "threads": torch.get_num_threads(), "repeat_share": args.repeat_share, "random_share": args.random_share,
         "held_out_loss": round(held, 4), "held_out_perplexity": round(math.exp(held), 1),
         "previous_token_head": {"layer": c["previous"][0], "head": c["previous"][1], "score": c["previous"][2]},
         "induction_head": {"layer": c["induction"][0], "head": c["induction"][1], "score": c["induction"][2]},
