@@ -32,9 +32,8 @@ HEAD_METRICS: dict[str, tuple[str, str]] = {
     "first": (N_("First token (sink)"), N_("mean attention from each token to the first token of the prompt")),
     "self": (N_("Itself"), N_("mean attention from each token to itself")),
     "entropy": (N_("Entropy (bits)"), N_("mean entropy of each token's attention row, in bits; 0 = one key only")),
-    "induction": (N_("Induction"), N_("on random tokens repeated twice (drawn from the tokens the model was "
-                                      "trained on, where its checkpoint lists them): mean attention from the "
-                                      "second copy to the token after the earlier occurrence of the current token")),
+    "induction": (N_("Induction"), N_("on random tokens repeated twice: mean attention from the second copy "
+                                      "to the token after the earlier occurrence of the current token")),
 }
 
 INDUCTION_LENGTH = 200  # random tokens in each copy (TransformerLens' tutorials use 50-300)

@@ -47,8 +47,12 @@ def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None 
     cells = [tuple(int(i) for i in np.unravel_index(k, scores.shape)) for k in order]
     label = _("layer {layer}, head {head}: {score:.3f}")
     labels = {c: label.format(layer=c[0], head=c[1], score=scores[c]) for c in cells}
-    return View([Figure("attn_atlas_chart", fig, on_select=on_select, selection_mode="points" if on_select else None)],
-                {"cells": cells, "labels": labels})
+    parts = [Figure("attn_atlas_chart", fig, on_select=on_select, selection_mode="points" if on_select else None)]
+    if metric == "induction" and lm.trained_token_ids:
+        parts.insert(0, Text(_("The random tokens are drawn from the {n:,} tokens this model saw often enough to "
+                               "learn, which its checkpoint lists; the rest of GPT-2's vocabulary never came up in "
+                               "its training, or too rarely.").format(n=len(lm.trained_token_ids))))
+    return View(parts, {"cells": cells, "labels": labels})
 
 
 def layer_heads(lm, t: Trace, layer: int, colour: str) -> View:

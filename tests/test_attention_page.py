@@ -165,3 +165,16 @@ def test_reading_every_layer_asks_first_when_it_would_be_long(tiny_env, monkeypa
     assert not chart_specs(at) and any("stopped" in i.value for i in at.info)
     at.button(key="attn_summaries_continue").click().run()
     assert chart_specs(at)
+
+
+def test_the_induction_atlas_says_when_it_draws_from_the_tokens_a_checkpoint_lists(tiny_env, tmp_path, monkeypatch):
+    import shutil
+
+    at = open_page(attn_metric="induction")
+    assert not at.exception and not any("often enough to learn" in c.value for c in at.caption)
+    narrow = shutil.copytree(tiny_env, tmp_path / "narrow")
+    (narrow / "trained_tokens.json").write_text(json.dumps({"token_ids": list(range(20, 420))}))
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(narrow))
+    at = open_page(attn_metric="induction")
+    assert not at.exception
+    assert any("drawn from the 400 tokens this model saw often enough to learn" in c.value for c in at.caption)
