@@ -175,7 +175,7 @@ def head_across_layers(t: Trace, head: int, side: int) -> tuple[np.ndarray, int]
 # ---- induction ----------------------------------------------------------------------------
 def repeated_random_ids(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int = INDUCTION_SEED) -> list[int]:
     """[bos] + r + r for `length` random ordinary token ids r (fewer if the context is short),
-    drawn from the tokens the model was trained on where its checkpoint lists them."""
+    drawn from the tokens the model learned where its checkpoint lists them."""
     length = max(2, min(length, (lm.n_ctx - 1) // 2))
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
     pool = np.array([i for i in (lm.trained_token_ids or range(lm.d_vocab)) if i not in special])

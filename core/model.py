@@ -134,7 +134,7 @@ class LoadedModel:
     device: torch.device
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     forward_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # The token ids the model was trained on, where its directory lists them (TRAINED_TOKENS_FILE);
+    # The token ids the model learned, where its directory lists them (TRAINED_TOKENS_FILE);
     # None: every token (as for GPT-2, trained on text that uses nearly all of its vocabulary).
     trained_token_ids: tuple[int, ...] | None = field(default=None, repr=False)
 
@@ -320,9 +320,9 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
                        trained_token_ids=_trained_tokens(path, config.vocab_size))
 
 
-# A checkpoint trained on a narrow text (the bundled mini GPT-2: the 11,273 tokens of the King
-# James Bible) may list the tokens it has seen, {"token_ids": [...]}; probes that draw random
-# tokens (the induction atlas) draw from these, since the others' embeddings never learned.
+# A checkpoint trained on a narrow text may list the tokens it learned, {"token_ids": [...]} (the
+# bundled mini GPT-2: the 2,972 tokens the King James Bible uses at least 20 times); probes that
+# draw random tokens (the induction atlas) draw from these, as the others' embeddings never learned.
 TRAINED_TOKENS_FILE = "trained_tokens.json"
 
 
