@@ -14,7 +14,7 @@ import torch
 
 from core import ByteBoundedCache, load_model, trace
 from core.embeddings import nearest_tokens, token_embeddings
-from core.model import bundled_model_dir
+from core.model import TRAINED_TOKENS_FILE, bundled_model_dir
 from core.next_token import prompt_perplexity
 
 HELD_OUT = (Path(__file__).parent / "data" / "kjv_held_out.txt").read_text()
@@ -151,12 +151,12 @@ def test_induction_heads_formed_and_the_atlas_ranks_them_first(lm):
     ids = repeated_random_ids(lm)
     np.testing.assert_allclose(atlas, _induction_oracle(lm, ids), atol=2e-3)
     # the atlas draws from the tokens the checkpoint lists as learned (seen at least 20 times)
-    listed = set(json.loads((Path(bundled_model_dir()) / "trained_tokens.json").read_text())["token_ids"])
+    listed = set(json.loads((Path(bundled_model_dir()) / TRAINED_TOKENS_FILE).read_text())["token_ids"])
     assert set(ids[1:]) <= listed
     held = lm.encode(HELD_OUT)  # the list is the Bible's common tokens: most of any chapter's text
     assert np.mean([i in listed for i in held]) >= 0.9 and len(listed) < 10_000
 
-    pool = sorted(set(lm.encode(HELD_OUT)))  # independent draw: held-out text's tokens, another seed
+    pool = sorted(set(held))  # independent draw: held-out text's tokens, another seed
     r = np.random.default_rng(7).choice(pool, 100).tolist()
     oracle = _induction_oracle(lm, [50256] + r + r)
     assert oracle.max() >= 0.3, f"best induction head: {oracle.max():.2f}"
