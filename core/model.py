@@ -155,6 +155,15 @@ class LoadedModel:
         return self.config.n_embd
 
     @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        """The MLP's width: the config's n_inner, or 4 d_model when it has none (GPT-2's own)."""
+        return self.config.n_inner or 4 * self.d_model
+
+    @property
     def n_ctx(self) -> int:
         return self.config.n_positions
 
