@@ -20,8 +20,8 @@ import torch
 from i18n import N_
 
 from .cache import ByteBoundedCache
-from .forward import attention_scale, split_heads, weights_at
-from .layers import LayerArrays, stored_resid
+from .arch import weights_at
+from .cache import LayerArrays
 from .model import LoadedModel
 from .trace import Trace, trace_ids
 
@@ -38,51 +38,6 @@ HEAD_METRICS: dict[str, tuple[str, str]] = {
 
 INDUCTION_LENGTH = 200  # random tokens in each copy (TransformerLens' tutorials use 50-300)
 INDUCTION_SEED = 0
-
-
-def _diagonal_mean(pattern: np.ndarray, offset: int, first_query: int) -> np.ndarray:
-    """Mean of pattern[..., q, q - offset] over queries q >= first_query -> [...] float64."""
-    n = pattern.shape[-1]
-    q = np.arange(first_query, n)
-    if len(q) == 0:
-        return np.full(pattern.shape[:-2], np.nan)
-    return pattern[..., q, q - offset].astype(np.float64).mean(axis=-1)
-
-
-def previous_token_score(pattern: np.ndarray) -> np.ndarray:
-    """[..., query_pos, key_pos] -> [...]: mean weight on key q-1 over queries 1..n-1."""
-    return _diagonal_mean(pattern, 1, 1)
-
-
-def self_score(pattern: np.ndarray) -> np.ndarray:
-    """[..., query_pos, key_pos] -> [...]: mean weight on key q over queries 1..n-1.
-
-    Query 0 sees only itself (weight 1 by construction), so it is left out.
-    """
-    return _diagonal_mean(pattern, 0, 1)
-
-
-def first_token_score(pattern: np.ndarray) -> np.ndarray:
-    """[..., query_pos, key_pos] -> [...]: mean weight on key 0 over queries 1..n-1."""
-    n = pattern.shape[-1]
-    if n < 2:
-        return np.full(pattern.shape[:-2], np.nan)
-    return pattern[..., 1:, 0].astype(np.float64).mean(axis=-1)
-
-
-def mean_entropy(pattern: np.ndarray) -> np.ndarray:
-    """[..., query_pos, key_pos] -> [...]: mean over queries of the row entropy in bits."""
-    p = torch.from_numpy(np.ascontiguousarray(pattern, dtype=np.float32))
-    nats = torch.special.entr(p).sum(dim=-1, dtype=torch.float64).mean(dim=-1)  # entr(0) = 0
-    return nats.numpy() / np.log(2)
-
-
-_PATTERN_METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "previous": previous_token_score,
-    "first": first_token_score,
-    "self": self_score,
-    "entropy": mean_entropy,
-}
 
 
 def head_scores(t: Trace, *, with_entropy: bool = True) -> dict[str, np.ndarray]:
@@ -115,7 +70,7 @@ def _layer_summary(t: Trace, layer: int, side: int) -> LayerArrays:
     n = t.n_tokens
     q, k = _projection(t, layer, 0, slice(None)), _projection(t, layer, 1, slice(None))  # [head, pos, d_head]
     lse = t.tensor("lse", (layer,))  # [head, pos]
-    scale = attention_scale(t.lm.model.transformer.h[layer].attn, layer)
+    scale = t.lm.arch.blocks[layer].scale
     future = torch.ones(n, n, dtype=torch.bool, device=q.device).triu_(1)
     mean = torch.zeros(n, n, device=q.device)
     entropy = np.empty(t.n_head)
@@ -184,27 +139,11 @@ def repeated_random_ids(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: i
     return ([bos] if bos is not None else []) + r + r
 
 
-def induction_score(pattern: np.ndarray, length: int, offset: int = 1) -> np.ndarray:
-    """Induction score of patterns over [offset prefix tokens] + r + r, len(r) = length.
-
-    [..., query_pos, key_pos] -> [...]. The query at the second copy's j-th token
-    (position offset + length + j) reads the same token as position offset + j; an
-    induction head attends to what came next, offset + j + 1. Averaged over j = 0..length-2.
-    """
-    j = np.arange(length - 1)
-    return pattern[..., offset + length + j, offset + j + 1].astype(np.float64).mean(axis=-1)
-
-
 def _projection(t: Trace, layer: int, part: int, rows) -> torch.Tensor:
     """q (part 0) or k (part 1) of every head for the given rows, [head, rows, d_head]: one
-    matrix product over c_attn's q or k columns, from ln_1 of the stored residual."""
-    lm = t.lm
-    block = lm.model.transformer.h[layer]
-    d = lm.d_model
-    cols = slice(part * d, (part + 1) * d)
-    x = block.ln_1(stored_resid(lm, t, layer)[rows])
-    out = torch.addmm(block.attn.c_attn.bias[cols], x, block.attn.c_attn.weight[:, cols])  # [rows, d_model]
-    return split_heads(out, lm.n_head)
+    matrix product over that part's columns, from ln_1 of the stored residual."""
+    w = t.lm.arch.blocks[layer]
+    return w.project(w.ln1(t.tensor("resid", (layer,))[rows]), part)
 
 
 def induction_scores(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int = INDUCTION_SEED) -> np.ndarray:
@@ -220,20 +159,13 @@ def induction_scores(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int 
     with torch.inference_mode():
         for L in range(t.n_layer):
             q, k = _projection(t, L, 0, slice(None)), _projection(t, L, 1, slice(None))
-            scale = attention_scale(lm.model.transformer.h[L].attn, L)
-            w = weights_at(q, k, t.tensor("lse", (L,)), scale, length - 1)  # [head, query - (length - 1)]
+            w = weights_at(q, k, t.tensor("lse", (L,)), lm.arch.blocks[L].scale, length - 1)  # [head, query - (length - 1)]
             queries = offset + length + np.arange(length - 1)
             out[L] = w[:, queries - (length - 1)].double().mean(-1).cpu().numpy()
     return out
 
 
 # ---- slices of the trace the views show ------------------------------------------------------
-def layer_mean_pattern(t: Trace) -> np.ndarray:
-    """[layer, query_pos, key_pos] float32: each layer's pattern averaged over its heads
-    (whole, for short prompts; the page reads `pattern_summaries`)."""
-    return np.stack([t.pattern(L, keep=False).mean(axis=0, dtype=np.float32) for L in range(t.n_layer)])
-
-
 def token_focus(t: Trace, pos: int) -> tuple[np.ndarray, np.ndarray]:
     """(attends_to, attended_by) of the token at `pos`, computed once per trace (see _token_focus)."""
     got = t.memo(("focus", pos), lambda: LayerArrays(zip(("to", "from"), _token_focus(t, pos))))
@@ -256,7 +188,7 @@ def _token_focus(t: Trace, pos: int) -> tuple[np.ndarray, np.ndarray]:
             q = _projection(t, L, 0, slice(pos, None))  # [head, n - pos, d_head]; row 0 is `pos` itself
             k = _projection(t, L, 1, slice(0, pos + 1))  # [head, pos + 1, d_head]; the last row is `pos`
             lse = t.tensor("lse", (L, slice(None), slice(pos, None)))  # [head, n - pos]
-            scale = attention_scale(t.lm.model.transformer.h[L].attn, L)
+            scale = t.lm.arch.blocks[L].scale
             to[L] = torch.exp(torch.bmm(q[:, :1], k.transpose(1, 2))[:, 0] * scale - lse[:, :1]).cpu().numpy()
             frm[L] = torch.exp(torch.bmm(q, k[:, -1:].transpose(1, 2))[..., 0] * scale - lse).cpu().numpy()
     return to, frm
@@ -270,13 +202,3 @@ def attends_to(t: Trace, pos: int) -> np.ndarray:
 def attended_by(t: Trace, pos: int) -> np.ndarray:
     """[layer, head, query_pos] for query_pos pos..n-1: who looks at the token at `pos`."""
     return token_focus(t, pos)[1]
-
-
-# ---- pre-softmax scores --------------------------------------------------------------------
-def pre_softmax_scores(lm: LoadedModel, t: Trace, layer: int, head: int) -> np.ndarray:
-    """[query_pos, key_pos] float32: q·k/√d_head of one head, -inf above the diagonal.
-
-    Recomputed from the block's weights and the trace's resid_pre (see Trace.attn_scores);
-    softmax of each row gives back `t.pattern(layer, head)`.
-    """
-    return t.attn_scores(layer, head)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import forward as F
-from .layers import LayerArrays
+from .arch import mlp
+from .cache import LayerArrays
 from .model import LoadedModel
 from .trace import Trace
 
@@ -29,41 +29,32 @@ def attention_at(lm: LoadedModel, t: Trace, layer: int, queries, h1: torch.Tenso
     """[query, head, pos]: the attention weights of the given query positions in `layer`
     (0 after each query), from the stored residual. `h1` (ln_1 of the residual, rows
     0..max(queries)) may be passed when the caller has it already."""
-    block = lm.model.transformer.h[layer]
+    w = lm.arch.blocks[layer]
     queries = torch.as_tensor(np.asarray(queries, dtype=np.int64), device=lm.device)
     m = int(queries.max()) + 1
     if h1 is None:
-        h1 = block.ln_1(t.tensor("resid", (layer, slice(0, m))))  # [pos, d_model]
-    H, d = lm.n_head, lm.d_model
-    hs = d // H
-    W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
-    q = torch.addmm(b[:d], h1[queries], W[:, :d]).view(-1, H, hs)  # [query, head, d_head]
-    if len(queries) * H < d:  # few queries: project them back instead of forming every key
-        back = torch.einsum("dhs,qhs->qhd", W[:, d:2 * d].view(d, H, hs), q)  # [query, head, d_model]
-        scores = back @ h1[:m].T + (q * b[d:2 * d].view(H, hs)).sum(-1, keepdim=True)  # [query, head, pos]
+        h1 = w.ln1(t.tensor("resid", (layer, slice(0, m))))  # [pos, d_model]
+    q = w.project(h1[queries], 0).transpose(0, 1)  # [query, head, d_head]
+    if len(queries) * lm.n_head < lm.d_model:  # few queries: project them back instead of forming every key
+        back = torch.einsum("hds,qhs->qhd", w.W_K, q)  # [query, head, d_model]
+        scores = back @ h1[:m].T + (q * w.b_K).sum(-1, keepdim=True)  # [query, head, pos]
     else:
-        k = torch.addmm(b[d:2 * d], h1[:m], W[:, d:2 * d]).view(m, H, hs)
-        scores = torch.einsum("qhs,jhs->qhj", q, k)
-    scores = scores * F.attention_scale(block.attn, layer)
+        scores = torch.einsum("qhs,hjs->qhj", q, w.project(h1[:m], 1))
+    scores = scores * w.scale
     later = torch.arange(m, device=lm.device)[None, :] > queries[:, None]  # [query, pos]
     return torch.softmax(scores.masked_fill_(later[:, None, :], float("-inf")), dim=-1)
 
 
 def _layer_at(lm: LoadedModel, t: Trace, layer: int, pos: int):
     """(heads [head, d_model], mlp_post [d_mlp], mlp_out [d_model]) at one position."""
-    block = lm.model.transformer.h[layer]
-    H, d = lm.n_head, lm.d_model
-    hs = d // H
+    w = lm.arch.blocks[layer]
     x = t.tensor("resid", (layer, slice(0, pos + 1)))  # [pos, d_model]
-    h1 = block.ln_1(x)
+    h1 = w.ln1(x)
     a = attention_at(lm, t, layer, [pos], h1)[0]  # [head, pos]
-    W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
-    mixed = a @ h1  # [head, d_model]: each head's weighted mean of ln_1(x)
-    z = torch.einsum("hd,dhs->hs", mixed, W[:, 2 * d:].view(d, H, hs)) + b[2 * d:].view(H, hs)  # [head, d_head]
-    heads = torch.einsum("hs,hsm->hm", z, block.attn.c_proj.weight.view(H, hs, d))  # [head, d_model]
-    mid = x[pos] + heads.sum(0) + block.attn.c_proj.bias
-    _, post, out = F.mlp(block, mid[None])
-    return heads, post[0], out[0]
+    z = torch.einsum("hd,hds->hs", a @ h1, w.W_V) + w.b_V  # [head, d_head]: each head's weighted mean of ln_1(x)
+    heads = torch.einsum("hs,hsm->hm", z, w.W_O)  # [head, d_model]
+    _, post, out = mlp(w, x[pos] + heads.sum(0) + w.b_O)
+    return heads, post, out
 
 
 def position_parts(lm: LoadedModel, t: Trace, pos: int) -> LayerArrays:
@@ -75,13 +66,12 @@ def position_parts(lm: LoadedModel, t: Trace, pos: int) -> LayerArrays:
     pos = pos % t.n_tokens
 
     def compute() -> LayerArrays:
-        blocks = lm.model.transformer.h
         with torch.inference_mode():
             per_layer = [_layer_at(lm, t, L, pos) for L in range(t.n_layer)]
             return LayerArrays(
                 embed=t.tensor("embed", (pos,)).clone(), pos_embed=t.tensor("pos_embed", (pos,)).clone(),
                 heads=torch.stack([h for h, _, _ in per_layer]),
-                attn_bias=torch.stack([blk.attn.c_proj.bias.detach() for blk in blocks]),
+                attn_bias=torch.stack([w.b_O for w in lm.arch.blocks]),
                 mlp=torch.stack([o for _, _, o in per_layer]), mlp_post=torch.stack([p for _, p, _ in per_layer]),
                 final=t.tensor("resid", (t.n_layer, pos)).clone())
 

@@ -21,6 +21,15 @@ LAYERS_KEPT = 8  # whole layers of patterns at full length that the budget must 
 MAX_SHARE_OF_RAM = 0.25
 
 
+class LayerArrays(dict):
+    """name -> array (tensor or numpy), with the `nbytes` the byte-bounded cache counts: what a
+    trace keeps per layer, or per derived result (`Trace.memo`)."""
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(v.nbytes for v in self.values()))
+
+
 def _load_malloc_trim():
     try:
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim

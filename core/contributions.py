@@ -35,9 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import forward as F
+from .arch import BlockWeights, attn_out, mlp
 from .attribution import attention_at
-from .layers import LayerArrays
+from .cache import LayerArrays
 from .model import LoadedModel
 from .trace import Trace
 
@@ -115,16 +115,16 @@ class _Values:
 _VO_BOUNDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _vo_bounds(block, W_V: torch.Tensor, b_V: torch.Tensor, W_O: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _vo_bounds(w: BlockWeights) -> tuple[torch.Tensor, torch.Tensor]:
     """([head], [head]): the largest column norm of W_V^h W_O^h and the largest |b_V^h W_O^h|,
     so that every coordinate of v[j, h] W_O^h is at most |ln_1(x_j)|_2 cv[h] + cb[h].
     Weights only: computed once per block."""
-    if block not in _VO_BOUNDS:
-        G = torch.einsum("dhs,dht->hst", W_V, W_V)  # W_V^h' W_V^h [head, d_head, d_head]
-        cv = torch.einsum("hsd,hst,htd->hd", W_O, G, W_O).clamp_min(0).sqrt().amax(-1)
-        cb = torch.einsum("hs,hsd->hd", b_V, W_O).abs().amax(-1)
-        _VO_BOUNDS[block] = (cv, cb)
-    return _VO_BOUNDS[block]
+    if w not in _VO_BOUNDS:
+        G = torch.einsum("hds,hdt->hst", w.W_V, w.W_V)  # W_V^h' W_V^h [head, d_head, d_head]
+        cv = torch.einsum("hsd,hst,htd->hd", w.W_O, G, w.W_O).clamp_min(0).sqrt().amax(-1)
+        cb = torch.einsum("hs,hsd->hd", w.b_V, w.W_O).abs().amax(-1)
+        _VO_BOUNDS[w] = (cv, cb)
+    return _VO_BOUNDS[w]
 
 
 def _plan(bound: torch.Tensor, y_sorted: torch.Tensor, per_coord: int, per_big: int) -> tuple[int, int]:
@@ -172,23 +172,21 @@ def _head_proximities(mids: torch.Tensor, A: torch.Tensor, values: _Values, W_O:
 
 def _compute_states(lm: LoadedModel, t: Trace, layer: int, queries: list[int]) -> dict[int, LayerArrays]:
     """For each query position q: the shares of the parts of mid(layer, q) and post(layer, q)."""
-    block = lm.model.transformer.h[layer]
+    w = lm.arch.blocks[layer]
     H, d = lm.n_head, lm.d_model
-    hs = d // H
     m = max(queries) + 1
     out = {}
     with torch.inference_mode():
         x = t.tensor("resid", (layer, slice(0, m)))
-        h1 = block.ln_1(x)
+        h1 = w.ln1(x)
         A = attention_at(lm, t, layer, queries, h1)  # [query, head, pos], 0 after each query
-        W, b = block.attn.c_attn.weight, block.attn.c_attn.bias
-        W_V, b_V = W[:, 2 * d:].reshape(d, H, hs), b[2 * d:].view(H, hs)
-        W_O, b_O = block.attn.c_proj.weight.view(H, hs, d), block.attn.c_proj.bias
-        values = _Values(h1, W_V, b_V, dense=len(queries) * H * DENSE_FROM >= d)
+        W_V = w.W_V.permute(1, 0, 2)  # [d_model, head, d_head], as _Values reads it
+        values = _Values(h1, W_V, w.b_V, dense=len(queries) * H * DENSE_FROM >= d)
         qs = torch.as_tensor(queries, device=x.device)
-        mids = x[qs] + values.mix(A).reshape(len(queries), d) @ block.attn.c_proj.weight + b_O  # [query, d_model]
-        mlp_out = F.mlp(block, mids)[2]
-        cv, cb = _vo_bounds(block, W_V, b_V, W_O)
+        mids = x[qs] + attn_out(w, values.mix(A).transpose(0, 1))  # [query, d_model]
+        mlp_out = mlp(w, mids)[2]
+        W_O, b_O = w.W_O, w.b_O
+        cv, cb = _vo_bounds(w)
         bound = A * (h1.norm(dim=-1)[None, None] * cv[None, :, None] + cb[None, :, None])  # >= max_d |c_d|
         if values.v is None:  # where the residual is small (early layers) that bound may leave too much to measure
             planned = _plan(bound, mids.abs().sort(dim=-1).values, *values.costs())[1]
@@ -280,23 +278,3 @@ def graph_seconds(t: Trace) -> float:
     Measured at 1,024 tokens (random weights, attention spread evenly: the slowest case):
     GPT-2 small's shape ~1.5-2.8 s, gpt2-xl's ~8-16 s (the range is a quiet and a busy machine)."""
     return 0.1 * t.n_layer * (t.n_tokens / 1024) * (t.lm.d_model / 768)
-
-
-def block_parts(lm: LoadedModel, t: Trace, layer: int, positions: list[int]) -> dict[int, dict]:
-    """For each position q, the parts of post(layer, q) as tensors: skip [d_model] (pre(layer,
-    q)), attention [q + 1, d_model] (from each source position, heads summed), bias [d_model]
-    (b_O), mlp [d_model]."""
-    block = lm.model.transformer.h[layer]
-    m, d = max(positions) + 1, lm.d_model
-    with torch.inference_mode():
-        x = t.tensor("resid", (layer, slice(0, m)))
-        h1 = block.ln_1(x)
-        v = torch.addmm(block.attn.c_attn.bias[2 * d:], h1, block.attn.c_attn.weight[:, 2 * d:]).view(m, lm.n_head, -1)
-        A = attention_at(lm, t, layer, positions, h1)  # [query, head, pos]
-        out = {}
-        for i, q in enumerate(positions):
-            weighted = (A[i, :, : q + 1].T[..., None] * v[: q + 1]).reshape(q + 1, -1)  # [src, head * d_head]
-            attn = weighted @ block.attn.c_proj.weight  # [src, d_model]
-            mid = x[q] + attn.sum(0) + block.attn.c_proj.bias
-            out[q] = dict(skip=x[q], attention=attn, bias=block.attn.c_proj.bias, mlp=F.mlp(block, mid[None])[2][0])
-    return out

@@ -37,12 +37,12 @@ def _read_only(t) -> np.ndarray:
 
 def token_embeddings(lm: LoadedModel) -> np.ndarray:
     """W_E, the token embedding table `wte`: [vocab, d_model] float32, read-only."""
-    return _read_only(lm.model.transformer.wte.weight)
+    return _read_only(lm.arch.W_E)
 
 
 def position_embeddings(lm: LoadedModel) -> np.ndarray:
     """W_pos, the learned position table `wpe`: [n_ctx, d_model] float32, read-only."""
-    return _read_only(lm.model.transformer.wpe.weight)
+    return _read_only(lm.arch.W_pos)
 
 
 # ---- words -> vectors -------------------------------------------------------------------------

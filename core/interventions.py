@@ -20,44 +20,22 @@ import torch
 
 from i18n import _
 
-from . import forward as F
-from .layers import LayerArrays
+from .arch import Edit
+from .arch import run_blocks as arch_run_blocks
+from .cache import LayerArrays
 from .model import LoadedModel
 from .trace import Trace, trace
 from .unembed import next_token_facts
 
-EditZ = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, z [batch, head, pos, d_head]) -> z
-EditMLP = Callable[[int, torch.Tensor], torch.Tensor]  # (layer, [batch, pos, d]) -> same
-
-
-def run_blocks(lm: LoadedModel, x: torch.Tensor, start: int, *, edit_z: EditZ | None = None,
-               edit_post: EditMLP | None = None, edit_mlp_out: EditMLP | None = None) -> torch.Tensor:
+def run_blocks(lm: LoadedModel, x: torch.Tensor, start: int, edit: Edit | None = None) -> torch.Tensor:
     """Blocks start..n_layer-1 on a batch of residuals x [batch, pos, d_model] -> the final
-    residual (before ln_f). The edit functions may replace, per layer, each head's output z,
-    the MLP activations after GELU, or the MLP's output."""
-    B, T, d = x.shape
-    H = lm.n_head
-    for L in range(start, lm.n_layer):
-        block = lm.model.transformer.h[L]
-        q, k, v = (t.reshape(B, T, H, d // H).transpose(1, 2) for t in block.attn.c_attn(block.ln_1(x)).split(d, -1))
-        z = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                             scale=F.attention_scale(block.attn, L))  # [B, H, T, hs]
-        if edit_z is not None:
-            z = edit_z(L, z)
-        mid = x + block.attn.c_proj(z.transpose(1, 2).reshape(B, T, d))
-        post = F.activation(block.mlp.act)(block.mlp.c_fc(block.ln_2(mid)))
-        if edit_post is not None:
-            post = edit_post(L, post)
-        out = block.mlp.c_proj(post)
-        if edit_mlp_out is not None:
-            out = edit_mlp_out(L, out)
-        x = mid + out
-    return x
+    residual (before ln_f), through the one block (core.arch) with `edit` applied."""
+    return arch_run_blocks(lm.arch, x, start, edit=edit)
 
 
 def last_logits(lm: LoadedModel, final: torch.Tensor) -> torch.Tensor:
     """[batch, pos, d_model] final residuals -> [batch, vocab] logits of the next token."""
-    return lm.model.transformer.ln_f(final[:, -1]) @ lm.model.lm_head.weight.T
+    return lm.arch.logits(final[:, -1])
 
 
 # ---- ablation -------------------------------------------------------------------------------------
@@ -79,7 +57,7 @@ def _check(lm: LoadedModel, heads, neurons, mlp_layers, mode: str) -> None:
         if not (0 <= L < lm.n_layer and 0 <= h < lm.n_head):
             raise ValueError(_("There is no head {head} in layer {layer}: {n_layer} layers of {n_head} heads.").format(
                 head=h, layer=L, n_layer=lm.n_layer, n_head=lm.n_head))
-    d_mlp = lm.model.transformer.h[0].mlp.c_fc.nf
+    d_mlp = lm.d_mlp
     for L, n in neurons:
         if not (0 <= L < lm.n_layer and 0 <= n < d_mlp):
             raise ValueError(_("There is no neuron {neuron} in layer {layer}: {n_layer} layers of {d_mlp} neurons.").format(
@@ -124,11 +102,11 @@ def ablate(lm: LoadedModel, t: Trace | str, heads: Iterable[tuple[int, int]] = (
             out = t.layer_tensor(L, "mlp_out").mean(0).expand_as(out).clone() if mean else torch.zeros_like(out)
         return out
 
+    edit = Edit(z=edit_z, mlp_post=edit_post, mlp_out=edit_mlp_out)
     with torch.inference_mode():
-        final = run_blocks(lm, t.tensor("resid", (start,))[None], start, edit_z=edit_z, edit_post=edit_post,
-                           edit_mlp_out=edit_mlp_out)[0] if start < lm.n_layer else t.tensor("resid", (lm.n_layer,))
+        final = run_blocks(lm, t.tensor("resid", (start,))[None], start, edit)[0]
         ids = torch.as_tensor(t.token_ids, device=final.device)
-        facts = next_token_facts(lm.model.lm_head.weight, lm.model.transformer.ln_f(final), ids, 1)
+        facts = next_token_facts(lm.arch.W_U, lm.arch.ln_f(final), ids, 1)
     host = {k: v.cpu().numpy() for k, v in facts.items()}
     return Ablation(next_probs=host["next_probs"], next_logits=host["next_logits"],
                     token_logprob=host["token_logprob"], entropy=host["entropy"])
@@ -169,7 +147,7 @@ def head_ablation_scan(lm: LoadedModel, t: Trace | str, target_token: int, *, mo
 
             with torch.inference_mode():
                 x = t.tensor("resid", (L,))[None].repeat(H + 1, 1, 1)
-                logp = torch.log_softmax(last_logits(lm, run_blocks(lm, x, L, edit_z=edit_z, edit_mlp_out=edit_mlp_out)), -1)
+                logp = torch.log_softmax(last_logits(lm, run_blocks(lm, x, L, Edit(z=edit_z, mlp_out=edit_mlp_out))), -1)
             return LayerArrays(delta=(logp[:, target_token].double().cpu().numpy() - base))
         got = t.memo(("head_ablation_scan", mode, target_token, L), compute)["delta"]
         heads[L], mlp[L] = got[:H], got[H]
@@ -220,7 +198,7 @@ def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str
                 on_layer(L)
             with torch.inference_mode():
                 x = corrupted.tensor("resid", (L,))[None].repeat(grid.shape[1], 1, 1)
-                edit_z = None
+                edit = None
                 if what == "resid":
                     rows = torch.arange(T)
                     x[rows, rows] = clean.tensor("resid", (L,))  # copy p gets the clean residual at position p
@@ -232,7 +210,8 @@ def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str
                             for h in range(H):
                                 z[h, h] = z_clean[h]
                         return z
-                ld = _logit_diff(last_logits(lm, run_blocks(lm, x, L, edit_z=edit_z)), a, b)
+                    edit = Edit(z=edit_z)
+                ld = _logit_diff(last_logits(lm, run_blocks(lm, x, L, edit)), a, b)
             return LayerArrays(restored=((ld.double().cpu().numpy() - ld_corrupt) / (ld_clean - ld_corrupt)))
         grid[L] = corrupted.memo(("patch", what, clean.key, a, b, L), compute)["restored"]
     return {"grid": grid, "answers": (a, b), "logit_diff_clean": ld_clean, "logit_diff_corrupted": ld_corrupt}

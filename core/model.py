@@ -6,6 +6,7 @@ one `LoadedModel`, which nothing mutates after loading.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -16,6 +17,8 @@ from typing import Callable
 import torch
 
 from i18n import N_, _, language, use_language
+
+from .arch import Arch
 
 GPT2_FAMILY = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 DEFAULT_MODEL = "gpt2"
@@ -141,6 +144,11 @@ class LoadedModel:
     @property
     def config(self):
         return self.model.config
+
+    @functools.cached_property
+    def arch(self) -> Arch:
+        """The checkpoint's weights as per-head views and the one block's inputs (core.arch)."""
+        return Arch.of(self.model)
 
     @property
     def n_layer(self) -> int:

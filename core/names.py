@@ -26,14 +26,13 @@ def activation_names(t) -> list[str]:
 def _ln_final(t, part: str) -> torch.Tensor:
     """`scale` [pos, 1] = sqrt(var + eps) or `normalized` [pos, d_model] = (x - mean) / scale."""
     x = t.tensor("resid", (t.n_layer,))
-    centred = x - x.mean(-1, keepdim=True)
-    scale = (centred.pow(2).mean(-1, keepdim=True) + t.lm.model.transformer.ln_f.eps).sqrt()
-    return scale if part == "scale" else centred / scale
+    scale = t.lm.arch.ln_f.scale(x)
+    return scale if part == "scale" else (x - x.mean(-1, keepdim=True)) / scale
 
 
 def by_name(t, name: str) -> np.ndarray | torch.Tensor:
     """The array called `name` (a TransformerLens name or a stored key); KeyError otherwise."""
-    if name in t._arrays:
+    if t.stores(name):
         return t.take(name)
     if name in ("hook_embed", "hook_pos_embed"):
         return t.take(name[5:])

@@ -16,16 +16,12 @@ import numpy as np
 import torch
 
 from .attribution import position_parts
-from .layers import LayerArrays
+from .cache import LayerArrays
 from .model import LoadedModel
 from .trace import Trace
 from .unembed import top_k
 
 LENS_CHUNK_BYTES = 64 << 20  # logits formed at once by the lens: 333 cells of GPT-2's 50,257
-
-
-def _unembed(lm: LoadedModel) -> torch.Tensor:
-    return lm.model.lm_head.weight  # [vocab, d_model], tied to wte, no bias
 
 
 # ---- logit lens ------------------------------------------------------------------------------------
@@ -59,13 +55,13 @@ def logit_lens(lm: LoadedModel, t: Trace, k: int = 5, positions=None, target: in
     top_ids = np.empty((rows, n, k), dtype=np.int64)
     top_probs = np.empty((rows, n, k), dtype=np.float32)
     target_probs = np.full((rows, n), np.nan, dtype=np.float32)
-    W, ln_f = _unembed(lm), lm.model.transformer.ln_f
-    chunk = max(1, LENS_CHUNK_BYTES // (4 * W.shape[0]))  # (row, position) cells whose logits are formed at once
+    W_U, ln_f = lm.arch.W_U, lm.arch.ln_f  # [d_model, vocab]
+    chunk = max(1, LENS_CHUNK_BYTES // (4 * W_U.shape[1]))  # (row, position) cells whose logits are formed at once
     cell_row, cell_col = np.divmod(np.arange(rows * n), n)
     with torch.inference_mode():
         for s in range(0, rows * n, chunk):
             r, c = cell_row[s:s + chunk], cell_col[s:s + chunk]
-            logits = ln_f(t.tensor("resid", (r, pos[c]))) @ W.T  # [cells, vocab]: W_U read once per chunk
+            logits = ln_f(t.tensor("resid", (r, pos[c]))) @ W_U  # [cells, vocab]: W_U read once per chunk
             lse = torch.logsumexp(logits, dim=-1, keepdim=True)
             v, i = top_k(logits, k)
             top_ids[r, c], top_probs[r, c] = i.cpu().numpy(), torch.exp(v - lse).cpu().numpy()
@@ -107,21 +103,19 @@ def head_outputs(lm: LoadedModel, t: Trace, layer: int, pos: int) -> torch.Tenso
 def _frozen_ln(lm: LoadedModel, t: Trace, pos: int, direction: torch.Tensor):
     """(f, ln_bias_part): f(c) = ((c - mean c) / scale) · (gain ⊙ direction), the frozen-scale
     ln_f of residual components c [..., d_model] read along `direction` [d_model]."""
-    ln_f = lm.model.transformer.ln_f
-    final = t.tensor("resid", (t.n_layer, pos))
-    centred = final - final.mean()
-    scale = (centred.pow(2).mean() + ln_f.eps).sqrt()
-    w = ln_f.weight * direction
+    ln_f = lm.arch.ln_f
+    scale = ln_f.scale(t.tensor("resid", (t.n_layer, pos)))[0]
+    w = ln_f.w * direction
 
     def f(c: torch.Tensor) -> torch.Tensor:
         return (c @ w - c.mean(-1) * w.sum()) / scale  # = ((c - mean c) / scale) @ w, without a centred copy
 
-    return f, float(ln_f.bias @ direction)
+    return f, float(ln_f.b @ direction)
 
 
 def _direction(lm: LoadedModel, token_id: int, minus_token: int | None) -> torch.Tensor:
-    W = _unembed(lm)
-    return W[token_id] - W[minus_token] if minus_token is not None else W[token_id]
+    W_U = lm.arch.W_U  # [d_model, vocab]
+    return W_U[:, token_id] - W_U[:, minus_token] if minus_token is not None else W_U[:, token_id]
 
 
 def direct_logit_attribution(lm: LoadedModel, t: Trace, token_id: int, pos: int = -1,
@@ -141,7 +135,7 @@ def direct_logit_attribution(lm: LoadedModel, t: Trace, token_id: int, pos: int 
         attn_bias = f(parts["attn_bias"]).double().cpu().numpy()
         mlp = f(parts["mlp"]).double().cpu().numpy()
         embed, pos_embed = float(f(parts["embed"])), float(f(parts["pos_embed"]))
-        logit = float(lm.model.transformer.ln_f(parts["final"]) @ direction)
+        logit = float(lm.arch.ln_f(parts["final"]) @ direction)
     return Attribution(embed=embed, pos_embed=pos_embed, heads=heads, attn_bias=attn_bias, mlp=mlp, ln_bias=ln_bias,
                        logit=logit)
 
@@ -151,12 +145,11 @@ def head_writes(lm: LoadedModel, t: Trace, layer: int, head: int, pos: int, k: i
     (scale frozen at that position) and the unembedding: (up_ids, up_values, down_ids,
     down_values), values in logits."""
     pos = pos % t.n_tokens
-    ln_f = lm.model.transformer.ln_f
+    ln_f = lm.arch.ln_f
     with torch.inference_mode():
         out = head_outputs(lm, t, layer, pos)[head]
-        final = t.tensor("resid", (t.n_layer, pos))
-        scale = ((final - final.mean()).pow(2).mean() + ln_f.eps).sqrt()
-        logits = (((out - out.mean()) / scale) * ln_f.weight) @ _unembed(lm).T  # [vocab]
+        scale = ln_f.scale(t.tensor("resid", (t.n_layer, pos)))[0]
+        logits = (((out - out.mean()) / scale) * ln_f.w) @ lm.arch.W_U  # [vocab]
         up, down = logits.topk(k), (-logits).topk(k)
     return (up.indices.cpu().numpy(), up.values.cpu().numpy(), down.indices.cpu().numpy(), -down.values.cpu().numpy())
 
@@ -166,7 +159,7 @@ def neuron_top_tokens(lm: LoadedModel, layer: int, neuron: int, k: int = 10):
     """What neuron `neuron` of `layer` writes, read directly through the unembedding: the
     tokens W_out[neuron] @ W_U pushes up and down most, (up_ids, up, down_ids, down)."""
     with torch.inference_mode():
-        direct = lm.model.transformer.h[layer].mlp.c_proj.weight[neuron] @ _unembed(lm).T  # [vocab]
+        direct = lm.arch.blocks[layer].W_out[neuron] @ lm.arch.W_U  # [vocab]
         up, down = direct.topk(k), (-direct).topk(k)
     return (up.indices.cpu().numpy(), up.values.cpu().numpy(), down.indices.cpu().numpy(), -down.values.cpu().numpy())
 
@@ -198,7 +191,7 @@ def token_probs_through_layers(lm: LoadedModel, t: Trace, pos: int, token_ids) -
     ids = torch.from_numpy(np.array(token_ids, dtype=np.int64)).to(lm.device)
     with torch.inference_mode():
         x = t.tensor("resid", (slice(None), pos % t.n_tokens))  # [row, d_model]
-        probs = torch.softmax(lm.model.transformer.ln_f(x) @ _unembed(lm).T, dim=-1)
+        probs = torch.softmax(lm.arch.logits(x), dim=-1)
         return probs[:, ids].cpu().numpy()
 
 
@@ -213,7 +206,7 @@ def neuron_attribution(lm: LoadedModel, t: Trace, token_id: int, pos: int = -1, 
     post = position_parts(lm, t, pos)["mlp_post"]  # [layer, d_mlp]
     with torch.inference_mode():
         f, _ = _frozen_ln(lm, t, pos, _direction(lm, token_id, minus_token))
-        allp = torch.stack([post[L] * f(block.mlp.c_proj.weight) for L, block in enumerate(lm.model.transformer.h)])
+        allp = torch.stack([post[L] * f(w.W_out) for L, w in enumerate(lm.arch.blocks)])
         top = allp.abs().flatten().topk(min(k, allp.numel())).indices  # allp [layer, d_mlp]
     import pandas as pd
 

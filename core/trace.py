@@ -8,7 +8,7 @@ is ~330 MB instead of the 3.9 GB that every pattern and MLP activation would tak
 
 Everything per layer (patterns, pre-softmax scores, z, attention and MLP outputs,
 resid_mid, MLP activations) is recomputed from that layer's stored residual by the same
-block maths the forward ran (`core.forward`), when asked, and kept in a byte-bounded
+block maths the forward ran (`core.arch`), when asked (`Trace.layer`), and kept in a byte-bounded
 cache per (model, tokens, layer, kind). Reading one layer costs about one block.
 
 Dimension names, as in TransformerLens: layer head query_pos key_pos pos d_model d_mlp d_head vocab.
@@ -23,16 +23,25 @@ import torch
 
 from i18n import _
 
-from . import forward as F
-from .cache import ByteBoundedCache, budget_for, shared_cache
-from .layers import LAYER_NAMES, LayerArrays, compute_layer, layer_bytes
-from .names import activation_names, by_name
+from .arch import attend, attn_out, block, head_patterns, head_summaries, mlp, qkv
+from .cache import ByteBoundedCache, LayerArrays, budget_for, shared_cache
 from .model import LoadedModel
+from .names import activation_names, by_name
 from .tokens import display_tokens
 from .unembed import next_token_facts
 
 TOP_K_PER_POSITION = 10
 WHOLE_ARRAY_MAX_BYTES = 1 << 30  # `t.attention` / `t.mlp_post` refuse to build more than this
+
+# Public per-layer activation name -> (kind `Trace.layer` computes, key in it).
+LAYER_NAMES: dict[str, tuple[str, str]] = {
+    "z": ("attn", "z"),  # [pos, head, d_head]
+    "attn_out": ("attn", "attn_out"),  # [pos, d_model], W_O and its bias included
+    "resid_mid": ("attn", "resid_mid"),  # [pos, d_model], resid_pre + attn_out
+    "mlp_pre": ("mlp", "pre"),  # [pos, d_mlp], before the activation
+    "mlp_post": ("mlp", "post"),  # [pos, d_mlp], after it
+    "mlp_out": ("mlp", "out"),  # [pos, d_model]
+}
 
 
 class PromptError(ValueError):
@@ -107,6 +116,10 @@ class Trace:
         part = arr[index] if index != () else arr
         return part if isinstance(part, torch.Tensor) else torch.from_numpy(np.array(part))
 
+    def stores(self, key: str) -> bool:
+        """Whether `key` is one of the stored arrays (see the table above)."""
+        return key in self._arrays
+
     @property
     def n_tokens(self) -> int:
         return len(self.token_ids)
@@ -145,16 +158,38 @@ class Trace:
         if self.lm is None:
             raise RuntimeError("This Trace was built without its model, so per-layer arrays cannot be computed.")
 
-    def _layer(self, layer: int, kind: str, head: int | None = None) -> dict:
+    def layer(self, layer: int, kind: str, head: int | None = None) -> LayerArrays:
+        """The arrays of one kind for one layer, recomputed from the stored residual by the
+        block's own maths (core.arch) and kept in the byte-bounded cache: "attn" (z [pos, head,
+        d_head], attn_out, resid_mid), "mlp" (pre, post, out), "pattern" or "scores" ([head,
+        query_pos, key_pos] of every head, or of `head` alone: [1, query_pos, key_pos])."""
         self._check(layer, head)
         if head is not None and kind in ("pattern", "scores") and (self.key, layer, kind, None) in self.cache:
-            whole = self._layer(layer, kind)  # the whole layer is cached already: slice it
-            return {kind: whole[kind][head : head + 1]}
+            whole = self.layer(layer, kind)  # the whole layer is cached already: slice it
+            return LayerArrays({kind: whole[kind][head : head + 1]})
         return self.cache.get_or_compute(
             (self.key, layer, kind, head),
-            lambda: compute_layer(self.lm, self, layer, kind, head),
+            lambda: self._compute_layer(layer, kind, head),
             expected_bytes=layer_bytes(self.lm, self.n_tokens, kind, head),
         )
+
+    def _compute_layer(self, layer: int, kind: str, head: int | None) -> LayerArrays:
+        w = self.lm.arch.blocks[layer]
+        with torch.inference_mode():
+            x = self.tensor("resid", (layer,))  # [pos, d_model]
+            if kind == "attn":  # exactly the attention the forward ran: resid_mid + mlp_out is the next residual
+                z, _ = attend(*qkv(w, x), w.scale, upcast=w.upcast)
+                out = attn_out(w, z)
+                return LayerArrays(z=z.transpose(0, 1).contiguous(), attn_out=out, resid_mid=x + out)
+            if kind == "mlp":
+                pre, post, out = mlp(w, self.layer(layer, "attn")["resid_mid"])
+                return LayerArrays(pre=pre, post=post, out=out)
+            if kind in ("pattern", "scores"):
+                heads = range(self.n_head) if head is None else [head]
+                h = w.ln1(x)
+                q, k = w.project(h, 0, heads), w.project(h, 1, heads)  # [head, pos, d_head], head by head
+                return LayerArrays({kind: head_patterns(q, k, w.scale, scores_only=kind == "scores")})
+        raise ValueError(f"unknown per-layer kind {kind!r}")
 
     def memo(self, name: tuple, compute) -> LayerArrays:
         """compute() -> LayerArrays, once per trace and name, kept in the trace's cache
@@ -171,14 +206,14 @@ class Trace:
         """`pattern`, as a tensor on the model's device (for core's maths: nothing is copied)."""
         if not keep and not any((self.key, layer, "pattern", h) in self.cache for h in (None, head)):
             self._check(layer, head)
-            arr = compute_layer(self.lm, self, layer, "pattern", head)["pattern"]
+            arr = self._compute_layer(layer, "pattern", head)["pattern"]
         else:
-            arr = self._layer(layer, "pattern", head)["pattern"]
+            arr = self.layer(layer, "pattern", head)["pattern"]
         return arr if head is None else arr[0]
 
     def attn_scores(self, layer: int, head: int | None = None) -> np.ndarray:
         """float32 pre-softmax scores q·k·scale, like `pattern`; -inf above the diagonal."""
-        arr = self._layer(layer, "scores", head)["scores"]
+        arr = self.layer(layer, "scores", head)["scores"]
         return _host(arr, () if head is None else (0,))
 
     def layer_act(self, layer: int, name: str, index=()) -> np.ndarray:
@@ -186,13 +221,13 @@ class Trace:
         if name not in LAYER_NAMES:
             raise KeyError(f"No per-layer activation called {name!r}; choose from {', '.join(LAYER_NAMES)}.")
         kind, key = LAYER_NAMES[name]
-        return _host(self._layer(layer, kind)[key], index)
+        return _host(self.layer(layer, kind)[key], index)
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         """`layer_act` as the cached tensor on the model's device, for core's maths (no copy;
         do not modify it)."""
         kind, key = LAYER_NAMES[name]
-        return self._layer(layer, kind)[key]
+        return self.layer(layer, kind)[key]
 
     def _whole(self, per_layer, shape: tuple[int, ...]) -> np.ndarray:
         nbytes = 4 * math.prod(shape)
@@ -210,8 +245,7 @@ class Trace:
     @property
     def mlp_post(self) -> np.ndarray:
         """[layer, pos, d_mlp] float32, every layer's MLP activations after GELU (short prompts)."""
-        d_mlp = self.lm.model.transformer.h[0].mlp.c_fc.nf
-        return self._whole(lambda L: self.layer_act(L, "mlp_post"), (self.n_layer, self.n_tokens, d_mlp))
+        return self._whole(lambda L: self.layer_act(L, "mlp_post"), (self.n_layer, self.n_tokens, self.lm.d_mlp))
 
     # ---- by TransformerLens name ----------------------------------------------------------
     def names(self) -> list[str]:
@@ -241,27 +275,20 @@ def prompt_ids(lm: LoadedModel, prompt: str, keep: str = "first") -> tuple[list[
 
 # ---- the forward -----------------------------------------------------------------------
 def _run(lm: LoadedModel, ids_t: torch.Tensor, flash: bool) -> dict:
-    tr, T, H = lm.model.transformer, len(ids_t), lm.n_head
+    arch, T, H = lm.arch, len(ids_t), lm.n_head
     dev = ids_t.device
-    embed = tr.wte(ids_t)  # [pos, d_model]
-    pos_embed = tr.wpe(torch.arange(T, device=dev))
+    embed, pos_embed = arch.embed(ids_t)  # [pos, d_model] each
     resid = torch.empty(lm.n_layer + 1, T, lm.d_model, device=dev)
     lse = torch.empty(lm.n_layer, H, T, device=dev)
     stats = torch.empty(3, lm.n_layer, H, device=dev)
-    x = resid[0]
-    torch.add(embed, pos_embed, out=x)
-    for L, block in enumerate(tr.h):
-        scale = F.attention_scale(block.attn, L)
-        q, k, v = F.qkv(block, x, H)
-        z, lse[L] = F.attend(q, k, v, scale, flash=flash)
-        stats[:, L] = F.head_summaries(q, k, lse[L], scale)
-        mid = x + F.attn_out(block, z)
-        torch.add(mid, F.mlp(block, mid)[2], out=resid[L + 1])
-        x = resid[L + 1]
-    final = tr.ln_f(x)
+    torch.add(embed, pos_embed, out=resid[0])
+    for L, w in enumerate(arch.blocks):
+        run = block(w, resid[L], flash=flash, out=resid[L + 1])
+        lse[L] = run.lse
+        stats[:, L] = head_summaries(run.q, run.k, run.lse, w.scale)
     arrays = dict(embed=embed, pos_embed=pos_embed, resid=resid, lse=lse,
                   head_previous=stats[0], head_first=stats[1], head_self=stats[2])
-    arrays.update(next_token_facts(lm.model.lm_head.weight, final, ids_t, min(TOP_K_PER_POSITION, lm.d_vocab)))
+    arrays.update(next_token_facts(arch.W_U, arch.ln_f(resid[-1]), ids_t, min(TOP_K_PER_POSITION, lm.d_vocab)))
     return arrays
 
 
@@ -301,6 +328,16 @@ def estimate_trace_bytes(lm: LoadedModel, n_tokens: int) -> int:
     T, L, H, d = n_tokens, lm.n_layer, lm.n_head, lm.d_model
     k = min(TOP_K_PER_POSITION, lm.d_vocab)
     return 4 * ((L + 3) * T * d + L * H * T + 3 * L * H + 2 * T + 3 * T * k + 2 * lm.d_vocab)
+
+
+def layer_bytes(lm: LoadedModel, n_tokens: int, kind: str, head: int | None = None) -> int:
+    """Bytes `Trace.layer` keeps for one layer of a kind, to make room in the cache before computing."""
+    T, d = n_tokens, lm.d_model
+    if kind == "attn":
+        return 4 * 3 * T * d
+    if kind == "mlp":
+        return 4 * T * (2 * lm.d_mlp + d)
+    return 4 * (1 if head is not None else lm.n_head) * T * T
 
 
 def cache_budget_for(lm: LoadedModel) -> int:

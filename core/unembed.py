@@ -37,11 +37,11 @@ def top_k(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def next_token_facts(W_U: torch.Tensor, final: torch.Tensor, ids: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    """W_U [vocab, d_model] (GPT-2's lm_head, tied to wte, no bias), final = ln_f(resid) [pos, d_model],
+    """W_U [d_model, vocab] (GPT-2's unembedding, tied to wte, no bias), final = ln_f(resid) [pos, d_model],
     ids [pos] -> token_logprob [pos] (NaN at 0), entropy [pos] in bits, top_ids / top_probs
     [pos, k], next_logits / next_probs [vocab] for the last position."""
     T, dev = final.shape[0], final.device
-    logits = final @ W_U.t()  # [pos, vocab]
+    logits = final @ W_U  # [pos, vocab]
     logprob = torch.full((T,), float("nan"), device=dev)
     entropy = torch.empty(T, device=dev)
     top_ids = torch.empty(T, k, dtype=torch.long, device=dev)

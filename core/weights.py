@@ -19,6 +19,7 @@ W_pos, b_*, ln*), and dimension names its vocabulary (d_model, d_mlp, d_head, vo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,8 @@ from scipy import stats as sps
 
 from i18n import N_
 
+from .arch import Arch, BlockWeights
+
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,8 @@ class Kind:
     """One kind of parameter: where it lives in the checkpoint and what its axes mean.
 
     `source` is the parameter name inside a block (`attn.c_attn.weight`) or inside
-    `transformer` for model-wide kinds; `part` picks q (0), k (1) or v (2) out of
-    c_attn's columns; `head_axis` is the axis (0 rows, 1 columns, -1 a vector's only
+    `transformer` for model-wide kinds (the tensor itself is read from core.arch's views);
+    `head_axis` is the axis (0 rows, 1 columns, -1 a vector's only
     axis) that splits into heads, or None when the kind has no per-head view.
     """
 
@@ -45,7 +48,6 @@ class Kind:
     rows: str | None  # None for vectors
     cols: str
     per_block: bool = True
-    part: int | None = None
     head_axis: int | None = None
 
     @property
@@ -55,15 +57,15 @@ class Kind:
 
 # label, rows and cols are English, marked for the catalog; shown translated: _(kind.label), _(kind.rows)
 _KINDS = [
-    Kind("W_Q", N_("Attention query weights W_Q"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (query)"), part=0, head_axis=1),
-    Kind("W_K", N_("Attention key weights W_K"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (key)"), part=1, head_axis=1),
-    Kind("W_V", N_("Attention value weights W_V"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (value)"), part=2, head_axis=1),
+    Kind("W_Q", N_("Attention query weights W_Q"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (query)"), head_axis=1),
+    Kind("W_K", N_("Attention key weights W_K"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (key)"), head_axis=1),
+    Kind("W_V", N_("Attention value weights W_V"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (value)"), head_axis=1),
     Kind("W_O", N_("Attention output projection W_O"), "attn.c_proj.weight", N_("head × d_head (input)"), N_("d_model (output)"), head_axis=0),
     Kind("W_in", N_("MLP up-projection W_in"), "mlp.c_fc.weight", N_("d_model (input)"), N_("d_mlp (output)")),
     Kind("W_out", N_("MLP down-projection W_out"), "mlp.c_proj.weight", N_("d_mlp (input)"), N_("d_model (output)")),
-    Kind("b_Q", N_("Query bias b_Q"), "attn.c_attn.bias", None, N_("head × d_head"), part=0, head_axis=-1),
-    Kind("b_K", N_("Key bias b_K"), "attn.c_attn.bias", None, N_("head × d_head"), part=1, head_axis=-1),
-    Kind("b_V", N_("Value bias b_V"), "attn.c_attn.bias", None, N_("head × d_head"), part=2, head_axis=-1),
+    Kind("b_Q", N_("Query bias b_Q"), "attn.c_attn.bias", None, N_("head × d_head"), head_axis=-1),
+    Kind("b_K", N_("Key bias b_K"), "attn.c_attn.bias", None, N_("head × d_head"), head_axis=-1),
+    Kind("b_V", N_("Value bias b_V"), "attn.c_attn.bias", None, N_("head × d_head"), head_axis=-1),
     Kind("b_O", N_("Attention output bias b_O"), "attn.c_proj.bias", None, "d_model"),
     Kind("b_in", N_("MLP up-projection bias b_in"), "mlp.c_fc.bias", None, "d_mlp"),
     Kind("b_out", N_("MLP down-projection bias b_out"), "mlp.c_proj.bias", None, "d_model"),
@@ -89,22 +91,44 @@ def _torch_model(model) -> torch.nn.Module:
     return getattr(model, "model", model)
 
 
-def _transformer(model) -> torch.nn.Module:
-    m = _torch_model(model)
-    return getattr(m, "transformer", m)
+def _arch(model) -> Arch:
+    """The canonical weight views (core.arch) of a LoadedModel or of a transformers GPT-2."""
+    return model.arch if isinstance(getattr(model, "arch", None), Arch) else Arch.of(_torch_model(model))
 
 
 def n_blocks(model) -> int:
-    return len(_transformer(model).h)
+    return _arch(model).n_layer
 
 
-def _tensor(model, block: int | None, kind: Kind) -> torch.Tensor:
-    root = _transformer(model)
-    if kind.per_block:
-        if block is None or not 0 <= int(block) < len(root.h):
-            raise ValueError(f"{kind.key} lives in every block; pick a block in 0..{len(root.h) - 1}, not {block!r}.")
-        root = root.h[int(block)]
-    return root.get_parameter(kind.source).detach()
+# kind -> its tensor in the canonical views: a block's (or the model's) attribute, and per head (head=None: all
+# heads side by side, as the checkpoint stores them, rows = inputs). All are views of the checkpoint's tensors.
+def _per_block(name: str, head: int | None) -> Callable[[BlockWeights], torch.Tensor]:
+    def read(w: BlockWeights) -> torch.Tensor:
+        t = getattr(w, name)
+        if head is not None:
+            return t[head]
+        if name in ("W_Q", "W_K", "W_V"):  # [head, d_model, d_head] -> [d_model, head × d_head]
+            return t.permute(1, 0, 2).flatten(1)
+        return t.flatten(0, 1) if name in ("W_O", "b_Q", "b_K", "b_V") else t
+    return read
+
+
+_MODEL_WIDE = {"W_E": lambda a: a.W_E, "W_pos": lambda a: a.W_pos, "lnf_w": lambda a: a.ln_f.w,
+               "lnf_b": lambda a: a.ln_f.b}
+_LN = {"ln1_w": ("ln1", "w"), "ln1_b": ("ln1", "b"), "ln2_w": ("ln2", "w"), "ln2_b": ("ln2", "b")}
+
+
+def _tensor(model, block: int | None, kind: Kind, head: int | None = None) -> torch.Tensor:
+    arch = _arch(model)
+    if not kind.per_block:
+        return _MODEL_WIDE[kind.key](arch).detach()
+    if block is None or not 0 <= int(block) < arch.n_layer:
+        raise ValueError(f"{kind.key} lives in every block; pick a block in 0..{arch.n_layer - 1}, not {block!r}.")
+    w = arch.blocks[int(block)]
+    if kind.key in _LN:
+        ln, part = _LN[kind.key]
+        return getattr(getattr(w, ln), part).detach()
+    return _per_block(kind.key, head)(w).detach()
 
 
 def get_matrix(model, block: int | None, kind: str, head: int | None = None) -> tuple[np.ndarray, str | None, str]:
@@ -116,31 +140,24 @@ def get_matrix(model, block: int | None, kind: str, head: int | None = None) -> 
     W_Q/W_K/W_V (columns), W_O (rows) and b_Q/b_K/b_V to one head's d_head slice.
     """
     spec = KINDS[kind]
-    t = _tensor(model, block, spec)
-    if spec.part is not None:  # q | k | v side by side along the last (output) axis
-        d = t.shape[-1] // 3
-        t = t[..., spec.part * d:(spec.part + 1) * d]
     rows, cols = spec.rows, spec.cols
     if head is not None:
         if spec.head_axis is None:
             raise ValueError(f"{kind} has no per-head view.")
-        n_head = _torch_model(model).config.n_head
-        axis = spec.head_axis % t.dim()
-        hs = t.shape[axis] // n_head
+        n_head = _arch(model).blocks[0].n_head
         if not 0 <= head < n_head:
             raise ValueError(f"head must be in 0..{n_head - 1}, not {head}.")
-        t = t.narrow(axis, head * hs, hs)
         name = f"d_head (head {head})"
         if spec.head_axis == 0:
             rows = f"{name}, input"
         else:
             cols = f"{name}" + (f", {cols.split('(')[-1].rstrip(')')}" if "(" in cols else "")
+    t = _tensor(model, block, spec, head)
     arr = t.to("cpu", torch.float32).numpy()  # a view of the parameter itself when it is float32 on the CPU
     arr.flags.writeable = False  # so nothing downstream can edit the model through it
     return arr, rows, cols
 
 
-# ---- smoothing --------------------------------------------------------------------------------
 def _moving_mean_rows(a: np.ndarray, window: int, chunk_bytes: int = 32 * 2**20) -> np.ndarray:
     """Moving mean along axis 0 ('valid'): (R, C) -> (R - window + 1, C), float64 sums in chunks."""
     r, c = a.shape

@@ -4,12 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.attention import (
-    HEAD_METRICS, attended_by, attends_to, first_token_score, head_scores, induction_score,
-    induction_scores, layer_mean_pattern, mean_entropy, pre_softmax_scores, previous_token_score,
-    repeated_random_ids, self_score,
-)
+from core.attention import HEAD_METRICS, attended_by, attends_to, head_scores, induction_scores, repeated_random_ids
 from core.trace import trace, trace_ids
+from tests.oracles import first_token_score, induction_score, mean_entropy, previous_token_score, self_score
 
 
 def previous_token_pattern(n: int) -> np.ndarray:
@@ -125,7 +122,7 @@ def test_the_induction_probe_draws_from_the_tokens_a_checkpoint_lists(tmp_path, 
 def test_pre_softmax_scores_softmax_back_to_the_pattern(tiny_lm, prompt_trace):
     t = prompt_trace
     for L, h in [(0, 0), (1, 3)]:
-        s = pre_softmax_scores(tiny_lm, t, L, h)
+        s = t.attn_scores(L, h)
         n = t.n_tokens
         assert s.shape == (n, n) and s.dtype == np.float32
         assert np.all(np.isneginf(s[np.triu_indices(n, 1)]))
@@ -140,4 +137,3 @@ def test_slices_for_the_views(prompt_trace):
     # a row or column is read as exp(q·k·scale - lse), without forming the pattern: float32 noise
     np.testing.assert_allclose(attends_to(t, pos), a[:, :, pos, : pos + 1], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(attended_by(t, pos), a[:, :, pos:, pos], rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(layer_mean_pattern(t), a.astype(np.float32).mean(axis=1), atol=1e-6)

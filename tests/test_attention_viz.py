@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from core.attention import attended_by, attends_to, layer_mean_pattern
+from core.attention import attended_by, attends_to
 from core.trace import trace
 from viz.attention import (
     CELL_BUDGET, atlas_figure, causal_nan, figure_cells, focus_figure, head_across_layers_figure,
@@ -49,8 +49,7 @@ def esc_tok(s: str) -> str:
 
 
 def test_scores_figure_shows_finite_scores_and_empty_mask(tiny_lm, t):
-    from core.attention import pre_softmax_scores
-    s = pre_softmax_scores(tiny_lm, t, 0, 1)
+    s = t.attn_scores(0, 1)
     z = json_z(scores_figure(s, t.tokens, model=MODEL, layer=0, head=1))
     lower = np.tril_indices(t.n_tokens)
     np.testing.assert_array_equal(z[lower], s[lower])
@@ -73,7 +72,7 @@ def test_head_across_layers_and_layer_means(t):
     assert len(fig.data) == t.n_layer and "head 3" in fig.layout.title.text
     for L in range(t.n_layer):
         np.testing.assert_array_equal(json_z(fig, L), causal_nan(t.attention[L, h]))
-    means = layer_mean_pattern(t)
+    means = t.attention.astype(np.float32).mean(axis=1)
     fig = layer_means_figure(means, t.tokens, model=MODEL)
     for L in range(t.n_layer):
         np.testing.assert_allclose(json_z(fig, L), causal_nan(t.attention[L].astype(np.float32).mean(axis=0)), atol=1e-6)
