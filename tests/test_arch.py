@@ -114,8 +114,11 @@ def test_the_options_change_the_outputs(tmp_path):
             continue
         lm = load_model(str(build_checkpoint(tmp_path / name.replace(" ", "_"), n_layer=3, seed=1, **option)), device="cpu")
         t = trace(lm, PROMPT)
-        changed = [np.abs(t.layer_act(L, "mlp_post") - base.layer_act(L, "mlp_post")).max() for L in range(3)]
-        assert max(changed) > 2e-5, name  # well above the 1e-6 the test above allows
+        changed = max(np.abs(t.layer_act(L, "mlp_post") - base.layer_act(L, "mlp_post")).max() for L in range(3))
+        if name == "gelu_pytorch_tanh":  # GPT-2's gelu_new by another name: the same function
+            assert changed < 1e-6, name
+        else:
+            assert changed > 2e-5, name  # well above the 1e-6 the test above allows
 
 
 def _hooked_logits(lm, ids, L: int, hook_on: str, fn):
