@@ -7,15 +7,13 @@ atlas's induction column runs the model, once per model. Closed tabs cost nothin
 """
 import streamlit as st
 
-from core.attention import pattern_summaries, summaries_cached, summaries_seconds
 from i18n import N_, _
 from recipes import attention as recipe
 from ui import controls
 from ui.cached import induction_atlas
 from ui.figures import show
-from ui.progress import layer_by_layer
+from ui.progress import run_job
 from ui.shell import setup_trace_page
-from viz.attention import COLOUR_SCALES
 
 lm, t = setup_trace_page(
     N_("Attention"),
@@ -30,10 +28,7 @@ ss = st.session_state
 
 def summaries() -> dict | None:
     """Entropy per head and each layer's pooled mean pattern, one layer at a time, with progress and a Stop."""
-    side = recipe.grid_side(lm)
-    return layer_by_layer(_("Reading every head of every layer"), t.n_layer,
-                          lambda on_layer: pattern_summaries(t, side, on_layer), key="attn_summaries",
-                          estimate_s=0.0 if summaries_cached(t, side) else summaries_seconds(t), work_id=t.key)
+    return run_job(recipe.summaries_job(lm, t), key="attn_summaries")
 
 
 def open_head(layer: int, head: int) -> None:
@@ -55,8 +50,8 @@ def on_atlas_pick() -> None:
 c1, c2, c3, c4 = st.columns([1, 1, 2, 3])
 layer = controls.selectbox(c1, _("Layer"), range(lm.n_layer), key="attn_layer")
 head = controls.selectbox(c2, _("Head"), range(lm.n_head), key="attn_head")
-colour = controls.selectbox(c3, _("Colour scale"), list(COLOUR_SCALES), key="attn_colour", default="stretch",
-                            format_func=lambda c: _(COLOUR_SCALES[c]),
+colour = controls.selectbox(c3, _("Colour scale"), recipe.COLOURS, key="attn_colour", default="stretch",
+                            format_func=recipe.colour_label,
                             help=_("Most heads of a trained GPT-2 put most of their weight on the first token (the "
                                    "attention sink): on a 0-to-1 scale everything else looks black. Stretched and log "
                                    "scales show the rest."))

@@ -4,7 +4,6 @@ maps of meaning, the whole vocabulary on one map, and tokens drifting apart in c
 Widgets here, views in recipes.embeddings, per-model computations cached in ui.cached."""
 import streamlit as st
 
-from core.embeddings import EXAMPLE_WORD_GROUPS, parse_groups, split_words
 from i18n import N_, _
 from recipes import embeddings as recipe
 from ui import cached, controls
@@ -46,8 +45,8 @@ with tabs[1]:
 with tabs[2]:
     if tabs[2].open:
         c1, c2 = st.columns([3, 1])
-        words = split_words(controls.text_input(c1, _("Words, separated by commas"), key="emb_words",
-                                                default="cat, dog, chair"), limit=12)  # i18n: skip (GPT-2's words)
+        words = recipe.typed_words(controls.text_input(c1, _("Words, separated by commas"), key="emb_words",
+                                                       default="cat, dog, chair"))  # i18n: skip (GPT-2's words)
         leading = controls.toggle(c2, _("In-sentence form (“ word”)"), key="emb_leading", default=True,
                                   help=_("GPT-2 writes a word in mid-sentence with its leading space, as one token: "
                                          "␣cat. Off: the word as typed, as at the very start of a text."))
@@ -60,14 +59,14 @@ with tabs[2]:
 with tabs[3]:
     if tabs[3].open:
         text = controls.text_area(st, _("Words by group, one group per line: “group: word, word, …”"),
-                                  key="emb_groups", default=EXAMPLE_WORD_GROUPS, height=180)
+                                  key="emb_groups", default=recipe.EXAMPLE_GROUPS, height=180)
         c1, c2, c3 = st.columns(3)
         method = controls.radio(c1, _("Projection"), ["umap", "pca"], horizontal=True, key="emb_method",
                                 format_func=lambda m: m.upper(), help=_("UMAP keeps neighbours together; PCA "
                                 "keeps the directions of largest spread (linear, exact, instant)."))
         dims = controls.radio(c2, _("Dimensions"), [2, 3], horizontal=True, key="emb_dims")
         leading_map = controls.toggle(c3, _("In-sentence form (“ word”)"), key="emb_map_leading", default=True)
-        pairs, data = tuple(parse_groups(text)), None
+        pairs, data = recipe.typed_groups(text), None
         if len(pairs) >= 3:
             with st.spinner(_("Projecting (the first UMAP in a fresh app compiles its code: about 20 s)…")):
                 data = cached.word_map(lm.name, pairs, leading_map, method, dims, lm)

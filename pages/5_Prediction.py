@@ -6,13 +6,11 @@ every block, shows progress and a Stop.
 """
 import streamlit as st
 
-from core.contributions import graph_cached, graph_seconds
-from core.layers import d_mlp as mlp_width
 from i18n import N_, _
 from recipes import prediction as recipe
 from ui import controls
 from ui.figures import show
-from ui.progress import layer_by_layer
+from ui.progress import run_job
 from ui.shell import setup_trace_page
 
 lm, t = setup_trace_page(
@@ -74,7 +72,7 @@ with tabs["Neurons"]:
         where = controls.radio(c2, _("Most active"), ["here", "anywhere"], key="pred_neuron_where", horizontal=True,
                                format_func=lambda w: _("at position {pos}").format(pos=pos) if w == "here" else
                                _("at any position"))
-        neuron = controls.number_input(c3, _("Neuron"), 0, mlp_width(lm) - 1, key="pred_neuron")
+        neuron = controls.number_input(c3, _("Neuron"), 0, lm.d_mlp - 1, key="pred_neuron")
         show(recipe.neurons(lm, t, layer, pos if where == "here" else None, neuron))
 
 with tabs["What a head writes"]:
@@ -90,8 +88,6 @@ with tabs["Contribution graph"]:
         show([recipe.graph_intro(pos)])
         threshold = controls.slider(st, _("Threshold (share of a state)"), 0.01, 0.5, key="pred_graph_threshold",
                                     default=0.04, step=0.01)
-        view = layer_by_layer(_("Tracing the prediction down through the blocks"), lm.n_layer,
-                              lambda on_layer: recipe.graph(lm, t, pos, threshold, on_layer), key="pred_graph_run",
-                              estimate_s=0.0 if graph_cached(t, pos) else graph_seconds(t), work_id=(t.key, pos))
+        view = run_job(recipe.graph_job(lm, t, pos, threshold), key="pred_graph_run")
         if view is not None:
             show(view)

@@ -4,12 +4,11 @@ recipes.experiments; every intervention is its own run (core.interventions), nev
 model. Scans and patching ask first when they would take over ~2 s, then show progress and a Stop."""
 import streamlit as st
 
-from core.interventions import head_ablation_scan, patch
 from i18n import N_, _
 from recipes import experiments as recipe
 from ui import controls
 from ui.figures import show
-from ui.progress import layer_by_layer
+from ui.progress import run_job
 from ui.shell import get_trace, setup_trace_page, trace_cache
 from ui.state import kept_value
 
@@ -67,10 +66,7 @@ with tabs["Which parts matter"]:
         target_view = recipe.scan_target(lm, t, typed)
         show(target_view)
         target = target_view.values["target"]
-        scan = None if target is None else layer_by_layer(
-            recipe.scan_label(lm), lm.n_layer,
-            lambda on_layer: head_ablation_scan(lm, t, target, mode=mode, on_layer=on_layer), key="exp_scan",
-            estimate_s=recipe.scan_seconds(lm, t), work_id=(t.key, target, mode))
+        scan = None if target is None else run_job(recipe.scan_job(lm, t, target, mode), key="exp_scan")
         if scan is not None:
             show(recipe.scan(lm, t, scan, target, on_select=add_clicked_head))
 
@@ -97,9 +93,7 @@ with tabs["Patching"]:
                               format_func=lambda w: _(recipe.PATCH_WHAT[w]))
         try:
             show(recipe.answers(lm, clean, corrupted))
-            res = layer_by_layer(_("Patching"), lm.n_layer,
-                                 lambda on_layer: patch(lm, clean, corrupted, what, on_layer=on_layer), key="exp_patch",
-                                 estimate_s=recipe.patching_seconds(lm, clean, what), work_id=(clean.key, corrupted.key, what))
+            res = run_job(recipe.patch_job(lm, clean, corrupted, what), key="exp_patch")
         except ValueError as e:
             st.warning(str(e))
             st.stop()

@@ -2,9 +2,13 @@
 titled figures, tables and texts, in the order the page shows them.
 
 A page draws its widgets, calls a recipe with their values and hands the result to
-`ui.figures.show`; the batch exporter (`recipes.figure_set`, `python -m viz.export`) and the
-benchmarks call the same recipes, so a figure is built one way wherever it appears. A
+`ui.figures.show`; the batch exporter (`recipes.figure_set`, `python -m recipes.export`) and
+the benchmarks call the same recipes, so a figure is built one way wherever it appears. A
 recipe never imports streamlit: it computes with `core` and draws with `viz`.
+
+Work that reads every layer (and may take seconds) is handed to the page as a `LongJob`:
+the recipe says what it is and how to run it, `ui.progress.run_job` shows its progress and
+Stop, so a page never calls `core` itself.
 
 Texts are Markdown shown by Streamlit: token text in them goes through `md` (escaped),
 titles of figures through `viz.common.esc`. Every text is built in the page's language
@@ -13,7 +17,7 @@ titles of figures through `viz.common.esc`. Every text is built in the page's la
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Hashable, Sequence, Union
 
 from i18n import N_, _
 
@@ -96,6 +100,18 @@ class View:
                     walk(item)
         walk(self.items)
         return out
+
+
+@dataclass(frozen=True)
+class LongJob:
+    """Work done one layer at a time, described by the recipe that needs it and run by
+    `ui.progress.run_job` (progress bar, Stop, and a Compute click first when it is long).
+    Core caches each layer it finishes, so running the job again after a Stop resumes it."""
+    label: str  # what it does, in the page's language ("Reading every head of every layer")
+    n_layer: int  # the layers it goes through: `run` calls on_layer(L) before computing layer L
+    run: Callable[[Callable[[int], None]], Any]  # run(on_layer) -> the result
+    estimate_s: float = 0.0  # about how long it takes; 0 when every layer is cached
+    work_id: Hashable = None  # what it computes (a trace's key, settings): a Compute click is kept for it
 
 
 def translated_table(key: str, data, name: str, formats: dict | None = None, height: int | None = None) -> Table:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.attention import HEAD_METRICS, head_across_layers, head_scores, token_focus
+from core.attention import (HEAD_METRICS, head_across_layers, head_scores, pattern_summaries, summaries_cached,
+                            summaries_seconds, token_focus)
 from core.trace import Trace
 from i18n import N_, _
 from viz.attention import (
@@ -13,10 +14,11 @@ from viz.attention import (
     layer_heads_figure, layer_means_figure, panel_side, scores_figure,
 )
 
-from . import Figure, Row, Text, View
+from . import Figure, LongJob, Row, Text, View
 
 VIEWS = [N_("Head atlas"), N_("One layer, all heads"), N_("One head"), N_("One head across layers"), N_("Token focus")]
 METRICS = list(HEAD_METRICS)
+COLOURS = list(COLOUR_SCALES)  # the colour scales' keys, shown through `colour_label`
 
 
 def grid_side(lm) -> int:
@@ -34,10 +36,24 @@ def metric_label(metric: str) -> str:
     return _(HEAD_METRICS[metric][0])  # core marks HEAD_METRICS' texts for the catalog
 
 
+def colour_label(colour: str) -> str:
+    return _(COLOUR_SCALES[colour])  # viz marks COLOUR_SCALES' texts for the catalog
+
+
+def summaries_job(lm, t: Trace) -> LongJob:
+    """Entropy per head and each layer's pooled mean pattern (core.attention.pattern_summaries),
+    one layer at a time: for the entropy atlas and the layer means."""
+    side = grid_side(lm)
+    return LongJob(_("Reading every head of every layer"), t.n_layer,
+                   lambda on_layer: pattern_summaries(t, side, on_layer),
+                   estimate_s=0.0 if summaries_cached(t, side) else summaries_seconds(t), work_id=t.key)
+
+
 def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None, scores: np.ndarray | None = None,
           on_select=None) -> View:
-    """The atlas of one score ([layer, head]; `scores` given for induction and entropy, which
-    the page computes with progress). values["cells"]: (layer, head) best first, with labels."""
+    """The atlas of one score ([layer, head]; `scores` given for induction and entropy, which the
+    page computes with progress: `summaries_job`'s entropy). values["cells"]: (layer, head) best
+    first, with labels."""
     if scores is None:
         scores = head_scores(t, with_entropy=False)[metric]
     name, description = HEAD_METRICS[metric]

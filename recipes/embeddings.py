@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pandas as pd
 
-from core.embeddings import (PCAResult, WordVector, cosine_matrix, euclidean_matrix, find_tokens, nearest_tokens,
-                             occurrence_similarity, pca, pool_square, position_embeddings, repeated_tokens,
-                             token_embeddings, word_vectors)
+from core.embeddings import (EXAMPLE_WORD_GROUPS, PCAResult, WordVector, cosine_matrix, euclidean_matrix, find_tokens,
+                             nearest_tokens, occurrence_similarity, parse_groups, pca, pool_square, position_embeddings,
+                             repeated_tokens, split_words, token_embeddings, word_vectors)
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_params
 from core.tokens import display_tokens
 from core.trace import Trace
@@ -30,6 +30,8 @@ VIEWS = [N_("The prompt's embeddings"), N_("Positions"), N_("Word vectors"), N_(
 BANK = "I sat on the bank of the river and watched the water. Then I went to the bank to deposit my money."  # i18n: skip
 MAX_HEATMAP_TOKENS = 128  # 3 heatmaps of 768 x 128 keep the tab near 1.5 MB
 N_NEIGHBOURS = 20
+MAX_WORDS = 12  # words the Word vectors tab looks up at once
+EXAMPLE_GROUPS = EXAMPLE_WORD_GROUPS  # the Meaning space tab's word list until one is typed (GPT-2's words: English)
 
 
 # ---- 1. the embedding module for the prompt ------------------------------------------------------
@@ -120,6 +122,12 @@ def word_table(lm, words: list[str], leading_space: bool, wvs: list[WordVector] 
     )
 
 
+def typed_words(text: str) -> list[str]:
+    """The words typed for the Word vectors tab: split on commas and newlines (so "New York" stays
+    one), blanks and repeats dropped, at most MAX_WORDS."""
+    return split_words(text, limit=MAX_WORDS)
+
+
 def neighbours_data(lm, word: str, leading_space: bool) -> pd.DataFrame:
     """The N_NEIGHBOURS tokens nearest to the word's vector (cosine), leaving out its own tokens."""
     (wv,) = word_vectors(lm, [word], leading_space)
@@ -135,6 +143,11 @@ def neighbours(lm, word: str, leading_space: bool, table: pd.DataFrame | None = 
 
 
 # ---- 4. meaning space for a word list -----------------------------------------------------------------
+def typed_groups(text: str) -> tuple[tuple[str, str], ...]:
+    """(group, word) pairs from the lines typed for the Meaning space tab (`animals: cat, dog, horse`)."""
+    return tuple(parse_groups(text))
+
+
 def word_map_data(lm, pairs: tuple, leading_space: bool, method: str, dims: int) -> tuple[np.ndarray, int, float]:
     """The words of (group, word) pairs projected to `dims` dimensions: (coords [word, dims], how
     many words take several tokens, seconds the projection took)."""

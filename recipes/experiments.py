@@ -2,8 +2,9 @@
 of which parts matter for one next token, two prompts side by side, and activation patching.
 
 Every intervention is core.interventions' own run from the prompt's stored residuals, never
-the shared model. The scan and patching run many interventions, layer by layer: the page
-runs those with progress and a Stop and hands their results here."""
+the shared model. The scan and patching run many interventions, layer by layer: `scan_job` and
+`patch_job` describe them, the page runs them with progress and a Stop (ui.progress) and hands
+their results to `scan` and `patching`."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -11,8 +12,8 @@ from typing import Sequence
 import numpy as np
 
 from core.interventions import (
-    ablate, answer_tokens, interventions_seconds, pad_to_same_length, parse_neurons, prediction_change, single_token,
-    surprisal_change_bits,
+    ablate, answer_tokens, head_ablation_scan, interventions_seconds, pad_to_same_length, parse_neurons, patch,
+    prediction_change, single_token, surprisal_change_bits,
 )
 from core.next_token import top_k_table
 from core.prediction import cached_lens
@@ -25,7 +26,7 @@ from viz.experiments import (
 )
 from viz.prediction import lens_grid_figure
 
-from . import Figure, Row, Text, View, md, translated_table
+from . import Figure, LongJob, Row, Text, View, md, translated_table
 
 LENS_WINDOW = 12  # positions of each prompt's logit lens, side by side
 # Tab labels, pair buttons, option labels and captions: English values (in the link, in keys), marked here
@@ -114,9 +115,12 @@ def scan_target(lm, t: Trace, typed: str) -> View:
                 {"target": target})
 
 
-def scan_label(lm) -> str:
-    return _("Knocking out every head in turn ({heads:,} heads, {layers} MLP layers)").format(
+def scan_job(lm, t: Trace, target: int, mode: str) -> LongJob:
+    """core.interventions.head_ablation_scan for `target`, one layer at a time (each kept in the trace's cache)."""
+    label = _("Knocking out every head in turn ({heads:,} heads, {layers} MLP layers)").format(
         heads=lm.n_layer * lm.n_head, layers=lm.n_layer)
+    return LongJob(label, lm.n_layer, lambda on_layer: head_ablation_scan(lm, t, target, mode=mode, on_layer=on_layer),
+                   estimate_s=scan_seconds(lm, t), work_id=(t.key, target, mode))
 
 
 def scan_seconds(lm, t: Trace) -> float:
@@ -125,7 +129,7 @@ def scan_seconds(lm, t: Trace) -> float:
 
 
 def scan(lm, t: Trace, result: dict, target: int, on_select=None) -> View:
-    """core.interventions.head_ablation_scan's result as one chart (clicking a head calls on_select)."""
+    """`scan_job`'s result (core.interventions.head_ablation_scan) as one chart (clicking a head calls on_select)."""
     name = display_tokens(lm, [target])[0]
     fig = scan_figure(result["heads"], result["mlp"], _("Knocking out one part: change in ln p({token}) · {label}").format(
         token=esc(name), label=figure_label(lm.label, t.prompt)), name)
@@ -192,8 +196,14 @@ def patching_seconds(lm, clean: Trace, what: str) -> float:
     return interventions_seconds(lm, clean.n_tokens, clean.n_tokens if what == "resid" else lm.n_head)
 
 
+def patch_job(lm, clean: Trace, corrupted: Trace, what: str) -> LongJob:
+    """core.interventions.patch of `what` ("resid" or "head"), one layer at a time."""
+    return LongJob(_("Patching"), lm.n_layer, lambda on_layer: patch(lm, clean, corrupted, what, on_layer=on_layer),
+                   estimate_s=patching_seconds(lm, clean, what), work_id=(clean.key, corrupted.key, what))
+
+
 def patching(lm, clean: Trace, result: dict, what: str) -> View:
-    """core.interventions.patch's result: the share of the clean prediction each copy restores."""
+    """`patch_job`'s result (core.interventions.patch): the share of the clean prediction each copy restores."""
     x_title, x_labels = (_("position"), clean.tokens) if what == "resid" else (_("head"), None)
     return View([Figure("exp_patch_chart", patching_figure(
         result["grid"], _("Share of the clean prediction restored by patching · {model}").format(model=esc(lm.label)),

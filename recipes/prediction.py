@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.contributions import contribution_graph
+from core.contributions import contribution_graph, graph_cached, graph_seconds
 from core.interventions import single_token
 from core.prediction import (
     cached_lens, direct_logit_attribution, head_writes, neuron_activations, neuron_attribution, neuron_top_tokens,
@@ -20,7 +20,7 @@ from viz.prediction import (
     attribution_figure, contribution_graph_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure, pushes_figure,
 )
 
-from . import Figure, Metric, Row, Text, View, md, translated_table
+from . import Figure, LongJob, Metric, Row, Text, View, md, translated_table
 
 VIEWS = [N_("Logit lens"), N_("Attribution"), N_("Neurons"), N_("What a head writes"), N_("Contribution graph")]
 WINDOW = 24  # positions the lens grid shows at once
@@ -167,3 +167,10 @@ def graph(lm, t: Trace, pos: int, threshold: float, on_layer=None) -> View:
                                                                 _("Contribution graph after “{token}” · {label}").format(
                                                                     token=esc(t.tokens[pos]),
                                                                     label=figure_label(lm.label, t.prompt))))])
+
+
+def graph_job(lm, t: Trace, pos: int, threshold: float) -> LongJob:
+    """`graph`, one block at a time from the top (each block's shares cached by core)."""
+    return LongJob(_("Tracing the prediction down through the blocks"), lm.n_layer,
+                   lambda on_layer: graph(lm, t, pos, threshold, on_layer),
+                   estimate_s=0.0 if graph_cached(t, pos) else graph_seconds(t), work_id=(t.key, pos))

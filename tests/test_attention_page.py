@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.attention
+import recipes.attention
 import ui.shell
 from core.attention import head_scores
 from core.trace import trace
@@ -151,8 +152,8 @@ def test_a_1024_token_prompt_stays_within_budget(tiny_env):
 def test_reading_every_layer_asks_first_when_it_would_be_long(tiny_env, monkeypatch):
     """Over ~2 s of work waits for a click (estimated from the model and prompt); a stopped
     run offers Continue and keeps what it finished."""
-    monkeypatch.setattr(core.attention, "summaries_seconds", lambda t: 12.0)
-    monkeypatch.setattr(core.attention, "summaries_cached", lambda t, side: False)
+    monkeypatch.setattr(recipes.attention, "summaries_seconds", lambda t: 12.0)  # the recipe's estimate of the job
+    monkeypatch.setattr(recipes.attention, "summaries_cached", lambda t, side: False)
     at = open_page()
     at.radio(key="attn_metric").set_value("entropy").run()
     assert not at.exception and not chart_specs(at)

@@ -9,8 +9,9 @@ starting over. The rerun starts on a new thread at once (Streamlit's fast reruns
 the old run finishes the step it is in: so a job belongs to one run at a time, and a step
 that ends after its run lost the job (to a Stop, or to a newer run) is dropped.
 
-- `layer_by_layer`: core computes a view one layer at a time and caches each layer, so a
-  stopped run keeps the layers it finished and picks up from there.
+- `run_job`: a recipe's `LongJob` (recipes.LongJob): core computes a view one layer at a
+  time and caches each layer, so a stopped run keeps the layers it finished and picks up
+  from there.
 - `stepwise`: a job of steps (tokens, beam-search steps, runs) kept in session state; the
   core generator it drives can resume from the steps already made.
 """
@@ -19,26 +20,25 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable, TypeVar
+from typing import Any, Callable, Hashable, Iterable
 
 import streamlit as st
 
 from i18n import _
-
-T = TypeVar("T")
+from recipes import LongJob
 
 
 ASK_ABOVE_SECONDS = 2.0  # longer work waits for a click
 
 
-def layer_by_layer(label: str, n_layer: int, run: Callable[[Callable[[int], None]], T], *, key: str,
-                   estimate_s: float = 0.0, work_id: object = None) -> T | None:
-    """`run(on_layer)`, where core calls on_layer(L) before computing layer L. The bar and the
-    Stop button appear with the first layer that needs computing (nothing shows when all
-    is cached). Work guessed to take over ASK_ABOVE_SECONDS (`estimate_s`, 0 when cached)
-    waits for a Compute click, remembered for `work_id` (say, the prompt's trace). Returns
-    None when it is waiting for that click, or once the person pressed Stop (with Continue).
-    `label` is in the page's language (the caller translates it)."""
+def run_job(job: LongJob, *, key: str) -> Any | None:
+    """`job.run(on_layer)`, where core calls on_layer(L) before computing layer L. The bar and
+    the Stop button appear with the first layer that needs computing (nothing shows when all
+    is cached). Work guessed to take over ASK_ABOVE_SECONDS (`job.estimate_s`, 0 when cached)
+    waits for a Compute click, remembered for `job.work_id`. Returns None when it is waiting
+    for that click, or once the person pressed Stop (with Continue). `key` prefixes the
+    buttons' keys and the session state kept for the job."""
+    label, n_layer, estimate_s, work_id = job.label, job.n_layer, job.estimate_s, job.work_id
     ss = st.session_state
     stopped, asked = f"{key}_stopped", f"{key}_asked"
     if estimate_s > ASK_ABOVE_SECONDS and ss.get(asked) != work_id:
@@ -63,7 +63,7 @@ def layer_by_layer(label: str, n_layer: int, run: Callable[[Callable[[int], None
                                                                                             n_layer=n_layer))
 
     try:
-        return run(on_layer)
+        return job.run(on_layer)
     finally:
         bar.empty()
         stop.empty()
