@@ -1,4 +1,4 @@
-"""The standard figure set for a prompt, as the batch exporter writes it (`python -m viz.export`).
+"""The standard figure set for a prompt, as the batch exporter writes it (`python -m recipes.export`).
 
 These are the essay's figures: the top-k next-token table, the rank plot, surprisal,
 block 1's attention heads (the essay counts blocks from 1; we label from 0; colours stretched as on

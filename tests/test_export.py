@@ -16,7 +16,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import ROOT
-from viz.export import CHROMIUM_ARGS, export_zip, find_chromium, main, presentation_style, safe_filename, static_export, to_csv, to_html, to_png, to_svg
+from recipes.export import main
+from viz.export import (CHROMIUM_ARGS, export_zip, find_chromium, presentation_style, safe_filename, static_export,
+                         to_csv, to_html, to_png, to_svg)
 
 needs_static = pytest.mark.skipif(not static_export().available and not os.environ.get("CI"),
                                   reason="PNG/SVG export needs Chromium: apt-get install -y chromium")

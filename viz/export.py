@@ -4,9 +4,7 @@ Pure functions of Plotly figures (no streamlit, no torch). Static images use Plo
 kaleido with a system Chromium (`BROWSER_PATH`, or `chromium` on PATH); one kaleido
 browser is started per process and reused for every image.
 
-Batch export without the browser (the one entry point here that loads a model):
-
-    python -m viz.export --model gpt2 --prompt "The best thing about AI is its ability to" --out slides/
+Batch export without the browser, which loads a model, is recipes.export (`python -m recipes.export`).
 """
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ import io
 import os
 import re
 import shutil
-import sys
 import threading
 import unicodedata
 import warnings
@@ -28,7 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from i18n import LANGUAGES, _, use_language
+from i18n import _
 
 from .common import esc, short
 
@@ -260,127 +257,3 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
             lines += ["", static_export().message]
         z.writestr("index.txt", "\n".join(lines) + "\n")
     return buf.getvalue()
-
-
-# ---- batch export ---------------------------------------------------------------------------
-FORMATS = ("png", "svg", "html", "csv")
-
-
-class _Refused(Exception):
-    """A problem with the command line (exit 2) or with the model or the disk (exit 1), in one line."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
-
-
-def _formats(text: str) -> list[str]:
-    asked = list(dict.fromkeys(f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()))
-    unknown = [f for f in asked if f not in FORMATS]
-    if unknown or not asked:
-        raise _Refused(f"--formats {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'no format given'}; "  # i18n: skip
-                       f"choose from {','.join(FORMATS)}.")  # i18n: skip
-    if {"png", "svg"} & set(asked) and not static_export().available:
-        kept = [f for f in asked if f not in ("png", "svg")]
-        if not kept:
-            raise _Refused(static_export().message)
-        print(f"note: {static_export().message} Writing {','.join(kept)} only.", file=sys.stderr)  # i18n: skip
-        return kept
-    return asked
-
-
-def _make_out(text: str) -> tuple[Path, list[Path]]:
-    """The output directory, made before any work (so a bad --out costs nothing), and the
-    directories this made, to remove again if the export then fails."""
-    out = Path(text).expanduser()
-    if out.exists() and not out.is_dir():
-        raise _Refused(f"--out {out} is a file; give a directory (it is created if missing).")  # i18n: skip
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _Refused(f"--out {out} cannot be created: {e.strerror or e}.") from None  # i18n: skip
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise _Refused(f"--out {out} is not writable; choose another directory.")  # i18n: skip
-    return out, made
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The CLI; returns 0, or exits non-zero with one line on stderr saying what to fix."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m viz.export",
-                                     description="Write the standard figure set for a prompt (PNG, SVG, HTML, CSV).")  # i18n: skip
-    parser.add_argument("--model", default=None, help="hub id or local directory (default: GPT2VIZ_MODEL or gpt2)")  # i18n: skip
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--out", required=True, help="output directory (created)")  # i18n: skip
-    parser.add_argument("--style", choices=["normal", "slides", "dark"], default="slides")
-    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated, from {','.join(FORMATS)}")  # i18n: skip
-    parser.add_argument("--keep", choices=["first", "last"], default="first",
-                        help="which end of a prompt longer than the model's context to keep")  # i18n: skip
-    parser.add_argument("--lang", choices=list(LANGUAGES), default="en",
-                        help="language of the figures' titles and axes (zh: 简体中文)")  # i18n: skip
-    args = parser.parse_args(argv)
-    try:
-        with use_language(args.lang):
-            return _export(args)
-    except _Refused as e:
-        print(f"python -m viz.export: error: {e}", file=sys.stderr)  # i18n: skip
-        raise SystemExit(e.code) from None
-    except KeyboardInterrupt:
-        print("python -m viz.export: interrupted", file=sys.stderr)  # i18n: skip
-        raise SystemExit(130) from None
-
-
-def _export(args) -> int:
-    if not args.prompt.strip():
-        raise _Refused("--prompt is empty; give the text to trace, e.g. --prompt \"The best thing about AI is\".")  # i18n: skip
-    formats = _formats(args.formats)  # all checked before a model is loaded
-    out, made = _make_out(args.out)
-    try:
-        written = _write(args, formats, out)
-    except BaseException:
-        for path in made:  # leave no empty directories behind
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        raise
-    print(f"wrote {len(written)} files to {out}")  # i18n: skip
-    return 0
-
-
-def _write(args, formats: list[str], out: Path) -> list[str]:
-    from core import ModelLoadError, PromptError, load_model, prompt_ids, trace_ids  # the CLI is viz's one model
-
-    from recipes.figure_set import standard_figures
-
-    try:
-        lm = load_model(args.model)
-        ids, n_dropped = prompt_ids(lm, args.prompt, args.keep)
-    except ModelLoadError as e:
-        raise _Refused(f"{e} {e.hint}", code=1) from None
-    except PromptError as e:
-        raise _Refused(str(e), code=1) from None
-    if n_dropped:
-        dropped, other, end = ("last", "last", "end") if args.keep == "first" else ("first", "first", "start")
-        print(f"note: the prompt is {len(ids) + n_dropped:,} tokens; {lm.label} reads at most {lm.n_ctx:,}, so the "  # i18n: skip
-              f"{dropped} {n_dropped:,} were dropped (--keep {other} keeps the {end} instead).", file=sys.stderr)  # i18n: skip
-    t = trace_ids(lm, ids, prompt=args.prompt, n_dropped=n_dropped, kept=args.keep)
-    writers = {"png": to_png, "svg": to_svg, "html": to_html, "csv": to_csv}
-    written: list[str] = []
-    try:
-        for name, fig in standard_figures(lm, t).items():
-            if args.style != "normal":
-                fig = presentation_style(fig, dark=args.style == "dark", prompt=args.prompt)
-            base = safe_filename(name, lm.label, prompt=args.prompt)
-            for fmt in formats:
-                path = out / f"{base}.{fmt}"
-                path.write_bytes(writers[fmt](fig))
-                written.append(path.name)
-        (out / "index.txt").write_text(f"{lm.name}\n{args.prompt}\n\n" + "\n".join(written) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise _Refused(f"writing to {out} failed after {len(written)} files: {e.strerror or e}.", code=1) from None  # i18n: skip
-    return written
-
-
-if __name__ == "__main__":
-    sys.exit(main())
