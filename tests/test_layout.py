@@ -1,11 +1,30 @@
 """The shape of the house (shared/STYLE.md), checked: thin pages, and imports that flow one way.
 
 Pages draw widgets and show what a recipe returns: no array maths, so no numpy, pandas or
-torch, and about a hundred lines. Recipes, figure builders and core never import
-streamlit, so the batch exporter, notebooks and benchmarks use them without a browser."""
+torch, and about a hundred lines.
+
+Imports go down, never up or sideways, and no file is an exception:
+
+    pages (and app.py)  ->  ui  ->  recipes  ->  viz, core        (i18n: under all of them)
+
+- a page imports recipes, ui, i18n, streamlit and the standard library, nothing else: what it
+  shows comes from a recipe, and a recipe's long work is run by ui.progress (recipes.LongJob);
+- ui, the frame every page shares (sidebar, model store, caches, figure display and its files,
+  links, long jobs), imports what is below it: recipes, and also core (the model store and the
+  caches hold core's objects) and viz (viz.export writes a figure's files); besides those only
+  i18n, streamlit and the standard library (the maths is core's, the figures are viz's);
+- recipes import viz, core, i18n and any library but streamlit: never ui or a page, so the
+  batch exporter (`python -m recipes.export`), notebooks and benchmarks run them without a browser;
+- viz imports i18n and its plotting libraries: no core, recipes or ui, no torch, transformers or
+  streamlit (arrays in, figures out);
+- core imports i18n and any library but streamlit: never ui, recipes or viz;
+- i18n imports no other package of this project.
+
+Every import of every module counts: at the top or inside a function (lazy), absolute or relative."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +35,40 @@ PAGES = sorted((ROOT / "pages").glob("*.py")) + [ROOT / "app.py"]
 MAX_PAGE_LINES = 110
 MATHS = {"numpy", "pandas", "torch", "scipy", "sklearn", "umap"}
 
+# The project's own packages, and which of them each one may import (besides itself).
+MAY_IMPORT = {
+    "pages": {"recipes", "ui", "i18n"},
+    "ui": {"recipes", "viz", "core", "i18n"},
+    "recipes": {"viz", "core", "i18n"},
+    "viz": {"i18n"},
+    "core": {"i18n"},
+    "i18n": set(),
+}
+PROJECT = set(MAY_IMPORT) | {"app", "tests", "benchmarks", "training", "docs", "bundled"}
+STDLIB = set(sys.stdlib_module_names)
+ONLY_LIBRARIES = {"pages": {"streamlit"}, "ui": {"streamlit"}}  # and the standard library; nothing else
+REFUSED_LIBRARIES = {"recipes": {"streamlit"}, "viz": {"streamlit", "torch", "transformers"}, "core": {"streamlit"},
+                     "i18n": {"streamlit"}}
+MODULES = [ROOT / "app.py"] + [p for package in MAY_IMPORT for p in sorted((ROOT / package).rglob("*.py"))]
+
+
+def package_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).parts
+    return "pages" if len(parts) == 1 else parts[0]  # app.py is a page
+
 
 def imported(path: Path) -> set[str]:
-    """Top-level package names a file imports, anywhere in it (lazy imports included)."""
+    """Top-level names a file imports, anywhere in it (lazy imports included). A relative import
+    counts as what it reaches: `from . import View` in recipes/attention.py is recipes."""
+    here = path.relative_to(ROOT).with_suffix("").parts[:-1]  # the file's package, as parts
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            base = here[:len(here) - (node.level - 1)] if node.level else ()
+            full = (*base, *(node.module or "").split(".")) if node.module else base
+            names.add(full[0] if full else "<the repository root>")
     return names
 
 
@@ -35,13 +79,32 @@ def test_pages_are_thin(page):
     assert not imported(page) & MATHS, f"{page.name} imports {sorted(imported(page) & MATHS)}: maths belongs in core"
 
 
-@pytest.mark.parametrize("package", ["core", "viz", "recipes"])
-def test_core_viz_and_recipes_never_import_streamlit(package):
-    offenders = [p.name for p in (ROOT / package).glob("*.py") if "streamlit" in imported(p)]
-    assert not offenders, f"{package}/{offenders} import streamlit"
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_down(path):
+    package = package_of(path)
+    names = imported(path) - {package}
+    where = f"{path.relative_to(ROOT)} (in {package}/)"
+    upward = (names & PROJECT) - MAY_IMPORT[package]
+    assert not upward, (f"{where} imports {sorted(upward)}; {package} may import only "
+                        f"{sorted(MAY_IMPORT[package]) or 'nothing of this project'} (see tests/test_layout.py)")
+    libraries = names - PROJECT - STDLIB
+    if package in ONLY_LIBRARIES:
+        refused = libraries - ONLY_LIBRARIES[package]
+    else:
+        refused = libraries & REFUSED_LIBRARIES[package]
+    assert not refused, f"{where} imports {sorted(refused)}, which {package} must not (see tests/test_layout.py)"
 
 
-def test_figure_builders_never_touch_a_model():
-    offenders = [p.name for p in (ROOT / "viz").glob("*.py") if imported(p) & {"torch", "transformers", "core"}
-                 and p.name != "export.py"]  # the batch exporter's command line loads a model to export it
-    assert not offenders, f"viz/{offenders} import torch, transformers or core"
+def test_every_package_is_read():
+    assert {package_of(p) for p in MODULES} == set(MAY_IMPORT)
+    assert len(MODULES) > 40
+
+
+def test_the_import_reader_sees_lazy_and_relative_imports(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    (tmp_path / "viz").mkdir()
+    module = tmp_path / "viz" / "figures.py"
+    module.write_text("from __future__ import annotations\nfrom .common import esc\nimport plotly.io as pio\n\n"
+                      "def draw():\n    from core.trace import Trace\n    from ..recipes import View\n"
+                      "    import torch.nn\n")
+    assert imported(module) == {"__future__", "viz", "plotly", "core", "recipes", "torch"}
