@@ -34,8 +34,8 @@ with tabs[0]:
         if t is not None:
             start, cap = 0, recipe.MAX_HEATMAP_TOKENS
             if t.n_tokens > cap:
-                start = controls.slider(st, _("First position shown ({n} at a time)").format(n=cap), 0, t.n_tokens - cap,
-                                        key="emb_start", default=0)
+                start = controls.slider(st, _("First position shown ({n} at a time)").format(n=cap), 0,
+                                        t.n_tokens - cap, key="emb_start", default=0)
             show(recipe.prompt_embeddings(lm, t, start))
 
 with tabs[1]:

@@ -19,7 +19,8 @@ if lm is None:
     st.stop()
 
 c1, c2, c3 = st.columns([3, 1, 1])
-kind_key = controls.selectbox(c1, _("Parameter"), list(recipe.KINDS), key="weights_param", format_func=recipe.kind_label)
+kind_key = controls.selectbox(c1, _("Parameter"), list(recipe.KINDS), key="weights_param",
+                              format_func=recipe.kind_label)
 kind = recipe.KINDS[kind_key]
 block = controls.selectbox(c2, _("Block"), range(lm.n_layer), key="weights_block",
                            format_func=lambda b: _("block {block}").format(block=b), disabled=not kind.per_block,

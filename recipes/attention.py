@@ -5,13 +5,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.attention import (HEAD_METRICS, head_across_layers, head_scores, pattern_summaries, summaries_cached,
-                            summaries_seconds, token_focus)
+from core.attention import (
+    HEAD_METRICS,
+    head_across_layers,
+    head_scores,
+    pattern_summaries,
+    summaries_cached,
+    summaries_seconds,
+    token_focus,
+)
 from core.trace import Trace
 from i18n import N_, _
 from viz.attention import (
-    CELL_BUDGET, COLOUR_SCALES, PAIR_GRID_CELLS, atlas_figure, focus_figure, head_across_layers_figure, head_figure,
-    layer_heads_figure, layer_means_figure, panel_side, scores_figure,
+    CELL_BUDGET,
+    COLOUR_SCALES,
+    PAIR_GRID_CELLS,
+    atlas_figure,
+    focus_figure,
+    head_across_layers_figure,
+    head_figure,
+    layer_heads_figure,
+    layer_means_figure,
+    panel_side,
+    scores_figure,
 )
 
 from . import Figure, LongJob, Row, Text, View
@@ -49,8 +65,8 @@ def summaries_job(lm, t: Trace) -> LongJob:
                    estimate_s=0.0 if summaries_cached(t, side) else summaries_seconds(t), work_id=t.key)
 
 
-def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None, scores: np.ndarray | None = None,
-          on_select=None) -> View:
+def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None,
+          scores: np.ndarray | None = None, on_select=None) -> View:
     """The atlas of one score ([layer, head]; `scores` given for induction and entropy, which the
     page computes with progress: `summaries_job`'s entropy). values["cells"]: (layer, head) best
     first, with labels."""
@@ -84,7 +100,8 @@ def one_head(lm, t: Trace, layer: int, head: int, colour: str, with_scores: bool
     if 2 * t.n_tokens**2 <= CELL_BUDGET:  # its own key: a chart moved into a column would keep its old width
         return View([Row([Figure("attn_head_pair_chart", pattern), Figure("attn_scores_chart", scores)])])
     return View([Text(_("At this length two full-resolution heads would be too much for the browser; showing the "
-                        "scores alone. Switch the toggle off to see the pattern.")), Figure("attn_scores_chart", scores)])
+                        "scores alone. Switch the toggle off to see the pattern.")),
+                 Figure("attn_scores_chart", scores)])
 
 
 def across_layers(lm, t: Trace, head: int, colour: str, summaries: dict | None) -> View:

@@ -10,24 +10,48 @@ import time
 import numpy as np
 import pandas as pd
 
-from core.embeddings import (EXAMPLE_WORD_GROUPS, PCAResult, WordVector, cosine_matrix, euclidean_matrix, find_tokens,
-                             nearest_tokens, occurrence_similarity, parse_groups, pca, pool_square, position_embeddings,
-                             repeated_tokens, split_words, token_embeddings, word_vectors)
+from core.embeddings import (
+    EXAMPLE_WORD_GROUPS,
+    PCAResult,
+    WordVector,
+    cosine_matrix,
+    euclidean_matrix,
+    find_tokens,
+    nearest_tokens,
+    occurrence_similarity,
+    parse_groups,
+    pca,
+    pool_square,
+    position_embeddings,
+    repeated_tokens,
+    split_words,
+    token_embeddings,
+    word_vectors,
+)
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_params
 from core.tokens import display_tokens
 from core.trace import Trace
 from i18n import N_, _, ngettext
-from viz.common import CELL_BUDGET
-from viz.common import esc, figure_label, short
-from viz.embeddings import (cloud_map, components_figure, context_map, drift_figure, embedding_heatmap,
-                            matrix_heatmap, pair_matrix, points_map, vector_lines)
+from viz.common import CELL_BUDGET, esc, figure_label, short
+from viz.embeddings import (
+    cloud_map,
+    components_figure,
+    context_map,
+    drift_figure,
+    embedding_heatmap,
+    matrix_heatmap,
+    pair_matrix,
+    points_map,
+    vector_lines,
+)
 
 from . import Figure, Row, Text, View, md, translated_table
 
-VIEWS = [N_("The prompt's embeddings"), N_("Positions"), N_("Word vectors"), N_("Meaning space"), N_("Whole vocabulary"),
-         N_("In context")]
+VIEWS = [N_("The prompt's embeddings"), N_("Positions"), N_("Word vectors"), N_("Meaning space"),
+         N_("Whole vocabulary"), N_("In context")]
 # An example prompt for GPT-2 (an English model), not a text of the page: it stays English.
-BANK = "I sat on the bank of the river and watched the water. Then I went to the bank to deposit my money."  # i18n: skip
+BANK = ("I sat on the bank of the river and watched the water. "  # i18n: skip
+        "Then I went to the bank to deposit my money.")
 MAX_HEATMAP_TOKENS = 128  # 3 heatmaps of 768 x 128 keep the tab near 1.5 MB
 N_NEIGHBOURS = 20
 MAX_WORDS = 12  # words the Word vectors tab looks up at once
@@ -49,8 +73,9 @@ def prompt_embeddings(lm, t: Trace, start: int = 0) -> View:
                                                                    "{label}").format(**fields))),
         Figure("emb_pos_heatmap", embedding_heatmap(pos, toks, _("Position embeddings (wpe) · {d} × {m}{where} · "
                                                                  "{label}").format(**fields))),
-        Figure("emb_sum_heatmap", embedding_heatmap(emb + pos, toks, _("Their sum, what block 0 reads · {d} × {m}{where} · "
-                                                                       "{label}").format(**fields))),
+        Figure("emb_sum_heatmap", embedding_heatmap(emb + pos, toks,
+                                                    _("Their sum, what block 0 reads · {d} × {m}{where} · "
+                                                      "{label}").format(**fields))),
         Text(_("One column per token of the prompt, one row per dimension; red is positive, blue negative (colours "
                "clipped at the 99.5th percentile of |value|). A token that repeats ('hello' ×16) has the same "
                "token-embedding column every time; only its position embedding changes.")),
@@ -83,9 +108,9 @@ def positions(lm, data: tuple[np.ndarray, int, PCAResult] | None = None) -> View
         Figure("emb_wpe_cosine", matrix_heatmap(sims, _("Cosine similarity between positions{note} · {model}").format(
             note=note, model=model), position, position, zrange=(-1, 1), dx=tile, dy=tile, x0=(tile - 1) / 2,
             y0=(tile - 1) / 2, height=620, value=_("cosine similarity"))),
-        Figure("emb_wpe_pca", components_figure(pc.coords, pc.explained,
-                                                _("First principal components of wpe against position · {model}").format(
-                                                    model=model))),
+        Figure("emb_wpe_pca", components_figure(
+            pc.coords, pc.explained,
+            _("First principal components of wpe against position · {model}").format(model=model))),
         Text(_("GPT-2 learned its position vectors. Nearby positions get similar vectors (the bright band along the "
                "diagonal) and the main directions vary like slow waves along the position, a learned cousin of the "
                "sinusoids of the original Transformer. A random model shows noise.")),
@@ -112,10 +137,11 @@ def word_table(lm, words: list[str], leading_space: bool, wvs: list[WordVector] 
                 n=len(split), model=md(lm.label))))
     vectors = np.stack([w.vector for w in wvs])
     return view.add(
-        Figure("emb_word_lines", vector_lines(vectors, words, _("Raw embedding vectors · {d} numbers each · {model}").format(
-            d=lm.d_model, model=model))),
+        Figure("emb_word_lines", vector_lines(
+            vectors, words, _("Raw embedding vectors · {d} numbers each · {model}").format(d=lm.d_model, model=model))),
         Row([Figure("emb_word_cosine", pair_matrix(cosine_matrix(vectors), words,
-                                                   _("Cosine similarity · {model}").format(model=model), similarity=True)),
+                                                   _("Cosine similarity · {model}").format(model=model),
+                                                   similarity=True)),
              Figure("emb_word_distance", pair_matrix(euclidean_matrix(vectors), words,
                                                      _("Euclidean distance · {model}").format(model=model),
                                                      similarity=False))]),
@@ -132,12 +158,14 @@ def neighbours_data(lm, word: str, leading_space: bool) -> pd.DataFrame:
     """The N_NEIGHBOURS tokens nearest to the word's vector (cosine), leaving out its own tokens."""
     (wv,) = word_vectors(lm, [word], leading_space)
     ids, sims = nearest_tokens(token_embeddings(lm), wv.vector, N_NEIGHBOURS, exclude=wv.ids)
-    return pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "token": display_tokens(lm, ids), "id": ids, "cosine": sims})
+    return pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "token": display_tokens(lm, ids), "id": ids,
+                         "cosine": sims})
 
 
 def neighbours(lm, word: str, leading_space: bool, table: pd.DataFrame | None = None) -> View:
     table = table if table is not None else neighbours_data(lm, word, leading_space)
-    return View([translated_table("emb_neighbours_table", table, f"nearest-tokens-{word}", formats={"cosine": "{:.4f}"}),
+    return View([translated_table("emb_neighbours_table", table, f"nearest-tokens-{word}",
+                                  formats={"cosine": "{:.4f}"}),
                  Text(_("The {k} tokens of all {n:,} whose embeddings point most nearly the same way (cosine "
                         "similarity), leaving out the word's own tokens.").format(k=N_NEIGHBOURS, n=lm.d_vocab))])
 
@@ -203,8 +231,9 @@ def token_map(lm, t: Trace | None, emap: EmbeddingMap, query: str, strings=None)
     found = find_tokens(strings, query) if query else []
     view = View([Text(_("No token contains that text."), "info")] if query and not found else [])
     highlight = [(i, strings[i]) for i in dict.fromkeys(int(i) for i in t.token_ids[:200])] if t is not None else []
-    view.add(Figure("emb_vocab_map", cloud_map(emap.coords, hover, _("All {n:,} token embeddings, UMAP · {model}").format(
-        n=len(emap.coords), model=esc(lm.label)), highlight=highlight, focus=found[0] if found else None)))
+    title = _("All {n:,} token embeddings, UMAP · {model}").format(n=len(emap.coords), model=esc(lm.label))
+    view.add(Figure("emb_vocab_map", cloud_map(emap.coords, hover, title, highlight=highlight,
+                                               focus=found[0] if found else None)))
     if found:
         view.add(translated_table("emb_search_table", pd.DataFrame({"token": [strings[i] for i in found], "id": found}),
                                   "vocabulary-search", height=min(220, 38 + 35 * len(found))),

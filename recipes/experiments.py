@@ -12,8 +12,16 @@ from typing import Sequence
 import numpy as np
 
 from core.interventions import (
-    ablate, answer_tokens, head_ablation_scan, interventions_seconds, pad_to_same_length, parse_neurons, patch,
-    prediction_change, single_token, surprisal_change_bits,
+    ablate,
+    answer_tokens,
+    head_ablation_scan,
+    interventions_seconds,
+    pad_to_same_length,
+    parse_neurons,
+    patch,
+    prediction_change,
+    single_token,
+    surprisal_change_bits,
 )
 from core.next_token import top_k_table
 from core.prediction import cached_lens
@@ -22,7 +30,11 @@ from core.trace import Trace, trace_ids
 from i18n import N_, _
 from viz.common import esc, figure_label, format_prob
 from viz.experiments import (
-    before_after_figure, pattern_difference_figure, patching_figure, scan_figure, surprisal_change_figure,
+    before_after_figure,
+    patching_figure,
+    pattern_difference_figure,
+    scan_figure,
+    surprisal_change_figure,
 )
 from viz.prediction import lens_grid_figure
 
@@ -131,8 +143,9 @@ def scan_seconds(lm, t: Trace) -> float:
 def scan(lm, t: Trace, result: dict, target: int, on_select=None) -> View:
     """`scan_job`'s result (core.interventions.head_ablation_scan) as one chart (clicking a head calls on_select)."""
     name = display_tokens(lm, [target])[0]
-    fig = scan_figure(result["heads"], result["mlp"], _("Knocking out one part: change in ln p({token}) · {label}").format(
-        token=esc(name), label=figure_label(lm.label, t.prompt)), name)
+    title = _("Knocking out one part: change in ln p({token}) · {label}").format(
+        token=esc(name), label=figure_label(lm.label, t.prompt))
+    fig = scan_figure(result["heads"], result["mlp"], title, name)
     return View([Figure("exp_scan_chart", fig, on_select=on_select, selection_mode="points" if on_select else None),
                  Text(_("Click a head to add it to the heads knocked out in the first tab."))])
 

@@ -21,8 +21,10 @@ def standard_figures(lm, t) -> dict:
         "next-token-top10": next_token.top_k(lm, t, 10).figures()["next_topk"],
         "next-token-rank": next_token.rank(lm, t).figures()["next_rank"],
         "surprisal": next_token.surprisal(lm, t).figures()["next_surprisal"],
-        f"attention-layer{layer}-all-heads": attention.layer_heads(lm, t, layer, "stretch").figures()["attn_layer_heads_chart"],
-        f"attention-layer{layer}-head0": attention.one_head(lm, t, layer, 0, "stretch", False).figures()["attn_head_chart"],
+        f"attention-layer{layer}-all-heads":
+            attention.layer_heads(lm, t, layer, "stretch").figures()["attn_layer_heads_chart"],
+        f"attention-layer{layer}-head0":
+            attention.one_head(lm, t, layer, 0, "stretch", False).figures()["attn_head_chart"],
         "attention-atlas-previous-token": attention.atlas(lm, t, "previous").figures()["attn_atlas_chart"],
         "prediction-logit-lens": prediction.lens(lm, t, last, prediction.lens_start(t, last), "top",
                                                  top["target"]).figures()["pred_lens"],

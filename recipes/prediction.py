@@ -8,8 +8,14 @@ import numpy as np
 from core.contributions import contribution_graph, graph_cached, graph_seconds
 from core.interventions import single_token
 from core.prediction import (
-    cached_lens, direct_logit_attribution, head_writes, neuron_activations, neuron_attribution, neuron_top_tokens,
-    token_probs_through_layers, top_neurons,
+    cached_lens,
+    direct_logit_attribution,
+    head_writes,
+    neuron_activations,
+    neuron_attribution,
+    neuron_top_tokens,
+    token_probs_through_layers,
+    top_neurons,
 )
 from core.tokens import display_tokens
 from core.trace import Trace
@@ -17,7 +23,12 @@ from i18n import N_, _
 from viz.attention import head_figure
 from viz.common import esc, figure_label
 from viz.prediction import (
-    attribution_figure, contribution_graph_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure, pushes_figure,
+    attribution_figure,
+    contribution_graph_figure,
+    lens_grid_figure,
+    lens_lines_figure,
+    neuron_strip_figure,
+    pushes_figure,
 )
 
 from . import Figure, LongJob, Metric, Row, Text, View, md, translated_table
@@ -73,16 +84,18 @@ def lens(lm, t: Trace, pos: int, start: int, colour_by: str, target: int) -> Vie
         Figure("pred_lens", lens_grid_figure(tops, result.top_probs, colour, positions, t.tokens,
                                              _("Logit lens · {label}").format(label=label),
                                              _("top probability") if colour_by == "top" else _("probability"))),
-        Figure("pred_lens_lines", lens_lines_figure(token_probs_through_layers(lm, t, pos, t.top_ids[pos, :5]), final,
-                                                    _("After “{token}”: the final top 5 through the layers · "
-                                                      "{model}").format(token=esc(t.tokens[pos]), model=esc(lm.label)))),
+        Figure("pred_lens_lines", lens_lines_figure(
+            token_probs_through_layers(lm, t, pos, t.top_ids[pos, :5]), final,
+            _("After “{token}”: the final top 5 through the layers · {model}").format(token=esc(t.tokens[pos]),
+                                                                                       model=esc(lm.label)))),
     ])
 
 
 def attribution_intro(name: str, pos: int) -> Text:
     return Text(_("How much each head, each MLP and the embeddings push the logit of {token} after position {pos} "
                   "(direct logit attribution: each part of the final residual read through ln_f, with its scale "
-                  "frozen, and the unembedding). The parts add up to the logit itself.").format(token=md(name), pos=pos))
+                  "frozen, and the unembedding). The parts add up to the logit itself.").format(token=md(name),
+                                                                                                 pos=pos))
 
 
 def attribution(lm, t: Trace, pos: int, target: int, name: str, minus_text: str) -> View:
@@ -124,9 +137,9 @@ def neurons(lm, t: Trace, layer: int, pos: int | None, neuron: int) -> View:
     ids, _values = top_neurons(t, layer, pos, 16)
     up, up_v, down, down_v = neuron_top_tokens(lm, layer, int(neuron), 12)
     return View([
-        Figure("pred_neuron_strip", neuron_strip_figure(neuron_activations(t, layer, ids), ids.tolist(), layer, t.tokens,
-                                                        _("Layer {layer}'s most active neurons across the prompt · "
-                                                          "{label}").format(layer=layer, label=label))),
+        Figure("pred_neuron_strip", neuron_strip_figure(
+            neuron_activations(t, layer, ids), ids.tolist(), layer, t.tokens,
+            _("Layer {layer}'s most active neurons across the prompt · {label}").format(layer=layer, label=label))),
         Figure("pred_neuron_tokens", pushes_figure(display_tokens(lm, up), up_v, display_tokens(lm, down), down_v,
                                                    _("What neuron {neuron} of layer {layer} writes (W_out · W_U) · "
                                                      "{model}").format(neuron=neuron, layer=layer, model=esc(lm.label)),
@@ -163,10 +176,9 @@ def graph_intro(pos: int) -> Text:
 
 def graph(lm, t: Trace, pos: int, threshold: float, on_layer=None) -> View:
     edges = contribution_graph(lm, t, pos, threshold, on_layer=on_layer)
-    return View([Figure("pred_graph", contribution_graph_figure(edges, t.tokens, lm.n_layer, pos,
-                                                                _("Contribution graph after “{token}” · {label}").format(
-                                                                    token=esc(t.tokens[pos]),
-                                                                    label=figure_label(lm.label, t.prompt))))])
+    title = _("Contribution graph after “{token}” · {label}").format(token=esc(t.tokens[pos]),
+                                                                     label=figure_label(lm.label, t.prompt))
+    return View([Figure("pred_graph", contribution_graph_figure(edges, t.tokens, lm.n_layer, pos, title))])
 
 
 def graph_job(lm, t: Trace, pos: int, threshold: float) -> LongJob:

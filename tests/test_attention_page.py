@@ -71,7 +71,8 @@ def test_every_view_shows_the_traces_slices(tiny_env, expected, counted_forwards
     across, means = chart_specs(show(at, "One head across layers"))
     for L in range(2):
         np.testing.assert_array_equal(decode(across["data"][L]["z"]), causal_nan(a[L, 2]))
-        np.testing.assert_allclose(decode(means["data"][L]["z"]), causal_nan(a[L].astype(np.float32).mean(0)), atol=1e-6)
+        np.testing.assert_allclose(decode(means["data"][L]["z"]), causal_nan(a[L].astype(np.float32).mean(0)),
+                                   atol=1e-6)
 
     to, frm = chart_specs(show(at, "Token focus"))
     last = expected.n_tokens - 1
@@ -88,7 +89,8 @@ def test_switching_layer_and_head_runs_no_model(tiny_env, counted_forwards):
     at.toggle(key="attn_scores").set_value(True).run()
     assert not at.exception
     pattern, scores = chart_specs(at)
-    assert "layer 1, head 3" in pattern["layout"]["title"]["text"] and "pre-softmax" in scores["layout"]["title"]["text"]
+    assert "layer 1, head 3" in pattern["layout"]["title"]["text"]
+    assert "pre-softmax" in scores["layout"]["title"]["text"]
     assert counted_forwards == before
 
 

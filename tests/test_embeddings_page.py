@@ -23,7 +23,8 @@ PAGE = "pages/2_Embeddings.py"
 
 
 def charts(at: AppTest) -> dict[str, dict]:
-    return {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {spec["layout"]["title"]["text"]: spec for spec in specs}
 
 
 def chart(at: AppTest, start: str) -> dict:
@@ -95,7 +96,8 @@ def test_word_vectors_similarities_and_neighbours(tiny_env, tiny_lm, cache):
     for i in range(4):
         np.testing.assert_allclose(decode(lines["data"][i]["y"]), vecs[i], rtol=1e-6)
     assert "&lt;b&gt;x&lt;/b&gt;" in json.dumps(lines) and "<b>x</b>" not in json.dumps(lines)
-    np.testing.assert_allclose(decode(chart(at, "Cosine similarity")["data"][0]["z"]), cosine_similarity(vecs), atol=1e-5)
+    np.testing.assert_allclose(decode(chart(at, "Cosine similarity")["data"][0]["z"]), cosine_similarity(vecs),
+                               atol=1e-5)
     table = at.dataframe[0].value
     assert table["vector"].iloc[0] == "one token" and table["vector"].iloc[2].startswith("8 tokens: mean of")
     assert any("not one token" in c.value for c in at.caption)
@@ -110,7 +112,8 @@ def test_word_vectors_similarities_and_neighbours(tiny_env, tiny_lm, cache):
 def test_meaning_space_pca_and_umap(tiny_env, cache):
     at = show_tab(open_page(), "Meaning space")
     spec = chart(at, "60 words, UMAP in 2-D")
-    assert [trace["name"] for trace in spec["data"]] == ["animals", "fruits", "colours", "numbers", "countries", "verbs"]
+    groups = ["animals", "fruits", "colours", "numbers", "countries", "verbs"]
+    assert [trace["name"] for trace in spec["data"]] == groups
     at.radio(key="emb_method").set_value("pca").run()
     at.radio(key="emb_dims").set_value(3).run()
     assert not at.exception

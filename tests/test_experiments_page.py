@@ -37,7 +37,8 @@ def test_knocking_out_a_head_shows_the_ablated_prediction(tiny_env, tiny_model_d
     at.text_input(key="exp_neurons").input("1:5, nonsense").run()
     assert any("nonsense" in w.value for w in at.warning) and not at.exception
     show(show(at, "Patching"), "Knock out parts")  # a closed tab's choices are kept
-    assert at.multiselect(key="exp_heads").value == [(1, 2)] and at.text_input(key="exp_neurons").value == "1:5, nonsense"
+    assert at.multiselect(key="exp_heads").value == [(1, 2)]
+    assert at.text_input(key="exp_neurons").value == "1:5, nonsense"
 
 
 def test_the_scan_draws_the_change_of_each_head(tiny_env, tiny_model_dir):

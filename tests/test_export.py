@@ -7,18 +7,28 @@ import json
 import os
 import re
 import struct
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.conftest import ROOT
 from recipes.export import main
-from viz.export import (CHROMIUM_ARGS, export_zip, find_chromium, presentation_style, safe_filename, static_export,
-                         to_csv, to_html, to_png, to_svg)
+from tests.conftest import ROOT
+from viz.export import (
+    CHROMIUM_ARGS,
+    export_zip,
+    find_chromium,
+    presentation_style,
+    safe_filename,
+    static_export,
+    to_csv,
+    to_html,
+    to_png,
+    to_svg,
+)
 
 needs_static = pytest.mark.skipif(not static_export().available and not os.environ.get("CI"),
                                   reason="PNG/SVG export needs Chromium: apt-get install -y chromium")
@@ -122,26 +132,31 @@ def test_zip_holds_every_figure_and_an_index():
 
 
 def test_batch_export_writes_the_standard_set(tiny_model_dir, tmp_path):
-    main(["--model", str(tiny_model_dir), "--prompt", "hello/../你好 <b>", "--out", str(tmp_path), "--formats", "html,csv"])
+    main(["--model", str(tiny_model_dir), "--prompt", "hello/../你好 <b>", "--out", str(tmp_path),
+          "--formats", "html,csv"])
     files = sorted(p.name for p in tmp_path.iterdir())
     assert "index.txt" in files
     csvs = [f for f in files if f.endswith(".csv")]
-    assert any(f.startswith("next-token-top10") for f in csvs) and any(f.startswith("attention-layer1-all-heads") for f in csvs)
+    assert any(f.startswith("next-token-top10") for f in csvs)
+    assert any(f.startswith("attention-layer1-all-heads") for f in csvs)
     assert any(f.startswith("weights-block0-w-o-moving-average") for f in csvs)
-    assert any(f.startswith("prediction-logit-lens") for f in csvs) and any(f.startswith("prediction-attribution") for f in csvs)
+    assert any(f.startswith("prediction-logit-lens") for f in csvs)
+    assert any(f.startswith("prediction-attribution") for f in csvs)
     graph = [f for f in csvs if f.startswith("prediction-contribution-graph")]
     assert graph and len((tmp_path / graph[0]).read_text().splitlines()) > 2  # its edges, not an empty figure
     assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", f) for f in files)
 
 
 def test_batch_export_in_chinese_has_chinese_titles_and_the_same_file_names(tiny_model_dir, tmp_path):
-    main(["--model", str(tiny_model_dir), "--prompt", "hello world", "--out", str(tmp_path / "en"), "--formats", "html"])
+    main(["--model", str(tiny_model_dir), "--prompt", "hello world", "--out", str(tmp_path / "en"),
+          "--formats", "html"])
     main(["--model", str(tiny_model_dir), "--prompt", "hello world", "--out", str(tmp_path / "zh"), "--formats", "html",
           "--lang", "zh"])
     en, zh = (sorted(p.name for p in (tmp_path / d).iterdir()) for d in ("en", "zh"))
     assert en == zh  # file names stay the same (English, safe on every OS)
     top = next(f for f in zh if f.startswith("next-token-top10") and f.endswith(".html"))
-    title = ("下一个词元", json.dumps("下一个词元")[1:-1])  # as written, or as JSON escapes it (\u4e0b…), by plotly version
+    # as written, or as JSON escapes it (\u4e0b…), by plotly version
+    title = ("下一个词元", json.dumps("下一个词元")[1:-1])
     assert any(t in (tmp_path / "zh" / top).read_text() for t in title)
     assert not any(t in (tmp_path / "en" / top).read_text() for t in title)
 

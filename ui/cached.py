@@ -13,10 +13,10 @@ import functools
 
 import streamlit as st
 
+import recipes.weights
 from core.attention import induction_scores
 from core.embeddings import position_embeddings, token_embeddings, word_vectors
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, embedding_map, matrix_digest
-import recipes.weights
 from core.weights import block_distributions, get_matrix, spectrum, stats_table
 from i18n import N_, _, language
 from recipes import embeddings as emb

@@ -16,7 +16,17 @@ from i18n import N_, _, language
 from ui.controls import in_page_language
 from ui.state import persisted
 from viz import fonts
-from viz.export import export_zip, presentation_style, safe_filename, static_export, table_to_csv, to_csv, to_html, to_png, to_svg
+from viz.export import (
+    export_zip,
+    presentation_style,
+    safe_filename,
+    static_export,
+    table_to_csv,
+    to_csv,
+    to_html,
+    to_png,
+    to_svg,
+)
 
 STYLES = {"normal": N_("Screen"), "slides": N_("Slides (white)"), "dark": N_("Slides (dark)")}  # shown translated
 _REGISTRY = "_page_exports"
@@ -115,8 +125,8 @@ def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> Non
     with st.popover(_("Download"), icon=":material/download:"):
         st.caption(f"{base}.*")
         if static.available:
-            st.download_button(f"PNG {w * scale:,.0f}×{h * scale:,.0f}", lambda: to_png(fig, w, h, scale), key=f"{key}_png",
-                               file_name=f"{base}.png", mime="image/png", on_click="ignore")
+            st.download_button(f"PNG {w * scale:,.0f}×{h * scale:,.0f}", lambda: to_png(fig, w, h, scale),
+                               key=f"{key}_png", file_name=f"{base}.png", mime="image/png", on_click="ignore")
             st.download_button("SVG", lambda: to_svg(fig, w, h), key=f"{key}_svg", file_name=f"{base}.svg",
                                mime="image/svg+xml", on_click="ignore")
         else:
@@ -153,7 +163,8 @@ def show(view_or_items) -> None:
             show_figure(item.fig, key=item.key, name=item.name, **extra)
         elif isinstance(item, Table):
             extra = {"height": item.height} if item.height else {}
-            show_table(item.data, item.key, name=item.name, formats=item.formats, hide_index=True, width="stretch", **extra)
+            show_table(item.data, item.key, name=item.name, formats=item.formats, hide_index=True, width="stretch",
+                       **extra)
         elif isinstance(item, Text):
             if item.kind == "code":
                 st.code(item.text, language=None, wrap_lines=True)

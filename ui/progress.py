@@ -27,7 +27,6 @@ import streamlit as st
 from i18n import _
 from recipes import LongJob
 
-
 ASK_ABOVE_SECONDS = 2.0  # longer work waits for a click
 
 
@@ -59,8 +58,8 @@ def run_job(job: LongJob, *, key: str) -> Any | None:
         if not shown:
             stop.button(_("Stop"), key=f"{key}_stop", on_click=ss.__setitem__, args=(stopped, True))
             shown.append(True)
-        bar.progress(layer / n_layer, text=_("{label}: layer {layer} of {n_layer}…").format(label=label, layer=layer + 1,
-                                                                                            n_layer=n_layer))
+        bar.progress(layer / n_layer, text=_("{label}: layer {layer} of {n_layer}…").format(
+            label=label, layer=layer + 1, n_layer=n_layer))
 
     try:
         return job.run(on_layer)
@@ -101,9 +100,10 @@ def _set_state(key: str, work: Hashable, state: str, only_if: str) -> None:
             job.state, job.owner = state, None
 
 
-def stepwise(key: str, work: Hashable, run: Callable[[Job, Callable[[str], None]], Iterable], progress: Callable[[Job], str], *,
-             start: object = None, total: int = 0, live: Callable[[Job, object], None] | None = None,
-             keep_last: bool = False, max_jobs: int = 8) -> Job | None:
+def stepwise(key: str, work: Hashable, run: Callable[[Job, Callable[[str], None]], Iterable],
+             progress: Callable[[Job], str], *, start: object = None, total: int = 0,
+             live: Callable[[Job, object], None] | None = None, keep_last: bool = False,
+             max_jobs: int = 8) -> Job | None:
     """The job computing `work`, advanced as far as it goes in this script run.
 
     `start`: not None when the person asked for the work in this run (a click): a new job with

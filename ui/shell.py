@@ -24,18 +24,33 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from core import GPT2_FAMILY, ByteBoundedCache, ModelLoadError, ModelStore, PromptError, Trace, default_model_name
-from core.model import LoadedModel
 from core.cache import release_freed_memory, shared_cache
-from core.model import (BUNDLED_DESCRIPTION, DEFAULT_MODEL, ENV_ALLOWED, ENV_MODEL, allowed_models,
-                        bundled_model_dir, is_allowed_model, models_locked)
+from core.model import (
+    BUNDLED_DESCRIPTION,
+    DEFAULT_MODEL,
+    ENV_ALLOWED,
+    ENV_MODEL,
+    LoadedModel,
+    allowed_models,
+    bundled_model_dir,
+    is_allowed_model,
+    models_locked,
+)
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
 from i18n import LANGUAGES, N_, _, language_from_locale, set_language
 from recipes import md as md_escape  # one Markdown escape for the whole app
 from ui.controls import in_page_language
 from ui.figures import export_all_button, export_settings, start_page
 from ui.state import drop_stale_widget_metadata, persisted
-from ui.url import (MAX_PROMPT_CHARS, begin_page_run, prompt_cut_notice, prompt_too_long_for_links, seed_shared_state,
-                    set_prompt, write_shared_state)
+from ui.url import (
+    MAX_PROMPT_CHARS,
+    begin_page_run,
+    prompt_cut_notice,
+    prompt_too_long_for_links,
+    seed_shared_state,
+    set_prompt,
+    write_shared_state,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR_OPTION = N_("Local directory…")  # the option's value (session state); shown translated
@@ -220,7 +235,8 @@ def _prompt_box() -> None:
     st.text_area(_("Prompt"), height=140, key="sidebar_prompt", on_change=_on_prompt_edit,
                  help=_("Shared by every page. Press Ctrl+Enter (or click outside) to apply. At most "
                         "{n:,} characters: of a longer text, the first ones are kept (the last ones "
-                        "once the page's *Keep* choice for long prompts says the last tokens).").format(n=MAX_PROMPT_CHARS))
+                        "once the page's *Keep* choice for long prompts says the last tokens).").format(
+                n=MAX_PROMPT_CHARS))
     if notice:
         st.warning(notice)
     st.caption(_("Examples"))
@@ -247,7 +263,8 @@ def _refused_link_model() -> None:
     row.button(_("Load it anyway"), key="model_link_load", on_click=_choose_model, args=(name,),
                help=_("As if you had typed it in the sidebar under Local directory…: a Hub id is downloaded, a "
                       "directory is read from this machine."))
-    row.button(_("Dismiss"), key="model_link_dismiss", on_click=st.session_state.pop, args=("_link_model_refused", None))
+    row.button(_("Dismiss"), key="model_link_dismiss", on_click=st.session_state.pop,
+               args=("_link_model_refused", None))
 
 
 def _load_model_with_progress(name: str) -> LoadedModel | None:
@@ -272,7 +289,8 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
                       "not GPT-2's. To get the real one: {hint}").format(
                 name=md_escape(name), error=md_escape(str(e)), bundled=_(BUNDLED_DESCRIPTION), hint=e.hint))
             return fallback
-        st.error(_("Could not load the model **{name}**: {error}").format(name=md_escape(name), error=md_escape(str(e))))
+        st.error(_("Could not load the model **{name}**: {error}").format(name=md_escape(name),
+                                                                          error=md_escape(str(e))))
         st.info(_("How to fix it: {hint}").format(hint=e.hint))
         if st.button(_("Try again"), key="model_retry"):
             store.forget(name)

@@ -136,9 +136,10 @@ def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str
     fig = go.Figure(go.Heatmap(**heat))
     side = int(min(900, max(420, 14 * n + 160)))
     fig.update_layout(**base_layout(title, height=side))
-    fig.update_xaxes(title=_("key (attended to)"), constrain="domain", showgrid=False, zeroline=False, **token_ticks(tokens, 48))
-    fig.update_yaxes(title=_("query (attending)"), autorange="reversed", scaleanchor="x", showgrid=False, zeroline=False,
-                     constrain="domain", **token_ticks(tokens, 48))
+    fig.update_xaxes(title=_("key (attended to)"), constrain="domain", showgrid=False, zeroline=False,
+                     **token_ticks(tokens, 48))
+    fig.update_yaxes(title=_("query (attending)"), autorange="reversed", scaleanchor="x", showgrid=False,
+                     zeroline=False, constrain="domain", **token_ticks(tokens, 48))
     if n <= 48:
         fig.update_xaxes(tickangle=-60)
     return fig
@@ -209,7 +210,8 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         fig.add_trace(go.Heatmap(**heat), row=i // cols + 1, col=i % cols + 1)
     ticks = token_ticks(tokens, 16) if label_tokens else {}
     fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **ticks)
-    fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", showgrid=False, zeroline=False, **ticks)
+    fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", showgrid=False, zeroline=False,
+                     **ticks)
     for r in range(rows):
         fig.update_yaxes(showticklabels=True, row=r + 1, col=1)
     for c in range(cols):
@@ -282,9 +284,10 @@ def atlas_figure(scores: np.ndarray, *, model: str, metric: str, description: st
     fig.update_layout(**base_layout(_title(model, _("head atlas: {metric}").format(metric=esc(label))) +
                                     f"<br><sup>{esc(about)}</sup>", height=int(170 + 34 * n_layer)),
                       clickmode="event+select", dragmode=False)
-    fig.update_xaxes(title=_("head"), dtick=1, range=[-0.5, n_head - 0.5], showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(title=_("layer"), dtick=1, range=[n_layer - 0.5, -0.5], showgrid=False, zeroline=False, scaleanchor="x",
+    fig.update_xaxes(title=_("head"), dtick=1, range=[-0.5, n_head - 0.5], showgrid=False, zeroline=False,
                      constrain="domain")
+    fig.update_yaxes(title=_("layer"), dtick=1, range=[n_layer - 0.5, -0.5], showgrid=False, zeroline=False,
+                     scaleanchor="x", constrain="domain")
     return fig
 
 
@@ -322,5 +325,6 @@ def focus_figure(weights: np.ndarray, tokens: Sequence[str], positions: np.ndarr
     fig.update_layout(**base_layout(_title(model, _("{what}, every layer ({who})").format(what=what, who=who)),
                                     height=int(160 + 26 * n_layer)))
     fig.update_xaxes(title=axis, tickangle=-60 if len(positions) <= 48 else 0, showgrid=False, zeroline=False, **ticks)
-    fig.update_yaxes(title=_("layer"), dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False, zeroline=False)
+    fig.update_yaxes(title=_("layer"), dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False,
+                     zeroline=False)
     return fig

@@ -80,7 +80,8 @@ def presentation_style(fig: go.Figure, dark: bool = False, prompt: str | None = 
         template="plotly_dark" if dark else "plotly_white",
         paper_bgcolor=bg, plot_bgcolor=bg,
         font=dict(size=20, color=fg),
-        title=dict(font=dict(size=28, color=fg), x=0.01, xref="container", xanchor="left", yref="container", y=0.97, yanchor="top"),
+        title=dict(font=dict(size=28, color=fg), x=0.01, xref="container", xanchor="left", yref="container", y=0.97,
+                   yanchor="top"),
         legend_font=dict(size=18),
         margin=dict(l=90, r=40, t=130, b=80),
     )
@@ -166,7 +167,8 @@ def _image(fig: go.Figure, fmt: str, width: int, height: int, scale: float) -> b
         return pio.to_image(fig, format=fmt, width=int(width), height=int(height), scale=scale)
 
 
-def to_png(fig: go.Figure, width: int = SLIDE["width"], height: int = SLIDE["height"], scale: float = SLIDE["scale"]) -> bytes:
+def to_png(fig: go.Figure, width: int = SLIDE["width"], height: int = SLIDE["height"],
+           scale: float = SLIDE["scale"]) -> bytes:
     """PNG of width*scale x height*scale pixels."""
     return _image(fig, "png", width, height, scale)
 
