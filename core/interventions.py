@@ -236,21 +236,7 @@ def parse_neurons(text: str) -> tuple[list[tuple[int, int]], list[str]]:
     return neurons, bad
 
 
-# ---- tables the page shows -------------------------------------------------------------------------
-def prediction_change(lm: LoadedModel, before: np.ndarray, after: np.ndarray, k: int = 10):
-    """The k likeliest next tokens before and after an intervention (their union, by the
-    larger of the two probabilities): token, id, p before, p after, change."""
-    import pandas as pd
-
-    from .tokens import display_tokens
-
-    ids = np.union1d(np.argsort(-before)[:k], np.argsort(-after)[:k])
-    ids = ids[np.argsort(-np.maximum(before[ids], after[ids]), kind="stable")]
-    return pd.DataFrame({"token": display_tokens(lm, ids), "id": ids.astype(np.int64),
-                         "p before": before[ids].astype(np.float64), "p after": after[ids].astype(np.float64),
-                         "change": (after[ids] - before[ids]).astype(np.float64)})
-
-
+# ---- prompts and tokens for the experiments -------------------------------------------------------------
 def pad_to_same_length(lm: LoadedModel, a: list[int], b: list[int]) -> tuple[list[int], list[int]]:
     """Two token lists made the same length by putting GPT-2's <|endoftext|> (its document
     boundary, which it reads as "a text starts here") before the shorter one."""

@@ -195,21 +195,28 @@ def token_probs_through_layers(lm: LoadedModel, t: Trace, pos: int, token_ids) -
         return probs[:, ids].cpu().numpy()
 
 
+@dataclass(frozen=True)
+class NeuronParts:
+    """The MLP neurons whose output pushes one logit most, up or down, strongest first: layers,
+    neurons [k] int64 and parts [k] float64 (each neuron's part of the logit)."""
+
+    layers: np.ndarray
+    neurons: np.ndarray
+    parts: np.ndarray
+
+
 def neuron_attribution(lm: LoadedModel, t: Trace, token_id: int, pos: int = -1, k: int = 20,
-                       minus_token: int | None = None):
+                       minus_token: int | None = None) -> NeuronParts:
     """The k MLP neurons, over all layers, whose output at `pos` pushes the logit of `token_id`
-    (or the difference with `minus_token`) most, up or down: a table of layer, neuron and
-    "part of the logit", by |part|.
+    (or the difference with `minus_token`) most, up or down, by |part|.
     A neuron's part is its activation times the frozen-ln_f reading of its output row W_out[n];
     a layer's neurons' parts plus its output bias add up to that MLP's part in the attribution."""
     pos = pos % t.n_tokens
     post = position_parts(lm, t, pos)["mlp_post"]  # [layer, d_mlp]
     with torch.inference_mode():
         f, _ = _frozen_ln(lm, t, pos, _direction(lm, token_id, minus_token))
-        allp = torch.stack([post[L] * f(w.W_out) for L, w in enumerate(lm.arch.blocks)])
-        top = allp.abs().flatten().topk(min(k, allp.numel())).indices  # allp [layer, d_mlp]
-    import pandas as pd
-
+        allp = torch.stack([post[L] * f(w.W_out) for L, w in enumerate(lm.arch.blocks)])  # [layer, d_mlp]
+        top = allp.abs().flatten().topk(min(k, allp.numel())).indices
     layers, neurons = np.unravel_index(top.cpu().numpy(), tuple(allp.shape))
-    return pd.DataFrame({"layer": layers.astype(np.int64), "neuron": neurons.astype(np.int64),
-                         "part of the logit": allp.flatten()[top].double().cpu().numpy()})
+    return NeuronParts(layers=layers.astype(np.int64), neurons=neurons.astype(np.int64),
+                       parts=allp.flatten()[top].double().cpu().numpy())

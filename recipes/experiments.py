@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from core.interventions import (
     ablate,
@@ -19,7 +20,6 @@ from core.interventions import (
     pad_to_same_length,
     parse_neurons,
     patch,
-    prediction_change,
     single_token,
     surprisal_change_bits,
 )
@@ -70,8 +70,18 @@ INTROS = {  # the caption at the top of each view
         "(clean) prompt's run, and see how much of the clean prediction comes back: 0 = as corrupted, "
         "1 = as clean, measured on the logit difference between the two runs' answers."),
 }
-# The columns of core.interventions.prediction_change, shown through `translated_table`.
+# The columns of `prediction_change`, shown through `translated_table`.
 COLUMNS = (N_("p before"), N_("p after"), N_("change"), N_("logit"))
+
+
+def prediction_change(lm, before: np.ndarray, after: np.ndarray, k: int = 10) -> pd.DataFrame:
+    """The k likeliest next tokens before and after an intervention (their union, by the larger of
+    the two probabilities, from next_probs [vocab] of each run): token, id, p before, p after, change."""
+    ids = np.union1d(np.argsort(-before)[:k], np.argsort(-after)[:k])
+    ids = ids[np.argsort(-np.maximum(before[ids], after[ids]), kind="stable")]
+    return pd.DataFrame({"token": display_tokens(lm, ids), "id": ids.astype(np.int64),
+                         "p before": before[ids].astype(np.float64), "p after": after[ids].astype(np.float64),
+                         "change": (after[ids] - before[ids]).astype(np.float64)})
 
 
 def head_cells(lm) -> list[tuple[int, int]]:

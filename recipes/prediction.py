@@ -4,6 +4,7 @@ residuals and per-layer arrays cached by core; none runs a forward."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from core.contributions import contribution_graph, graph_cached, graph_seconds
 from core.interventions import single_token
@@ -36,7 +37,7 @@ from . import Figure, LongJob, Metric, Row, Text, View, md, translated_table
 VIEWS = [N_("Logit lens"), N_("Attribution"), N_("Neurons"), N_("What a head writes"), N_("Contribution graph")]
 WINDOW = 24  # positions the lens grid shows at once
 COLOUR_BY = ["top", "next", "typed"]  # shown through `lens_colour_label`
-# The columns of core.prediction.neuron_attribution, shown through `translated_table`.
+# The columns of the neuron table (core.prediction.neuron_attribution), shown through `translated_table`.
 COLUMNS = (N_("layer"), N_("neuron"), N_("part of the logit"))
 
 
@@ -109,7 +110,8 @@ def attribution(lm, t: Trace, pos: int, target: int, name: str, minus_text: str)
             view.add(Text(md(str(e)), "warning"))
     a = direct_logit_attribution(lm, t, target, pos, minus_token=minus)
     what = f"logit({name})" + (f" − logit({display_tokens(lm, [minus])[0]})" if minus is not None else "")
-    table = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
+    parts = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
+    table = pd.DataFrame({"layer": parts.layers, "neuron": parts.neurons, "part of the logit": parts.parts})
     view.add(
         Row([Metric(_("The model's {what}").format(what=md(what)), f"{a.logit:.3f}"),
              Metric(_("Sum of the parts"), f"{a.total:.3f}", help=_("Every part below plus ln_f's bias term."))]),

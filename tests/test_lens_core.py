@@ -146,7 +146,7 @@ def test_another_token_at_the_same_position_computes_nothing_new(tiny_lm, long_t
 def test_neuron_parts_add_up_to_their_mlp_and_match_numpy(tiny_lm, weights, t):
     pos, token = 6, int(t.top_ids[6, 0])
     a = direct_logit_attribution(tiny_lm, t, token, pos)
-    table = neuron_attribution(tiny_lm, t, token, pos, k=10**6)  # every neuron of every layer
+    parts = neuron_attribution(tiny_lm, t, token, pos, k=10**6)  # every neuron of every layer
     got = hooked(tiny_lm, t.token_ids)
     final = got["final"][pos]
     scale = np.sqrt(((final - final.mean()) ** 2).mean() + 1e-5)
@@ -154,7 +154,8 @@ def test_neuron_parts_add_up_to_their_mlp_and_match_numpy(tiny_lm, weights, t):
     for L in range(tiny_lm.n_layer):
         W_out = weights[f"transformer.h.{L}.mlp.c_proj.weight"]
         want = got[("post", L)][pos] * (((W_out - W_out.mean(-1, keepdims=True)) / scale) @ direction)
-        mine = table[table["layer"] == L].set_index("neuron")["part of the logit"].sort_index().to_numpy()
+        at = parts.layers == L
+        mine = parts.parts[at][np.argsort(parts.neurons[at])]
         np.testing.assert_allclose(mine, want, atol=1e-5)
         b = weights[f"transformer.h.{L}.mlp.c_proj.bias"]
         assert mine.sum() + ((b - b.mean()) / scale) @ direction == pytest.approx(a.mlp[L], abs=1e-4)

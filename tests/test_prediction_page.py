@@ -43,8 +43,8 @@ def test_the_lens_ends_in_the_prediction_and_attribution_adds_up(tiny_env, tiny_
     assert logit == pytest.approx(a.logit, abs=1e-3)
     heads = decode(chart_specs(at)[0]["data"][0]["z"])
     np.testing.assert_allclose(heads, a.heads, atol=1e-5)
-    table = neuron_attribution(lm, expected, int(expected.top_ids[-1, 0]), -1, 15)
-    first = (int(table["layer"][0]), int(table["neuron"][0]))
+    parts = neuron_attribution(lm, expected, int(expected.top_ids[-1, 0]), -1, 15)
+    first = (int(parts.layers[0]), int(parts.neurons[0]))
     at.selectbox(key="pred_neuron_pick").set_value(first).run()
     at.button(key="pred_open_neuron").click().run()
     assert not at.exception and at.session_state["pred_view"] == "Neurons"
