@@ -50,7 +50,10 @@ class LayerNorm:
     b: Tensor
     eps: float
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, frozen: bool = False) -> Tensor:
+        if frozen and x.requires_grad:  # the same numbers, with the scale a constant for autograd
+            centred = x - x.mean(-1, keepdim=True)
+            return centred / self.scale(x).detach() * self.w + self.b
         return torch.nn.functional.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
 
     def scale(self, x: Tensor) -> Tensor:
@@ -164,9 +167,9 @@ class Arch:
         """Token ids [..., pos] -> (token embeddings, position embeddings), each [..., pos, d_model]."""
         return self.W_E[ids], self.W_pos[torch.arange(ids.shape[-1], device=ids.device)]
 
-    def logits(self, final: Tensor) -> Tensor:
+    def logits(self, final: Tensor, frozen_ln: bool = False) -> Tensor:
         """The final residual [..., d_model] -> logits [..., vocab] (ln_f, then the unembedding)."""
-        return self.ln_f(final) @ self.W_U
+        return self.ln_f(final, frozen_ln) @ self.W_U
 
 
 # ---- attention ------------------------------------------------------------------------------------
@@ -263,13 +266,17 @@ def head_summaries(q: Tensor, k: Tensor, lse: Tensor, scale: float) -> Tensor:
 class Edit:
     """An intervention on a run of the blocks: each function gets (layer, activation) and returns
     the activation to use (it may change it in place). resid_pre [..., pos, d_model] before the
-    block; z [..., head, pos, d_head]; mlp_post [..., pos, d_mlp] after the activation;
-    mlp_out [..., pos, d_model]."""
+    block; z [..., head, pos, d_head]; attn_out [..., pos, d_model] (z W_O + b_O); mlp_post
+    [..., pos, d_mlp] after the activation; mlp_out [..., pos, d_model]. `frozen_ln`: every
+    LayerNorm's scale is treated as a constant in a backward pass (TransformerLens's frozen-LN
+    attribution), so a gradient is the linearised effect; the forward's numbers are unchanged."""
 
     resid_pre: EditFn | None = None
     z: EditFn | None = None
+    attn_out: EditFn | None = None
     mlp_post: EditFn | None = None
     mlp_out: EditFn | None = None
+    frozen_ln: bool = False  # LayerNorms divide by their scale without its gradient (linearised attribution)
 
 
 @dataclass(frozen=True)
@@ -291,10 +298,10 @@ class BlockRun:
     resid_post: Tensor
 
 
-def qkv(w: BlockWeights, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def qkv(w: BlockWeights, x: Tensor, frozen_ln: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """q, k, v [..., head, pos, d_head] of every head from the residual x [..., pos, d_model]."""
     d = x.shape[-1]
-    q, k, v = linear(w.ln1(x), w.W_qkv, w.b_qkv).split(d, dim=-1)
+    q, k, v = linear(w.ln1(x, frozen_ln), w.W_qkv, w.b_qkv).split(d, dim=-1)
     return split_heads(q, w.n_head), split_heads(k, w.n_head), split_heads(v, w.n_head)
 
 
@@ -305,7 +312,7 @@ def attn_out(w: BlockWeights, z: Tensor) -> Tensor:
 
 def mlp(w: BlockWeights, resid_mid: Tensor, edit: Edit | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """(mlp_pre [..., pos, d_mlp], mlp_post [..., pos, d_mlp], mlp_out [..., pos, d_model])."""
-    pre = linear(w.ln2(resid_mid), w.W_in, w.b_in)
+    pre = linear(w.ln2(resid_mid, edit is not None and edit.frozen_ln), w.W_in, w.b_in)
     post = w.act(pre)
     if edit is not None and edit.mlp_post is not None:
         post = edit.mlp_post(w.layer, post)
@@ -321,11 +328,13 @@ def block(w: BlockWeights, x: Tensor, *, edit: Edit | None = None, flash: bool =
     the residual is written into `out` when given)."""
     if edit is not None and edit.resid_pre is not None:
         x = edit.resid_pre(w.layer, x)
-    q, k, v = qkv(w, x)
+    q, k, v = qkv(w, x, edit is not None and edit.frozen_ln)
     z, lse = attend(q, k, v, w.scale, flash=flash, upcast=w.upcast)
     if edit is not None and edit.z is not None:
         z = edit.z(w.layer, z)
     a = attn_out(w, z)
+    if edit is not None and edit.attn_out is not None:
+        a = edit.attn_out(w.layer, a)
     mid = x + a
     pre, post, m = mlp(w, mid, edit)
     post_resid = torch.add(mid, m, out=out) if out is not None else mid + m
