@@ -231,3 +231,25 @@ def removal_effects(lm: LoadedModel, t: Trace, sae: SparseAutoencoder, token_id:
             final = run_replaced(lm, t, sae, x[None] - cut)[:, pos]  # [batch, d_model]
             out[s:s + batch] = (lm.arch.ln_f(final) @ direction).numpy() - base
     return out
+
+
+def steer_features(lm: LoadedModel, t: Trace, sae: SparseAutoencoder, features, *, value: float | None = None,
+                   scale: float = 0.0):
+    """The prompt rerun with features changed at every position: each feature's activation set to
+    `value` (clamp; its direction adds (value - f)), or multiplied by `scale` (0: knocked out).
+    Returns the run's core.interventions.Ablation (next-token probabilities, per-token log-probabilities)."""
+    from .interventions import Ablation
+    from .unembed import next_token_facts
+
+    features = [int(f) for f in features]
+    acts = feature_acts(lm, t, sae)
+    with torch.inference_mode():
+        x = site_activation(t, sae)
+        f = torch.from_numpy(acts.dense(features))  # [pos, feature]
+        target = torch.full_like(f, float(value)) if value is not None else f * scale
+        v = x + ((target - f)[..., None] * directions(sae, x, features)).sum(-2)
+        final = run_replaced(lm, t, sae, v)
+        facts = next_token_facts(lm.arch.W_U, lm.arch.ln_f(final), torch.as_tensor(t.token_ids), 1)
+    host = {k: val.numpy() for k, val in facts.items()}
+    return Ablation(next_probs=host["next_probs"], next_logits=host["next_logits"],
+                    token_logprob=host["token_logprob"], entropy=host["entropy"])
