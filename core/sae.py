@@ -103,11 +103,11 @@ def prepare(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[torch.Tensor, tupl
     if mean is not None:
         x = x - mean
     scale = shift = None
-    if sae.normalize == "layer_norm":  # as sae-lens: centred, divided by the (unbiased) std + 1e-5
+    if sae.normalize == "layer_norm":  # as sae-lens: in, centred and divided by the (unbiased) std + 1e-5; out, × std
         shift = x.mean(-1, keepdim=True)
         x = x - shift
-        scale = x.std(-1, keepdim=True) + 1e-5
-        x = x / scale
+        scale = x.std(-1, keepdim=True)
+        x = x / (scale + 1e-5)
     elif sae.normalize == "constant_norm_rescale":
         scale = x.norm(dim=-1, keepdim=True) / sae.d_in**0.5
         x = x / scale
