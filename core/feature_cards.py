@@ -154,14 +154,15 @@ def _compute(lm, sae, windows, state, key, path, on_step) -> Contexts:
 def _merge(state: dict, f: torch.Tensor, offset: int) -> None:
     """Fold a batch's activations f [tokens, d_sae] (token i at corpus index offset + i) into the state."""
     k = min(N_TOP, f.shape[0])
-    vals, idx = f.T.topk(k, dim=-1)  # [d_sae, k]
-    both_v = np.concatenate([state["top_values"], vals.numpy()], 1)
-    both_i = np.concatenate([state["top_index"], idx.numpy() + offset], 1)
+    vals, idx = f.topk(k, dim=0)  # [k, d_sae]
+    both_v = np.concatenate([state["top_values"], vals.T.numpy()], 1)
+    both_i = np.concatenate([state["top_index"], idx.T.numpy() + offset], 1)
     order = np.argsort(-both_v, axis=1, kind="stable")[:, :N_TOP]
     state["top_values"] = np.take_along_axis(both_v, order, 1)
     state["top_index"] = np.take_along_axis(both_i, order, 1)
     nz = f > 0
     state["active"] += nz.sum(0).numpy()
-    rows, cols = torch.nonzero(nz, as_tuple=True)
-    bins = np.clip(np.searchsorted(HIST_EDGES, f[rows, cols].numpy()) - 1, 0, len(HIST_EDGES) - 2)
-    np.add.at(state["hist"], (cols.numpy(), bins), 1)
+    cols = torch.nonzero(nz, as_tuple=True)[1].numpy()
+    nb = len(HIST_EDGES) - 1
+    bins = np.clip(np.searchsorted(HIST_EDGES, f[nz].numpy()) - 1, 0, nb - 1)
+    state["hist"] += np.bincount(cols * nb + bins, minlength=state["hist"].size).reshape(state["hist"].shape)

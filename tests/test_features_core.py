@@ -259,3 +259,45 @@ def test_a_release_without_the_hub_says_so(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SAELoadError, match="Hugging Face Hub"):
         load_sae("gpt2-small-res-jb", "blocks.6.hook_resid_pre")
+
+
+def test_top_contexts_are_the_corpus_strongest_and_come_back_from_disk(tmp_path, tiny_lm, monkeypatch):
+    """Against a brute force: every window traced by the app's own forward (itself held to transformers
+    by tests/test_trace.py), every token encoded in numpy from the saved weights."""
+    from core import ByteBoundedCache, trace_ids
+    from core.feature_cards import HIST_EDGES, N_TOP, contexts_cached, corpus_windows, top_contexts
+
+    monkeypatch.setenv("GPT2VIZ_CACHE_DIR", str(tmp_path / "cache"))
+    path = build_sae(tmp_path / "s", "topk", hook="blocks.1.hook_resid_mid")
+    sae = load_sae(str(path))
+    windows = corpus_windows(tiny_lm, PROMPT * 40, window=32, max_tokens=700)
+    steps = []
+    got = top_contexts(tiny_lm, sae, windows, on_step=lambda done, total: steps.append((done, total)))
+    assert steps and steps[0] == (0, len(windows)) and got.n_tokens == windows.size
+    acts = np.stack([numpy_encode(path, trace_ids(tiny_lm, w.tolist(), cache=ByteBoundedCache(1 << 24))
+                                  .layer_act(1, "resid_mid")) for w in windows])  # [window, pos, d_sae]
+    flat = acts.reshape(-1, sae.d_sae)
+    np.testing.assert_array_equal(got.active, (flat > 0).sum(0))
+    want_top = -np.sort(-flat, axis=0)[:N_TOP].T  # [d_sae, N_TOP]
+    np.testing.assert_allclose(got.top_values, want_top, rtol=1e-4, atol=1e-5)
+    f = int(np.argmax(got.active))
+    np.testing.assert_allclose(acts[got.top_window[f, 0], got.top_pos[f, 0], f], got.top_values[f, 0], rtol=1e-4)
+    assert got.hist[f].sum() == got.active[f]
+    assert np.histogram(np.clip(flat[:, f][flat[:, f] > 0], HIST_EDGES[0], HIST_EDGES[-1] * 0.999),
+                        HIST_EDGES)[0].tolist() == got.hist[f].tolist()
+    assert contexts_cached(tiny_lm, sae, windows)
+    again = top_contexts(tiny_lm, sae, windows, on_step=lambda *a: pytest.fail("read from disk, not computed"))
+    np.testing.assert_array_equal(again.top_values, got.top_values)
+
+
+def test_decoder_tokens_are_the_directions_reading_through_ln_f(tmp_path, tiny_lm, tiny_model_dir):
+    from core.feature_cards import decoder_tokens
+
+    sae = load_sae(str(build_sae(tmp_path / "s", "standard")))
+    w = load_file(str(tiny_model_dir / "model.safetensors"))
+    d = sae.W_dec.numpy()[5].astype(np.float64)
+    logits = ((d - d.mean()) * w["transformer.ln_f.weight"]) @ w["transformer.wte.weight"].T
+    up, up_v, down, down_v = decoder_tokens(tiny_lm, sae, 5, k=6)
+    np.testing.assert_array_equal(up, np.argsort(-logits)[:6])
+    np.testing.assert_array_equal(down, np.argsort(logits)[:6])
+    np.testing.assert_allclose(up_v, np.sort(logits)[::-1][:6], rtol=1e-4)
