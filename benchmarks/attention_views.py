@@ -23,13 +23,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import ByteBoundedCache, load_model  # noqa: E402
 from core.attention import (  # noqa: E402
-    attended_by, attends_to, head_across_layers, head_scores, induction_scores, pattern_summaries,
+    attended_by,
+    attends_to,
+    head_across_layers,
+    head_scores,
+    induction_scores,
+    pattern_summaries,
 )
 from core.synthetic import build_checkpoint  # noqa: E402
 from core.trace import cache_budget_for, trace_ids  # noqa: E402
 from viz.attention import (  # noqa: E402
-    CELL_BUDGET, PAIR_GRID_CELLS, atlas_figure, figure_cells, focus_figure, head_across_layers_figure, head_figure,
-    layer_heads_figure, layer_means_figure, panel_side, scores_figure,
+    CELL_BUDGET,
+    PAIR_GRID_CELLS,
+    atlas_figure,
+    figure_cells,
+    focus_figure,
+    head_across_layers_figure,
+    head_figure,
+    layer_heads_figure,
+    layer_means_figure,
+    panel_side,
+    scores_figure,
 )
 
 PAGE_BUDGET_BYTES = 10_000_000

@@ -13,7 +13,6 @@ import argparse
 import time
 
 import torch
-
 from common import gpt2_small_shaped
 
 from core import ByteBoundedCache, load_model, trace_ids  # noqa: E402

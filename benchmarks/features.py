@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import warnings
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import gpt2_small_shaped
 
 from core import ByteBoundedCache, load_model, trace_ids  # noqa: E402

@@ -26,7 +26,6 @@ import time
 
 import numpy as np
 import torch
-
 from common import gpt2_small_shaped, interleaved
 
 from core import ByteBoundedCache, load_model, trace_ids  # noqa: E402  (common puts the repo on sys.path)
@@ -90,7 +89,7 @@ def per_layer_reads(lm) -> None:
         print(f"{name:<34} {first:>8.3f} {cached:>9.4f} {fn().nbytes / 2**20:>7.1f}  "
               f"{'ok' if first <= 3 and cached <= 0.1 else 'MISS'}", flush=True)
     side = 128
-    print(f"\nviews that read every layer (computed once per prompt, then cached):")
+    print("\nviews that read every layer (computed once per prompt, then cached):")
     for name, fn in [
         ("one head across layers (pooled)", lambda: head_across_layers(t, h, side)),
         ("token focus: row of the last token", lambda: attends_to(t, t.n_tokens - 1)),

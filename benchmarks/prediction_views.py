@@ -21,20 +21,29 @@ import time
 
 import numpy as np
 import torch
-
 from common import gpt2_small_shaped
 
 from core import ByteBoundedCache, load_model, trace_ids  # noqa: E402
 from core.contributions import contribution_graph  # noqa: E402
 from core.prediction import (  # noqa: E402
-    cached_lens, direct_logit_attribution, head_writes, neuron_activations, neuron_attribution, neuron_top_tokens,
-    token_probs_through_layers, top_neurons,
+    cached_lens,
+    direct_logit_attribution,
+    head_writes,
+    neuron_activations,
+    neuron_attribution,
+    neuron_top_tokens,
+    token_probs_through_layers,
+    top_neurons,
 )
 from core.tokens import display_tokens  # noqa: E402
 from core.trace import cache_budget_for  # noqa: E402
 from viz.attention import figure_cells, head_figure  # noqa: E402
 from viz.prediction import (  # noqa: E402
-    attribution_figure, contribution_graph_figure, lens_grid_figure, lens_lines_figure, neuron_strip_figure,
+    attribution_figure,
+    contribution_graph_figure,
+    lens_grid_figure,
+    lens_lines_figure,
+    neuron_strip_figure,
     pushes_figure,
 )
 

@@ -19,9 +19,8 @@ import torch
 
 from i18n import N_
 
-from .cache import ByteBoundedCache
 from .arch import weights_at
-from .cache import LayerArrays
+from .cache import ByteBoundedCache, LayerArrays
 from .model import LoadedModel
 from .trace import Trace, trace_ids
 

@@ -27,10 +27,9 @@ Dimension names: layer head pos d_model d_head.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import weakref
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch

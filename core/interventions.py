@@ -27,6 +27,7 @@ from .model import LoadedModel
 from .trace import Trace, trace
 from .unembed import next_token_facts
 
+
 def run_blocks(lm: LoadedModel, x: torch.Tensor, start: int, edit: Edit | None = None) -> torch.Tensor:
     """Blocks start..n_layer-1 on a batch of residuals x [batch, pos, d_model] -> the final
     residual (before ln_f), through the one block (core.arch) with `edit` applied."""

@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from viz.export import CHROMIUM_ARGS  # noqa: E402
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")

@@ -1,8 +1,6 @@
 """The app as Streamlit runs it (AppTest on app.py, the file `streamlit run` starts), tiny model."""
 from __future__ import annotations
 
-from tests.plotly_json import decode, figure, figures_by_title
-
 import json
 
 import numpy as np
@@ -12,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest
 from tests.conftest import ROOT
+from tests.plotly_json import decode, figure, figures_by_title
 from ui.shell import HELLO_BYE, PAGES, trace_cache
 
 TIMEOUT = 120

@@ -1,8 +1,6 @@
 """viz.attention: each figure holds exactly the slice of the trace it claims, within budget."""
 from __future__ import annotations
 
-from tests.plotly_json import decode
-
 import json
 
 import numpy as np
@@ -10,9 +8,19 @@ import pytest
 
 from core.attention import attended_by, attends_to
 from core.trace import trace
+from tests.plotly_json import decode
 from viz.attention import (
-    CELL_BUDGET, atlas_figure, causal_nan, figure_cells, focus_figure, head_across_layers_figure,
-    head_figure, layer_heads_figure, layer_means_figure, max_pool, scores_figure,
+    CELL_BUDGET,
+    atlas_figure,
+    causal_nan,
+    figure_cells,
+    focus_figure,
+    head_across_layers_figure,
+    head_figure,
+    layer_heads_figure,
+    layer_means_figure,
+    max_pool,
+    scores_figure,
 )
 
 MODEL = "tiny <b>gpt2</b>"

@@ -7,9 +7,23 @@ from scipy.spatial.distance import cdist
 from sklearn.decomposition import PCA
 from sklearn.metrics.pairwise import cosine_similarity
 
-from core.embeddings import (cosine_matrix, euclidean_matrix, find_tokens, in_sentence_form, nearest_tokens,
-                             occurrence_similarity, parse_groups, pca, pool_square, position_embeddings,
-                             repeated_tokens, split_words, token_embeddings, word_vector, word_vectors)
+from core.embeddings import (
+    cosine_matrix,
+    euclidean_matrix,
+    find_tokens,
+    in_sentence_form,
+    nearest_tokens,
+    occurrence_similarity,
+    parse_groups,
+    pca,
+    pool_square,
+    position_embeddings,
+    repeated_tokens,
+    split_words,
+    token_embeddings,
+    word_vector,
+    word_vectors,
+)
 from core.trace import trace
 
 

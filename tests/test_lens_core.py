@@ -12,7 +12,11 @@ import core.prediction as P
 from core import ByteBoundedCache, trace, trace_ids
 from core.attribution import position_parts
 from core.prediction import (
-    direct_logit_attribution, head_writes, logit_lens, neuron_attribution, neuron_top_tokens,
+    direct_logit_attribution,
+    head_writes,
+    logit_lens,
+    neuron_attribution,
+    neuron_top_tokens,
 )
 
 PROMPT = "The best thing about AI is its ability to learn from data, and the best thing about data is"

@@ -1,14 +1,13 @@
 """viz.weights figures carry the parameter data they are given, in the orientation given."""
 from __future__ import annotations
 
-from tests.plotly_json import decode
-
 import json
 
 import numpy as np
 
-from viz.common import CELL_BUDGET
 from core.weights import block_distributions, get_matrix, normal_pdf, spectrum, view_grid
+from tests.plotly_json import decode
+from viz.common import CELL_BUDGET
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
 
 

@@ -16,8 +16,7 @@ from plotly.subplots import make_subplots
 from i18n import _
 
 from .attention import causal_nan
-from .common import DIVERGING, base_layout, esc, format_prob, token_ticks
-from .common import symmetric_limit
+from .common import DIVERGING, base_layout, esc, format_prob, symmetric_limit, token_ticks
 
 
 def before_after_figure(tokens: Sequence[str], before: np.ndarray, after: np.ndarray, title: str) -> go.Figure:

@@ -14,6 +14,7 @@ from i18n import _
 
 from .common import CLIP_PERCENTILE, DIVERGING, SEQUENTIAL, base_layout, esc, symmetric_limit  # noqa: F401 (re-exported)
 
+
 def matrix_figure(
     z: np.ndarray,
     row_dim: str,
