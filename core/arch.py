@@ -163,9 +163,10 @@ class Arch:
     def n_layer(self) -> int:
         return len(self.blocks)
 
-    def embed(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        """Token ids [..., pos] -> (token embeddings, position embeddings), each [..., pos, d_model]."""
-        return self.W_E[ids], self.W_pos[torch.arange(ids.shape[-1], device=ids.device)]
+    def embed(self, ids: Tensor, start: int = 0) -> tuple[Tensor, Tensor]:
+        """Token ids [..., pos] at positions start.. -> (token embeddings, position embeddings), each
+        [..., pos, d_model]."""
+        return self.W_E[ids], self.W_pos[torch.arange(start, start + ids.shape[-1], device=ids.device)]
 
     def logits(self, final: Tensor, frozen_ln: bool = False) -> Tensor:
         """The final residual [..., d_model] -> logits [..., vocab] (ln_f, then the unembedding)."""
@@ -322,14 +323,32 @@ def mlp(w: BlockWeights, resid_mid: Tensor, edit: Edit | None = None) -> tuple[T
     return pre, post, out
 
 
+def attend_after(q: Tensor, k: Tensor, v: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """Attention of the last n queries q [..., head, n, d_head] to all keys k, v [..., head, pos,
+    d_head] (query i sits at position pos - n + i and sees keys up to it) -> (z, lse); for
+    generation with cached keys and values, n small."""
+    n, T = q.shape[-2], k.shape[-2]
+    scores = (q.float() @ k.float().transpose(-1, -2)) * scale  # [..., head, n, pos]
+    later = torch.arange(T, device=q.device)[None, :] > torch.arange(T - n, T, device=q.device)[:, None]
+    scores = scores.masked_fill(later, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    return (torch.exp(scores - lse[..., None]).to(v.dtype) @ v), lse
+
+
 def block(w: BlockWeights, x: Tensor, *, edit: Edit | None = None, flash: bool = True,
-          out: Tensor | None = None) -> BlockRun:
+          out: Tensor | None = None, past: tuple[Tensor, Tensor] | None = None) -> BlockRun:
     """One GPT-2 block on the residual x [..., pos, d_model] (`edit` applied where it says;
-    the residual is written into `out` when given)."""
+    the residual is written into `out` when given). With `past`, the keys and values [..., head,
+    pos_before, d_head] of the positions before x's (generation): the run's k and v are then all
+    of them, to pass on as the next step's past."""
     if edit is not None and edit.resid_pre is not None:
         x = edit.resid_pre(w.layer, x)
     q, k, v = qkv(w, x, edit is not None and edit.frozen_ln)
-    z, lse = attend(q, k, v, w.scale, flash=flash, upcast=w.upcast)
+    if past is not None:
+        k, v = torch.cat([past[0], k], dim=-2), torch.cat([past[1], v], dim=-2)
+        z, lse = attend_after(q, k, v, w.scale)
+    else:
+        z, lse = attend(q, k, v, w.scale, flash=flash, upcast=w.upcast)
     if edit is not None and edit.z is not None:
         z = edit.z(w.layer, z)
     a = attn_out(w, z)

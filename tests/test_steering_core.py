@@ -1,0 +1,112 @@
+"""core.steering against transformers' own forward with a forward pre-hook on block L that adds the
+same vector (the oracle), on the tiny model and the bundled one; generation with cached keys
+and values against transformers' own greedy decoding; and bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import PromptError, load_model, trace
+from core.steering import (
+    MAX_COEFFICIENT, SteeringError, checked_coefficient, contrast_vector, generate, mean_difference, steered_logits,
+    token_direction,
+)
+from tests.conftest import ROOT
+
+PROMPT = "The cat sat on the mat. The dog ate the bone."
+
+
+def hooked_logits(lm, ids: list[int], vector: torch.Tensor, layer: int, coefficient: float) -> torch.Tensor:
+    """transformers' forward with coefficient × vector added to block `layer`'s input: a [d_model]
+    vector at every position, a [k, d_model] one at the first k."""
+    def add(module, args):
+        x = args[0].clone()
+        if vector.dim() == 1:
+            x += coefficient * vector
+        else:
+            k = min(len(vector), x.shape[1])
+            x[:, :k] += coefficient * vector[:k]
+        return (x,) + tuple(args[1:])
+
+    hook = lm.model.transformer.h[layer].register_forward_pre_hook(add)
+    try:
+        with torch.inference_mode():
+            return lm.model(torch.tensor([ids])).logits[0]
+    finally:
+        hook.remove()
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_model(str(ROOT / "bundled" / "mini-gpt2-kjv"), device="cpu")
+
+
+def _vectors(lm, layer: int) -> dict[str, torch.Tensor]:
+    t = trace(lm, PROMPT)
+    from core.attribution import position_parts
+
+    head_writes = position_parts(lm, t, 5)["heads"][max(layer - 1, 0), 1]  # what one head wrote at position 5
+    return {
+        "contrast pair": contrast_vector(lm, " love", " hate you", layer),
+        "mean difference": mean_difference(lm, ["The cat sat.", "A dog ran"], ["It rained all day"], layer),
+        "token direction": token_direction(lm, int(t.top_ids[-1, 0])),
+        "what a head writes": head_writes.clone(),
+    }
+
+
+@pytest.mark.parametrize("model", ["tiny", "bundled"])
+def test_steered_logits_equal_a_pre_hook_on_transformers(model, tiny_lm, bundled):
+    lm = tiny_lm if model == "tiny" else bundled
+    layer = 1
+    ids = lm.encode(PROMPT)
+    for name, vector in _vectors(lm, layer).items():
+        for c in (3.0, -1.5):
+            got = steered_logits(lm, ids, vector, layer, c)
+            want = hooked_logits(lm, ids, vector, layer, c)
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5 * want.abs().max().item(),
+                                       err_msg=name)
+            assert not torch.allclose(got, hooked_logits(lm, ids, vector, layer, 0.0), atol=1e-4), name
+
+
+def test_coefficient_zero_is_exactly_the_plain_run(tiny_lm):
+    ids = tiny_lm.encode(PROMPT)
+    v = contrast_vector(tiny_lm, " love", " hate", 1)
+    plain = steered_logits(tiny_lm, ids, v, 1, 0.0)
+    np.testing.assert_array_equal(plain[-1].numpy(), steered_logits(tiny_lm, ids, v * 0, 1, 7.0)[-1].numpy())
+    np.testing.assert_allclose(plain[-1].numpy(), trace(tiny_lm, PROMPT).next_logits, rtol=1e-5, atol=1e-5)
+    a = list(generate(tiny_lm, ids, 12, vector=v, layer=1, coefficient=0.0, temperature=0.9, seed=3))
+    b = list(generate(tiny_lm, ids, 12, temperature=0.9, seed=3))
+    assert [x.token_id for x in a] == [x.token_id for x in b]
+    np.testing.assert_array_equal(np.stack([x.probs for x in a]), np.stack([x.probs for x in b]))
+
+
+def test_generation_with_cached_keys_equals_transformers(tiny_lm):
+    ids = tiny_lm.encode(PROMPT)
+    mine = [x.token_id for x in generate(tiny_lm, ids, 15, temperature=0)]
+    with torch.inference_mode():
+        theirs = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=15, do_sample=False, min_new_tokens=15,
+                                        pad_token_id=0)[0, len(ids):].tolist()
+    assert mine == theirs
+    v = contrast_vector(tiny_lm, " love", " hate", 1)
+    steered = list(generate(tiny_lm, ids, 6, vector=v, layer=1, coefficient=4.0, temperature=0))
+    seq = list(ids)
+    for x in steered:  # each step's distribution: a whole forward of the sequence so far, hooked
+        want = torch.softmax(hooked_logits(tiny_lm, seq, v, 1, 4.0)[-1], -1)
+        np.testing.assert_allclose(x.probs, want.numpy(), rtol=1e-4, atol=1e-6)
+        seq.append(x.token_id)
+
+
+def test_bad_input_gets_messages_or_clamped_values(tiny_lm):
+    with pytest.raises(PromptError, match="empty"):
+        contrast_vector(tiny_lm, "", " hate", 1)
+    with pytest.raises(PromptError, match="at most"):
+        contrast_vector(tiny_lm, "word " * 2000, " hate", 1)
+    with pytest.raises(SteeringError, match="not a number"):
+        checked_coefficient(float("nan"))
+    assert checked_coefficient(1e6) == MAX_COEFFICIENT and checked_coefficient(-1e9) == -MAX_COEFFICIENT
+    with pytest.raises(SteeringError, match="no block"):
+        contrast_vector(tiny_lm, "a", "b", 99)
+    huge = torch.full((tiny_lm.d_model,), 3e38)
+    with pytest.raises(SteeringError, match="not finite"):
+        steered_logits(tiny_lm, tiny_lm.encode(PROMPT), huge, 1, 10.0)
