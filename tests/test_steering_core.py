@@ -110,3 +110,39 @@ def test_bad_input_gets_messages_or_clamped_values(tiny_lm):
     huge = torch.full((tiny_lm.d_model,), 3e38)
     with pytest.raises(SteeringError, match="not finite"):
         steered_logits(tiny_lm, tiny_lm.encode(PROMPT), huge, 1, 10.0)
+
+
+def test_a_contrast_pair_really_steers_the_bundled_model_and_a_random_vector_does_not(bundled):
+    """ActAdd on the bundled model with a pair from its own text (“Jesus said unto them” against
+    “Moses said unto them”, before block 2, coefficient 6), on held-out chapters (Genesis 8, …,
+    where Jesus never appears): the word's probability at the next token rises on >= 80% of 50
+    prompts, and it appears in 20 sampled continuations at least twice as often (and at least 5
+    times). A random vector of the same norm per position does neither."""
+    import re
+
+    lm = bundled
+    text = (ROOT / "tests" / "data" / "kjv_held_out.txt").read_text()
+    verses = [re.sub(r"^\d+ ", "", line) for line in text.splitlines() if re.match(r"^\d+ ", line)]
+    bos = lm.tokenizer.bos_token_id
+    prompts = [[bos] + lm.encode(" ".join(v.split()[:6])) for v in verses[:50]]
+    word = lm.encode(" Jesus")[0]
+    layer, c = 2, 6.0
+    v = contrast_vector(lm, " Jesus said unto them, Jesus", " Moses said unto them, Moses", layer)
+    noise = torch.randn(v.shape, generator=torch.Generator().manual_seed(0))
+    random = noise / noise.norm(dim=-1, keepdim=True) * v.norm(dim=-1, keepdim=True)
+
+    def rises(vector) -> float:
+        p = [torch.softmax(steered_logits(lm, ids, vector, layer, coef)[-1], -1)[word] for ids in prompts
+             for coef in (0.0, c)]
+        return float(np.mean([after > before for before, after in zip(p[::2], p[1::2])]))
+
+    def count(vector, coef: float) -> int:
+        return sum([x.token_id for x in generate(lm, ids, 30, vector=vector, layer=layer, coefficient=coef,
+                                                 temperature=1.0, seed=s)].count(word)
+                   for s, ids in enumerate(prompts[:20]))
+
+    plain = count(v, 0.0)
+    assert rises(v) >= 0.8
+    assert count(v, c) >= max(2 * plain, 5)
+    assert rises(random) < 0.8
+    assert count(random, c) < max(2 * plain, 5)
