@@ -144,6 +144,21 @@ def steered_logits(lm: LoadedModel, prompt: str | Sequence[int], vector: torch.T
         return _checked(lm.arch.logits(x))
 
 
+def steered_trace(lm: LoadedModel, ids: Sequence[int], vector: torch.Tensor, layer: int, coefficient: float,
+                  positions: Sequence[int] | None = None, *, cache: ByteBoundedCache | None = None):
+    """A Trace of the prompt with the steer added (its stored residual is the steered one), so every
+    view of the app reads the steered run; a steered trace has a cache key of its own."""
+    import hashlib
+
+    edit = steering_edit(vector, layer, coefficient, positions=positions)
+    h = hashlib.blake2b(vector.float().numpy().tobytes(), digest_size=8).hexdigest()
+    variant = f"steer:{h}:{layer}:{checked_coefficient(coefficient)!r}:{tuple(positions or ())}"
+    t = trace_ids(lm, list(ids), cache=cache, steer=edit.resid_pre, variant=variant)
+    if not np.isfinite(t.next_logits).all():
+        _checked(torch.from_numpy(np.array(t.next_logits)))
+    return t
+
+
 @dataclass(frozen=True)
 class Token:
     """One generated token: its id, its probability, and the step's next-token probabilities."""

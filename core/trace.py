@@ -23,7 +23,7 @@ import torch
 
 from i18n import _
 
-from .arch import attend, attn_out, block, head_patterns, head_summaries, mlp, qkv
+from .arch import EditFn, attend, attn_out, block, head_patterns, head_summaries, mlp, qkv
 from .cache import ByteBoundedCache, LayerArrays, budget_for, shared_cache
 from .model import LoadedModel
 from .names import activation_names, by_name
@@ -104,6 +104,7 @@ class Trace:
     _arrays: dict = field(repr=False)
     lm: LoadedModel | None = field(default=None, repr=False)
     cache: ByteBoundedCache | None = field(default=None, repr=False)
+    variant: str = ""  # names a change to the forward (a steering vector): part of the cache key
 
     # ---- stored arrays ------------------------------------------------------------------
     def take(self, key: str, index=()) -> np.ndarray:
@@ -132,7 +133,7 @@ class Trace:
     @property
     def key(self) -> tuple:
         device = str(self.lm.device) if self.lm is not None else "cpu"
-        return (self.model_name, device, self.token_ids.tobytes())
+        return (self.model_name, device, self.token_ids.tobytes()) + ((self.variant,) if self.variant else ())
 
     embed = property(lambda self: self.take("embed"))
     pos_embed = property(lambda self: self.take("pos_embed"))
@@ -274,7 +275,7 @@ def prompt_ids(lm: LoadedModel, prompt: str, keep: str = "first") -> tuple[list[
 
 
 # ---- the forward -----------------------------------------------------------------------
-def _run(lm: LoadedModel, ids_t: torch.Tensor, flash: bool) -> dict:
+def _run(lm: LoadedModel, ids_t: torch.Tensor, flash: bool, steer: EditFn | None = None) -> dict:
     arch, T, H = lm.arch, len(ids_t), lm.n_head
     dev = ids_t.device
     embed, pos_embed = arch.embed(ids_t)  # [pos, d_model] each
@@ -283,6 +284,8 @@ def _run(lm: LoadedModel, ids_t: torch.Tensor, flash: bool) -> dict:
     stats = torch.empty(3, lm.n_layer, H, device=dev)
     torch.add(embed, pos_embed, out=resid[0])
     for L, w in enumerate(arch.blocks):
+        if steer is not None:  # the stored residual is the steered one, so each layer recomputes from it
+            resid[L] = steer(L, resid[L])
         run = block(w, resid[L], flash=flash, out=resid[L + 1])
         lse[L] = run.lse
         stats[:, L] = head_summaries(run.q, run.k, run.lse, w.scale)
@@ -293,15 +296,18 @@ def _run(lm: LoadedModel, ids_t: torch.Tensor, flash: bool) -> dict:
 
 
 def trace_ids(lm: LoadedModel, ids: list[int], *, prompt: str = "", n_dropped: int = 0, kept: str = "first",
-              cache: ByteBoundedCache | None = None, flash: bool = True) -> Trace:
+              cache: ByteBoundedCache | None = None, flash: bool = True, steer: EditFn | None = None,
+              variant: str = "") -> Trace:
     """Run GPT-2 once on token ids (at most n_ctx of them) and keep the residual stream.
 
     `cache` holds the per-layer arrays computed later (default: one shared per process).
-    `flash=False` runs the portable chunked attention that GPUs use, for tests."""
+    `flash=False` runs the portable chunked attention that GPUs use, for tests. `steer(layer, x)`
+    changes the residual before each block (core.steering), and `variant` names that change in
+    the trace's cache key, so a steered trace never shares cached layers with the plain one."""
     if not 0 < len(ids) <= lm.n_ctx:
         raise PromptError(_("GPT-2 reads 1 to {n_ctx} tokens at a time; got {n}.").format(n_ctx=lm.n_ctx, n=len(ids)))
     with lm.forward_lock, torch.inference_mode():
-        arrays = _run(lm, torch.tensor(ids, dtype=torch.long, device=lm.device), flash)
+        arrays = _run(lm, torch.tensor(ids, dtype=torch.long, device=lm.device), flash, steer)
     if lm.device.type == "cpu":
         arrays = {k: v.numpy() for k, v in arrays.items()}
         for a in arrays.values():
@@ -310,7 +316,7 @@ def trace_ids(lm: LoadedModel, ids: list[int], *, prompt: str = "", n_dropped: i
         model_name=lm.name, prompt=prompt, token_ids=np.asarray(ids, dtype=np.int64),
         tokens=tuple(display_tokens(lm, ids)), n_dropped=n_dropped, kept=kept,
         n_layer=lm.n_layer, n_head=lm.n_head, _arrays=arrays, lm=lm,
-        cache=cache if cache is not None else shared_cache(),
+        cache=cache if cache is not None else shared_cache(), variant=variant,
     )
 
 

@@ -146,3 +146,18 @@ def test_a_contrast_pair_really_steers_the_bundled_model_and_a_random_vector_doe
     assert count(v, c) >= max(2 * plain, 5)
     assert rises(random) < 0.8
     assert count(random, c) < max(2 * plain, 5)
+
+
+def test_a_steered_trace_is_the_steered_run_with_its_own_cache_key(tiny_lm):
+    from core.steering import steered_trace
+
+    ids = tiny_lm.encode(PROMPT)
+    v = contrast_vector(tiny_lm, " love", " hate", 1)
+    t = steered_trace(tiny_lm, ids, v, 1, 3.0)
+    np.testing.assert_allclose(t.next_logits, hooked_logits(tiny_lm, ids, v, 1, 3.0)[-1].numpy(), rtol=1e-5, atol=1e-5)
+    plain = trace(tiny_lm, PROMPT)
+    assert t.key != plain.key
+    # a layer recomputed from the stored (steered) residual gives back the next stored residual
+    L = 1
+    np.testing.assert_allclose(t.layer_act(L, "resid_mid") + t.layer_act(L, "mlp_out"), t.resid[L + 1], atol=1e-5)
+    assert not np.allclose(t.layer_act(L, "mlp_out"), plain.layer_act(L, "mlp_out"), atol=1e-4)
