@@ -26,10 +26,12 @@ Dimension names: pos d_in d_sae.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +206,15 @@ def from_sae_lens(sae, *, source: str, sae_id: str | None, name: str, sparsity=N
         log_density=t(sparsity), neuronpedia=neuronpedia, model_name=meta.model_name)
 
 
+@contextlib.contextmanager
+def _quiet():
+    """sae-lens advises TransformerLens users how to load the model for SAEs with model kwargs; this
+    app applies those kwargs itself (see `from_sae_lens`), so that advice is not printed."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        yield
+
+
 def _local_sparsity(path: Path) -> torch.Tensor | None:
     f = path / "sparsity.safetensors"
     if not f.exists():
@@ -231,9 +242,10 @@ def load_sae(source: str, sae_id: str | None = None) -> SparseAutoencoder:
                                  "sae_weights.safetensors.").format(name=path.name))
         try:
             json.loads((path / "cfg.json").read_text())
-            from sae_lens import SAE
+            with _quiet():
+                from sae_lens import SAE
 
-            sae = SAE.load_from_disk(str(path), device="cpu", dtype="float32")
+                sae = SAE.load_from_disk(str(path), device="cpu", dtype="float32")
         except Exception as e:  # a half-written or corrupt file, in any of the many ways it can break
             raise SAELoadError(_("“{name}” could not be read as an SAE ({error}). Save it again with sae-lens's "
                                  "save_model.").format(name=path.name, error=type(e).__name__)) from e
@@ -244,9 +256,10 @@ def load_sae(source: str, sae_id: str | None = None) -> SparseAutoencoder:
     if sae_id not in release["saes"]:
         raise SAELoadError(_("Release “{release}” has no SAE “{sae_id}”.").format(release=source, sae_id=sae_id))
     try:
-        from sae_lens import SAE
+        with _quiet():
+            from sae_lens import SAE
 
-        sae, _cfg, sparsity = SAE.from_pretrained_with_cfg_and_sparsity(source, sae_id, device="cpu")
+            sae, _cfg, sparsity = SAE.from_pretrained_with_cfg_and_sparsity(source, sae_id, device="cpu")
     except Exception as e:  # no network, the Hub unreachable or blocked, a broken download
         raise SAELoadError(_("Downloading the SAE “{sae_id}” of “{release}” failed ({error}). Without the "
                              "Hugging Face Hub, put the SAE's directory on this machine and give its path.").format(

@@ -189,7 +189,7 @@ def test_at_the_last_residual_point_attribution_is_the_direct_logit_parts(tmp_pa
     final = t.resid[-1, pos].astype(np.float64)
     scale = np.sqrt(((final - final.mean()) ** 2).mean() + 1e-5)
     read = w["transformer.ln_f.weight"] * w["transformer.wte.weight"][token]  # gain ⊙ unembedding column
-    f = encode(sae, torch.from_numpy(t.resid[-1])).numpy()[pos]
+    f = encode(sae, torch.from_numpy(t.resid[-1].copy())).numpy()[pos]
     W_dec = sae.W_dec.numpy().astype(np.float64)
     direct = f * (((W_dec - W_dec.mean(-1, keepdims=True)) / scale) @ read)
     np.testing.assert_allclose(a.effect, direct[a.features], atol=1e-4)
