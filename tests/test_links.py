@@ -21,6 +21,7 @@ from ui.url import MAX_PROMPT_CHARS
 
 TIMEOUT = 120
 ATTENTION = "pages/1_Attention.py"
+EXPERIMENTS = apptest.EXPERIMENTS
 EMBEDDINGS = "pages/2_Embeddings.py"
 
 
@@ -233,3 +234,13 @@ def test_a_link_with_an_over_long_prompt_is_cut_and_the_box_still_types(tiny_env
     assert "70,000 characters" in texts(at.sidebar.warning)
     at.sidebar.text_area(key="sidebar_prompt").input(text[:MAX_PROMPT_CHARS - 5]).run()
     assert at.session_state["prompt"] == text[:MAX_PROMPT_CHARS - 5] and not at.sidebar.warning
+
+
+def test_a_deeply_nested_list_in_a_link_falls_back_without_a_traceback(tiny_env):
+    """A link value of 10,000 '[' (JSON nested too deep for Python's parser) is malformed like any
+    other: the control keeps its default, nothing is raised, and no server file appears."""
+    at = app(EXPERIMENTS, exp_heads="[" * 10_000, exp_mlps="[" * 10_000 + "]" * 10_000, exp_view="Knock out parts")
+    assert not at.exception
+    assert at.multiselect(key="exp_heads").value == [] and at.multiselect(key="exp_mlps").value == []
+    shown = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.warning, *at.error, *at.info])
+    assert ".py" not in shown and "Traceback" not in shown

@@ -33,9 +33,11 @@ FIGURE_STYLES = ("normal", "slides", "dark")  # the sidebar's figure style (ui.f
 
 
 def _parse(parser: Callable[[str], Any], raw: str):
+    """The link's value read by the control's parser, or None (the control's default) for anything
+    malformed: a wrong type, bad JSON, JSON nested too deep to read (RecursionError), a huge number."""
     try:
         return parser(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError, OverflowError):
         return None
 
 
