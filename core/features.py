@@ -17,7 +17,7 @@ import torch
 from .arch import Edit, run_blocks
 from .cache import LayerArrays
 from .model import LoadedModel
-from .sae import SparseAutoencoder, check_fits, directions, encode_prepared, prepare, reconstruct, unprepare
+from .sae import SparseAutoencoder, check_fits, directions, encode, encode_prepared, prepare, reconstruct, unprepare
 from .trace import Trace
 
 _ENCODE_ROWS = 256  # positions encoded at once: [256, d_sae] floats (25 MB for 24,576 features)
@@ -233,23 +233,56 @@ def removal_effects(lm: LoadedModel, t: Trace, sae: SparseAutoencoder, token_id:
     return out
 
 
+@dataclass(frozen=True)
+class FeatureChange:
+    """Features of one SAE changed inside a run, at every position: knocked out (value None, scale
+    0), scaled, or clamped to `value`. The SAE reads the activation as the run computes it (so the
+    change composes with knocked-out heads or neurons upstream) and the change is added along each
+    feature's direction: x + (target - f) · direction."""
+
+    sae: SparseAutoencoder
+    features: tuple[int, ...]
+    value: float | None = None
+    scale: float = 0.0
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation x [..., pos, d_in] with the features changed."""
+        ids = list(self.features)
+        f = encode(self.sae, x)[..., ids]  # [..., pos, feature]
+        target = torch.full_like(f, float(self.value)) if self.value is not None else f * self.scale
+        return x + ((target - f)[..., None] * directions(self.sae, x, ids)).sum(-2)
+
+    def edit(self, lm: LoadedModel) -> tuple[int, dict]:
+        """(the first block the change touches, Edit keyword arguments that make it); a change to the
+        residual after the last block has no block to go into: (n_layer, {"final": fn})."""
+        check_fits(lm, self.sae)
+        L, site = self.sae.layer, self.sae.site
+        at = lambda layer, y: self.apply(y) if layer == L else y  # noqa: E731
+        if site == "hook_resid_pre":
+            return L, {"resid_pre": at}
+        if site == "hook_resid_post":
+            if L + 1 < lm.n_layer:
+                return L + 1, {"resid_pre": lambda layer, y: self.apply(y) if layer == L + 1 else y}
+            return lm.n_layer, {"final": self.apply}
+        if site == "hook_attn_out":
+            return L, {"attn_out": at}
+        if site == "hook_mlp_out":
+            return L, {"mlp_out": at}
+        before = {}  # resid_mid = resid_pre + attn_out: keep resid_pre to change their sum
+
+        def keep(layer, y):
+            if layer == L:
+                before["x"] = y
+            return y
+        return L, {"resid_pre": keep, "attn_out": lambda layer, a: (self.apply(before["x"] + a) - before["x"])
+                   if layer == L else a}
+
+
 def steer_features(lm: LoadedModel, t: Trace, sae: SparseAutoencoder, features, *, value: float | None = None,
                    scale: float = 0.0):
     """The prompt rerun with features changed at every position: each feature's activation set to
     `value` (clamp; its direction adds (value - f)), or multiplied by `scale` (0: knocked out).
     Returns the run's core.interventions.Ablation (next-token probabilities, per-token log-probabilities)."""
-    from .interventions import Ablation
-    from .unembed import next_token_facts
+    from .interventions import ablate
 
-    features = [int(f) for f in features]
-    acts = feature_acts(lm, t, sae)
-    with torch.inference_mode():
-        x = site_activation(t, sae)
-        f = torch.from_numpy(acts.dense(features))  # [pos, feature]
-        target = torch.full_like(f, float(value)) if value is not None else f * scale
-        v = x + ((target - f)[..., None] * directions(sae, x, features)).sum(-2)
-        final = run_replaced(lm, t, sae, v)
-        facts = next_token_facts(lm.arch.W_U, lm.arch.ln_f(final), torch.as_tensor(t.token_ids), 1)
-    host = {k: val.numpy() for k, val in facts.items()}
-    return Ablation(next_probs=host["next_probs"], next_logits=host["next_logits"],
-                    token_logprob=host["token_logprob"], entropy=host["entropy"])
+    return ablate(lm, t, features=FeatureChange(sae, tuple(int(f) for f in features), value, scale))

@@ -74,16 +74,18 @@ def _as_trace(lm: LoadedModel, t: Trace | str) -> Trace:
 
 
 def ablate(lm: LoadedModel, t: Trace | str, heads: Iterable[tuple[int, int]] = (), neurons: Iterable[tuple[int, int]] = (),
-           mlp_layers: Iterable[int] = (), mode: str = "zero") -> Ablation:
+           mlp_layers: Iterable[int] = (), mode: str = "zero", features=None) -> Ablation:
     """The prompt of trace `t` run again with the given heads (their output z), MLP neurons
     (activation after GELU) and whole MLP layers (their output) set to zero, or to their mean
-    over the prompt's positions (mode="mean"). Ablating nothing gives the trace's own numbers.
-    `t` may also be a prompt, traced first."""
+    over the prompt's positions (mode="mean"), and SAE features changed (`features`, a
+    core.features.FeatureChange: knocked out or clamped). Ablating nothing gives the trace's own
+    numbers. `t` may also be a prompt, traced first."""
     t = _as_trace(lm, t)
     heads, neurons, mlp_layers = sorted(set(heads)), sorted(set(neurons)), sorted(set(mlp_layers))
     _check(lm, heads, neurons, mlp_layers, mode)
     touched = [L for L, _ in heads] + [L for L, _ in neurons] + list(mlp_layers)
-    start = min(touched, default=lm.n_layer)
+    feature_start, feature_edit = features.edit(lm) if features is not None else (lm.n_layer, {})
+    start = min(touched + [feature_start])
     mean = mode == "mean"
 
     def edit_z(L, z):
@@ -103,9 +105,14 @@ def ablate(lm: LoadedModel, t: Trace | str, heads: Iterable[tuple[int, int]] = (
             out = t.layer_tensor(L, "mlp_out").mean(0).expand_as(out).clone() if mean else torch.zeros_like(out)
         return out
 
-    edit = Edit(z=edit_z, mlp_post=edit_post, mlp_out=edit_mlp_out)
+    change_out = feature_edit.get("mlp_out")
+    edit = Edit(z=edit_z, mlp_post=edit_post, resid_pre=feature_edit.get("resid_pre"),
+                attn_out=feature_edit.get("attn_out"),
+                mlp_out=(lambda L, out: change_out(L, edit_mlp_out(L, out))) if change_out else edit_mlp_out)
     with torch.inference_mode():
         final = run_blocks(lm, t.tensor("resid", (start,))[None], start, edit)[0]
+        if "final" in feature_edit:
+            final = feature_edit["final"](final)
         ids = torch.as_tensor(t.token_ids, device=final.device)
         facts = next_token_facts(lm.arch.W_U, lm.arch.ln_f(final), ids, 1)
     host = {k: v.cpu().numpy() for k, v in facts.items()}

@@ -301,3 +301,40 @@ def test_decoder_tokens_are_the_directions_reading_through_ln_f(tmp_path, tiny_l
     np.testing.assert_array_equal(up, np.argsort(-logits)[:6])
     np.testing.assert_array_equal(down, np.argsort(logits)[:6])
     np.testing.assert_allclose(up_v, np.sort(logits)[::-1][:6], rtol=1e-4)
+
+
+@pytest.mark.parametrize("hook", ["blocks.0.hook_attn_out", "blocks.1.hook_mlp_out", "blocks.0.hook_resid_mid",
+                                  "blocks.1.hook_resid_post"])
+def test_a_feature_knocked_out_inside_a_run_equals_transformers_hooked_at_its_site(tmp_path, tiny_lm, t, hook):
+    """Every site the app reads, with a head of block 0 knocked out as well: the SAE reads the
+    activation as the changed run computes it (transformers' forward, hooked, is the oracle)."""
+    from core.features import FeatureChange
+    from core.interventions import ablate
+
+    sae = load_sae(str(build_sae(tmp_path / "s", "standard", hook=hook)))
+    feats = feature_attribution(tiny_lm, t, sae, int(t.top_ids[-1, 0])).features[:3]
+    change = FeatureChange(sae, tuple(int(f) for f in feats))
+    got = ablate(tiny_lm, t, heads=[(0, 2)], features=change)
+    L, site = sae.layer, sae.site
+    blk, hs = tiny_lm.model.transformer.h[L], tiny_lm.d_head
+    seen = {}
+    hooks = [tiny_lm.model.transformer.h[0].attn.c_proj.register_forward_pre_hook(
+        lambda m, a: (a[0].index_fill(-1, torch.arange(2 * hs, 3 * hs), 0.0),))]
+    if site == "hook_attn_out":
+        hooks.append(blk.attn.register_forward_hook(lambda m, i, o: (change.apply(o[0]),) + tuple(o[1:])))
+    elif site == "hook_mlp_out":
+        hooks.append(blk.mlp.register_forward_hook(lambda m, i, o: change.apply(o)))
+    elif site == "hook_resid_mid":
+        hooks.append(blk.register_forward_pre_hook(lambda m, a: seen.update(x=a[0])))
+        hooks.append(blk.attn.register_forward_hook(
+            lambda m, i, o: (change.apply(seen["x"] + o[0]) - seen["x"],) + tuple(o[1:])))
+    else:  # after the last block: before ln_f
+        hooks.append(tiny_lm.model.transformer.ln_f.register_forward_pre_hook(lambda m, a: (change.apply(a[0]),)))
+    try:
+        with torch.inference_mode():
+            want = tiny_lm.model(torch.tensor([t.token_ids.tolist()])).logits[0, -1]
+    finally:
+        for h in hooks:
+            h.remove()
+    np.testing.assert_allclose(got.next_logits, want.numpy(), rtol=1e-5, atol=1e-4)
+    assert not np.allclose(got.next_logits, ablate(tiny_lm, t, heads=[(0, 2)]).next_logits, atol=1e-4)
