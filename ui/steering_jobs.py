@@ -1,0 +1,87 @@
+"""The Steering page's work: the steering vector (cached per model, prompt and inputs), the two
+generations side by side and the coefficient sweep, as jobs of steps (ui.progress.stepwise) with
+progress, Stop and Continue. What they show is built by recipes.steering."""
+from __future__ import annotations
+
+import streamlit as st
+
+from i18n import _
+from recipes import View
+from recipes import steering as recipe
+from ui.progress import Job, stepwise
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _vector(name: str, device: str, ids: tuple, kind: str, inputs: tuple, layer: int, _lm, _plain):
+    return recipe.make_vector(_lm, _plain, kind, dict(inputs), layer)
+
+
+def examples() -> None:
+    """The built-in examples, a row of buttons per source; each sets the page's controls and the prompt."""
+    for i, (heading, row) in enumerate(recipe.EXAMPLES.items()):
+        cols = st.columns([3, 2, 2, 2], vertical_alignment="center")
+        cols[0].caption(_(heading))
+        for j, (col, example) in enumerate(zip(cols[1:], row)):
+            col.button(_(example.label), key=f"steer_example_{i}_{j}", on_click=st.session_state.update,
+                       args=(example.state,), width="stretch")
+    st.caption(_(recipe.EXAMPLES_NOTE))
+
+
+def steer(lm, t, kind: str, inputs: dict, layer: int, coefficient: float) -> View:
+    """The steer the controls describe (recipes.steering.steer), or a message saying what to fix."""
+    plain = recipe.plain_trace(lm, t, recipe.steered_prompt(lm, t))
+    try:
+        with st.spinner(_("Computing the steering vector…")):
+            vector = _vector(lm.name, str(lm.device), tuple(int(i) for i in plain.token_ids), kind,
+                             tuple(sorted(inputs.items())), int(layer), lm, plain)
+    except ValueError as e:  # PromptError, SteeringError, a word that is not one token
+        return recipe.problem(e)
+    view = recipe.steer(lm, t, plain, vector, layer, coefficient)
+    view.values["plain"] = plain
+    return view
+
+
+def generation(lm, s: recipe.Steer, settings: dict, start: bool) -> Job | None:
+    """Both runs, a token of each per step; None before Generate was clicked for these settings.
+    settings: n_new, temperature, seed; a steered run that is not finite leaves settings["error"]."""
+
+    def run(job, say):
+        p = job.params
+        return recipe.paired_tokens(lm, s, p["n_new"], p["temperature"], p["seed"], skip=len(job.items),
+                                    on_error=lambda message: p.__setitem__("error", message))
+
+    def progress(job):
+        if not job.steps:
+            return _("Generating with and without the steer: reading the prompt ({n:,} tokens)").format(n=len(s.ids))
+        return _("Generating with and without the steer: token {step} of {total} ({rate:.1f} tokens/s each)").format(
+            step=job.steps, total=job.total, rate=job.steps / max(job.seconds, 1e-9))
+
+    def live(job, slot):
+        plain, steered = recipe.texts_so_far(lm, s, job.items)
+        with slot.container():
+            c1, c2 = st.columns(2)
+            c1.code(plain, language=None, wrap_lines=True)
+            c2.code(steered, language=None, wrap_lines=True)
+
+    work = (lm.name, s.key, settings["n_new"], settings["temperature"], settings["seed"])
+    return stepwise("steer_gen", work, run, progress, start=dict(settings) if start else None,
+                    total=settings["n_new"], live=live)
+
+
+def sweep(lm, s: recipe.Steer, settings: dict, start: bool) -> list | None:
+    """The sweep's points so far (recipes.steering.SweepPoint, one per coefficient); None before
+    Run the sweep was clicked for these settings. settings: word, n_new, temperature, seed."""
+    coefficients = recipe.sweep_coefficients(s)
+
+    def run(job, say):
+        p = job.params
+        return (recipe.sweep_point(lm, s, c, p["word"], p["n_new"], p["temperature"], p["seed"])
+                for c in coefficients[len(job.items):])
+
+    def progress(job):
+        return _("Coefficient sweep: {done} of {total} coefficients").format(done=job.steps, total=job.total)
+
+    work = (lm.name, s.key, settings["word"], settings["n_new"], settings["temperature"], settings["seed"])
+    job = stepwise("steer_sweep", work, run, progress, start=dict(settings) if start else None,
+                   total=len(coefficients))
+    return list(job.items) if job is not None else None
