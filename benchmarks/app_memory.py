@@ -75,12 +75,15 @@ def main() -> None:
                 box.press("Control+Enter")
                 # Done when a figure title quotes this prompt (titles carry its first words).
                 page.wait_for_function(
-                    "start => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.includes(start))",
+                    "start => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+                    ".some(t => t.textContent.includes(start))",
                     arg=text[:30], timeout=300_000)
-                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=300_000)
+                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                       timeout=300_000)
                 assert page.locator('[data-testid="stException"]').count() == 0, "exception on the page"
                 m = proc_mem(server.pid)
-                print(f"{i + 1:>6} {time.perf_counter() - t0:>8.1f} {m['VmRSS'] / 2**30:>7.2f} {m['VmHWM'] / 2**30:>8.2f}", flush=True)
+                print(f"{i + 1:>6} {time.perf_counter() - t0:>8.1f} {m['VmRSS'] / 2**30:>7.2f} "
+                      f"{m['VmHWM'] / 2**30:>8.2f}", flush=True)
             browser.close()
         peak = proc_mem(server.pid)["VmHWM"] / 2**30
         print(f"peak resident memory of the app process after {args.prompts} long prompts: {peak:.2f} GB "

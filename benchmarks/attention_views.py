@@ -79,7 +79,9 @@ def views(lm, t, induction: np.ndarray) -> dict:
         "one head + pre-softmax": lambda: [
             head_figure(t.pattern(L, h), t.tokens, model=m, layer=L, head=h),
             scores_figure(t.attn_scores(L, h), t.tokens, model=m, layer=L, head=h),
-        ] if 2 * t.n_tokens**2 <= CELL_BUDGET else [scores_figure(t.attn_scores(L, h), t.tokens, model=m, layer=L, head=h)],
+        ] if 2 * t.n_tokens**2 <= CELL_BUDGET else [
+            scores_figure(t.attn_scores(L, h), t.tokens, model=m, layer=L, head=h),
+        ],
         "across layers + means": lambda: [across(), means()],
         "token focus (last token)": focus,
     }
@@ -116,7 +118,8 @@ def main() -> None:
     print(f"{lm.describe()}; {lm.n_layer} layers x {lm.n_head} heads")
     t0 = time.perf_counter()
     induction = induction_scores(lm)
-    print(f"induction atlas (one forward on 401 tokens, cached per model): {(time.perf_counter() - t0) * 1e3:,.0f} ms\n")
+    print(f"induction atlas (one forward on 401 tokens, cached per model): "
+          f"{(time.perf_counter() - t0) * 1e3:,.0f} ms\n")
     rng = np.random.default_rng(0)
     header = (f"{'tokens':>6}  {'view':<30} {'first ms':>9} {'again ms':>9} {'json ms':>8} {'payload MB':>11} "
               f"{'max cells':>10}  ok")
@@ -129,8 +132,8 @@ def main() -> None:
         for name, build in views(lm, t, induction).items():
             f_ms, b_ms, j_ms, payload, cells = measure(build, args.repeat)
             ok = "yes" if payload <= PAGE_BUDGET_BYTES and cells <= CELL_BUDGET else "OVER"
-            print(f"{n:>6}  {name:<30} {f_ms:>9,.0f} {b_ms:>9,.0f} {j_ms:>8,.0f} {payload / 1e6:>11.2f} {cells:>10,}  {ok}",
-                  flush=True)
+            print(f"{n:>6}  {name:<30} {f_ms:>9,.0f} {b_ms:>9,.0f} {j_ms:>8,.0f} {payload / 1e6:>11.2f} "
+                  f"{cells:>10,}  {ok}", flush=True)
     print(f"\nbudgets: {PAGE_BUDGET_BYTES / 1e6:.0f} MB per page (one view per rerun: tabs run lazily), "
           f"{CELL_BUDGET:,} cells per figure")
 

@@ -56,7 +56,8 @@ def main() -> None:
         if not stages or s.split(":")[0] != stages[-1][1].split(":")[0]:
             stages.append((time.perf_counter() - t_start, s))
 
-    emap, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, progress=progress, directory=directory))
+    emap, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, progress=progress,
+                                             directory=directory))
     assert not emap.from_cache
     rows.append((f"first vocabulary map {wte.shape[0]:,} x {wte.shape[1]} (fresh process, incl. numba compile)", secs,
                  "goal < 90 s"))
@@ -65,12 +66,14 @@ def main() -> None:
     again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, directory=directory))
     assert again.from_cache
     rows.append(("cached reload, hashing wte included", secs, "goal < 1 s"))
-    again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, directory=directory, digest=digest))
+    again, secs = timed(lambda: embedding_map(wte, lm.name, "tokens", VOCAB_MAP_PARAMS, directory=directory,
+                                              digest=digest))
     rows.append(("cached reload, hash known (what the app does)", secs, "goal < 1 s"))
 
     strings = display_tokens(lm, range(lm.d_vocab))
     hover = [f"{esc(short(s, 24))} · {i}" for i, s in enumerate(strings)]
-    fig, secs = timed(lambda: cloud_map(again.coords, hover, "vocabulary", highlight=[(i, strings[i]) for i in range(10)]))
+    fig, secs = timed(lambda: cloud_map(again.coords, hover, "vocabulary",
+                                        highlight=[(i, strings[i]) for i in range(10)]))
     size = len(fig.to_json())
     rows.append((f"vocabulary figure built ({size / 2**20:.2f} MB of JSON)", secs, "page < 10 MB"))
 

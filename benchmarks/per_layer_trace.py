@@ -65,8 +65,8 @@ def bare_vs_trace(lm, lengths: list[int], repeats: int, goal: float) -> None:
         ids = _ids(lm, n, n)
         x = torch.tensor([ids])
         with torch.inference_mode():
-            best = interleaved({"bare": lambda: bare(x), "trace": lambda: trace_ids(lm, ids, cache=ByteBoundedCache(0))},
-                               repeats)
+            best = interleaved({"bare": lambda: bare(x),
+                                "trace": lambda: trace_ids(lm, ids, cache=ByteBoundedCache(0))}, repeats)
         ratio = best["trace"] / best["bare"]
         stored = trace_ids(lm, ids, cache=ByteBoundedCache(0)).nbytes / 2**20
         print(f"{n:>6} {best['bare']:>8.3f} {best['trace']:>8.3f} {ratio:>11.3f} {goal:>5} {stored:>10.1f}  "

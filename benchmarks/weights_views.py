@@ -80,7 +80,8 @@ def main(path: str) -> None:
         def figure(res):
             edges, table = res
             c = (edges[:-1] + edges[1:]) / 2
-            return distribution_figure(edges, table, "t", highlight=0, normal=normal_pdf(c, table["mean"][0], table["std"][0]))
+            return distribution_figure(edges, table, "t", highlight=0,
+                                       normal=normal_pdf(c, table["mean"][0], table["std"][0]))
         return (lambda: distributions(n, kind, lm)), figure
 
     views = {

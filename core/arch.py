@@ -137,7 +137,8 @@ def _block_weights(block, layer: int, config) -> BlockWeights:
         layer=layer, ln1=ln(block.ln_1), ln2=ln(block.ln_2), W_qkv=W, b_qkv=b,
         W_Q=W_Q, W_K=W_K, W_V=W_V, b_Q=b_Q, b_K=b_K, b_V=b_V,
         W_O=block.attn.c_proj.weight.view(H, hs, d), b_O=block.attn.c_proj.bias,
-        W_in=block.mlp.c_fc.weight, b_in=block.mlp.c_fc.bias, W_out=block.mlp.c_proj.weight, b_out=block.mlp.c_proj.bias,
+        W_in=block.mlp.c_fc.weight, b_in=block.mlp.c_fc.bias,
+        W_out=block.mlp.c_proj.weight, b_out=block.mlp.c_proj.bias,
         act=activation_fn(config.activation_function), scale=scale, upcast=bool(config.reorder_and_upcast_attn))
 
 

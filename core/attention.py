@@ -158,7 +158,8 @@ def induction_scores(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int 
     with torch.inference_mode():
         for L in range(t.n_layer):
             q, k = _projection(t, L, 0, slice(None)), _projection(t, L, 1, slice(None))
-            w = weights_at(q, k, t.tensor("lse", (L,)), lm.arch.blocks[L].scale, length - 1)  # [head, query - (length - 1)]
+            # [head, query - (length - 1)]
+            w = weights_at(q, k, t.tensor("lse", (L,)), lm.arch.blocks[L].scale, length - 1)
             queries = offset + length + np.arange(length - 1)
             out[L] = w[:, queries - (length - 1)].double().mean(-1).cpu().numpy()
     return out

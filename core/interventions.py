@@ -61,8 +61,9 @@ def _check(lm: LoadedModel, heads, neurons, mlp_layers, mode: str) -> None:
     d_mlp = lm.d_mlp
     for L, n in neurons:
         if not (0 <= L < lm.n_layer and 0 <= n < d_mlp):
-            raise ValueError(_("There is no neuron {neuron} in layer {layer}: {n_layer} layers of {d_mlp} neurons.").format(
-                neuron=n, layer=L, n_layer=lm.n_layer, d_mlp=d_mlp))
+            raise ValueError(
+                _("There is no neuron {neuron} in layer {layer}: {n_layer} layers of {d_mlp} neurons.").format(
+                    neuron=n, layer=L, n_layer=lm.n_layer, d_mlp=d_mlp))
     for L in mlp_layers:
         if not 0 <= L < lm.n_layer:
             raise ValueError(_("There is no MLP layer {layer}: the layers are 0–{last}.").format(
@@ -73,8 +74,9 @@ def _as_trace(lm: LoadedModel, t: Trace | str) -> Trace:
     return trace(lm, t) if isinstance(t, str) else t
 
 
-def ablate(lm: LoadedModel, t: Trace | str, heads: Iterable[tuple[int, int]] = (), neurons: Iterable[tuple[int, int]] = (),
-           mlp_layers: Iterable[int] = (), mode: str = "zero", features=None) -> Ablation:
+def ablate(lm: LoadedModel, t: Trace | str, heads: Iterable[tuple[int, int]] = (),
+           neurons: Iterable[tuple[int, int]] = (), mlp_layers: Iterable[int] = (), mode: str = "zero",
+           features=None) -> Ablation:
     """The prompt of trace `t` run again with the given heads (their output z), MLP neurons
     (activation after GELU) and whole MLP layers (their output) set to zero, or to their mean
     over the prompt's positions (mode="mean"), and SAE features changed (`features`, a
@@ -155,7 +157,8 @@ def head_ablation_scan(lm: LoadedModel, t: Trace | str, target_token: int, *, mo
 
             with torch.inference_mode():
                 x = t.tensor("resid", (L,))[None].repeat(H + 1, 1, 1)
-                logp = torch.log_softmax(last_logits(lm, run_blocks(lm, x, L, Edit(z=edit_z, mlp_out=edit_mlp_out))), -1)
+                logp = torch.log_softmax(
+                    last_logits(lm, run_blocks(lm, x, L, Edit(z=edit_z, mlp_out=edit_mlp_out))), -1)
             return LayerArrays(delta=(logp[:, target_token].double().cpu().numpy() - base))
         got = t.memo(("head_ablation_scan", mode, target_token, L), compute)["delta"]
         heads[L], mlp[L] = got[:H], got[H]

@@ -203,7 +203,8 @@ class LoadedModel:
             return [self.tokenizer.convert_ids_to_tokens(int(i)) for i in ids]
 
     def describe(self) -> str:
-        return f"{self.name}: {self.n_params / 1e6:,.1f} M parameters, {self.n_bytes / 2**20:,.0f} MB on {self.device.type}"
+        return (f"{self.name}: {self.n_params / 1e6:,.1f} M parameters, "
+                f"{self.n_bytes / 2**20:,.0f} MB on {self.device.type}")
 
 
 def _looks_local(name: str) -> bool:
@@ -395,9 +396,11 @@ def _check_tokenizer(name: str, tokenizer, config) -> None:
     except Exception:  # a tokenizer too broken to run
         probe = []
     fix = N_("Put the tokenizer files of the model it was trained from (tokenizer.json, or vocab.json and merges.txt) "
-             "in the checkpoint directory; for GPT-2: AutoTokenizer.from_pretrained('gpt2').save_pretrained(directory).")
+             "in the checkpoint directory; for GPT-2: "
+             "AutoTokenizer.from_pretrained('gpt2').save_pretrained(directory).")
     if not probe:
-        raise ModelLoadError(N_("'{name}' has no usable tokenizer: it turns text into no tokens at all."), fix, name=name)
+        raise ModelLoadError(N_("'{name}' has no usable tokenizer: it turns text into no tokens at all."), fix,
+                             name=name)
     if max(probe) >= config.vocab_size:
         raise ModelLoadError(N_("'{name}''s tokenizer does not match its model: it gives token ids up to {top:,}, "
                                 "and the model knows {vocab:,}."), fix, name=name, top=max(probe),

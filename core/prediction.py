@@ -91,7 +91,8 @@ class Attribution:
 
     @property
     def total(self) -> float:
-        return float(self.embed + self.pos_embed + self.heads.sum() + self.attn_bias.sum() + self.mlp.sum() + self.ln_bias)
+        return float(self.embed + self.pos_embed + self.heads.sum() + self.attn_bias.sum() + self.mlp.sum()
+                     + self.ln_bias)
 
 
 def head_outputs(lm: LoadedModel, t: Trace, layer: int, pos: int) -> torch.Tensor:

@@ -93,7 +93,8 @@ def word_map_params(method: str = "umap", dims: int = 2) -> MapParams:
 
 
 # The whole-table maps (all tokens, all positions) the app draws and caches, and the benchmark times.
-VOCAB_MAP_PARAMS = MapParams(method="umap", n_neighbors=15, min_dist=0.1, metric="cosine", pca_dims=50, n_epochs=200, seed=0)
+VOCAB_MAP_PARAMS = MapParams(method="umap", n_neighbors=15, min_dist=0.1, metric="cosine", pca_dims=50, n_epochs=200,
+                             seed=0)
 
 
 # ---- projections --------------------------------------------------------------------------------

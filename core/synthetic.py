@@ -115,7 +115,8 @@ def build_shaped(out_dir: str | Path, shape: str, seed: int = 0) -> Path:
     model.tie_weights()
     randomize_layer_norms(model, seed)
     model.save_pretrained(out)
-    (out / "SYNTHETIC.json").write_text(json.dumps({"note": f"random weights in {shape}'s shape, not GPT-2", "seed": seed}))
+    (out / "SYNTHETIC.json").write_text(json.dumps({"note": f"random weights in {shape}'s shape, not GPT-2",
+                                                    "seed": seed}))
     return out
 
 

@@ -128,7 +128,8 @@ class Trace:
     @property
     def nbytes(self) -> int:
         """Bytes the trace itself holds (per-layer arrays live in the cache)."""
-        return int(sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size() for a in self._arrays.values()))
+        return int(sum(a.nbytes if isinstance(a, np.ndarray) else a.numel() * a.element_size()
+                       for a in self._arrays.values()))
 
     @property
     def key(self) -> tuple:

@@ -20,7 +20,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1300)
     parser.add_argument("--full", action="store_true", help="the whole page, not one screen")
-    parser.add_argument("--wait-for", default=".js-plotly-plot .main-svg", help="CSS selector that shows the page is drawn")
+    parser.add_argument("--wait-for", default=".js-plotly-plot .main-svg",
+                        help="CSS selector that shows the page is drawn")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 

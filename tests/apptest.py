@@ -9,15 +9,16 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import ROOT
 
 TIMEOUT = 120
-NEXT_TOKEN, ATTENTION, EMBEDDINGS, WEIGHTS = "app.py", "pages/1_Attention.py", "pages/2_Embeddings.py", "pages/3_Weights.py"
+NEXT_TOKEN, ATTENTION, EMBEDDINGS, WEIGHTS = ("app.py", "pages/1_Attention.py", "pages/2_Embeddings.py",
+                                              "pages/3_Weights.py")
 GENERATION, PREDICTION, EXPERIMENTS = "pages/4_Generation.py", "pages/5_Prediction.py", "pages/6_Experiments.py"
 NGRAMS, TOUR = "pages/7_N-grams.py", "pages/0_Tour.py"
 TAB_KEYS = {ATTENTION: "attn_view", EMBEDDINGS: "emb_tab", WEIGHTS: "weights_tab", GENERATION: "gen_tab",
             PREDICTION: "pred_view", EXPERIMENTS: "exp_view", NGRAMS: "ngram_view"}
 
 
-def open_page(page: str = NEXT_TOKEN, prompt: str | None = None, state: dict | None = None, *, query: dict | None = None,
-              typed: str | None = None, check: bool = True) -> AppTest:
+def open_page(page: str = NEXT_TOKEN, prompt: str | None = None, state: dict | None = None, *,
+              query: dict | None = None, typed: str | None = None, check: bool = True) -> AppTest:
     """The app opened on `page`: `prompt` and `state` set in the session first (as a click would),
     `query` as the address bar's link, `typed` typed into the sidebar's prompt box."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)

@@ -56,7 +56,8 @@ def test_per_head_views_are_the_checkpoints_columns_and_rows(tiny_lm, tiny_model
                 np.testing.assert_array_equal(W[h].numpy(), c_attn[:, cols])
                 np.testing.assert_array_equal(b[h].numpy(), c_attn_b[cols])
         for h in range(tiny_lm.n_head):
-            np.testing.assert_array_equal(w.W_O[h].numpy(), raw[f"transformer.h.{L}.attn.c_proj.weight"][h * hs:(h + 1) * hs])
+            np.testing.assert_array_equal(w.W_O[h].numpy(),
+                                          raw[f"transformer.h.{L}.attn.c_proj.weight"][h * hs:(h + 1) * hs])
 
 
 def test_loaded_model_knows_its_widths(tiny_lm):
@@ -89,7 +90,8 @@ def test_each_config_option_matches_transformers(optioned):
     with torch.inference_mode():
         out = lm.model(ids, output_hidden_states=True, output_attentions=True)
     acts = []  # transformers' own MLP activations, captured from its activation module
-    hooks = [blk.mlp.act.register_forward_hook(lambda m, i, o: acts.append(o[0].clone())) for blk in lm.model.transformer.h]
+    hooks = [blk.mlp.act.register_forward_hook(lambda m, i, o: acts.append(o[0].clone()))
+             for blk in lm.model.transformer.h]
     try:
         with torch.inference_mode():
             lm.model(ids)
@@ -112,7 +114,8 @@ def test_the_options_change_the_outputs(tmp_path):
     for name, option in OPTIONS.items():
         if name in ("reorder and upcast", "n_inner"):  # float32 gives the same numbers; n_inner changes the shapes
             continue
-        lm = load_model(str(build_checkpoint(tmp_path / name.replace(" ", "_"), n_layer=3, seed=1, **option)), device="cpu")
+        lm = load_model(str(build_checkpoint(tmp_path / name.replace(" ", "_"), n_layer=3, seed=1, **option)),
+                        device="cpu")
         t = trace(lm, PROMPT)
         changed = max(np.abs(t.layer_act(L, "mlp_post") - base.layer_act(L, "mlp_post")).max() for L in range(3))
         if name == "gelu_pytorch_tanh":  # GPT-2's gelu_new by another name: the same function
@@ -168,7 +171,8 @@ def test_the_block_is_batch_agnostic(tiny_lm):
     np.testing.assert_allclose(many.resid_post[0].numpy(), one.resid_post.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(many.resid_post[2].numpy(), one.resid_post.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(many.lse[0].numpy(), one.lse.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(one.resid_post.numpy(), t.resid[2], rtol=1e-5, atol=1e-6)  # the trace's own next residual
+    # the trace's own next residual
+    np.testing.assert_allclose(one.resid_post.numpy(), t.resid[2], rtol=1e-5, atol=1e-6)
 
 
 def test_arch_reads_a_transformers_model_directly(tiny_lm):
@@ -189,7 +193,8 @@ def test_only_core_arch_reaches_into_the_checkpoints_blocks():
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 reach = (isinstance(node, ast.Attribute) and node.attr in modules) or (
-                    isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "h")
+                    isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "h")
                 if reach:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, "reaches into the checkpoint outside core/arch.py: " + ", ".join(offenders)

@@ -83,7 +83,8 @@ def test_head_across_layers_and_layer_means(t):
     means = t.attention.astype(np.float32).mean(axis=1)
     fig = layer_means_figure(means, t.tokens, model=MODEL)
     for L in range(t.n_layer):
-        np.testing.assert_allclose(json_z(fig, L), causal_nan(t.attention[L].astype(np.float32).mean(axis=0)), atol=1e-6)
+        np.testing.assert_allclose(json_z(fig, L), causal_nan(t.attention[L].astype(np.float32).mean(axis=0)),
+                                   atol=1e-6)
 
 
 def test_max_pool_keeps_block_maxima_and_the_empty_triangle():
@@ -113,7 +114,8 @@ def test_focus_figures_are_the_trace_rows_and_columns(t):
     to = attends_to(t, pos)  # [layer, head, key]
     fig = focus_figure(to.mean(axis=1, dtype=np.float32), t.tokens, np.arange(pos + 1), pos,
                        model=MODEL, direction="to", head=None)
-    np.testing.assert_allclose(json_z(fig), t.attention[:, :, pos, : pos + 1].astype(np.float32).mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(json_z(fig), t.attention[:, :, pos, : pos + 1].astype(np.float32).mean(axis=1),
+                               atol=1e-6)
     assert "mean over heads" in fig.layout.title.text
     frm = attended_by(t, pos)
     fig = focus_figure(frm[:, 2], t.tokens, np.arange(pos, t.n_tokens), pos, model=MODEL, direction="from", head=2)

@@ -59,7 +59,8 @@ def test_multi_token_words_are_the_mean_of_their_pieces_and_say_so(tiny_lm):
 def test_word_lists_are_parsed_by_commas_and_groups():
     assert split_words("cat, dog,,New York\n cat ; fish") == ["cat", "dog", "New York", "fish"]
     pairs = parse_groups("animals: cat, dog\nfruits: apple\n\nlonely, words")
-    assert pairs == [("animals", "cat"), ("animals", "dog"), ("fruits", "apple"), ("words", "lonely"), ("words", "words")]
+    assert pairs == [("animals", "cat"), ("animals", "dog"), ("fruits", "apple"), ("words", "lonely"),
+                     ("words", "words")]
     assert len(parse_groups("g: " + ", ".join(f"w{i}" for i in range(999)))) == 400
 
 

@@ -89,7 +89,8 @@ def test_the_scan_equals_ablating_each_head_alone(tiny_lm, t):
     for L, h in [(0, 0), (1, 3)]:
         alone = np.log(ablate(tiny_lm, t, heads=[(L, h)]).next_probs[target]) - base
         assert scan["heads"][L, h] == pytest.approx(alone, abs=1e-4)
-    assert scan["mlp"][1] == pytest.approx(np.log(ablate(tiny_lm, t, mlp_layers=[1]).next_probs[target]) - base, abs=1e-4)
+    assert scan["mlp"][1] == pytest.approx(np.log(ablate(tiny_lm, t, mlp_layers=[1]).next_probs[target]) - base,
+                                           abs=1e-4)
 
 
 def test_patching_the_residual_equals_a_hooked_forward_and_everything_restores_the_clean_run(tiny_lm):

@@ -13,8 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest
 
-INPUTS = ("selectbox", "radio", "slider", "number_input", "checkbox", "toggle", "text_input", "text_area", "multiselect",
-          "select_slider")
+INPUTS = ("selectbox", "radio", "slider", "number_input", "checkbox", "toggle", "text_input", "text_area",
+          "multiselect", "select_slider")
 # Widgets that are not controls of the view, and why they stay out of the link.
 NOT_IN_LINK = {
     "attn_atlas_pick": "a one-off picker: choosing a head opens it (sets layer, head and tab, which are in the link)",
@@ -23,8 +23,8 @@ NOT_IN_LINK = {
     "sidebar_png_scale": "export size",
     "sidebar_model": "in the link as model=", "sidebar_model_path": "in the link as model=",
     "ngram_text": "the person's own text, up to 2 MB: content, not a control; like a long prompt, not put in links",
-    "sidebar_prompt": "in the link as prompt=", "sidebar_keep": "in the link as keep=", "sidebar_style": "in the link as style=",
-    "sidebar_lang": "in the link as lang=",
+    "sidebar_prompt": "in the link as prompt=", "sidebar_keep": "in the link as keep=",
+    "sidebar_style": "in the link as style=", "sidebar_lang": "in the link as lang=",
 }
 # Controls a case keeps at their default because the view needs it (sampling's controls show for
 # "sample", the default); another case sets them otherwise.
@@ -51,8 +51,8 @@ CASES = [
     (E, PROMPT, "emb_tab", "Positions", {}),
     (E, PROMPT, "emb_tab", "Word vectors", {"emb_words": "dog, cat, chair", "emb_leading": False,
                                             "emb_nn_word": "chair"}),
-    (E, PROMPT, "emb_tab", "Meaning space", {"emb_groups": "a: cat, dog\nb: red, blue", "emb_method": "pca", "emb_dims": 3,
-                                             "emb_map_leading": False}),
+    (E, PROMPT, "emb_tab", "Meaning space", {"emb_groups": "a: cat, dog\nb: red, blue", "emb_method": "pca",
+                                             "emb_dims": 3, "emb_map_leading": False}),
     (E, PROMPT, "emb_tab", "Whole vocabulary", {"emb_vocab_table": "positions"}),
     (E, PROMPT, "emb_tab", "In context", {"emb_layer": 0, "emb_skip_first": False}),
     (W, PROMPT, "weights_tab", "Matrix", WEIGHTS),
@@ -79,8 +79,8 @@ CASES = [
                                             "exp_head": 2}),
     (X, PROMPT, "exp_view", "Patching", {"exp_mode": "mean", "exp_other": "The dog sat on the mat",
                                          "exp_patch_what": "head"}),
-    (X, PROMPT, "exp_view", "Patching", {"exp_mode": "mean", "exp_other": "A big dog sat on the old mat", "exp_pad": True,
-                                         "exp_patch_what": "head"}),
+    (X, PROMPT, "exp_view", "Patching", {"exp_mode": "mean", "exp_other": "A big dog sat on the old mat",
+                                         "exp_pad": True, "exp_patch_what": "head"}),
     (N, PROMPT, "ngram_view", "Samples", {"ngram_source": "genesis", "ngram_seed": 3}),
     (N, PROMPT, "ngram_view", "Next letter and word", {"ngram_source": "genesis", "ngram_context": "unto the",
                                                        "ngram_n": 4, "ngram_k": 5}),
@@ -112,7 +112,8 @@ def same(a, b) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return abs(float(a) - float(b)) < 1e-9
     if isinstance(a, list):
-        return [tuple(x) if isinstance(x, list) else x for x in a] == [tuple(x) if isinstance(x, list) else x for x in b]
+        return ([tuple(x) if isinstance(x, list) else x for x in a]
+                == [tuple(x) if isinstance(x, list) else x for x in b])
     return a == b
 
 

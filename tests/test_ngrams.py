@@ -233,7 +233,8 @@ def test_an_unseen_context_and_a_chinese_prompt_say_so(tiny_env):
 
 
 def test_a_huge_paste_is_cut_with_a_message(tiny_env):
-    at = _open({"ngram_source": "yours", "ngram_text": "ab" * (ng.MAX_CHARS // 2 + 15), "ngram_view": "Letter statistics"})
+    at = _open({"ngram_source": "yours", "ngram_text": "ab" * (ng.MAX_CHARS // 2 + 15),
+                "ngram_view": "Letter statistics"})
     assert not at.exception and "leave out the other 30" in _texts(at)
 
 

@@ -48,7 +48,8 @@ def _hooked(lm, ids):
     got = {}
     hooks = [b.attn.c_proj.register_forward_pre_hook(lambda m, a, L=L: got.__setitem__(L, a[0][0].numpy().copy()))
              for L, b in enumerate(lm.model.transformer.h)]
-    hooks.append(lm.model.transformer.ln_f.register_forward_pre_hook(lambda m, a: got.__setitem__("final", a[0][0].numpy().copy())))
+    hooks.append(lm.model.transformer.ln_f.register_forward_pre_hook(
+        lambda m, a: got.__setitem__("final", a[0][0].numpy().copy())))
     try:
         with torch.inference_mode():
             logits = lm.model(torch.tensor([list(ids)])).logits[0].numpy()

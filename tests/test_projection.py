@@ -78,8 +78,10 @@ def test_the_key_follows_model_matrix_and_parameters(blobs, tmp_path):
     changed = blobs.copy()
     changed[5, 5] += 1e-3
     assert matrix_digest(changed) != d and matrix_digest(blobs.copy()) == d
-    paths = {map_path("gpt2", "tokens", d, PCA_PARAMS, tmp_path), map_path("gpt2-medium", "tokens", d, PCA_PARAMS, tmp_path),
-             map_path("gpt2", "positions", d, PCA_PARAMS, tmp_path), map_path("gpt2", "tokens", d, SMALL_UMAP, tmp_path)}
+    paths = {map_path("gpt2", "tokens", d, PCA_PARAMS, tmp_path),
+             map_path("gpt2-medium", "tokens", d, PCA_PARAMS, tmp_path),
+             map_path("gpt2", "positions", d, PCA_PARAMS, tmp_path),
+             map_path("gpt2", "tokens", d, SMALL_UMAP, tmp_path)}
     assert len(paths) == 4
     odd = map_path("/some/dir/my model:v2/", "tokens", d, PCA_PARAMS, tmp_path)
     assert odd.parent == tmp_path and odd.name.startswith("my_model_v2-tokens-")

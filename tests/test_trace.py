@@ -45,7 +45,8 @@ def test_shapes_dtypes_and_names(tiny_lm, t):
     assert t.mlp_post.shape == (L, n, d_mlp)
     per_layer = {"attn.hook_attn_scores": (H, n, n), "attn.hook_pattern": (H, n, n), "attn.hook_z": (n, H, hs),
                  "hook_attn_out": (n, d), "hook_resid_mid": (n, d), "mlp.hook_pre": (n, d_mlp),
-                 "mlp.hook_post": (n, d_mlp), "hook_mlp_out": (n, d), "hook_resid_pre": (n, d), "hook_resid_post": (n, d)}
+                 "mlp.hook_post": (n, d_mlp), "hook_mlp_out": (n, d), "hook_resid_pre": (n, d),
+                 "hook_resid_post": (n, d)}
     for name in t.names():
         assert isinstance(t[name], np.ndarray), name
         hook = name.split(".", 2)[-1]
@@ -180,7 +181,8 @@ def _numpy_gpt2(w: dict, ids: np.ndarray, n_head: int) -> list[dict]:
         z = (pattern @ v).transpose(1, 0, 2)  # [pos, head, d_head]
         attn_out = z.reshape(T, d) @ g(p + "attn.c_proj.weight") + g(p + "attn.c_proj.bias")
         mid = x + attn_out
-        pre = _layer_norm(mid, g(p + "ln_2.weight"), g(p + "ln_2.bias")) @ g(p + "mlp.c_fc.weight") + g(p + "mlp.c_fc.bias")
+        pre = (_layer_norm(mid, g(p + "ln_2.weight"), g(p + "ln_2.bias")) @ g(p + "mlp.c_fc.weight")
+               + g(p + "mlp.c_fc.bias"))
         post = _gelu_new(pre)
         mlp_out = post @ g(p + "mlp.c_proj.weight") + g(p + "mlp.c_proj.bias")
         layers.append(dict(resid_pre=x, attn_scores=scores, pattern=pattern, z=z, attn_out=attn_out, resid_mid=mid,

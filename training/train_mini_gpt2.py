@@ -177,7 +177,8 @@ def held_out_loss(model, ids: np.ndarray, ctx: int, max_windows: int = 64) -> fl
     for i in range(0, len(starts), 16):
         x = torch.from_numpy(np.stack([ids[s:s + ctx + 1] for s in starts[i:i + 16]]).astype(np.int64))
         logits = model(x[:, :-1]).logits.float()
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum")
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
+                                                 reduction="sum")
         total, count = total + loss.item(), count + x[:, 1:].numel()
     model.train()
     return total / count
@@ -350,15 +351,18 @@ def main() -> None:
     tok.save_pretrained(out)
     write_trained_tokens(out, learned.tolist())
     (out / "TRAINING.json").write_text(json.dumps({
-        "model": "GPT2LMHeadModel", **SHAPE, "vocab": len(tok), "tokenizer": "GPT-2's byte-level BPE (bundled/gpt2-bpe)",
+        "model": "GPT2LMHeadModel", **SHAPE, "vocab": len(tok),
+        "tokenizer": "GPT-2's byte-level BPE (bundled/gpt2-bpe)",
         "text": "King James Version of the Bible (1611, public domain), as Debian's bible-kjv 4.x prints it",
         "held_out": "every 20th chapter (chapters 7, 27, 47, …)", "train_tokens": int(len(train_ids)),
         "held_out_tokens": int(len(held_ids)), "steps": step, "batch": args.batch, "context": ctx, "seed": args.seed,
         "position_init": args.position_init, "position_std": args.position_std,
         "position_lr": args.position_lr, "init_std": args.init_std, "text_vocab_share": args.text_vocab_share,
-        "short_steps": args.short_steps, "short_context": args.short_context, "lr": args.lr, "warmup": args.warmup, "schedule": "linear warmup, cosine decay to lr/10 over the steps",
+        "short_steps": args.short_steps, "short_context": args.short_context, "lr": args.lr, "warmup": args.warmup,
+        "schedule": "linear warmup, cosine decay to lr/10 over the steps",
         "precision": "bfloat16 autocast (float32 weights, softmax and loss)" if args.bf16 else "float32",
-        "minutes": round(minutes, 1), "threads": torch.get_num_threads(), "repeat_share": args.repeat_share, "random_share": args.random_share,
+        "minutes": round(minutes, 1), "threads": torch.get_num_threads(), "repeat_share": args.repeat_share,
+        "random_share": args.random_share,
         "held_out_loss": round(held, 4), "held_out_perplexity": round(math.exp(held), 1),
         "previous_token_head": {"layer": c["previous"][0], "head": c["previous"][1], "score": c["previous"][2]},
         "induction_head": {"layer": c["induction"][0], "head": c["induction"][1], "score": c["induction"][2]},

@@ -17,7 +17,8 @@ from i18n import N_, _
 from .common import base_layout, esc, short, token_ticks
 
 EDGE_COLOURS = {"attention": "#3b6fb6", "skip": "#9a9a9a", "mlp": "#d95f02", "mlp_skip": "#9a9a9a"}
-EDGE_NAMES = {"attention": N_("attention"), "skip": N_("residual"), "mlp": "MLP", "mlp_skip": N_("residual")}  # shown: _(…)
+EDGE_NAMES = {"attention": N_("attention"), "skip": N_("residual"), "mlp": "MLP",
+              "mlp_skip": N_("residual")}  # shown: _(…)
 MLP_DX = 0.28  # the MLP's square sits beside the state it reads
 _WIDTH_BINS = np.array([0.0, 0.1, 0.2, 0.35, 0.6, 1.01])
 
@@ -91,7 +92,8 @@ def contribution_graph_figure(edges, tokens: Sequence[str], n_layer: int, pos: i
         fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", marker=dict(size=6, color="#777777"), showlegend=False,
                                  customdata=[mid.format(pos=x, token=esc(short(tokens[x], 20)), layer=int(y))
                                              for x, y in zip(mx, my)],
-                                 hovertemplate=_("after attention, before the MLP") + "<br>%{customdata}<extra></extra>"))
+                                 hovertemplate=_("after attention, before the MLP")
+                                 + "<br>%{customdata}<extra></extra>"))
     if squares:
         qx, qy = zip(*sorted(squares))
         fig.add_trace(go.Scatter(x=qx, y=qy, mode="markers", showlegend=False, hoverinfo="skip",

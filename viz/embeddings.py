@@ -45,7 +45,8 @@ def matrix_heatmap(z: np.ndarray, title: str, x_title: str, y_title: str, *, sym
     fig = go.Figure(go.Heatmap(z=z, x0=x0, dx=dx, y0=y0, dy=dy, colorscale=DIVERGING if symmetric else SEQUENTIAL,
                                zmin=zrange[0], zmax=zrange[1], zmid=0 if symmetric else None,
                                colorbar=dict(title=dict(text=esc(value).replace(" ", "<br>", 1), side="top")),
-                               hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>{esc(value)} %{{z:.4f}}<extra></extra>"))
+                               hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>"
+                                             f"{esc(value)} %{{z:.4f}}<extra></extra>"))
     fig.update_layout(**base_layout(title, height=height))
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title, autorange="reversed")
@@ -107,7 +108,8 @@ def points_map(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
         rows = [i for i, g in enumerate(groups) if g == group]
         c = coords[rows].astype(np.float32)
         text = [esc(short(labels[i], 30)) for i in rows]
-        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)), textposition="top center",  # i18n: skip
+        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)),
+                      textposition="top center",  # i18n: skip
                       marker=dict(color=GROUP_COLOURS[g_index % len(GROUP_COLOURS)], size=6 if three_d else 9),
                       hovertemplate="%{text}<extra>%{fullData.name}</extra>")
         if three_d:
@@ -140,14 +142,17 @@ def cloud_map(coords: np.ndarray, hover: Sequence[str], title: str, *, highlight
     if len(highlight):
         rows = np.array([r for r, _ in highlight], dtype=np.int64)
         fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers+text", name=_("the prompt's tokens"),
-                                   text=[esc(short(lab, 24)) for _, lab in highlight], textposition="top center",  # i18n: skip
+                                   text=[esc(short(lab, 24)) for _, lab in highlight],
+                                   textposition="top center",  # i18n: skip
                                    marker=dict(size=9, color="#d62728", line=dict(width=1, color="white")),
                                    hovertemplate="%{text}<extra>" + _("prompt") + "</extra>"))
     if focus is not None:
         fx, fy = float(xy[focus, 0]), float(xy[focus, 1])
-        fig.add_trace(go.Scattergl(x=[fx], y=[fy], mode="markers+text", name=_("search result"), text=[hover[focus]],
-                                   textposition="bottom center", hovertemplate="%{text}<extra>" + _("found") + "</extra>",  # i18n: skip
-                                   marker=dict(size=16, symbol="star", color="#ff7f0e", line=dict(width=1, color="black"))))
+        fig.add_trace(go.Scattergl(x=[fx], y=[fy], mode="markers+text", name=_("search result"),
+                                   text=[hover[focus]], textposition="bottom center",  # i18n: skip
+                                   hovertemplate="%{text}<extra>" + _("found") + "</extra>",
+                                   marker=dict(size=16, symbol="star", color="#ff7f0e",
+                                               line=dict(width=1, color="black"))))
         span = 0.04 * max(float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1])), 1e-6)
         fig.update_xaxes(range=[fx - span, fx + span])
         fig.update_yaxes(range=[fy - span, fy + span])
@@ -164,7 +169,8 @@ def context_map(coords: np.ndarray, tokens: Sequence[str], repeated: dict[int, l
     row_of = {p: r for r, p in enumerate(positions)}
     c = coords.astype(np.float32)
     fig = go.Figure(go.Scatter(x=c[:, 0], y=c[:, 1], mode="markers+text", name=_("every token"),
-                               text=[esc(short(tokens[p], 20)) for p in positions], textposition="top center",  # i18n: skip
+                               text=[esc(short(tokens[p], 20)) for p in positions],
+                               textposition="top center",  # i18n: skip
                                marker=dict(size=7, color="#b0b0b0"), customdata=np.array(positions),
                                hovertemplate=_("%{text} (position %{customdata})") + "<extra></extra>"))
     for k, (tid, where) in enumerate(repeated.items()):

@@ -60,7 +60,8 @@ def scan_figure(heads: np.ndarray, mlp: np.ndarray, title: str, target: str) -> 
     scale = dict(colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0.0, coloraxis=None)
     fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer), **scale,
                              colorbar=dict(title=dict(text=f"Δ ln p({esc(target)})", side="top")),  # i18n: skip
-                             hovertemplate=_("layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}") + "<extra></extra>"), row=1, col=1)
+                             hovertemplate=_("layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}") + "<extra></extra>"),
+                  row=1, col=1)
     fig.add_trace(go.Heatmap(z=mlp.astype(np.float32)[:, None], x=[0], y=np.arange(n_layer), showscale=False, **scale,
                              hovertemplate=_("layer %{y}, MLP<br>Δ ln p %{z:+.4f}") + "<extra></extra>"), row=1, col=2)
     # Invisible markers on the head cells: Plotly selects markers on click, not heatmap cells.
@@ -84,8 +85,8 @@ def patching_figure(grid: np.ndarray, title: str, *, x_title: str, x_labels: Seq
     fig = go.Figure(go.Heatmap(z=grid.astype(np.float32), x=np.arange(n), y=np.arange(n_layer), colorscale=DIVERGING,
                                zmin=-lim, zmax=lim, zmid=0.0,
                                colorbar=dict(title=dict(text=_("restored<br>(1 = clean)"), side="top")),
-                               hovertemplate=_("layer %{{y}}, {what} %{{x}}<br>restored %{{z:.3f}}").format(what=x_title)
-                               + "<extra></extra>"))
+                               hovertemplate=_("layer %{{y}}, {what} %{{x}}<br>restored %{{z:.3f}}").format(
+                                   what=x_title) + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)))
     fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"))
     ticks = token_ticks(x_labels, 48) if x_labels is not None else dict(dtick=1)
@@ -102,9 +103,11 @@ def pattern_difference_figure(a: np.ndarray, b: np.ndarray, tokens_a: Sequence[s
     lim = max(symmetric_limit(np.nan_to_num(d)), 1e-6)
     n = len(labels)
     fig = go.Figure(go.Heatmap(z=d, x=np.arange(n), y=np.arange(n), colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0,
-                               hoverongaps=False, colorbar=dict(title=dict(text=_("weight<br>first − second"), side="top")),
+                               hoverongaps=False,
+                               colorbar=dict(title=dict(text=_("weight<br>first − second"), side="top")),
                                hovertemplate=_("query %{y} · key %{x}<br>difference %{z:+.4f}") + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(min(900, max(420, 14 * n + 160)))))
     fig.update_xaxes(title=_("key"), constrain="domain", **token_ticks(labels, 48))
-    fig.update_yaxes(title=_("query"), autorange="reversed", scaleanchor="x", constrain="domain", **token_ticks(labels, 48))
+    fig.update_yaxes(title=_("query"), autorange="reversed", scaleanchor="x", constrain="domain",
+                     **token_ticks(labels, 48))
     return fig

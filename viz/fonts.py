@@ -10,7 +10,8 @@ import functools
 import shutil
 import subprocess
 
-CJK_FONT_FIX = "apt-get install fonts-noto-cjk (Debian/Ubuntu), dnf install google-noto-sans-cjk-fonts (Fedora)"  # i18n: skip
+CJK_FONT_FIX = ("apt-get install fonts-noto-cjk (Debian/Ubuntu), "  # i18n: skip
+                "dnf install google-noto-sans-cjk-fonts (Fedora)")
 
 
 @functools.lru_cache(maxsize=1)

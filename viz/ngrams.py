@@ -37,7 +37,8 @@ def pair_heatmap(labels: Sequence[str], probs: np.ndarray, counts: np.ndarray, t
     probs = np.asarray(probs, dtype=np.float64)
     shown = [esc(u) for u in labels]
     cell = _("{previous} → {next}: {p} ({count:,} times)")
-    hover = np.array([[cell.format(previous=shown[i], next=shown[j], p=format_prob(probs[i, j]), count=int(counts[i, j]))
+    hover = np.array([[cell.format(previous=shown[i], next=shown[j], p=format_prob(probs[i, j]),
+                                   count=int(counts[i, j]))
                        for j in range(len(shown))] for i in range(len(shown))], dtype=object)
     fig = go.Figure(go.Heatmap(
         z=probs, x=list(range(len(shown))), y=list(range(len(shown))), colorscale=SEQUENTIAL, zmin=0,

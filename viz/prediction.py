@@ -34,9 +34,9 @@ def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: n
     names = lens_row_names(rows)
     text = np.array([[esc(short(top_tokens[r][c][0], 9)) for c in range(n)] for r in range(rows)], dtype=object)
     where = _("{state} · after “{token}” (position {pos})")
-    hover = np.array([[where.format(state=names[r], token=esc(short(tokens[positions[c]], 20)), pos=positions[c]) + "<br>"
-                       + "<br>".join(f"{esc(short(tok, 20))}  {format_prob(p)}"
-                                     for tok, p in zip(top_tokens[r][c], top_probs[r, c]))
+    hover = np.array([[where.format(state=names[r], token=esc(short(tokens[positions[c]], 20)), pos=positions[c])
+                       + "<br>" + "<br>".join(f"{esc(short(tok, 20))}  {format_prob(p)}"
+                                              for tok, p in zip(top_tokens[r][c], top_probs[r, c]))
                        for c in range(n)] for r in range(rows)], dtype=object)
     fig = go.Figure(go.Heatmap(z=colour.astype(np.float32), x=np.arange(n), y=np.arange(rows), text=text,
                                texttemplate="%{text}", textfont=dict(size=10), customdata=hover, zmin=0, zmax=1,
@@ -118,8 +118,9 @@ def neuron_strip_figure(acts: np.ndarray, neurons: Sequence[int], layer: int, to
     """acts [neuron, pos]: each neuron's activation (after GELU) across the prompt."""
     n = acts.shape[1]
     lim = max(float(np.abs(acts).max(initial=0)), 1e-6)
-    fig = go.Figure(go.Heatmap(z=acts.astype(np.float32), x=np.arange(n), y=np.arange(len(neurons)), colorscale=DIVERGING,
-                               zmin=-lim, zmax=lim, zmid=0, colorbar=dict(title=dict(text=_("activation"), side="top")),
+    fig = go.Figure(go.Heatmap(z=acts.astype(np.float32), x=np.arange(n), y=np.arange(len(neurons)),
+                               colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0,
+                               colorbar=dict(title=dict(text=_("activation"), side="top")),
                                customdata=np.broadcast_to(np.array([esc(x) for x in tokens], dtype=object)[None, :],
                                                           acts.shape),
                                hovertemplate=_("neuron %{y}<br>#%{x} %{customdata}<br>%{z:.3f}") + "<extra></extra>"))

@@ -115,7 +115,8 @@ def distribution_figure(
             hovertemplate=f"{name}<br>{values}<extra></extra>",
         ))
     if normal is not None:
-        label = _("normal fit") if highlight in (None, "all") else _("normal fit (block {block})").format(block=highlight)
+        label = (_("normal fit") if highlight in (None, "all")
+                 else _("normal fit (block {block})").format(block=highlight))
         y = np.asarray(normal, dtype=np.float32)
         if log_y:
             positive = np.concatenate([np.asarray(d)[np.asarray(d) > 0] for d in table["density"]] or [[1.0]])
@@ -166,7 +167,8 @@ def spectrum_figure(singular_values: np.ndarray, title: str, *, effective_rank: 
                       annotation_text=_("{pct} of σ_max: {n} values above").format(pct="1%", n=rank_1pct),
                       annotation_position="bottom right")  # i18n: skip
     fig.add_vline(x=effective_rank, line=dict(color="#c44e52", dash="dash", width=1.5),
-                  annotation_text=_("effective rank {rank:.1f}").format(rank=effective_rank), annotation_position="top left")  # i18n: skip
+                  annotation_text=_("effective rank {rank:.1f}").format(rank=effective_rank),
+                  annotation_position="top left")  # i18n: skip
     fig.update_layout(**base_layout(title, height=height, showlegend=False))
     fig.update_xaxes(title_text=_("index i of σ_i (1…{n})").format(n=s.size))
     fig.update_yaxes(title_text=_("singular value σ_i (log scale)"), type="log")
