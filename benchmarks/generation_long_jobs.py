@@ -51,24 +51,28 @@ import torch
 from common import ROOT, gpt2_small_shaped
 
 from core import load_model
-from core.generate import (PREFILL_CHUNK, Decoding, beam_search_steps, continue_runs, decode_text, generate_steps,
-                           greedy_and_samples)
+from core.beam import beam_search_steps
+from core.continuations import decode_text
+from core.kv_cache import PREFILL_CHUNK
+from core.sampling import Decoding, continue_runs, generate_steps, greedy_and_samples
 
 PROMPT = "The best thing about AI is its ability to"
 GOAL_S = 1.0
 JOBS = {  # name: (URL query, button key, Stop key)
     "sampling": ({"gen_method": "sample", "gen_tokens": "200"}, "gen_run", "gen_stop"),
     "beam search": ({"gen_method": "beam", "gen_tokens": "200", "gen_beams": "4"}, "gen_run", "gen_stop"),
-    "side by side": ({"gen_tab": "Side by side", "gen_sbs_runs": "5", "gen_sbs_tokens": "60"}, "gen_sbs_run", "gen_sbs_stop"),
+    "side by side": ({"gen_tab": "Side by side", "gen_sbs_runs": "5", "gen_sbs_tokens": "60"}, "gen_sbs_run",
+                     "gen_sbs_stop"),
 }
-RUNNING = "() => document.querySelector('[data-test-script-state]')?.getAttribute('data-test-script-state') === 'running'"
-STOPPED = """(stop) => !document.querySelector('[data-testid="stProgress"]') && !document.querySelector('.st-key-' + stop)
-  && document.body.innerText.includes('Stopped.')"""
-SETTLED = """(stop) => document.querySelector('[data-test-script-state]')?.getAttribute('data-test-script-state') === 'notRunning'
+SCRIPT_STATE = "document.querySelector('[data-test-script-state]')?.getAttribute('data-test-script-state')"
+RUNNING = f"() => {SCRIPT_STATE} === 'running'"
+STOPPED = """(stop) => !document.querySelector('[data-testid="stProgress"]')
+  && !document.querySelector('.st-key-' + stop) && document.body.innerText.includes('Stopped.')"""
+SETTLED = f"""(stop) => {SCRIPT_STATE} === 'notRunning'
   && !document.querySelector('[data-stale="true"]') && (""" + STOPPED + """)(stop)"""
 PAST_THE_PROMPT = """() => { const bar = document.querySelector('[data-testid="stProgress"]');
   return !bar || !bar.innerText.includes('reading the prompt'); }"""
-IDLE = """() => document.querySelector('[data-test-script-state]')?.getAttribute('data-test-script-state') === 'notRunning'
+IDLE = f"""() => {SCRIPT_STATE} === 'notRunning'
   && !document.querySelector('[data-stale="true"]') && !!document.querySelector('.st-key-gen_run')"""
 
 
@@ -78,7 +82,8 @@ def core_timings(lm, prompts: dict[str, list[int]]) -> list[tuple]:
     slowest prompt chunk). A Stop waits for at most one of these."""
     rows = []
     for prompt_name, ids in prompts.items():
-        jobs = {"sampling": lambda cb: generate_steps(lm, ids, 200, Decoding(temperature=0.8, stop_at_eos=False), on_prompt=cb),
+        sample = Decoding(temperature=0.8, stop_at_eos=False)
+        jobs = {"sampling": lambda cb: generate_steps(lm, ids, 200, sample, on_prompt=cb),
                 "beam search": lambda cb: beam_search_steps(lm, ids, 200, 4, on_prompt=cb),
                 "side by side": lambda cb: continue_runs(lm, ids, 60, greedy_and_samples(0.8, range(5)), on_prompt=cb)}
         for job, make in jobs.items():
@@ -115,7 +120,8 @@ def serve(model_dir: str, threads: int | None):
     log = open(ROOT / "benchmarks" / "out" / "generation_long_jobs.server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port),
-                             "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -175,17 +181,22 @@ def browser_timings(model_dir: str, prompts: dict[str, str], repeats: int, run_f
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             for prompt_name, text in prompts.items():
-                for i in range(2):  # the first visit reads the prompt (its trace); the second shows the page as it opens
+                # the first visit reads the prompt (its trace); the second shows the page as it opens
+                for i in range(2):
                     page, seconds = open_generation(browser, base, {"prompt": text})
-                    idle = page.locator('[data-testid="stProgress"]').count() == 0 and "Press Generate" in page.inner_text("body")
+                    idle = (page.locator('[data-testid="stProgress"]').count() == 0
+                            and "Press Generate" in page.inner_text("body"))
                     page.close()
                 opened.append((prompt_name, seconds, idle))
-                stops = [("mid-run", run_for)] + ([("while reading the prompt", 0.0)] if prompt_name != "10 tokens" else [])
+                stops = [("mid-run", run_for)]
+                if prompt_name != "10 tokens":
+                    stops.append(("while reading the prompt", 0.0))
                 for job, (query, button, stop) in JOBS.items():
                     if job not in jobs:
                         continue
                     for when, wait in stops:
-                        trials = [one_trial(browser, base, {**query, "prompt": text}, button, stop, wait) for _ in range(repeats)]
+                        trials = [one_trial(browser, base, {**query, "prompt": text}, button, stop, wait)
+                                  for _ in range(repeats)]
                         rows.append((job, prompt_name, when, trials))
                         print(f"  {job}, {prompt_name}, Stop {when}: " + "; ".join(
                             f"{t['first']:.2f} / {t['stopped']:.2f} / {t['settled']:.2f} s at “{t['at_stop']}”"
@@ -223,8 +234,10 @@ def main() -> None:
         print(f"core's generators (no browser), {PREFILL_CHUNK}-token prompt chunks:")
         print("| job | prompt | read the prompt + first step | slowest later step | slowest prompt chunk |")
         print("|---|---:|---:|---:|---:|")
-        for job, prompt, first, slowest, chunk in core_timings(lm, {"10 tokens": short, f"{n_long} tokens": lm.encode(long_text)}):
-            print(f"| {job} | {prompt} | {first:.2f} s | {slowest:.2f} s | {'' if chunk is None else f'{chunk:.2f} s'} |")
+        timings = core_timings(lm, {"10 tokens": short, f"{n_long} tokens": lm.encode(long_text)})
+        for job, prompt, first, slowest, chunk in timings:
+            chunk_s = "" if chunk is None else f"{chunk:.2f} s"
+            print(f"| {job} | {prompt} | {first:.2f} s | {slowest:.2f} s | {chunk_s} |")
     del lm
     if args.no_browser:
         return
@@ -238,9 +251,12 @@ def main() -> None:
               f"{'nothing started (no progress bar, asks to press Generate)' if idle else 'SOMETHING STARTED'}")
     print("\n| job | prompt | Stop | first progress | Stop → stopped | Stop → settled | shown at Stop | errors |")
     print("|---|---:|---|---:|---:|---:|---|---:|")
+    def fmt(xs):
+        return f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f} s"
+
     for job, prompt, when, trials in rows:
-        fmt = lambda xs: f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f} s"
-        print(f"| {job} | {prompt} | {when} | {fmt([t['first'] for t in trials])} | {fmt([t['stopped'] for t in trials])} "
+        print(f"| {job} | {prompt} | {when} | {fmt([t['first'] for t in trials])} "
+              f"| {fmt([t['stopped'] for t in trials])} "
               f"| {fmt([t['settled'] for t in trials])} "
               f"| {trials[-1]['at_stop']} | {sum(t['errors'] for t in trials)} |")
 

@@ -1,4 +1,4 @@
-"""Tokens per second: core.generate (greedy, recording every step's top-10 table) against
+"""Tokens per second: core.sampling (greedy, recording every step's top-10 table) against
 transformers' `model.generate(do_sample=False)` on the same prompt, 100 new tokens each,
 on a random model of GPT-2 small's shape. Goal: at least 0.8 of generate's rate.
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import gpt2_small_shaped, interleaved
 
 from core import load_model
-from core.generate import Decoding, beam_search, generate_ids
+from core.beam import beam_search
+from core.sampling import Decoding, generate_ids
 
 PROMPT = "The best thing about AI is its ability to"
 
@@ -44,10 +44,10 @@ def main() -> None:
             out = lm.model.generate(x, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         assert out.shape[1] == len(ids) + n
 
-    fns = {"model.generate (greedy)": reference, "core.generate, greedy + top-10 tables": ours,
-           "core.generate, T 0.8 top-p 0.9 + tables": sampled}
+    fns = {"model.generate (greedy)": reference, "core.sampling, greedy + top-10 tables": ours,
+           "core.sampling, T 0.8 top-p 0.9 + tables": sampled}
     if args.beams:
-        fns[f"core.generate.beam_search ({args.beams} beams)"] = lambda: beam_search(lm, ids, n, args.beams)
+        fns[f"core.beam.beam_search ({args.beams} beams)"] = lambda: beam_search(lm, ids, n, args.beams)
         fns[f"model.generate ({args.beams} beams)"] = lambda: lm.model.generate(
             x, max_new_tokens=n, min_new_tokens=n, num_beams=args.beams, do_sample=False)
 

@@ -7,10 +7,10 @@ the link and survives a run that stops before drawing it (ui.controls); every sl
 survives a range of one value."""
 import streamlit as st
 
-from core.generate import MAX_NEW, max_new_tokens
 from i18n import N_, _
 from recipes import generation as recipe
-from ui import controls, generation_jobs as jobs
+from ui import controls
+from ui import generation_jobs as jobs
 from ui.figures import show
 from ui.shell import setup_trace_page
 
@@ -21,7 +21,7 @@ lm, t = setup_trace_page(
        "sampling at a temperature such as 0.8 reads better, and differs with every seed."),
 )
 ids = tuple(int(i) for i in t.token_ids)
-room = max_new_tokens(lm, len(ids), MAX_NEW)
+room = recipe.room(lm, len(ids))
 if room == 0:
     show(recipe.no_room(lm))
     st.stop()
@@ -32,7 +32,7 @@ method = controls.radio(st, _("Decoding"), list(recipe.METHODS), key="gen_method
 c1, c2, c3, c4 = st.columns(4)
 n_new = controls.slider(c1, _("New tokens"), 1, room, key="gen_tokens", default=min(40, room),
                         help=_("At most {max_new}, and never past GPT-2's {n_ctx:,} positions.").format(
-                            max_new=MAX_NEW, n_ctx=lm.n_ctx))
+                            max_new=recipe.MAX_NEW, n_ctx=lm.n_ctx))
 sampling, beam = {}, (4, 1.0, False)
 if method == "sample":
     sampling = dict(

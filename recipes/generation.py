@@ -7,14 +7,24 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from core.generate import (
-    Decoding, beams_table, best_beam_ids, decode_text, entropy_at_temperatures, eos_ids, greedy_and_samples,
-    live_beams_table, max_new_tokens, runs_from_pairs, runs_table, steps_table, steps_view, temperature_sweep,
+import numpy as np
+import pandas as pd
+
+from core.beam import BeamResult, best_beam_ids
+from core.continuations import alternatives, decode_text, first_divergence, steps_view
+from core.kv_cache import MAX_NEW, eos_ids, max_new_tokens
+from core.sampling import (
+    Decoding,
+    Step,
+    entropy_at_temperatures,
+    greedy_and_samples,
+    runs_from_pairs,
+    temperature_sweep,
 )
 from core.tokens import display_tokens
 from core.trace import Trace
 from i18n import N_, _, ngettext
-from viz.common import figure_label
+from viz.common import figure_label, format_prob
 from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
 from viz.next_token import top_k_bars
 
@@ -30,6 +40,12 @@ BEAM_HAS_NO_STEPS = N_("Beam search keeps several texts at once; pick Greedy or 
 def method_label(method: str) -> str:
     """A decoding method ("greedy", "sample", "beam") as the page shows it."""
     return _(METHODS[method])
+
+
+def room(lm, n_prompt: int) -> int:
+    """How many tokens a run may add after a prompt of `n_prompt` tokens: MAX_NEW, or fewer where
+    GPT-2's context ends (0: no room)."""
+    return max_new_tokens(lm, n_prompt, MAX_NEW)
 
 
 def no_room(lm) -> View:
@@ -59,7 +75,8 @@ def text_so_far(lm, ids: Sequence[int], method: str, items: Sequence) -> str:
 
 def not_asked() -> View:
     return View([Text(_("Press **Generate** to continue the prompt. Nothing runs before you ask: on a CPU a long text "
-                        "takes a while, so the tokens appear as they come, and Stop keeps those made so far."), "info")])
+                        "takes a while, so the tokens appear as they come, and Stop keeps those made so far."),
+                      "info")])
 
 
 def result(lm, ids: Sequence[int], params: dict, items: Sequence, stopped: bool) -> View:
@@ -89,15 +106,16 @@ def _beam_result(lm, ids, params: dict, items: Sequence) -> View:
     if state is None or state.done:
         so_far = _("The first row is what transformers' generate(num_beams=…) returns.")
     elif finished := len(res.hypotheses):
-        so_far = ngettext("Stopped after step {step}: the text is the best beam so far; {n} finished beam in the table.",
-                          "Stopped after step {step}: the text is the best beam so far; {n} finished beams in the "
-                          "table.", finished).format(step=state.step, n=finished)
+        so_far = ngettext(
+            "Stopped after step {step}: the text is the best beam so far; {n} finished beam in the table.",
+            "Stopped after step {step}: the text is the best beam so far; {n} finished beams in the table.",
+            finished).format(step=state.step, n=finished)
     else:
         so_far = _("Stopped after step {step}: the text is the best beam so far; no beam had finished.").format(
             step=state.step)
-    view = View([Text(_("Beam search: {beams} beams, length penalty {penalty:g}, early stopping {early}. {so_far}").format(
-        beams=nb, penalty=lp, early=es, so_far=so_far)),
-                 Text(text_so_far(lm, ids, "beam", items), "code")],
+    heading = _("Beam search: {beams} beams, length penalty {penalty:g}, early stopping {early}. {so_far}").format(
+        beams=nb, penalty=lp, early=es, so_far=so_far)
+    view = View([Text(heading), Text(text_so_far(lm, ids, "beam", items), "code")],
                 {"running": len(res.running) if res is not None else 0})
     if res is not None and res.hypotheses:
         view.add(translated_table("gen_beams_table", beams_table(lm, res), "beams",
@@ -117,13 +135,14 @@ def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> Vie
     view, label = steps_view(lm, items, decoding.greedy, loop_n), figure_label(lm.label, t.prompt)
     return View([
         Row([Metric(_("Tokens generated"), f"{len(items):,}"),
-             Metric(_("Mean p of the chosen token"), f"{view.probs.mean():.1%}"),
+             Metric(_("Mean p of the chosen token"), format_prob(view.probs.mean())),
              Metric(_("Mean entropy"), _("{bits:.2f} bits").format(bits=view.entropy_bits.mean())),
              Metric(_("Tokens inside a repeat"), f"{view.loops.mean():.0%}",
                     help=_("Part of a {n}-token phrase seen earlier in the continuation.").format(n=loop_n))]),
-        Figure("gen_steps", step_chart(view.tokens, view.probs, view.entropy_bits, view.loops,
-                                       _("The chosen token's probability and the entropy, step by step · {label}").format(
-                                           label=label), view.sample_probs)),
+        Figure("gen_steps", step_chart(
+            view.tokens, view.probs, view.entropy_bits, view.loops,
+            _("The chosen token's probability and the entropy, step by step · {label}").format(label=label),
+            view.sample_probs)),
         Figure("gen_strip", token_strip(view.tokens, view.probs, view.loops,
                                         _("The continuation, coloured by GPT-2's probability · {label}").format(
                                             label=label))),
@@ -137,9 +156,9 @@ def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> Vie
 def step_detail(lm, t: Trace, items: Sequence, pick: int) -> View:
     """Step `pick` (1-based): GPT-2's likeliest next tokens there."""
     s = items[pick - 1]
-    return View([Figure("gen_detail", top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs),
-                                                 _("Step {step}: GPT-2's {k} likeliest next tokens · {label}").format(
-                                                     step=pick, k=len(s.top_ids), label=figure_label(lm.label, t.prompt))))])
+    title = _("Step {step}: GPT-2's {k} likeliest next tokens · {label}").format(
+        step=pick, k=len(s.top_ids), label=figure_label(lm.label, t.prompt))
+    return View([Figure("gen_detail", top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs), title))])
 
 
 def side_by_side_plan(lm, n_prompt: int, temperature: float, first_seed: int, n_samples: int, n_tokens: int) -> dict:
@@ -153,7 +172,7 @@ def side_by_side_plan(lm, n_prompt: int, temperature: float, first_seed: int, n_
 
 
 def side_by_side(lm, t: Trace, plan: dict, pairs: Sequence | None) -> View:
-    """The runs made so far ((run, token id) pairs from core.generate.continue_runs; None: not asked)."""
+    """The runs made so far ((run, token id) pairs from core.sampling.continue_runs; None: not asked)."""
     n_runs, n_tokens = len(plan["decodings"]), plan["n_tokens"]
     if pairs is None:
         return View([Text(_("Greedy and {n} samples of {k} tokens each: press **Run side by side** ({total:,} tokens "
@@ -183,3 +202,45 @@ def temperatures(lm, t: Trace, temps: Sequence[float], k: int) -> View:
                  Text(_("Sampling at temperature T draws from softmax(logits / T). As T rises the distribution "
                         "flattens: likely tokens lose probability to unlikely ones. T = 0 always takes the "
                         "likeliest."))])
+
+
+# ---- tables for people --------------------------------------------------------------------------
+# Columns are English (marked N_ where the catalog scan needs it); translated_table shows them in the page's language.
+def steps_table(lm, steps: Sequence[Step], loop_mask: np.ndarray | None = None, k: int = 5) -> pd.DataFrame:
+    """The essay's sequence of tables as one DataFrame, a row per step: the chosen token, its
+    probabilities, the entropy and the k likeliest alternatives as `token  p`. loop_mask: [step] bool."""
+    chosen = display_tokens(lm, [s.token_id for s in steps])
+    alt_tokens, alt_probs = alternatives(lm, steps, k)
+    rows = []
+    for n, s in enumerate(steps):
+        row = {"step": s.index + 1, "chosen": chosen[n], "id": s.token_id, "p (GPT-2)": s.prob,
+               "p (drawn)": s.sample_prob, "rank": s.rank + 1, N_("out of"): s.n_allowed,
+               "entropy (bits)": s.entropy_bits}
+        if loop_mask is not None:
+            row["repeat"] = "⟳" if loop_mask[n] else ""
+        for j, (token, p) in enumerate(zip(alt_tokens[n], alt_probs[n])):
+            row[f"#{j + 1}"] = f"{token}  {format_prob(p)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def runs_table(lm, runs: Sequence[Sequence[int]], labels: Sequence[str]) -> tuple[list[int | None], pd.DataFrame]:
+    """Continuations side by side: (first step each differs from run 0 or None, a DataFrame run · first
+    step that differs (1-based) · text)."""
+    diverge = [None] + [first_divergence(runs[0], r) for r in runs[1:]]
+    first = [d + 1 if d is not None else None for d in diverge]
+    table = pd.DataFrame({"run": list(labels), N_("first step that differs from greedy"): first,
+                          "text": [decode_text(lm, r) for r in runs]})
+    return diverge, table
+
+
+def live_beams_table(lm, live: Sequence[tuple[tuple[int, ...], float]]) -> pd.DataFrame:
+    """The beams still running after a step, best first: log-probability and text so far."""
+    return pd.DataFrame({"beam": list(range(1, len(live) + 1)), "log-prob": [s for _, s in live],
+                         N_("text so far"): [decode_text(lm, b) for b, _ in live]})
+
+
+def beams_table(lm, result: BeamResult) -> pd.DataFrame:
+    """Finished beam hypotheses, best first: score, summed log-probability, length and text."""
+    return pd.DataFrame([{"beam": i + 1, "score": h.score, "log-prob": h.logprob, "tokens": len(h.ids),
+                          "text": decode_text(lm, h.ids)} for i, h in enumerate(result.hypotheses)])

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from core.embeddings import EXAMPLE_WORD_GROUPS, parse_groups, split_words
-from core.generate import continue_runs, generate_ids
 from core.model import GPT2_FAMILY
+from core.sampling import continue_runs, generate_ids
 from core.trace import Trace
 from i18n import N_, _
 from viz.common import format_prob

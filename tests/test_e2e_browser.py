@@ -248,3 +248,57 @@ def test_a_chinese_browser_opens_in_chinese_and_the_link_says_so(server, browser
     assert re.search(r"[\u4e00-\u9fff]", page.inner_text("h1"))
     assert "lang=zh" in page.url
     page.close()
+
+
+# ---- waiting on conditions only -------------------------------------------------------------------
+# The script's state as the page shows it (Streamlit sets it on its root element), and the runs
+# the page has started: every change of that state away from "notRunning" counts one (from the
+# moment the counter is installed; installing it twice changes nothing).
+SCRIPT_STATE = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+IDLE = f"() => {SCRIPT_STATE} === 'notRunning' && !document.querySelector('[data-stale=\"true\"]')"
+COUNT_RUNS = """() => {
+  if (window.__runs === undefined) {
+    window.__runs = 0;
+    const app = document.querySelector('[data-testid="stApp"]');
+    new MutationObserver(records => {
+      for (const r of records) if (r.oldValue === 'notRunning') window.__runs += 1;
+    }).observe(app, {attributes: true, attributeOldValue: true, attributeFilter: ['data-test-script-state']});
+  }
+  return window.__runs;
+}"""
+
+
+def after_a_run(page, action, done: str = "() => true", timeout: int = 60_000) -> None:
+    """Do `action` (a click, a key press), then wait until a run of the script has started since,
+    the page is idle again and `done` (a JavaScript predicate) holds: no fixed sleep anywhere."""
+    before = page.evaluate(COUNT_RUNS)
+    action()
+    page.wait_for_function(f"() => window.__runs > {before} && ({IDLE})() && ({done})()", timeout=timeout)
+
+
+def apply_prompt(page, text: str, done: str) -> None:
+    """Type `text` into the sidebar's prompt box and apply it (Ctrl+Enter), as a person would,
+    waiting for the run it starts to end with `done` true."""
+    box = page.locator('[data-testid="stSidebar"] textarea')
+    box.fill(text)
+    after_a_run(page, lambda: box.press("Control+Enter"), done)
+
+
+def test_generation_clearing_the_prompt_keeps_the_controls(server, browser):
+    """Item 14 as a person hit it: the browser, not the server, had put every control back to its
+    minimum (greedy, 1 token, temperature 0, top-p 0.05) two prompts after an empty one. Each
+    prompt is applied once the page has settled on the one before (its run ended, what it shows drawn)."""
+    page = open_page(browser, f"{server}/Generation?gen_tokens=30&gen_temperature=1.1&gen_top_p=0.9")
+    page.wait_for_function(f"() => ({IDLE})() && !!document.querySelector('.st-key-gen_run')", timeout=60_000)
+    tokens = page.locator('input[type="range"][aria-label="New tokens"]')
+    apply_prompt(page, "", "() => document.body.innerText.includes('The prompt is empty')")
+    for prompt in ("Hello world", "Hello world again"):
+        apply_prompt(page, prompt, f"() => new URLSearchParams(location.search).get('prompt') === {prompt!r}"
+                                   " && !!document.querySelector('.st-key-gen_run')")
+        assert tokens.input_value() == "30", prompt  # what the slider shows
+    for part in ("gen_method=sample", "gen_tokens=30", "gen_temperature=1.1", "gen_top_p=0.9"):
+        assert part in page.url
+    after_a_run(page, lambda: page.locator("button", has_text="Generate").click(),
+                "() => document.body.innerText.includes('30 tokens ·')")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

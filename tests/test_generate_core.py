@@ -1,4 +1,5 @@
-"""core.generate on the tiny GPT-2, checked against transformers' own generate and forward."""
+"""core.sampling, core.beam and core.continuations on the tiny GPT-2, checked against transformers' own generate
+and forward."""
 from __future__ import annotations
 
 import math
@@ -9,9 +10,21 @@ import pytest
 import torch
 
 from core import load_model
-from core.generate import (PREFILL_CHUNK, Decoding, beam_search, beam_search_steps, continue_runs, entropy_at_temperatures, first_divergence,
-                           generate_ids, generate_steps, greedy_and_samples, repeated_ngram_mask, runs_from_pairs, steps_table,
-                           temperature_sweep)
+from core.beam import beam_search, beam_search_steps
+from core.continuations import first_divergence, repeated_ngram_mask
+from core.kv_cache import PREFILL_CHUNK
+from core.sampling import (
+    Decoding,
+    continue_runs,
+    entropy_at_temperatures,
+    generate_ids,
+    generate_steps,
+    greedy_and_samples,
+    runs_from_pairs,
+    temperature_sweep,
+)
+from recipes.generation import steps_table
+from viz.common import format_prob
 
 PROMPT = "The best thing about AI is its ability to"
 
@@ -77,7 +90,9 @@ def test_recorded_tables_match_a_full_forward_without_cache(tiny_lm, ids):
 
 
 def test_seeded_sampling_is_reproducible_and_seeds_differ(tiny_lm, ids):
-    run = lambda seed: [s.token_id for s in generate_ids(tiny_lm, ids, 25, Decoding(temperature=0.8, seed=seed))]
+    def run(seed):
+        return [s.token_id for s in generate_ids(tiny_lm, ids, 25, Decoding(temperature=0.8, seed=seed))]
+
     assert run(1) == run(1)
     assert len({tuple(run(seed)) for seed in range(4)}) == 4
 
@@ -124,7 +139,8 @@ def test_a_resumed_greedy_run_equals_transformers_generate(tiny_lm, ids, cut):
     first = [s.token_id for s in generate_ids(tiny_lm, ids, 30, greedy)][:cut]
     rest = list(generate_steps(tiny_lm, ids, 30, greedy, resume=first))
     assert [s.index for s in rest] == list(range(cut, 30))
-    assert first + [s.token_id for s in rest] == reference(tiny_lm, ids, max_new_tokens=30, min_new_tokens=30, do_sample=False)
+    expected = reference(tiny_lm, ids, max_new_tokens=30, min_new_tokens=30, do_sample=False)
+    assert first + [s.token_id for s in rest] == expected
 
 
 @pytest.mark.parametrize("decoding", [Decoding(temperature=0.8, seed=4, stop_at_eos=False),
@@ -193,7 +209,8 @@ def test_generation_raises_no_deprecation_warning(tiny_lm, ids):
     assert [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))] == []
 
 
-BEAM_SETTINGS = [(2, 1.0, False), (3, 1.0, True), (4, 0.5, True), (3, 2.0, "never"), (5, -1.0, False), (3, 0.0, "never")]
+BEAM_SETTINGS = [(2, 1.0, False), (3, 1.0, True), (4, 0.5, True), (3, 2.0, "never"), (5, -1.0, False),
+                 (3, 0.0, "never")]
 
 
 @pytest.mark.parametrize("which", ["tiny_lm", "eos_lm"])
@@ -220,8 +237,10 @@ def test_beam_search_matches_transformers(request, ids, which, num_beams, length
 
 
 @pytest.mark.parametrize("which", ["tiny_lm", "eos_lm"])
-@pytest.mark.parametrize("num_beams,length_penalty,early_stopping", [(3, 1.0, True), (4, 0.5, False), (3, 2.0, "never")])
-def test_beam_search_stopped_and_resumed_matches_transformers(request, ids, which, num_beams, length_penalty, early_stopping):
+@pytest.mark.parametrize("num_beams,length_penalty,early_stopping",
+                         [(3, 1.0, True), (4, 0.5, False), (3, 2.0, "never")])
+def test_beam_search_stopped_and_resumed_matches_transformers(request, ids, which, num_beams, length_penalty,
+                                                              early_stopping):
     lm = request.getfixturevalue(which)
     states = list(beam_search_steps(lm, ids, 10, num_beams, length_penalty, early_stopping))
     assert [s.step for s in states] == list(range(1, len(states) + 1)) and len(states) <= 10
@@ -251,7 +270,8 @@ def test_repeated_ngram_mask_marks_loops():
     ids = [1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4, 5, 6]
     np.testing.assert_array_equal(repeated_ngram_mask(ids, 4), [False] * 6 + [True] * 8)
     assert not repeated_ngram_mask([1, 2, 3, 1, 2, 4], 3).any()
-    np.testing.assert_array_equal(repeated_ngram_mask([7, 7, 7, 7], 2), [False, True, True, True])  # the first "7 7" is the original
+    # the first "7 7" is the original
+    np.testing.assert_array_equal(repeated_ngram_mask([7, 7, 7, 7], 2), [False, True, True, True])
     assert repeated_ngram_mask([1, 2], 4).tolist() == [False, False]
 
 
@@ -280,3 +300,5 @@ def test_steps_table_reads_like_the_essay(tiny_lm, ids):
     assert list(table["step"]) == [1, 2, 3, 4, 5, 6]
     assert list(table["id"]) == [s.token_id for s in steps]
     assert {"chosen", "p (GPT-2)", "p (drawn)", "entropy (bits)", "repeat", "#1", "#5"} <= set(table.columns)
+    # the alternatives' probabilities are written the one way the app writes a probability
+    assert table["#1"][0].endswith("  " + format_prob(steps[0].top_probs[0]))

@@ -1,13 +1,12 @@
 """The generation page as Streamlit runs it (AppTest on app.py, then the page), tiny model.
 
-Figures and tables are read back from the page and checked against core.generate and
+Figures and tables are read back from the page and checked against core.sampling, core.beam and
 transformers' generate on the same model. A long run is cut the way a click cuts it: the
 script stops in the middle of the work (`interrupt_after`), and the next run is whatever
 the person clicked (Stop, Continue, or any other widget)."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -15,8 +14,12 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-import core.generate
-from core.generate import Decoding, beam_search_steps, first_divergence, generate_ids
+import core.beam
+import core.kv_cache
+import core.sampling
+from core.beam import beam_search_steps
+from core.continuations import decode_text, first_divergence, repeated_ngram_mask
+from core.sampling import Decoding, generate_ids
 from tests import apptest
 from tests.apptest import GENERATION
 from tests.plotly_json import decode, figure, figures_by_title
@@ -39,11 +42,15 @@ def generate(at: AppTest) -> AppTest:
     return at
 
 
+GENERATORS = {"generate_steps": core.sampling, "continue_runs": core.sampling, "beam_search_steps": core.beam}
+
+
 def interrupt_after(monkeypatch, name: str, n: int, calls: list | None = None) -> None:
-    """core.generate.<name> stops the page's script after yielding n items, once, as a click during
-    the run does (Streamlit interrupts the script at its next st.* call); calls records the
-    `resume` argument of every call."""
-    real = getattr(core.generate, name)
+    """The generator `name` (of core.sampling or core.beam) stops the page's script after yielding
+    n items, once, as a click during the run does (Streamlit interrupts the script at its next st.*
+    call); calls records the `resume` argument of every call."""
+    module = GENERATORS[name]
+    real = getattr(module, name)
     fired = []
 
     def cut(*args, **kwargs):
@@ -55,7 +62,7 @@ def interrupt_after(monkeypatch, name: str, n: int, calls: list | None = None) -
                 st.stop()
             yield item
 
-    monkeypatch.setattr(core.generate, name, cut)
+    monkeypatch.setattr(module, name, cut)
 
 
 def progress_text(at: AppTest) -> str:
@@ -78,8 +85,8 @@ def page(fresh):
 
 def test_nothing_runs_on_opening_the_page(fresh, monkeypatch):
     forwards = []
-    real = core.generate._next_logits
-    monkeypatch.setattr(core.generate, "_next_logits", lambda *a: forwards.append(1) or real(*a))
+    real = core.kv_cache.next_logits  # every generation forward, sampling's and beam search's
+    monkeypatch.setattr(core.kv_cache, "next_logits", lambda *a: forwards.append(1) or real(*a))
     fresh.run()
     fresh.session_state["gen_tab"] = "Side by side"
     fresh.run()
@@ -102,7 +109,7 @@ def test_generate_makes_a_seeded_sample_and_shows_every_step(page, tiny_lm):
     np.testing.assert_allclose(decode(chart["data"][0]["y"]), [s.prob for s in expected], rtol=1e-5)
     entropy = [d for d in chart["data"] if d.get("name") == "entropy (bits)"][0]
     np.testing.assert_allclose(decode(entropy["y"]), [s.entropy_bits for s in expected], rtol=1e-5)
-    assert texts(page)[0].endswith(core.generate.decode_text(tiny_lm, [s.token_id for s in expected]))
+    assert texts(page)[0].endswith(decode_text(tiny_lm, [s.token_id for s in expected]))
     detail = figure(page, "Step 1:")
     np.testing.assert_allclose(decode(detail["data"][0]["x"]), expected[0].top_probs, rtol=1e-5)
 
@@ -117,7 +124,7 @@ def test_greedy_equals_transformers_generate_and_loops_are_marked(page, tiny_lm)
         ref = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=30, do_sample=False)[0, len(ids):].tolist()
     table = page.dataframe[0].value
     assert list(table["id"]) == ref[: len(table)]
-    loops = core.generate.repeated_ngram_mask(list(table["id"]), 4)
+    loops = repeated_ngram_mask(list(table["id"]), 4)
     assert loops.any()  # the tiny random model falls into a loop, as greedy GPT-2 does
     assert list(table["repeat"] == "⟳") == list(loops)
     colors = figure(page, "The chosen token's probability")["data"][0]["marker"]["color"]
@@ -126,8 +133,8 @@ def test_greedy_equals_transformers_generate_and_loops_are_marked(page, tiny_lm)
 
 def test_moving_chart_widgets_does_not_generate_again(page, monkeypatch):
     calls = []
-    real = core.generate.generate_steps
-    monkeypatch.setattr(core.generate, "generate_steps", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = core.sampling.generate_steps
+    monkeypatch.setattr(core.sampling, "generate_steps", lambda *a, **k: calls.append(1) or real(*a, **k))
     before = page.dataframe[0].value
     page.number_input(key="gen_loop_n").set_value(2).run()
     page.slider(key="gen_detail_step").set_value(5).run()
@@ -150,13 +157,14 @@ def test_top_k_sampling_stays_in_the_allowed_set(page):
 def test_a_run_shows_its_progress_and_stop_keeps_the_tokens_so_far(fresh, tiny_lm, monkeypatch):
     ids = tiny_lm.encode(PROMPT)
     with torch.inference_mode():
-        ref = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40, do_sample=False)[0, len(ids):].tolist()
+        out = tiny_lm.model.generate(torch.tensor([ids]), max_new_tokens=40, min_new_tokens=40, do_sample=False)
+    ref = out[0, len(ids):].tolist()
     fresh.radio(key="gen_method").set_value("greedy").run()
     interrupt_after(monkeypatch, "generate_steps", 7)
     fresh.button(key="gen_run").click().run()  # cut after token 7, mid-run: what the browser shows then
     assert not fresh.exception
     assert progress_text(fresh).startswith("Generating: token 7 of 40")
-    assert texts(fresh)[-1] == core.generate.decode_text(tiny_lm, ids + ref[:7])  # the text so far, as it grows
+    assert texts(fresh)[-1] == decode_text(tiny_lm, ids + ref[:7])  # the text so far, as it grows
     fresh.button(key="gen_stop").click().run()
     assert not fresh.exception
     assert list(fresh.dataframe[0].value["id"]) == ref[:7]  # kept, not made again, not lost
@@ -196,7 +204,7 @@ def test_beam_search_shows_transformers_beams(page, tiny_lm):
     out = beam_reference(tiny_lm, 8, 3)
     beams = page.dataframe[0].value
     np.testing.assert_allclose(beams["score"], out.sequences_scores.numpy(), rtol=1e-5)
-    assert list(beams["text"]) == [core.generate.decode_text(tiny_lm, s[len(ids):].tolist()) for s in out.sequences]
+    assert list(beams["text"]) == [decode_text(tiny_lm, s[len(ids):].tolist()) for s in out.sequences]
     live = page.dataframe[1].value  # the beams still running after the last step that had any
     assert len(live) == 3 and (np.diff(live["log-prob"]) <= 0).all()
     page.slider(key="gen_beam_step").set_value(1).run()
@@ -217,11 +225,12 @@ def test_beam_search_shows_its_steps_and_stop_keeps_the_beams(fresh, tiny_lm, mo
     ids = tiny_lm.encode(PROMPT)
     *_, fourth = list(beam_search_steps(tiny_lm, ids, 10, 3, 1.0, False))[:4]
     live = fresh.dataframe[-1].value  # the beams running after step 4, as a search that is not stopped has them
-    assert list(live["text so far"]) == [core.generate.decode_text(tiny_lm, b) for b, _ in fourth.result().running[3]]
-    assert texts(fresh)[0].endswith(core.generate.decode_text(tiny_lm, fourth.result().running[3][0][0]))
+    assert list(live["text so far"]) == [decode_text(tiny_lm, b) for b, _ in fourth.result().running[3]]
+    assert texts(fresh)[0].endswith(decode_text(tiny_lm, fourth.result().running[3][0][0]))
     fresh.button(key="gen_continue").click().run()
     assert not fresh.exception
-    np.testing.assert_allclose(fresh.dataframe[0].value["score"], beam_reference(tiny_lm, 10, 3).sequences_scores.numpy(), rtol=1e-5)
+    expected = beam_reference(tiny_lm, 10, 3).sequences_scores.numpy()
+    np.testing.assert_allclose(fresh.dataframe[0].value["score"], expected, rtol=1e-5)
 
 
 def side_by_side(at: AppTest) -> AppTest:
@@ -237,14 +246,15 @@ def test_side_by_side_marks_where_samples_leave_greedy(page, tiny_lm):
     grid = figure(page, "Greedy and 5 samples side by side")
     ids = tiny_lm.encode(PROMPT)
     greedy = [s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(method="greedy", stop_at_eos=False))]
-    samples = [[s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(temperature=0.8, seed=k, stop_at_eos=False))]
+    samples = [[s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(temperature=0.8, seed=k,
+                                                                              stop_at_eos=False))]
                for k in range(5)]
     diverge = [first_divergence(greedy, s) for s in samples]
     marks = grid["data"][1]
     assert list(decode(marks["x"])) == [d + 1 for d in diverge if d is not None]
     table = page.dataframe[-1].value
     assert table["run"].tolist()[0] == "greedy" and len(table) == 6
-    assert table["text"].tolist()[0] == core.generate.decode_text(tiny_lm, greedy)
+    assert table["text"].tolist()[0] == decode_text(tiny_lm, greedy)
 
 
 def test_side_by_side_stops_with_the_runs_so_far(fresh, tiny_lm, monkeypatch):
@@ -259,10 +269,10 @@ def test_side_by_side_stops_with_the_runs_so_far(fresh, tiny_lm, monkeypatch):
     greedy = [s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(method="greedy", stop_at_eos=False))]
     sample = [s.token_id for s in generate_ids(tiny_lm, ids, 20, Decoding(temperature=0.8, seed=0, stop_at_eos=False))]
     table = fresh.dataframe[-1].value
-    assert table["text"].tolist() == [core.generate.decode_text(tiny_lm, greedy), core.generate.decode_text(tiny_lm, sample[:5])]
+    assert table["text"].tolist() == [decode_text(tiny_lm, greedy), decode_text(tiny_lm, sample[:5])]
     fresh.button(key="gen_sbs_continue").click().run()
     assert not fresh.exception and len(fresh.dataframe[-1].value) == 6
-    assert fresh.dataframe[-1].value["text"].tolist()[1] == core.generate.decode_text(tiny_lm, sample)
+    assert fresh.dataframe[-1].value["text"].tolist()[1] == decode_text(tiny_lm, sample)
 
 
 def test_temperature_sweep_flattens(page, tiny_lm):
@@ -352,7 +362,8 @@ def test_a_prompt_with_room_for_one_token_works_everywhere(tiny_env, tiny_lm):
 
 
 def test_values_out_of_range_are_corrected_in_the_page_and_the_link(tiny_env):
-    at = open_page(gen_tokens="999", gen_top_p="7", gen_method="nonsense", gen_sweep_temps="[0.5, 9, \"x\"]", gen_tab="Temperature")
+    at = open_page(gen_tokens="999", gen_top_p="7", gen_method="nonsense", gen_sweep_temps="[0.5, 9, \"x\"]",
+                   gen_tab="Temperature")
     assert not at.exception
     assert at.slider(key="gen_tokens").value == 200 and at.query_params["gen_tokens"] == "200"
     assert at.slider(key="gen_top_p").value == 1.0 and at.query_params["gen_top_p"] == "1.0"
@@ -367,46 +378,8 @@ def test_clearing_the_prompt_keeps_the_controls(tiny_env):
     for prompt in ("Hello world", "Hello world again"):
         at.sidebar.text_area(key="sidebar_prompt").input(prompt).run()
         assert not at.exception
-        values = {k: at.session_state[k] for k in ("gen_method", "gen_tokens", "gen_temperature", "gen_top_p", "gen_seed")}
-        assert values == {"gen_method": "sample", "gen_tokens": 30, "gen_temperature": 1.1, "gen_top_p": 0.9, "gen_seed": 7}
+        keys = ("gen_method", "gen_tokens", "gen_temperature", "gen_top_p", "gen_seed")
+        values = {k: at.session_state[k] for k in keys}
+        assert values == {"gen_method": "sample", "gen_tokens": 30, "gen_temperature": 1.1, "gen_top_p": 0.9,
+                          "gen_seed": 7}
         assert at.slider(key="gen_tokens").value == 30 and at.query_params["gen_tokens"] == "30"
-
-
-@pytest.fixture(scope="module")
-def browser_and_server(tiny_model_dir, tmp_path_factory):
-    """A `streamlit run` of the app with the tiny model and a headless Chromium, from the browser
-    tests' harness (imported here, so only the tests that use it skip where there is no Chromium)."""
-    import importlib
-
-    e2e = importlib.import_module("tests.test_e2e_browser")
-    from playwright.sync_api import sync_playwright
-
-    env = {**os.environ, "GPT2VIZ_MODEL": str(tiny_model_dir), "GPT2VIZ_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
-    server = e2e._serve(env, tmp_path_factory.mktemp("streamlit-generation") / "server.log")
-    base = next(server)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=e2e.CHROMIUM, args=e2e.CHROMIUM_ARGS, headless=True)
-        yield e2e, base, browser
-        browser.close()
-    next(server, None)
-
-
-def test_in_a_browser_clearing_the_prompt_keeps_the_controls(browser_and_server):
-    """Item 14 as a person hit it: the browser, not the server, had put every control back to its
-    minimum (greedy, 1 token, temperature 0, top-p 0.05) two prompts after an empty one."""
-    e2e, base, browser = browser_and_server
-    page = e2e.open_page(browser, f"{base}/Generation?gen_tokens=30&gen_temperature=1.1&gen_top_p=0.9")
-    page.wait_for_selector("button:has-text('Generate')", timeout=60_000)
-    e2e.wait_idle(page)
-    for prompt in ("", "Hello world", "Hello world again"):
-        e2e.type_prompt(page, prompt)
-        page.wait_for_timeout(2000)  # as a person types: the reset needed the browser to settle between prompts
-    page.wait_for_selector("button:has-text('Generate')", timeout=60_000)
-    for part in ("gen_method=sample", "gen_tokens=30", "gen_temperature=1.1", "gen_top_p=0.9"):
-        assert part in page.url
-    assert page.locator('input[type="range"][aria-label="New tokens"]').input_value() == "30"  # what the slider shows
-    page.locator("button", has_text="Generate").click()
-    page.wait_for_selector("text=30 tokens ·", timeout=60_000)
-    e2e.wait_idle(page)
-    assert page.locator('[data-testid="stException"]').count() == 0
-    page.close()

@@ -2,13 +2,15 @@
 bar says, and the text drawn as it grows. Generate and Run side by side start them; Stop keeps
 what was made and Continue goes on from there.
 
-Core's generators are looked up when a job runs (`gen.generate_steps`), not bound at import,
-so this module always drives the functions core.generate holds at that moment."""
+Core's generators are looked up when a job runs (`sampling.generate_steps`, `beam.beam_search_steps`),
+not bound at import, so this module always drives the functions core.sampling and core.beam hold at
+that moment."""
 from __future__ import annotations
 
 from typing import Sequence
 
-from core import generate as gen
+from core import beam, sampling
+from core.kv_cache import max_new_tokens
 from i18n import _
 from recipes.generation import text_so_far
 from ui.progress import Job, stepwise
@@ -16,7 +18,8 @@ from ui.progress import Job, stepwise
 
 def _reading(what: str, say):
     """`what` is in the page's language."""
-    return lambda read, n: say(_("{what}: reading the prompt, {read:,} of {n:,} tokens").format(what=what, read=read, n=n))
+    reading = _("{what}: reading the prompt, {read:,} of {n:,} tokens")
+    return lambda read, n: say(reading.format(what=what, read=read, n=n))
 
 
 def generation(lm, ids: tuple[int, ...], settings: dict, start: bool) -> Job | None:
@@ -26,17 +29,18 @@ def generation(lm, ids: tuple[int, ...], settings: dict, start: bool) -> Job | N
     def run(job, say):
         p = job.params
         if p["method"] == "beam":
-            return gen.beam_search_steps(lm, ids, p["n_new"], *p["beam"], resume=job.items[-1] if job.items else None,
-                                         on_prompt=_reading(_("Beam search"), say))
-        return gen.generate_steps(lm, ids, p["n_new"], p["decoding"], resume=[s.token_id for s in job.items],
-                                  on_prompt=_reading(_("Generating"), say))
+            return beam.beam_search_steps(lm, ids, p["n_new"], *p["beam"],
+                                          resume=job.items[-1] if job.items else None,
+                                          on_prompt=_reading(_("Beam search"), say))
+        return sampling.generate_steps(lm, ids, p["n_new"], p["decoding"], resume=[s.token_id for s in job.items],
+                                       on_prompt=_reading(_("Generating"), say))
 
     def progress(job):
-        beam = job.params["method"] == "beam"
-        what = _("Beam search with {n} beams").format(n=job.params["beam"][0]) if beam else _("Generating")
+        beams = job.params["method"] == "beam"
+        what = _("Beam search with {n} beams").format(n=job.params["beam"][0]) if beams else _("Generating")
         if not job.steps:
             return _("{what}: reading the prompt ({n:,} tokens)").format(what=what, n=len(ids))
-        if beam:
+        if beams:
             finished = int(job.items[-1].is_finished.sum())
             return _("{what}: step {step} of at most {total}, {finished} beams finished").format(
                 what=what, step=job.steps, total=job.total, finished=finished)
@@ -47,7 +51,7 @@ def generation(lm, ids: tuple[int, ...], settings: dict, start: bool) -> Job | N
         slot.code(text_so_far(lm, ids, job.params["method"], job.items), language=None, wrap_lines=True)
 
     return stepwise("gen", (lm.name, ids), run, progress, start=settings if start else None,
-                    total=gen.max_new_tokens(lm, len(ids), settings["n_new"]), live=live,
+                    total=max_new_tokens(lm, len(ids), settings["n_new"]), live=live,
                     keep_last=settings["method"] == "beam")
 
 
@@ -70,8 +74,8 @@ def side_by_side(lm, ids: tuple[int, ...], plan: dict, start: bool) -> Sequence 
             run=r + 1, runs=len(labels), label=labels[r], done=done, n_tokens=n_tokens)
 
     def run(job, say):
-        return gen.continue_runs(lm, ids, n_tokens, decodings, gen.runs_from_pairs(job.items, len(decodings)),
-                                 on_prompt=_reading(_("Side by side"), say))
+        return sampling.continue_runs(lm, ids, n_tokens, decodings, sampling.runs_from_pairs(job.items, len(decodings)),
+                                      on_prompt=_reading(_("Side by side"), say))
 
     job = stepwise("gen_sbs", (lm.name, ids, n_tokens, plan["temperature"], plan["seeds"]), run, progress,
                    start=True if start else None, total=len(decodings) * n_tokens)
