@@ -39,24 +39,17 @@ def test_the_steps_use_the_essays_prompts():
 
 
 @pytest.mark.parametrize("number", NUMBERS, ids=[s.kind for s in STEPS])
-def test_every_step_draws(tiny_env, number):
-    at = open_tour(number)
+def test_each_step_draws_what_its_page_draws(tiny_env, number):
+    """Every step draws, and its figures are the page's, trace for trace, once the step's button
+    opened the page."""
     step = STEPS[number - 1]
+    at = open_tour(number)
     assert at.session_state["tour_step"] == number
     assert any(h.value == step.title for h in at.subheader)
     if step.generates:
         click(at, "tour_generate")
     assert chart_specs(at), f"step {number} drew no figure"
     assert any("not the essay's GPT-2" in c.value for c in at.caption)  # the tiny model is not GPT-2
-
-
-@pytest.mark.parametrize("number", NUMBERS, ids=[s.kind for s in STEPS])
-def test_each_step_draws_what_its_page_draws(tiny_env, number):
-    """The tour's figures are the page's, trace for trace, once the step's button opened the page."""
-    step = STEPS[number - 1]
-    at = open_tour(number)
-    if step.generates:
-        click(at, "tour_generate")
     tour_figures = figures(at)
     assert tour_figures
     click(at, "tour_open")
