@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import math
 
-from core.next_token import prompt_perplexity, rank_curve, tokenization_table, top_k_table
+import numpy as np
+import pandas as pd
+
+from core.next_token import prompt_perplexity, rank_curve, top_k_ids
+from core.tokens import characters_across_tokens, display_tokens, token_bytes
 from core.trace import Trace
-from i18n import _
+from i18n import N_, _
 from viz.common import figure_label, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
 from . import Figure, Metric, Row, Text, View, md, translated_table
+
+
+def top_k_table(lm, t: Trace, k: int = 10) -> pd.DataFrame:
+    """The k likeliest next tokens after the prompt: rank, token, id, probability, logit."""
+    ids = top_k_ids(t.next_probs, k)
+    return pd.DataFrame({
+        "rank": np.arange(1, len(ids) + 1),
+        "token": display_tokens(lm, ids),
+        "id": ids,
+        "probability": t.next_probs[ids].astype(np.float64),
+        "logit": t.next_logits[ids].astype(np.float64),
+    })
+
+
+def tokenization_table(lm, t: Trace) -> pd.DataFrame:
+    """One row per prompt token: position, token as shown, id, its bytes in hex, and, for a
+    token that holds part of a character split over several tokens (Chinese, emoji), which
+    tokens make that character together."""
+    pieces = token_bytes(lm, t.token_ids)
+    shared = [""] * len(pieces)
+    across = _("{char} = tokens {first}–{last}")
+    for ch, first, last in characters_across_tokens(pieces):
+        for i in range(first, last + 1):
+            note = across.format(char=ch, first=first, last=last)
+            shared[i] = note if not shared[i] else f"{shared[i]}; {note}"
+    return pd.DataFrame({
+        "position": np.arange(len(pieces)),
+        "token": list(t.tokens),
+        "id": t.token_ids.astype(np.int64),
+        "bytes": [" ".join(f"{b:02x}" for b in p) for p in pieces],
+        N_("character split over tokens"): shared,  # translated_table translates it
+    })
 
 
 def summary(lm, t: Trace) -> View:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from core import trace
-from core.next_token import prompt_perplexity, rank_curve, tokenization_table, top_k_table
+from core.next_token import prompt_perplexity, rank_curve
+from recipes.next_token import tokenization_table, top_k_table
 from ui.shell import md_escape
 from viz.common import esc, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
