@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from scipy import stats as sps
 
@@ -235,14 +234,24 @@ def _moments(v: np.ndarray, chunk: int = 1 << 20) -> dict[str, float]:
                 kurtosis=m4 / m2**2 - 3.0 if m2 > 0 else float("nan"))
 
 
-def block_distributions(model, kind: str, bins: int = 200) -> tuple[np.ndarray, pd.DataFrame]:
-    """Histograms of one parameter kind's values in every block, on shared bin edges.
+@dataclass(frozen=True)
+class BlockHistograms:
+    """Histograms of one parameter kind's values in every block, on shared bin edges, and each
+    block's moments. Every value is counted; nothing is sampled."""
 
-    Returns (edges, table). edges: (bins + 1,) over the values' full range. table has one
-    row per block (a single row "all" for model-wide kinds) with block, n, mean, std,
-    kurtosis (excess, Fisher: 0 for a normal), min, max and `density`: the (bins,)
-    histogram normalised to integrate to 1. Every value is counted; nothing is sampled.
-    """
+    edges: np.ndarray  # [bins + 1] over the values' full range
+    blocks: list  # [block] block numbers, or ["all"] for a model-wide kind (W_E, W_pos, ln_f)
+    n: np.ndarray  # [block] int64: values counted
+    mean: np.ndarray  # [block] float64, as are std, kurtosis (excess, Fisher: 0 for a normal), min and max
+    std: np.ndarray
+    kurtosis: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    density: np.ndarray  # [block, bins] float32: each block's histogram, normalised to integrate to 1
+
+
+def block_histograms(model, kind: str, bins: int = 200) -> BlockHistograms:
+    """Histograms and moments of one parameter kind's values in every block (see BlockHistograms)."""
     spec = KINDS[kind]
     blocks = list(range(n_blocks(model))) if spec.per_block else [None]
 
@@ -254,14 +263,20 @@ def block_distributions(model, kind: str, bins: int = 200) -> tuple[np.ndarray, 
     if hi <= lo:  # a constant parameter (e.g. untrained LayerNorm gains) still gets a bin
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
-    rows = []
+    sizes, moments, densities = [], [], []
     for b in blocks:
         v = values(b)
         density, _ = np.histogram(v, bins=edges, density=True)
-        m = _moments(v)
-        rows.append(dict(block="all" if b is None else b, n=v.size, mean=m["mean"], std=m["std"], kurtosis=m["kurtosis"],
-                         min=m["min"], max=m["max"], density=density.astype(np.float32)))
-    return edges, pd.DataFrame(rows)
+        sizes.append(v.size)
+        moments.append(_moments(v))
+        densities.append(density.astype(np.float32))
+
+    def column(name: str) -> np.ndarray:
+        return np.array([m[name] for m in moments], dtype=np.float64)
+
+    return BlockHistograms(edges, ["all" if b is None else b for b in blocks], np.array(sizes, dtype=np.int64),
+                           column("mean"), column("std"), column("kurtosis"), column("min"), column("max"),
+                           np.stack(densities))
 
 
 def normal_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -285,19 +300,30 @@ def _friendly(name: str) -> str:
     return " | ".join(labels) if labels else source
 
 
-def stats_table(model) -> pd.DataFrame:
-    """Every distinct parameter once (the tied unembedding is W_E), in checkpoint order.
+@dataclass(frozen=True)
+class ParameterStats:
+    """One parameter tensor as the statistics table lists it."""
 
-    Columns: name (checkpoint name), kind (friendly: block and W_Q | W_K | W_V ...), shape,
-    count, mean, std, min, max, frobenius (‖w‖_F). count sums to the model's own
-    parameter count, sum(p.numel() for p in model.parameters()).
-    """
+    name: str  # the checkpoint's name
+    kind: str  # friendly: block and W_Q | W_K | W_V ...
+    shape: tuple[int, ...]
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    frobenius: float  # ‖w‖_F
+
+
+def parameter_stats(model) -> list[ParameterStats]:
+    """Every distinct parameter once (the tied unembedding is W_E), in checkpoint order; the counts
+    sum to the model's own parameter count, sum(p.numel() for p in model.parameters())."""
     rows = []
     for name, p in _torch_model(model).named_parameters():  # deduplicates tied weights
         m = _moments(p.detach().to("cpu", torch.float32).numpy().ravel())
-        rows.append(dict(name=name, kind=_friendly(name), shape=" × ".join(str(s) for s in p.shape), count=p.numel(),
-                         mean=m["mean"], std=m["std"], min=m["min"], max=m["max"], frobenius=m["norm"]))
-    return pd.DataFrame(rows)
+        rows.append(ParameterStats(name, _friendly(name), tuple(p.shape), p.numel(), m["mean"], m["std"], m["min"],
+                                   m["max"], m["norm"]))
+    return rows
 
 
 # ---- spectrum -------------------------------------------------------------------------------------

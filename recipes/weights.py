@@ -8,9 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from core.weights import (KINDS, Grid, Kind, Spectrum, block_distributions, get_matrix, normal_pdf, spectrum,
-                          stats_table, view_grid)
+from core.weights import (
+    KINDS,
+    Grid,
+    Kind,
+    Spectrum,
+    block_histograms,
+    get_matrix,
+    normal_pdf,
+    parameter_stats,
+    spectrum,
+    view_grid,
+)
 from i18n import N_, _
 from viz import common
 from viz.common import esc
@@ -100,8 +111,8 @@ def matrix(lm, s: Selection, grid: Grid | None = None) -> View:
                     "cell for its exact value.")).format(how=_(HOW_TO_READ.get(s.key, HOW_TO_READ["conv1d"]))))])
     else:
         head_size = lm.d_model // lm.n_head if s.head is None and kind.head_axis == -1 else None
-        view = View([Figure("weights_vector", vector_figure(s.raw, s.cols, _("{label} · {shape} values · {model}").format(
-            label=s.label, shape=s.shape, model=s.model), head_size=head_size))])
+        title = _("{label} · {shape} values · {model}").format(label=s.label, shape=s.shape, model=s.model)
+        view = View([Figure("weights_vector", vector_figure(s.raw, s.cols, title, head_size=head_size))])
     raw = s.raw
     return view.add(Text(_("mean {mean:.4g} · std {std:.4g} · min {min:.4g} · max {max:.4g}").format(
         mean=raw.mean(), std=raw.std(), min=raw.min(), max=raw.max())))
@@ -152,6 +163,23 @@ def across_blocks(lm, s: Selection, log_y: bool, distributions=None) -> View:
     ])
 
 
+def block_distributions(lm, kind: str, bins: int = 200) -> tuple[np.ndarray, pd.DataFrame]:
+    """(edges [bins + 1], a table with one row per block (a single row "all" for a model-wide kind):
+    block, n, mean, std, kurtosis, min, max and `density`, the [bins] histogram), from
+    core.weights.block_histograms."""
+    h = block_histograms(lm, kind, bins)
+    return h.edges, pd.DataFrame({"block": h.blocks, "n": h.n, "mean": h.mean, "std": h.std, "kurtosis": h.kurtosis,
+                                  "min": h.min, "max": h.max, "density": list(h.density)})
+
+
+def stats_table(lm) -> pd.DataFrame:
+    """Every distinct parameter once (core.weights.parameter_stats): name, kind, shape, count, mean,
+    std, min, max, frobenius."""
+    return pd.DataFrame([{"name": p.name, "kind": p.kind, "shape": " × ".join(str(d) for d in p.shape),
+                          "count": p.count, "mean": p.mean, "std": p.std, "min": p.min, "max": p.max,
+                          "frobenius": p.frobenius} for p in parameter_stats(lm)])
+
+
 def all_parameters(lm, table=None) -> View:
     """Every parameter tensor's count and statistics; their total against the model's own count."""
     table = stats_table(lm) if table is None else table
@@ -162,7 +190,8 @@ def all_parameters(lm, table=None) -> View:
         view.add(Text(_("They agree: each distinct parameter is listed once. The unembedding (lm_head) is the token "
                         "embedding W_E itself, tied, so it is not counted twice.")))
     else:
-        view.add(Text(_("The table misses {n:,} parameters; please report this.").format(n=lm.n_params - total), "error"))
+        view.add(Text(_("The table misses {n:,} parameters; please report this.").format(n=lm.n_params - total),
+                      "error"))
     return view.add(translated_table("weights_param_table", table, "parameters", height=460,
                                      formats={"count": "{:,}",
                                               **{c: "{:.4g}" for c in ("mean", "std", "min", "max", "frobenius")}}))

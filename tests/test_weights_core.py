@@ -1,4 +1,5 @@
-"""core.weights against the tiny model's parameter tensors and direct computations."""
+"""core.weights (and the tables recipes.weights builds from it) against the tiny model's parameter tensors and
+direct computations."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,19 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from viz.common import CELL_BUDGET
 from core.weights import (
-    KINDS, block_average, block_distributions, catalogue, fit_to_budget, get_matrix, moving_average,
-    normal_pdf, spectrum, stats_table, view_grid,
+    KINDS,
+    block_average,
+    catalogue,
+    fit_to_budget,
+    get_matrix,
+    moving_average,
+    normal_pdf,
+    spectrum,
+    view_grid,
 )
+from recipes.weights import block_distributions, stats_table
+from viz.common import CELL_BUDGET
 
 
 def _param(lm, name: str) -> np.ndarray:
@@ -125,7 +134,8 @@ def test_distributions_match_the_values_of_every_block(tiny_lm):
         v = _param(tiny_lm, f"transformer.h.{b}.mlp.c_fc.weight").ravel().astype(np.float64)
         row = table.iloc[b]
         assert row["n"] == v.size
-        np.testing.assert_allclose([row["mean"], row["std"], row["kurtosis"]], [v.mean(), v.std(), sps.kurtosis(v)], rtol=1e-6)
+        np.testing.assert_allclose([row["mean"], row["std"], row["kurtosis"]], [v.mean(), v.std(), sps.kurtosis(v)],
+                                   rtol=1e-6)
         np.testing.assert_allclose((row["density"] * np.diff(edges)).sum(), 1.0, rtol=1e-5)
         np.testing.assert_allclose(row["density"], np.histogram(v, bins=edges, density=True)[0], rtol=1e-5)
     assert edges[0] <= table["min"].min() and edges[-1] >= table["max"].max()
@@ -171,7 +181,8 @@ def test_spectrum_and_effective_rank():
 
 def test_spectrum_matches_numpy_on_a_model_matrix(tiny_lm):
     w = get_matrix(tiny_lm, 0, "W_in")[0]
-    np.testing.assert_allclose(spectrum(w).singular_values, np.linalg.svd(w.astype(np.float64), compute_uv=False), rtol=1e-4)
+    np.testing.assert_allclose(spectrum(w).singular_values, np.linalg.svd(w.astype(np.float64), compute_uv=False),
+                               rtol=1e-4)
 
 
 def test_view_grid_keeps_original_indices():

@@ -4,9 +4,6 @@ Figure data is read back from the chart's JSON and checked against the parameter
 """
 from __future__ import annotations
 
-from tests.plotly_json import chart_specs, decode
-
-
 import numpy as np
 import pytest
 import streamlit as st
@@ -16,6 +13,7 @@ import viz.common
 from core.weights import moving_average
 from tests import apptest
 from tests.apptest import WEIGHTS, show_view
+from tests.plotly_json import chart_specs, decode
 
 TIMEOUT = 120
 
@@ -124,7 +122,8 @@ def test_statistics_table_total_equals_the_models_count(page, tiny_lm):
     table = at.dataframe[0].value
     assert table["count"].sum() == tiny_lm.n_params
     assert [m.value for m in at.metric] == [f"{tiny_lm.n_params:,}"] * 2
-    assert [b.key for b in at.get("download_button") if b.key == "weights_param_table_csv"] == ["weights_param_table_csv"]
+    csv = "weights_param_table_csv"
+    assert [b.key for b in at.get("download_button") if b.key == csv] == [csv]
     assert not at.error
 
 

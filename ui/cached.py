@@ -17,9 +17,10 @@ import recipes.weights
 from core.attention import induction_scores
 from core.embeddings import position_embeddings, token_embeddings, word_vectors
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, embedding_map, matrix_digest
-from core.weights import block_distributions, get_matrix, spectrum, stats_table
+from core.weights import get_matrix, spectrum
 from i18n import N_, _, language
 from recipes import embeddings as emb
+from recipes.weights import block_distributions, stats_table
 
 
 def spinning(text: str):
