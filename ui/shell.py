@@ -76,6 +76,7 @@ PAGES = [
     ("pages/5_Prediction.py", N_("Inside the prediction"), ":material/psychology:"),
     ("pages/6_Experiments.py", N_("Experiments"), ":material/science:"),
     ("pages/7_N-grams.py", N_("Before GPT-2: n-grams"), ":material/abc:"),
+    ("pages/8_Features.py", N_("Features"), ":material/hub:"),
     ("pages/9_Steering.py", N_("Steering"), ":material/tune:"),
 ]
 
