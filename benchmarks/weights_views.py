@@ -23,7 +23,8 @@ logging.getLogger("streamlit").setLevel(logging.ERROR)
 import streamlit as st  # noqa: E402
 
 from core import load_model  # noqa: E402
-from core.weights import block_distributions, get_matrix, normal_pdf, spectrum, stats_table, view_grid  # noqa: E402
+from core.weights import get_matrix, normal_pdf, spectrum, view_grid  # noqa: E402
+from recipes.weights import block_distributions, stats_table  # noqa: E402
 from viz.weights import distribution_figure, matrix_figure, spectrum_figure  # noqa: E402
 
 

@@ -23,7 +23,7 @@ from core.interventions import (
     single_token,
     surprisal_change_bits,
 )
-from core.next_token import top_k_table
+from .next_token import top_k_table
 from core.prediction import cached_lens
 from core.tokens import display_tokens
 from core.trace import Trace, trace_ids

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.next_token import top_k_table
+from .next_token import top_k_table
 from core.ngrams import ALPHABET, MAX_CHARS, MAX_N, bundled_text, counted, fit_text, units_of
 from core.trace import Trace
 from i18n import N_, _, ngettext

@@ -111,7 +111,8 @@ def attribution(lm, t: Trace, pos: int, target: int, name: str, minus_text: str)
     a = direct_logit_attribution(lm, t, target, pos, minus_token=minus)
     what = f"logit({name})" + (f" − logit({display_tokens(lm, [minus])[0]})" if minus is not None else "")
     parts = neuron_attribution(lm, t, target, pos, 15, minus_token=minus)
-    table = pd.DataFrame({"layer": parts.layers, "neuron": parts.neurons, "part of the logit": parts.parts})
+    table = pd.DataFrame({"layer": parts.layers, "neuron": parts.neurons,
+                          "part of the logit": parts.parts})  # i18n: skip (English column keys, shown translated)
     view.add(
         Row([Metric(_("The model's {what}").format(what=md(what)), f"{a.logit:.3f}"),
              Metric(_("Sum of the parts"), f"{a.total:.3f}", help=_("Every part below plus ln_f's bias term."))]),

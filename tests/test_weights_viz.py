@@ -5,7 +5,8 @@ import json
 
 import numpy as np
 
-from core.weights import block_distributions, get_matrix, normal_pdf, spectrum, view_grid
+from core.weights import get_matrix, normal_pdf, spectrum, view_grid
+from recipes.weights import block_distributions
 from tests.plotly_json import decode
 from viz.common import CELL_BUDGET
 from viz.weights import distribution_figure, kurtosis_figure, matrix_figure, spectrum_figure, vector_figure
