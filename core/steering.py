@@ -182,7 +182,7 @@ def generate(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, *, vector: 
     past: list = [None] * lm.n_layer
     step, start = torch.as_tensor(ids), 0
     with torch.inference_mode():
-        for _ in range(n_new):
+        for _step in range(n_new):
             edit = None if vector is None else steering_edit(vector, layer, coefficient, start=start,
                                                              positions=positions)
             embed, pos_embed = lm.arch.embed(step, start)

@@ -30,7 +30,6 @@ from i18n import N_
 from .arch import Arch, BlockWeights
 
 
-
 @dataclass(frozen=True)
 class Kind:
     """One kind of parameter: where it lives in the checkpoint and what its axes mean.

@@ -23,7 +23,6 @@ from core.interventions import (
     single_token,
     surprisal_change_bits,
 )
-from .next_token import top_k_table
 from core.prediction import cached_lens
 from core.tokens import display_tokens
 from core.trace import Trace, trace_ids
@@ -39,6 +38,7 @@ from viz.experiments import (
 from viz.prediction import lens_grid_figure
 
 from . import Figure, LongJob, Row, Text, View, md, translated_table
+from .next_token import top_k_table
 
 LENS_WINDOW = 12  # positions of each prompt's logit lens, side by side
 # Tab labels, pair buttons, option labels and captions: English values (in the link, in keys), marked here

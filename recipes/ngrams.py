@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .next_token import top_k_table
 from core.ngrams import ALPHABET, MAX_CHARS, MAX_N, bundled_text, counted, fit_text, units_of
 from core.trace import Trace
 from i18n import N_, _, ngettext
@@ -16,6 +15,7 @@ from viz.common import esc, format_prob, short
 from viz.ngrams import frequency_bars, next_unit_panels, pair_heatmap
 
 from . import Figure, Row, Text, View, md, translated_table
+from .next_token import top_k_table
 
 # Option and tab labels: English values (in the link), marked here, shown through _ by the page.
 SOURCES = {"genesis": N_("Genesis (King James Bible, bundled)"), "yours": N_("Your own text")}

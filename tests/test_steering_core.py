@@ -9,7 +9,13 @@ import torch
 
 from core import PromptError, load_model, trace
 from core.steering import (
-    MAX_COEFFICIENT, SteeringError, checked_coefficient, contrast_vector, generate, mean_difference, steered_logits,
+    MAX_COEFFICIENT,
+    SteeringError,
+    checked_coefficient,
+    contrast_vector,
+    generate,
+    mean_difference,
+    steered_logits,
     token_direction,
 )
 from tests.conftest import ROOT
