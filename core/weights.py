@@ -55,10 +55,10 @@ class Kind:
 
 # label, rows and cols are English, marked for the catalog; shown translated: _(kind.label), _(kind.rows)
 _KINDS = [
-    Kind("W_Q", N_("Attention query weights W_Q"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (query)"), head_axis=1),
-    Kind("W_K", N_("Attention key weights W_K"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (key)"), head_axis=1),
-    Kind("W_V", N_("Attention value weights W_V"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (value)"), head_axis=1),
-    Kind("W_O", N_("Attention output projection W_O"), "attn.c_proj.weight", N_("head × d_head (input)"), N_("d_model (output)"), head_axis=0),
+    Kind("W_Q", N_("Attention query weights W_Q"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (query)"), head_axis=1),  # noqa: E501 (a table row)
+    Kind("W_K", N_("Attention key weights W_K"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (key)"), head_axis=1),  # noqa: E501 (a table row)
+    Kind("W_V", N_("Attention value weights W_V"), "attn.c_attn.weight", N_("d_model (input)"), N_("head × d_head (value)"), head_axis=1),  # noqa: E501 (a table row)
+    Kind("W_O", N_("Attention output projection W_O"), "attn.c_proj.weight", N_("head × d_head (input)"), N_("d_model (output)"), head_axis=0),  # noqa: E501 (a table row)
     Kind("W_in", N_("MLP up-projection W_in"), "mlp.c_fc.weight", N_("d_model (input)"), N_("d_mlp (output)")),
     Kind("W_out", N_("MLP down-projection W_out"), "mlp.c_proj.weight", N_("d_mlp (input)"), N_("d_model (output)")),
     Kind("b_Q", N_("Query bias b_Q"), "attn.c_attn.bias", None, N_("head × d_head"), head_axis=-1),
@@ -71,7 +71,7 @@ _KINDS = [
     Kind("ln1_b", N_("LayerNorm before attention: bias"), "ln_1.bias", None, "d_model"),
     Kind("ln2_w", N_("LayerNorm before MLP: gain"), "ln_2.weight", None, "d_model"),
     Kind("ln2_b", N_("LayerNorm before MLP: bias"), "ln_2.bias", None, "d_model"),
-    Kind("W_E", N_("Token embedding W_E (tied to the unembedding)"), "wte.weight", N_("vocab (token id)"), "d_model", per_block=False),
+    Kind("W_E", N_("Token embedding W_E (tied to the unembedding)"), "wte.weight", N_("vocab (token id)"), "d_model", per_block=False),  # noqa: E501 (a table row)
     Kind("W_pos", N_("Position embedding W_pos"), "wpe.weight", N_("n_ctx (position)"), "d_model", per_block=False),
     Kind("lnf_w", N_("Final LayerNorm: gain"), "ln_f.weight", None, "d_model", per_block=False),
     Kind("lnf_b", N_("Final LayerNorm: bias"), "ln_f.bias", None, "d_model", per_block=False),

@@ -34,11 +34,13 @@ def step_chart(tokens: Sequence[str], probs: np.ndarray, entropy_bits: np.ndarra
                                  name=_("p(chosen) when drawn (after temperature, top-k, top-p)"),
                                  marker=dict(symbol="line-ew-open", size=12, color="#222", line=dict(width=2)),
                                  customdata=labels,
-                                 hovertemplate=_("step %{x}: %{customdata}<br>drawn with p = %{y:.4f}") + "<extra></extra>"),
+                                 hovertemplate=_("step %{x}: %{customdata}<br>drawn with p = %{y:.4f}")
+                                 + "<extra></extra>"),
                       row=1, col=1)
     fig.add_trace(go.Scatter(x=steps, y=np.asarray(entropy_bits, dtype=np.float64), mode="lines+markers",
                              name=_("entropy (bits)"), line=dict(color=ENTROPY, width=2), marker=dict(size=4),
-                             customdata=labels, hovertemplate=_("step %{x} (%{customdata})<br>%{y:.2f} bits") + "<extra></extra>"),
+                             customdata=labels,
+                             hovertemplate=_("step %{x} (%{customdata})<br>%{y:.2f} bits") + "<extra></extra>"),
                   row=2, col=1)
     if loop_mask.any():
         fig.add_trace(go.Bar(x=[None], y=[None], marker_color=LOOP, name=_("inside a repeated phrase")), row=1, col=1)
@@ -70,11 +72,13 @@ def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray,
         if loop_mask[i]:
             loop_x.append(c)
             loop_y.append(r)
-    fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+    fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}",
+                               customdata=hover, hovertemplate="%{customdata}<extra></extra>",
                                colorscale=SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
                                colorbar=dict(title="p", tickformat=".0%")))
     if loop_x:
-        fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name=_("inside a repeated phrase"), hoverinfo="skip",
+        fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name=_("inside a repeated phrase"),
+                                 hoverinfo="skip",
                                  marker=dict(symbol="square-open", size=34, color=LOOP, line=dict(width=3))))
     fig.update_layout(**base_layout(title), height=110 + 42 * rows, showlegend=bool(loop_x),
                       legend=dict(orientation="h", y=-0.05, x=0))
@@ -94,10 +98,12 @@ def runs_grid(runs: Sequence[Sequence[str]], run_labels: Sequence[str], diverge:
     ref = runs[0] if runs else []
     for r, run in enumerate(runs):
         for c, tok in enumerate(run):
-            z[r, c] = 0.0 if (r == 0 or (c < len(ref) and ref[c] == tok and (diverge[r] is None or c < diverge[r]))) else 1.0
+            z[r, c] = 0.0 if (r == 0 or (c < len(ref) and ref[c] == tok
+                                                          and (diverge[r] is None or c < diverge[r]))) else 1.0
             text[r, c] = esc(tok if len(tok) <= 7 else tok[:6] + "…")
     ylabels = [esc(s) for s in run_labels]
-    fig = go.Figure(go.Heatmap(z=z, x=np.arange(1, n_steps + 1), y=list(range(len(runs))), text=text, texttemplate="%{text}",
+    fig = go.Figure(go.Heatmap(z=z, x=np.arange(1, n_steps + 1), y=list(range(len(runs))),
+                               text=text, texttemplate="%{text}",
                                colorscale=[[0, "#e8eef7"], [1, "#8fb3e0"]], zmin=0, zmax=1, showscale=False,
                                xgap=2, ygap=2, hovertemplate=_("step %{x}: %{text}") + "<extra></extra>"))
     dx = [d + 1 for d in diverge if d is not None]

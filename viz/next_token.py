@@ -25,7 +25,8 @@ def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figur
     fig.update_layout(**base_layout(title), height=max(260, 28 * len(tokens) + 90), bargap=0.25)
     fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=ranks, ticktext=labels, title=_("next token"))
     top = float(np.max(probs)) if len(probs) else 0.0
-    fig.update_xaxes(title=_("probability"), tickformat=".0%" if top >= 0.1 else ".3~%", range=[0, max(top * 1.18, 1e-9)])
+    fig.update_xaxes(title=_("probability"), tickformat=".0%" if top >= 0.1 else ".3~%",
+                     range=[0, max(top * 1.18, 1e-9)])
     return fig
 
 
@@ -79,7 +80,8 @@ def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: st
                                              lenmode="pixels", len=max(110, min(300, 40 * rows + 60)))))
     fig.add_trace(go.Heatmap(z=unpredicted, colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], showscale=False,
                              name=_("first token"), **cells))
-    fig.update_layout(**base_layout(title + "<br><sup>" + _("grey: the first token, which nothing predicts") + "</sup>"),
+    fig.update_layout(**base_layout(title
+                                  + "<br><sup>" + _("grey: the first token, which nothing predicts") + "</sup>"),
                       height=int(min(150 + 40 * rows, 1400)))
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False,
                      scaleanchor="x", scaleratio=0.45, constrain="domain")
