@@ -331,6 +331,11 @@ def fetch_neuronpedia(sae, feature: int, timeout: float = 15.0) -> View:
 
 
 # ---- fidelity -------------------------------------------------------------------------------------------
+def _number(value: float, fmt: str = "{:.3f}") -> str:
+    """A metric's value; "—" where it needs more than one token (or is not finite)."""
+    return fmt.format(value) if np.isfinite(value) else "—"
+
+
 def fidelity_view(lm, t: Trace, sae, k: int = 10) -> View:
     acts, fid = feature_acts(lm, t, sae), fidelity(lm, t, sae)
     label = figure_label(lm.label, t.prompt)
@@ -341,11 +346,11 @@ def fidelity_view(lm, t: Trace, sae, k: int = 10) -> View:
     table = pd.DataFrame({"token": display_tokens(lm, ids), "id": ids.astype(np.int64), "probability": clean[ids],
                           "p with reconstruction": spliced[ids]})  # i18n: skip (English columns, shown translated)
     return View([
-        Row([Metric(_("Variance explained"), f"{acts.variance_explained:.1%}",
+        Row([Metric(_("Variance explained"), _number(acts.variance_explained, "{:.1%}"),
                     help=_("1 − |error|² / |x − its mean over the prompt|², over this prompt's tokens.")),
              Metric(_("Active features per token (L0)"), f"{acts.l0.mean():.1f}"),
-             Metric(_("Loss, the model's own"), f"{fid.loss_clean:.3f}", help=_("Mean next-token loss in nats.")),
-             Metric(_("Loss with the reconstruction"), f"{fid.loss_spliced:.3f}",
+             Metric(_("Loss, the model's own"), _number(fid.loss_clean), help=_("Mean next-token loss in nats.")),
+             Metric(_("Loss with the reconstruction"), _number(fid.loss_spliced),
                     help=_("The same, with x̂ in place of x at every token."))]),
         Figure("feat_fidelity", fidelity_figure(acts.l0, acts.error_norm, norm, t.tokens, _(
             "Active features and the error term per token<br>{label}").format(label=label))),

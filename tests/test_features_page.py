@@ -124,6 +124,8 @@ def test_every_view_draws_in_both_languages(tiny_env, saes, lang):
         show(at, view)
         assert chart_specs(at), view
         assert not at.error, [e.value for e in at.error]
+        exported = at.session_state["_page_exports"]  # the page's ZIP holds what is on screen
+        assert (len(exported["figures"]), len(exported["tables"])) == (len(chart_specs(at)), len(at.dataframe)), view
         with use_language(lang):  # the page's words are the catalog's, in the page's language
             assert at.title[0].value == _("Features")
             assert any(c.value.startswith(_(recipe.INTROS[view])) for c in at.caption), view
@@ -150,6 +152,8 @@ def test_long_work_starts_on_a_click_and_adds_up(tiny_env, saes, tiny_lm):
     assert not [f for f in chart_specs(at) if f["layout"]["title"]["text"].startswith("Each feature's effect")]
     at.button(key="feat_removal_compute").click().run()
     assert not at.exception
+    exported = at.session_state["_page_exports"]
+    assert (len(exported["figures"]), len(exported["tables"])) == (len(chart_specs(at)), len(at.dataframe)) == (2, 1)
     exact = decode(figure(at, "Each feature's effect")["data"][1]["x"])
     change = removal_effects(tiny_lm, t, sae, int(t.top_ids[-1, 0]), a.features[:10], -1)
     np.testing.assert_allclose(exact, -change, rtol=1e-4, atol=1e-5)
@@ -266,3 +270,24 @@ def test_public_saes_are_offered_for_gpt2_small_and_no_network_is_a_message(tiny
     assert "/" not in at.error[0].value.split("failed")[1].split(")")[0]  # the error's kind, no path
     at.button(key="feat_sae_retry").click().run()
     assert not at.exception and "Downloading the SAE" in at.error[0].value
+
+
+def test_the_bundled_model_opens_on_its_shipped_saes(tiny_env, saes, monkeypatch, tmp_path):
+    """The bundled model's SAEs (bundled/mini-gpt2-kjv-saes/<hook>/) are its default, with a note that the
+    features are the bundled model's (here the tiny model stands in for it)."""
+    import shutil
+
+    from i18n import _
+    from recipes import features as recipe
+
+    for hook, sae in (("blocks.1.hook_resid_pre", "standard"), ("blocks.0.hook_resid_pre", "topk")):
+        shutil.copytree(saes[sae], tmp_path / "shipped" / hook)
+    monkeypatch.setattr(recipe, "BUNDLED_DIR", tiny_env)
+    monkeypatch.setattr(recipe, "BUNDLED_SAES", tmp_path / "shipped")
+    assert recipe.bundled_saes() == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"]
+    at = apptest.open_page(PAGE, PROMPT)
+    assert at.session_state["feat_sae_source"] == "bundled"
+    assert at.session_state["feat_sae_hook"] == "blocks.1.hook_resid_pre"
+    assert [o for o in at.radio(key="feat_sae_source").options] == [_(recipe.SOURCES[s]) for s in ("bundled", "local")]
+    assert any(_(recipe.BUNDLED_NOTE) in c.value for c in at.caption)
+    assert figure(at, "The 20 strongest features (residual stream before block 1)")

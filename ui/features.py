@@ -102,14 +102,17 @@ def open_card(feature: int) -> None:
 
 
 def on_heatmap_click() -> None:
-    """A click on a heatmap cell picks its token and its feature."""
+    """A click on a heatmap cell picks its token, and its feature (whose card is then a click away)."""
     points = st.session_state["feat_heatmap"].selection.get("points", [])
     if points:
-        st.session_state.update(feat_pos=int(round(points[0]["x"])), feat_feature=int(str(points[0]["y"]).lstrip("#")))
+        feature = int(str(points[0]["y"]).lstrip("#"))
+        st.session_state.update(feat_pos=int(round(points[0]["x"])), feat_feature=feature, feat_card_pick=feature)
 
 
 def card_picker(features: list[int]) -> None:
     """A one-off picker (not in the link): open one of these features' card."""
+    if st.session_state.get("feat_card_pick") not in features:  # picked among the rows of another prompt or k
+        st.session_state.pop("feat_card_pick", None)
     pick = st.selectbox(_("Open a feature's card"), features, index=None, key="feat_card_pick",
                         placeholder=_("Choose one of the features above"), format_func=lambda f: f"#{f}")
     if pick is not None:

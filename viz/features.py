@@ -25,6 +25,7 @@ from .common import CLIP_PERCENTILE, DIVERGING, SEQUENTIAL, base_layout, esc, fo
 UP, DOWN = sample_colorscale(DIVERGING, [0.9, 0.1])  # the diverging scale's red (positive) and blue ends
 BAR = "#3b6fb6"  # activations (>= 0), as other pages draw single-series bars
 CLEAN, SPLICED, ESTIMATE, EXACT = "#7f7f7f", "#d95f02", "#7570b3", "#1b9e77"
+CLICKABLE = 12_000  # heatmap cells that get a click target each
 
 
 def feature_name(feature: int) -> str:
@@ -50,7 +51,10 @@ def _title(title: str, fig: go.Figure, height: int, lines: int = 2) -> None:
 def token_features_figure(z: np.ndarray, features: Sequence[int], tokens: Sequence[str], title: str,
                           zmax: float | None = None, picked: int | None = None) -> go.Figure:
     """z [feature, pos]: the prompt's strongest features (rows, strongest on top) on every token;
-    colours up to `zmax` (default: robust_max(z)); the `picked` token's column outlined."""
+    colours up to `zmax` (default: robust_max(z)); the `picked` token's column outlined.
+
+    Plotly selects markers on click, not heatmap cells: up to CLICKABLE cells, an invisible marker
+    sits on each (and takes the hover), so a click reaches the app."""
     k, n = z.shape
     zmax = robust_max(z) if zmax is None else zmax
     names = [feature_name(f) for f in features]
@@ -58,13 +62,23 @@ def token_features_figure(z: np.ndarray, features: Sequence[int], tokens: Sequen
     where = _("feature {feature} · “{token}” (position {pos})")
     labels = np.array([[where.format(feature=names[r], token=toks[c], pos=c) for c in range(n)] for r in range(k)],
                       dtype=object).reshape(k, n)
+    clickable = z.size <= CLICKABLE
+    hover = "%{customdata}<br>" + _("activation %{z:.3f}") + "<extra></extra>"
     fig = go.Figure(go.Heatmap(
         z=z.astype(np.float32), x=np.arange(n), y=names, customdata=labels, colorscale=SEQUENTIAL, zmin=0, zmax=zmax,
         colorbar=dict(title=dict(text=_("activation"), side="top")), xgap=1 if n <= 64 else 0, ygap=1,
-        hovertemplate="%{customdata}<br>" + _("activation %{z:.3f}") + "<extra></extra>"))
+        name=_("activation"), hoverinfo="skip" if clickable else None, hovertemplate=None if clickable else hover))
+    if clickable:
+        cols, rows = np.meshgrid(np.arange(n), np.arange(k))
+        fig.add_trace(go.Scatter(
+            x=cols.ravel(), y=np.asarray(names, dtype=object)[rows.ravel()], customdata=labels.ravel(),
+            text=[f"{v:.3f}" for v in z.ravel()], mode="markers", showlegend=False, name=_("click to pick"),
+            marker=dict(size=max(6, min(18, int(900 / max(n, 1)))), color="rgba(0,0,0,0)", symbol="square"),
+            hovertemplate="%{customdata}<br>" + _("activation %{text}") + "<extra></extra>"))
     _title(title, fig, int(170 + 22 * k))
-    fig.update_yaxes(type="category", autorange="reversed", title=_("feature"))
-    fig.update_xaxes(title=_("prompt token"), tickangle=-45, **token_ticks(tokens, 48))
+    fig.update_yaxes(type="category", range=[k - 0.5, -0.5], title=_("feature"), showgrid=False, zeroline=False)
+    fig.update_xaxes(title=_("prompt token"), tickangle=-45, range=[-0.5, n - 0.5], showgrid=False, zeroline=False,
+                     **token_ticks(tokens, 48))
     if picked is not None:
         fig.add_shape(type="rect", x0=picked - 0.5, x1=picked + 0.5, y0=0, y1=1, yref="paper",
                       line=dict(color="#d62728", width=2))
@@ -242,6 +256,9 @@ def attribution_figure(features: Sequence[int], effects: np.ndarray, parts: dict
     for col in (1, 2):
         fig.update_xaxes(title=_("{unit} (red: pushes up, blue: down)").format(unit=esc(unit)), zeroline=True,
                          zerolinecolor="#888", row=1, col=col)
+    span = max(float(np.abs(whole).max(initial=0)), 1e-6)  # room for the values written beside the bars
+    fig.update_xaxes(range=[min(0.0, whole.min()) - 0.3 * span * (whole.min() < 0), max(0.0, whole.max())
+                            + 0.3 * span * (whole.max() > 0)], row=1, col=2)
     return fig
 
 
