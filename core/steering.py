@@ -107,16 +107,16 @@ def steering_edit(vector: torch.Tensor, layer: int, coefficient: float, *, start
         if L != layer or c == 0.0:
             return x
         n = x.shape[-2]
-        where = torch.arange(start, start + n)
+        where = torch.arange(start, start + n, device=x.device)
         if vector.dim() == 1:
-            keep = torch.ones(n, dtype=torch.bool) if positions is None else torch.isin(where, torch.as_tensor(
-                list(positions), dtype=torch.long))
-            return x + c * keep[:, None].to(x.dtype) * vector
+            keep = torch.ones(n, dtype=torch.bool, device=x.device) if positions is None else torch.isin(
+                where, torch.as_tensor(list(positions), dtype=torch.long, device=x.device))
+            return x + c * keep[:, None].to(x.dtype) * vector.to(x.device)
         rows = where[where < len(vector)]
         if not len(rows):
             return x
         x = x.clone()
-        x[..., rows - start, :] += c * vector[rows]
+        x[..., rows - start, :] += c * vector.to(x.device)[rows]
         return x
 
     return Edit(resid_pre=add)
@@ -134,7 +134,7 @@ def steered_logits(lm: LoadedModel, prompt: str | Sequence[int], vector: torch.T
     """[pos, vocab]: the logits of every position of the prompt (text, or token ids as given) with
     coefficient × vector added before block `layer` ([d_model]: at every position or `positions`;
     [k, d_model]: at the first k)."""
-    ids = torch.as_tensor(_ids(lm, prompt, False))
+    ids = torch.as_tensor(_ids(lm, prompt, False), device=lm.device)
     edit = steering_edit(vector, layer, coefficient, positions=positions)
     with torch.inference_mode():
         embed, pos_embed = lm.arch.embed(ids)
@@ -180,7 +180,7 @@ def generate(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, *, vector: 
         raise PromptError(_("The prompt and the new tokens must fit in {n_ctx} tokens.").format(n_ctx=lm.n_ctx))
     rng = torch.Generator().manual_seed(int(seed))
     past: list = [None] * lm.n_layer
-    step, start = torch.as_tensor(ids), 0
+    step, start = torch.as_tensor(ids, device=lm.device), 0
     with torch.inference_mode():
         for _step in range(n_new):
             edit = None if vector is None else steering_edit(vector, layer, coefficient, start=start,
@@ -193,7 +193,7 @@ def generate(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, *, vector: 
                 x = run.resid_post
             logits = _checked(lm.arch.logits(x[-1]))
             probs = torch.softmax(logits / temperature, -1) if temperature > 0 else torch.softmax(logits, -1)
-            token = int(torch.multinomial(probs, 1, generator=rng)) if temperature > 0 else int(logits.argmax())
-            yield Token(token_id=token, prob=float(probs[token]), probs=probs.numpy())
+            token = int(torch.multinomial(probs.cpu(), 1, generator=rng)) if temperature > 0 else int(logits.argmax())
+            yield Token(token_id=token, prob=float(probs[token]), probs=probs.cpu().numpy())
             start += len(step)
-            step = torch.as_tensor([token])
+            step = torch.as_tensor([token], device=lm.device)
