@@ -159,8 +159,8 @@ def fidelity(lm: LoadedModel, t: Trace, sae: SparseAutoencoder) -> Fidelity:
 class FeatureAttribution:
     """Each active feature's effect on logit(token) (or a difference of two) after `pos`, by gradient ×
     activation with frozen LayerNorm scales, summed over positions 0..pos: features [k] (by |effect|),
-    effect [k]; error (the error term's part), rest (b_dec and what the SAE's normalisation adds back);
-    linearised (= effect.sum() over all features + error + rest: the gradient · the activation)."""
+    effect [k]; error (the error term's part), rest (b_dec and what the SAE's normalisation adds back),
+    each computed on its own; linearised (the gradient · the activation, which they add up to)."""
 
     features: np.ndarray
     effect: np.ndarray
@@ -193,19 +193,21 @@ def feature_attribution(lm: LoadedModel, t: Trace, sae: SparseAutoencoder, token
         rows = np.repeat(np.arange(len(acts.l0)), acts.l0)
         upto = rows <= pos
         ids, vals, rows = acts.indices[upto], acts.values[upto], rows[upto]
-        _, (_, _, scale) = prepare(sae, x)
-        reads = (sae.W_dec[torch.from_numpy(ids)] * grad[torch.from_numpy(rows)]).sum(-1)  # W_dec[i] · g[p]
+        _, (mean, shift, scale) = prepare(sae, x)
+        reads = (grad @ sae.W_dec.T)[torch.from_numpy(rows), torch.from_numpy(ids)]  # W_dec[i] · g[p]
         if scale is not None:
             reads = reads * scale[torch.from_numpy(rows), 0]
         parts = torch.from_numpy(vals) * reads
         per_feature = torch.zeros(sae.d_sae, dtype=torch.float64).index_add_(0, torch.from_numpy(ids), parts.double())
         error = float(((x - reconstruct(sae, x)) * grad).sum())
         linearised = float((x * grad).sum())
+        rest_vec = sae.b_dec.expand_as(x) * (scale if scale is not None else 1.0)  # what no feature writes
+        rest_vec = rest_vec + (shift if shift is not None else 0.0) + (mean if mean is not None else 0.0)
+        rest = float((rest_vec * grad).sum())
     active = torch.unique(torch.from_numpy(ids))
     order = active[per_feature[active].abs().argsort(descending=True)]
     effect = per_feature[order].numpy()
-    return FeatureAttribution(features=order.numpy(), effect=effect, error=error,
-                              rest=linearised - error - float(effect.sum()), linearised=linearised,
+    return FeatureAttribution(features=order.numpy(), effect=effect, error=error, rest=rest, linearised=linearised,
                               logit=float(logit.detach()), pos=pos)
 
 
