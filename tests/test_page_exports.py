@@ -58,3 +58,29 @@ def test_the_zip_holds_what_every_view_shows(tiny_env, page):
         at.run()
         assert not at.exception, (page, tab)
         _zip_matches_screen(at, f"{page} · {tab}")
+
+
+
+def _two_chinese_figures():
+    import plotly.graph_objects as go
+    import streamlit as st
+
+    from ui.figures import show_figure, show_table
+
+    st.session_state.update(prompt="你好", _model_label="tiny")
+    for key, title in [("probs", "下一个词的概率<br>tiny"), ("lens", "逐层的预测<br>tiny")]:
+        show_figure(go.Figure(go.Bar(y=[1, 2]), layout_title_text=title), key=key)
+    import pandas as pd
+    for key in ["表一", "表二"]:
+        show_table(pd.DataFrame({"a": [1]}), key=key)
+
+
+def test_chinese_titles_keep_a_file_name_each():
+    """Chinese titles leave no ASCII words for a file name: each figure still gets a name of its
+    own (its key), so none overwrites another in the ZIP or in the downloads."""
+    at = AppTest.from_function(_two_chinese_figures).run()
+    assert not at.exception
+    _zip_matches_screen(at, "two Chinese titles")
+    figures = list(at.session_state["_page_exports"]["figures"])
+    assert any("probs" in n for n in figures) and any("lens" in n for n in figures)
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+", n) for n in [*figures, *at.session_state["_page_exports"]["tables"]])

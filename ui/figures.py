@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 import streamlit as st
 
@@ -101,6 +102,20 @@ def figure_name(fig, key: str) -> str:
     return title or key
 
 
+def _unique(taken: dict, name: str, key: str, prompt: str) -> str:
+    """A file name for `name` not yet `taken` in this page run. A title whose words the ASCII
+    file name drops (Chinese) adds the figure's key, so every figure keeps a name of its own
+    and the ZIP holds them all."""
+    base = safe_filename(name, prompt=prompt)
+    if base in taken or any(ch.isalpha() and not unicodedata.normalize("NFKD", ch).isascii()
+                              for ch in re.sub(r"“[^”]*”", "", name)):
+        base = safe_filename(name, key, prompt=prompt)
+    n = 2
+    while base in taken:
+        base, n = safe_filename(name, key, str(n), prompt=prompt), n + 1
+    return base
+
+
 def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
     """Draw a Plotly figure full width, with downloads (PNG, SVG, HTML, CSV) under it.
 
@@ -111,7 +126,7 @@ def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
     page's ZIP holds exactly the figures on screen."""
     ss = st.session_state
     model, prompt = _context()
-    base = safe_filename(name or figure_name(fig, key), prompt=prompt)
+    base = _unique(_registry()["figures"], name or figure_name(fig, key), key, prompt)
     fig = styled(fig)
     _registry()["figures"][base] = fig
     w, h, scale = int(ss.get("png_width", 1600)), int(ss.get("png_height", 900)), float(ss.get("png_scale", 2.0))
@@ -143,7 +158,7 @@ def show_table(table, key: str, name: str | None = None, formats: dict | None = 
     `formats` maps a column to a function that writes its values on screen (say,
     viz.common.format_prob for probabilities); the CSV keeps the numbers."""
     model, prompt = _context()
-    base = safe_filename(name or key, model, prompt=prompt)
+    base = _unique(_registry()["tables"], f"{name or key} {model}", key, prompt)
     _registry()["tables"][base] = table
     st.dataframe(table.style.format(formats) if formats else table, key=key, **dataframe_kwargs)
     st.download_button(_("Table as CSV"), lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
