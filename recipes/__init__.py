@@ -122,7 +122,16 @@ def translated_table(key: str, data, name: str, formats: dict | None = None, hei
     return Table(key, data.rename(columns=names), name, shown, height)
 
 
+WORD_JOINER = "\u2060"  # invisible, zero width: splits a domain name so no autolink finds it
+
+
 def md(text: str) -> str:
-    """Escape text (a token, a prompt) for Markdown, so it is shown as written, never rendered."""
+    """Escape text (a token, a prompt) for Markdown, so it is shown as written, never rendered.
+
+    Backslashes stop Markdown's syntax but not GitHub-flavoured autolinks: Streamlit's renderer finds
+    `www.x.y`, `https://x.y` and `a@x.y` in the text after unescaping and makes them live links. Every
+    autolink needs a dot right after a domain's letters, so an invisible word joiner before each dot
+    leaves the text as it reads and links nothing."""
     specials = "\\`*_{}[]()#+-.!|<>~$"
-    return "".join("\\" + c if c in specials else c for c in text)
+    escaped = "".join("\\" + c if c in specials else c for c in text)
+    return escaped.replace("\\.", WORD_JOINER + "\\.")
