@@ -17,12 +17,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from i18n import N_
+from i18n import N_, _
 
 from .arch import weights_at
 from .cache import ByteBoundedCache, LayerArrays
 from .model import LoadedModel
-from .trace import Trace, trace_ids
+from .trace import PromptError, Trace, trace_ids
 
 # Head-atlas metrics: key -> (label for a person, what it measures).
 # key -> (name, description), English; shown translated: _(name), _(description)
@@ -127,14 +127,26 @@ def head_across_layers(t: Trace, head: int, side: int) -> tuple[np.ndarray, int]
 
 
 # ---- induction ----------------------------------------------------------------------------
+INDUCTION_MIN_LENGTH = 2  # random tokens in each copy, at least: the second copy's first token is then a query
+
+
 def repeated_random_ids(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int = INDUCTION_SEED) -> list[int]:
-    """[bos] + r + r for `length` random ordinary token ids r (fewer if the context is short),
-    drawn from the tokens the model learned where its checkpoint lists them."""
-    length = max(2, min(length, (lm.n_ctx - 1) // 2))
+    """[bos] + r + r for `length` random ordinary token ids r, sized to the model's context: fewer
+    tokens when it is short, and no bos when even 2 tokens a copy would not fit with it; drawn from
+    the tokens the model learned where its checkpoint lists them. Raises PromptError, saying so, when
+    the context is shorter than two copies of INDUCTION_MIN_LENGTH tokens."""
+    bos = lm.tokenizer.bos_token_id
+    if bos is not None and (lm.n_ctx - 1) // 2 < INDUCTION_MIN_LENGTH:
+        bos = None
+    room = (lm.n_ctx - (bos is not None)) // 2
+    if room < INDUCTION_MIN_LENGTH:
+        raise PromptError(_("This model reads at most {n_ctx} tokens; measuring induction needs {need}: random "
+                            "tokens, then the same tokens again.").format(n_ctx=lm.n_ctx,
+                                                                         need=2 * INDUCTION_MIN_LENGTH))
+    length = max(INDUCTION_MIN_LENGTH, min(length, room))
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
     pool = np.array([i for i in (lm.trained_token_ids or range(lm.d_vocab)) if i not in special])
     r = np.random.default_rng(seed).choice(pool, size=length, replace=len(pool) < length).tolist()
-    bos = lm.tokenizer.bos_token_id
     return ([bos] if bos is not None else []) + r + r
 
 
@@ -151,7 +163,7 @@ def induction_scores(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int 
     Each weight read is exp(q·k·scale - lse) of one (query, key) pair, so no layer's
     pattern is formed or cached."""
     ids = repeated_random_ids(lm, length, seed)
-    length = (len(ids) - 1) // 2
+    length = len(ids) // 2  # the bos, if any, is the odd one
     offset = len(ids) - 2 * length
     t = trace_ids(lm, ids, cache=ByteBoundedCache(0))
     out = np.empty((t.n_layer, t.n_head))

@@ -25,6 +25,7 @@ DEFAULT_MODEL = "gpt2"
 # A small GPT-2 trained here (training/train_mini_gpt2.py) and shipped in the repository, so the
 # app shows learned structure with no network; the app falls back to it when gpt2 cannot be had.
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "bundled" / "mini-gpt2-kjv"
+BUNDLED_NAME = "mini-gpt2-kjv"  # how pages and links name it, wherever the repository lives
 # Shown in the app: translate where shown, _(BUNDLED_DESCRIPTION).
 BUNDLED_DESCRIPTION = N_("the bundled mini GPT-2 (6 layers, trained here on the King James Bible)")
 _FIX_OFFLINE = N_("Run the app once with network access so the model is downloaded (then HF_HUB_OFFLINE=1 works "
@@ -82,27 +83,73 @@ def bundled_model_dir() -> str | None:
 
 
 def default_model_name() -> str:
-    """`GPT2VIZ_MODEL` (hub id or local directory) if set, else `gpt2`."""
-    return os.environ.get(ENV_MODEL, "").strip() or DEFAULT_MODEL
+    """`GPT2VIZ_MODEL` (hub id or local directory, in its one spelling) if set, else `gpt2`."""
+    return canonical_name(os.environ.get(ENV_MODEL, "")) or DEFAULT_MODEL
 
 
-def _canonical(name: str) -> str:
-    """One spelling per model: hub ids as they are, local paths normalised without touching the disk."""
+def canonical_name(name: str) -> str:
+    """One spelling per model, worked out once where a name comes in (a link, the sidebar, GPT2VIZ_MODEL):
+    hub ids as they are, local paths normalised (`/x//y/`, `~/../x/y`) without touching the disk."""
     name = name.strip()
-    return os.path.normpath(os.path.expanduser(name)) if _looks_local(name) else name
+    if not _looks_local(name):
+        return name
+    try:
+        return os.path.normpath(os.path.expanduser(name))
+    except (ValueError, RuntimeError):  # a NUL byte, a user that does not exist: kept as written
+        return name
+
+
+
+MAX_NAME_SHOWN = 80  # characters of a model's name a page shows
+
+
+def display_name(name: str) -> str:
+    """How every page names a model: a hub id as it is, a local checkpoint by its directory's name
+    (`mini-gpt2-kjv`), never the path to it on the server; cut to MAX_NAME_SHOWN characters."""
+    name = canonical_name(name)
+    if name and name == bundled_model_dir():
+        return BUNDLED_NAME
+    if _looks_local(name):
+        name = Path(name).name or name
+    return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN - 1] + "…"
 
 
 def allowed_models() -> list[str]:
     """What a link may load: the GPT-2 family, the bundled model, GPT2VIZ_MODEL and GPT2VIZ_ALLOWED_MODELS."""
     names = list(GPT2_FAMILY) + [n for n in (bundled_model_dir(), default_model_name()) if n]
-    names += [n.strip() for n in os.environ.get(ENV_ALLOWED, "").split(",") if n.strip()]
+    names += [canonical_name(n) for n in os.environ.get(ENV_ALLOWED, "").split(",") if n.strip()]
     return list(dict.fromkeys(names))
+
+
+def link_name(name: str) -> str:
+    """The model as a link names it: an allowed local checkpoint by its directory's name (the bundled
+    model is `mini-gpt2-kjv` on every server), so no link carries the server's path; anything else
+    (a hub id, a directory typed in this sidebar) as it is."""
+    name = canonical_name(name)
+    if name and name == bundled_model_dir():
+        return BUNDLED_NAME
+    if not _looks_local(name):
+        return name
+    short = display_name(name)
+    local = [n for n in allowed_models() if _looks_local(n)]
+    mine = [n for n in local if display_name(n) == short]
+    return short if mine == [name] and short not in GPT2_FAMILY else name
+
+
+def model_from_link(value: str) -> str:
+    """The model a link's `model=` names, in its one spelling: an allowed local checkpoint's short
+    name is that checkpoint; anything else is canonical_name(value)."""
+    value = value.strip()
+    if value == BUNDLED_NAME and bundled_model_dir():
+        return bundled_model_dir()
+    local = [n for n in allowed_models() if _looks_local(n) and display_name(n) == value]
+    return local[0] if len(local) == 1 and not _looks_local(value) else canonical_name(value)
 
 
 def is_allowed_model(name: str) -> bool:
     """Whether `name` is one the operator allows links to load (compared as written, never looked up on disk)."""
-    wanted = _canonical(name)
-    return bool(wanted) and any(_canonical(n) == wanted for n in allowed_models())
+    wanted = canonical_name(name)
+    return bool(wanted) and any(canonical_name(n) == wanted for n in allowed_models())
 
 
 def models_locked() -> bool:
@@ -186,8 +233,8 @@ class LoadedModel:
 
     @property
     def label(self) -> str:
-        """Short name for titles: the hub id, or a local directory's last part."""
-        return Path(self.name).name if _is_local(self.name) else self.name
+        """The model's name as every page shows it (display_name): the hub id, or a local directory's name."""
+        return display_name(self.name)
 
     @property
     def n_bytes(self) -> int:
@@ -213,8 +260,14 @@ def _looks_local(name: str) -> bool:
 
 
 def _is_local(name: str) -> bool:
-    """A path on disk, or clearly meant as one."""
-    return _looks_local(name) or Path(name).expanduser().exists()
+    """A path on disk, or clearly meant as one (a name the file system cannot even look up, such as one
+    over 255 bytes, is not on disk)."""
+    if _looks_local(name):
+        return True
+    try:
+        return Path(name).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 def _progress_tqdm(progress: ProgressFn):
@@ -249,7 +302,11 @@ def _fetch(name: str, progress: ProgressFn | None) -> Path:
     """A local directory holding the checkpoint: the path itself, or a hub snapshot."""
     if _is_local(name):
         path = Path(name).expanduser()
-        if not path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except (OSError, ValueError):  # "File name too long", a NUL byte
+            is_dir = False
+        if not is_dir:
             raise ModelLoadError(
                 N_("No directory at {path}."),
                 N_("Check the path, or give a Hugging Face Hub id such as gpt2. `{env}` sets the default."),
@@ -287,9 +344,11 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
 
     Raises ModelLoadError with a `hint` when the checkpoint cannot be had or is not GPT-2.
     """
+    name = (name or default_model_name()).strip()
+    if progress:  # at once: importing transformers and reading the checkpoint may take seconds
+        progress(0.0, _("Opening {name}…").format(name=display_name(name)))
     from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel
 
-    name = (name or default_model_name()).strip()
     try:
         dev = pick_device(device)
     except RuntimeError as e:  # torch.device("tpu9")
@@ -314,7 +373,7 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
             name=name, kind=getattr(config, "model_type", "unknown"),
         )
     if progress:
-        progress(1.0, _("Loading {name} onto {device}").format(name=name, device=dev.type))
+        progress(1.0, _("Loading {name} onto {device}").format(name=display_name(name), device=dev.type))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, report = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32,

@@ -5,6 +5,8 @@ shows from the trace's stored residuals, cached by core, so a new layer or head 
 one block, never a forward. Views that read every layer show progress and a Stop; only the
 atlas's induction column runs the model, once per model. Closed tabs cost nothing.
 """
+from functools import partial
+
 import streamlit as st
 
 from i18n import N_, _
@@ -31,19 +33,11 @@ def summaries() -> dict | None:
     return run_job(recipe.summaries_job(lm, t), key="attn_summaries")
 
 
-def open_head(layer: int, head: int) -> None:
-    ss["attn_layer"], ss["attn_head"], ss["attn_view"] = layer, head, "One head"  # i18n: skip (the tab's English key)
-
-
-def on_atlas_click() -> None:
-    points = ss["attn_atlas_chart"].selection.get("points", [])
-    if points:
-        open_head(int(round(points[0]["y"])), int(round(points[0]["x"])))
-
-
-def on_atlas_pick() -> None:
-    if ss["attn_atlas_pick"] is not None:
-        open_head(*ss["attn_atlas_pick"])
+# A click on an atlas cell, or a pick, opens that head (callbacks from ui: a page's own function kept by a
+# widget would keep this run's model alive after the store unloads it).
+OPEN_HEAD = {"attn_view": "One head"}  # i18n: skip (the tab's English key)
+on_atlas_click = partial(controls.open_clicked, "attn_atlas_chart", "attn_layer", "attn_head", OPEN_HEAD)
+on_atlas_pick = partial(controls.open_picked, "attn_atlas_pick", ("attn_layer", "attn_head"), OPEN_HEAD)
 
 
 # Pickers shared by the views; a layer, head or position that does not exist goes to the nearest one.
@@ -65,12 +59,15 @@ with tabs["Head atlas"]:
         scores = None
         if metric == "induction":
             scores = induction_atlas(lm.name, lm)
+            if scores is None:  # a context too short to repeat random tokens: the page said so
+                st.stop()
         elif metric == "entropy":
             done = summaries()
             if done is None:
                 st.stop()
             scores = done["entropy"]
-        view = recipe.atlas(lm, t, metric, layer, head, scores, on_select=on_atlas_click)
+        with st.spinner(_("Scoring every head on {n:,} tokens…").format(n=t.n_tokens)):
+            view = recipe.atlas(lm, t, metric, layer, head, scores, on_select=on_atlas_click)
         show(view)
         st.selectbox(_("Open a head (highest score first), or click a cell above"), view.values["cells"], index=None,
                      key="attn_atlas_pick", on_change=on_atlas_pick, placeholder=_("Choose a head"),
@@ -78,14 +75,18 @@ with tabs["Head atlas"]:
 
 with tabs["One layer, all heads"]:
     if tabs["One layer, all heads"].open:
-        show(recipe.layer_heads(lm, t, layer, colour))
+        with st.spinner(_("Computing layer {layer}'s attention over {n:,} tokens…").format(layer=layer, n=t.n_tokens)):
+            view = recipe.layer_heads(lm, t, layer, colour)
+        show(view)
 
 with tabs["One head"]:
     if tabs["One head"].open:
         with_scores = controls.toggle(st, _("Show the pre-softmax scores q·k/√d too"), key="attn_scores",
                                       help=_("The numbers the softmax turns into the pattern, recomputed from the "
                                              "layer's weights; masked (future) positions are left empty."))
-        show(recipe.one_head(lm, t, layer, head, colour, with_scores))
+        with st.spinner(_("Computing layer {layer}'s attention over {n:,} tokens…").format(layer=layer, n=t.n_tokens)):
+            view = recipe.one_head(lm, t, layer, head, colour, with_scores)
+        show(view)
 
 with tabs["One head across layers"]:
     if tabs["One head across layers"].open:
@@ -94,8 +95,9 @@ with tabs["One head across layers"]:
 with tabs["Token focus"]:
     if tabs["Token focus"].open:
         f1, f2 = st.columns([2, 1])
-        pos = controls.selectbox(f1, _("Token"), range(t.n_tokens), key="attn_focus_pos", default=t.n_tokens - 1,
-                                 format_func=lambda i: f"{i}: {t.tokens[i]}")
+        # Opens mid-prompt, where both directions have tokens (at the last token, "attended by" is itself alone);
+        # like every position, it goes back there when the prompt changes, unless the link names one.
+        pos = controls.position(f1, _("Token"), t, key="attn_focus_pos", default=(t.n_tokens - 1) // 2)
         per_head = controls.radio(f2, _("Heads"), ["mean", "one"], key="attn_focus_heads", horizontal=True,
                                   format_func=lambda m: _("mean over heads") if m == "mean" else
                                   _("head {head} (picker above)").format(head=head))

@@ -21,16 +21,12 @@ if lm is None:
 t = current_trace(lm)
 
 
-def use_prompt(text: str) -> None:
-    st.session_state["prompt"] = text
-
-
 tabs = list(controls.tabs(recipe.VIEWS, key="emb_tab").values())
 
 with tabs[0]:
     if tabs[0].open:
-        st.button(_("Show the essay's example: hello ×16, bye ×6"), key="emb_hello", on_click=use_prompt,
-                  args=(HELLO_BYE,), icon=":material/waving_hand:")
+        st.button(_("Show the essay's example: hello ×16, bye ×6"), key="emb_hello", on_click=controls.set_state,
+                  args=({"prompt": HELLO_BYE},), icon=":material/waving_hand:")
         if t is not None:
             start, cap = 0, recipe.MAX_HEATMAP_TOKENS
             if t.n_tokens > cap:
@@ -88,7 +84,8 @@ with tabs[4]:
 
 with tabs[5]:
     if tabs[5].open:
-        st.button(_("Try “bank” in two sentences"), key="emb_bank", on_click=use_prompt, args=(recipe.BANK,),
+        st.button(_("Try “bank” in two sentences"), key="emb_bank", on_click=controls.set_state,
+                  args=({"prompt": recipe.BANK},),
                   icon=":material/account_balance:")
         if t is not None:
             layer = controls.slider(st, _("Depth in the residual stream"), 0, lm.n_layer, key="emb_layer",

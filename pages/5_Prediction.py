@@ -21,8 +21,8 @@ lm, t = setup_trace_page(
 )
 ss = st.session_state
 # Every control is in the link (ui.controls); a position, layer or neuron the model or prompt lacks goes to the nearest.
-pos = controls.selectbox(st, _("Position (the prediction after this token)"), range(t.n_tokens), key="pred_pos",
-                         default=t.n_tokens - 1, format_func=lambda i: f"{i}: {t.tokens[i]}")
+# The last token (the prediction Next token shows), and again whenever the prompt changes, unless the link names one.
+pos = controls.position(st, _("Position (the prediction after this token)"), t, key="pred_pos")
 chosen = recipe.typed_token(lm, t, pos, controls.text_input(
     st, _("Token to explain (empty: GPT-2's top prediction here)"), key="pred_token",
     placeholder=recipe.top_name(lm, t, pos)))
@@ -31,14 +31,11 @@ target, name = chosen.values["target"], chosen.values["name"]
 tabs = controls.tabs(recipe.VIEWS, key="pred_view")
 
 
-def open_neuron(layer: int, neuron: int) -> None:
-    ss.update(pred_layer=layer, pred_neuron=neuron, pred_view="Neurons")
-
-
 with tabs["Logit lens"]:
     if tabs["Logit lens"].open:
         start = recipe.lens_start(t, pos)
-        if t.n_tokens > recipe.WINDOW:
+        if t.n_tokens > recipe.WINDOW:  # the window moves to the position when it (or the prompt) changes
+            controls.follow("pred_lens_start", start, on=(controls.prompt_id(t), pos))
             start = controls.slider(st, _("First position shown"), 0, t.n_tokens - recipe.WINDOW, key="pred_lens_start",
                                     default=start)
         colour_by = controls.radio(st, _("Colour by"), recipe.COLOUR_BY, horizontal=True, key="pred_lens_colour",
@@ -58,11 +55,12 @@ with tabs["Attribution"]:
             st.switch_page("pages/6_Experiments.py")
         show([view.values["table"]])
         neuron_label = _("layer {layer}, neuron {neuron}")
+        neuron_labels = {c: neuron_label.format(layer=c[0], neuron=c[1]) for c in view.values["neurons"]}
         pick = st.selectbox(_("Open a neuron"), view.values["neurons"], index=None, key="pred_neuron_pick",
-                            placeholder=_("Choose one of the neurons above"),
-                            format_func=lambda c: neuron_label.format(layer=c[0], neuron=c[1]))
+                            placeholder=_("Choose one of the neurons above"), format_func=neuron_labels.get)
         if pick is not None:
-            st.button(_("Open it in the Neurons tab"), key="pred_open_neuron", on_click=open_neuron, args=pick)
+            st.button(_("Open it in the Neurons tab"), key="pred_open_neuron", on_click=controls.set_state,
+                      args=({"pred_layer": pick[0], "pred_neuron": pick[1], "pred_view": "Neurons"},))  # i18n: skip
 
 with tabs["Neurons"]:
     if tabs["Neurons"].open:

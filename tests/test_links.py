@@ -62,7 +62,7 @@ def test_a_link_cannot_make_the_server_load_another_model(tiny_env, tiny_model_d
     assert "does not load from links" in warning and "GPT2VIZ_ALLOWED_MODELS" in warning
     page = texts(at.markdown) + texts(at.error) + texts(at.info) + warning
     assert "No directory" not in page  # nothing tells whether the path exists
-    assert query(at, "model") == str(tiny_model_dir)  # the address bar names what is shown
+    assert query(at, "model") == Path(tiny_model_dir).name  # the address bar names what is shown, not its path
     assert at.get("plotly_chart")  # the page works, on the default model
 
 
@@ -79,7 +79,8 @@ def test_links_load_what_the_operator_allows(tiny_env, checkpoints, monkeypatch)
     at = app(model=checkpoints[1])
     assert not at.warning and "3 layers" in layers_shown(at)
     assert at.session_state["model_name"] == checkpoints[1]
-    assert {checkpoints[0], checkpoints[1] + "/"} <= set(at.sidebar.selectbox(key="sidebar_model").options)
+    options = at.sidebar.selectbox(key="sidebar_model").options
+    assert {"tiny-0", "tiny-1"} <= set(options) and not [o for o in options if "/" in o]  # named, never a path
 
 
 def test_a_link_names_the_bundled_model_the_same_on_every_server(tiny_env, checkpoints, monkeypatch):
@@ -94,13 +95,13 @@ def test_locked_server_offers_only_allowed_models(tiny_env, tiny_model_dir, chec
     monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", checkpoints[0])
     at = app(model=checkpoints[2])
     options = at.sidebar.selectbox(key="sidebar_model").options
-    assert LOCAL_DIR_OPTION not in options and checkpoints[2] not in options
-    assert str(tiny_model_dir) in options and checkpoints[0] in options and "gpt2" in options
+    assert LOCAL_DIR_OPTION not in options and "tiny-2" not in options
+    assert Path(tiny_model_dir).name in options and "tiny-0" in options and "gpt2" in options
     assert "does not load from links" in texts(at.warning)
     assert not [b for b in at.button if b.key == "model_link_load"]  # nothing to click past the lock
     assert "2 layers" in layers_shown(at)
     at.sidebar.selectbox(key="sidebar_model").set_value(checkpoints[0]).run()
-    assert not at.exception and "2 layers" in layers_shown(at) and query(at, "model") == checkpoints[0]
+    assert not at.exception and "2 layers" in layers_shown(at) and query(at, "model") == "tiny-0"
 
 
 def test_an_unlocked_sidebar_takes_any_directory(tiny_env, checkpoints):
@@ -244,3 +245,126 @@ def test_a_deeply_nested_list_in_a_link_falls_back_without_a_traceback(tiny_env)
     assert at.multiselect(key="exp_heads").value == [] and at.multiselect(key="exp_mlps").value == []
     shown = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.warning, *at.error, *at.info])
     assert ".py" not in shown and "Traceback" not in shown
+
+
+# ---- one position rule: a new prompt moves every position to where it opens (issue 25, items 2, 11) -------
+PREDICTION = apptest.PREDICTION
+
+
+def n_tokens_of(at: AppTest, lm) -> int:
+    return len(lm.encode(at.session_state["prompt"]))
+
+
+def test_a_new_prompt_moves_the_predictions_position_to_its_last_token(tiny_env, tiny_lm):
+    at = app(PREDICTION)
+    at.selectbox(key="pred_pos").set_value(2).run()
+    assert query(at, "pred_pos") == "2"
+    at.sidebar.text_area(key="sidebar_prompt").input("one two three four five six seven eight nine ten").run()
+    last = n_tokens_of(at, tiny_lm) - 1
+    assert not at.exception and at.selectbox(key="pred_pos").value == last and query(at, "pred_pos") == str(last)
+    at.selectbox(key="pred_pos").set_value(3).run()  # a position picked on this prompt stays on it
+    at.run()
+    assert at.selectbox(key="pred_pos").value == 3
+
+
+def test_a_link_names_a_position_and_keeps_it_until_the_prompt_changes(tiny_env, tiny_lm):
+    at = app(PREDICTION, prompt="one two three four five six", pred_pos="2")
+    assert at.selectbox(key="pred_pos").value == 2
+    at.sidebar.button(key="sidebar_example_3").click().run()  # the Story example
+    assert at.selectbox(key="pred_pos").value == n_tokens_of(at, tiny_lm) - 1
+
+
+def test_token_focus_opens_mid_prompt_and_follows_a_new_prompt(tiny_env, tiny_lm):
+    """At the last token, "attended by" is that token alone; the focus opens where both directions have
+    tokens, and goes back there for a new prompt (other tabs' positions follow the same rule)."""
+    at = app(ATTENTION, prompt="one two three four five six seven", attn_view="Token focus")
+    n = n_tokens_of(at, tiny_lm)
+    assert at.selectbox(key="attn_focus_pos").value == (n - 1) // 2
+    assert len(at.get("plotly_chart")) == 2
+    at.selectbox(key="attn_focus_pos").set_value(1).run()
+    at.sidebar.text_area(key="sidebar_prompt").input("a much longer prompt than the first one, " * 3).run()
+    n = n_tokens_of(at, tiny_lm)
+    assert not at.exception and at.selectbox(key="attn_focus_pos").value == (n - 1) // 2
+
+
+# ---- a link's first run stops early: its view waits for the prompt (item 26) --------------------------------
+def test_a_links_view_survives_a_first_run_without_a_prompt(tiny_env):
+    at = apptest.open_page(ATTENTION, query={"prompt": "", "attn_view": "One head", "attn_layer": "1",
+                                             "attn_colour": "log"})
+    assert "empty" in texts(at.info)
+    at.sidebar.text_area(key="sidebar_prompt").input("the cat sat on the mat").run()
+    assert not at.exception
+    assert at.session_state["attn_view"] == "One head" and at.selectbox(key="attn_layer").value == 1
+    assert query(at, "attn_view") == "One head" and query(at, "attn_colour") == "log"
+
+
+# ---- the model by its name: one spelling, never a server path (items 5, 27, 19, 20) ---------------------------
+def test_spellings_of_one_allowed_directory_load_one_model(tiny_env, checkpoints, monkeypatch):
+    monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", checkpoints[0])
+    parent, name = str(Path(checkpoints[0]).parent), Path(checkpoints[0]).name
+    for spelling in (checkpoints[0] + "/", parent + "//" + name, parent + "/./" + name,
+                     parent + "/../" + Path(parent).name + "/" + name):
+        at = app(model=spelling)
+        assert not at.warning and at.session_state["model_name"] == checkpoints[0], spelling
+        assert query(at, "model") == "tiny-0"  # the link names it, without the server's path
+    assert model_store().loaded_names().count(checkpoints[0]) == 1
+    at = app(model="tiny-0")  # the name the link wrote opens it again
+    assert not at.warning and at.session_state["model_name"] == checkpoints[0]
+
+
+def test_the_page_names_the_model_never_its_directory(tiny_env, tiny_model_dir, tiny_lm):
+    text = " ".join(f"w{i}" for i in range(1500))
+    at = apptest.open_page(apptest.NEXT_TOKEN, text)
+    shown = texts(at.warning) + texts(at.sidebar.caption) + texts(at.markdown) + texts(at.caption)
+    assert "reads at most 1,024" in shown and Path(tiny_model_dir).name in shown
+    assert str(tiny_model_dir.parent) not in shown
+    options = at.sidebar.selectbox(key="sidebar_model")
+    assert options.format_func(options.value) == Path(tiny_model_dir).name
+
+
+def test_a_model_name_too_long_for_the_file_system_is_a_message(tiny_env):
+    at = app()
+    for name in ("a" * 300, "/tmp/" + "b" * 300, "x/" * 200):
+        at.sidebar.selectbox(key="sidebar_model").set_value(LOCAL_DIR_OPTION).run()
+        at.sidebar.text_input(key="sidebar_model_path").input(name).run()
+        assert not at.exception and "Could not load the model" in texts(at.error), name
+    at = app(model="c" * 300)
+    assert not at.exception
+    at.button(key="model_link_load").click().run()
+    assert not at.exception and "Could not load the model" in texts(at.error)
+
+
+def live_links(markdown: str) -> list[str]:
+    """What Streamlit's Markdown would turn into links: GFM autolinks (www.x.y, http(s)://x.y, a@x.y), read
+    after backslash escapes are undone, as its renderer reads them (a word joiner splits a domain)."""
+    import re
+
+    text = re.sub(r"\\(.)", r"\1", markdown)
+    return re.findall(r"(?:(?<![\w\u2060])www\.[\w-]+\.|https?://[\w-]+\.[\w-]|[\w.+-]+@[\w-]+\.[\w-])", text)
+
+
+def test_bare_urls_in_a_link_are_shown_as_text(tiny_env):
+    at = app(model="www.evil.example", prompt="see https://evil.example/x or mail a@evil.example")
+    warning = texts(at.warning)
+    assert "www" in warning and not live_links(warning), warning
+    shown = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.warning, *at.info, *at.error])
+    assert not live_links(shown)
+
+
+# ---- a session left open holds no model the store unloaded (item 23) ----------------------------------------
+def test_sessions_left_open_hold_no_unloaded_model(tiny_env, checkpoints, monkeypatch):
+    """Each link opens a session; sessions that stay open (tabs nobody closed) must not keep their model
+    in memory once the store has unloaded it: widgets keep their callbacks and format functions, so
+    those must not hold the page's run (its model, its trace)."""
+    monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", ",".join(checkpoints))
+    sessions = []
+    views = [(ATTENTION, "Head atlas"), (ATTENTION, "Token focus"), (PREDICTION, "Attribution"),
+             (PREDICTION, "Logit lens"), (EMBEDDINGS, None), (apptest.GENERATION, None), (apptest.NEXT_TOKEN, None)]
+    for i, name in enumerate(checkpoints * 2):
+        for page, view in views[i % 2::2]:
+            at = apptest.open_page(page, query={"model": name})
+            if view:
+                apptest.show_view(at, page, view)
+            sessions.append(at)
+    alive = live_models(set(checkpoints))
+    assert len(alive) <= model_store().max_models, alive

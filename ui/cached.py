@@ -17,6 +17,7 @@ import recipes.weights
 from core.attention import induction_scores
 from core.embeddings import position_embeddings, token_embeddings, word_vectors
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, embedding_map, matrix_digest
+from core.trace import PromptError
 from core.weights import get_matrix, spectrum
 from i18n import N_, _, language
 from recipes import embeddings as emb
@@ -141,6 +142,15 @@ def parameter_table(name: str, lm):
 # ---- Attention --------------------------------------------------------------------------------------
 @spinning(N_("Measuring induction heads on random tokens repeated twice…"))
 @st.cache_resource(show_spinner=False, max_entries=4)
-def induction_atlas(model_name: str, _lm):
-    """[layer, head] induction scores; one extra forward per model, shared by every session."""
+def _induction_atlas(model_name: str, _lm):
     return induction_scores(_lm)
+
+
+def induction_atlas(model_name: str, lm):
+    """[layer, head] induction scores; one extra forward per model, shared by every session. None when
+    the model's context is too short for the probe (the page then says so, in place of the atlas)."""
+    try:
+        return _induction_atlas(model_name, lm)
+    except PromptError as e:
+        st.info(str(e))
+        return None

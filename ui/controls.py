@@ -23,7 +23,7 @@ controls of the view and stay out of the link.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import streamlit as st
 
@@ -90,13 +90,59 @@ def _choose(where, widget: str, label: str, options, key: str, default, kwargs: 
         return None
     default = options[0] if default is None or default not in options else default
     url_state({key: (_options_parser(options), default, _nearest_option(options, default))})
-    kwargs["format_func"] = in_page_language(kwargs.get("format_func", _shown))
+    kwargs["format_func"] = labels_of(kwargs.get("format_func", _shown), options)
     return getattr(where, widget)(label, options, key=key, **kwargs)
 
 
 def _shown(option) -> str:
     """An option as the page shows it: strings translated (they were marked with N_), the rest as str()."""
     return _(option) if isinstance(option, str) else str(option)
+
+
+def labels_of(format_func, options) -> Callable[[Any], str]:
+    """`format_func` as a table of the options' labels, written now, in this run's language.
+
+    Streamlit keeps a widget's format function for as long as the session lives (and AppTest calls it
+    again, from its own thread). A function defined in a page holds that page's globals, its model and
+    trace among them: a session left open would keep a model the store has unloaded. The table holds
+    only the labels' text; an option it lacks is written as `_shown` writes it."""
+    lang = language()
+    with use_language(lang):
+        labels = {}
+        for option in options:
+            try:
+                labels[option] = format_func(option)
+            except TypeError:  # an unhashable option: written when asked
+                pass
+
+    def shown(option) -> str:
+        try:
+            return labels[option]
+        except (KeyError, TypeError):
+            with use_language(lang):
+                return _shown(option)
+    return shown
+
+
+# ---- callbacks that hold no page: a page's own functions would keep its model (see labels_of) ----------
+def set_state(values: dict) -> None:
+    """on_click/on_change: put `values` in the session state (open a tab, a layer, a head …)."""
+    st.session_state.update(values)
+
+
+def open_clicked(chart_key: str, y_key: str, x_key: str, values: dict) -> None:
+    """on_select of a chart: the clicked cell's y and x (rounded) into `y_key` and `x_key`, then `values`."""
+    event = st.session_state.get(chart_key)
+    points = (event.selection.get("points", []) if event is not None else [])
+    if points:
+        st.session_state.update({y_key: int(round(points[0]["y"])), x_key: int(round(points[0]["x"])), **values})
+
+
+def open_picked(picker_key: str, keys: tuple[str, ...], values: dict) -> None:
+    """on_change of a one-off picker whose options are tuples: the tuple's parts into `keys`, then `values`."""
+    picked = st.session_state.get(picker_key)
+    if picked is not None:
+        st.session_state.update({**dict(zip(keys, picked)), **values})
 
 
 def in_page_language(format_func):
@@ -137,6 +183,35 @@ def tabs(labels: Sequence[str], *, key: str, default: str | None = None):
     url_state({key: (_options_parser(labels), default or labels[0], labels)})
     ss[widget_key] = ss[last_key] = shown[ss[key]]
     return dict(zip(labels, st.tabs(list(shown.values()), key=widget_key, on_change="rerun")))
+
+
+# ---- positions: one rule for every control that picks a token of the prompt ------------------------
+def prompt_id(t) -> int:
+    """Tells one prompt's tokens from another's (the same text on another kept end or model is another)."""
+    return hash((t.model_name, tuple(int(i) for i in t.token_ids)))
+
+
+def follow(key: str, value, *, on) -> None:
+    """Before drawing control `key`: when `on` (what the control's value is about: the prompt's tokens,
+    a position) is not what it was the last time the control was drawn, the control goes to `value`.
+    The first time, the link's value (or the default) stands: a link that names one keeps it."""
+    ss, seen = st.session_state, f"{key}__follows"
+    if seen in ss and ss[seen] != on:
+        ss[key] = value
+    ss[seen] = on
+
+
+def position(where, label: str, t, *, key: str, default: int | None = None, **kwargs) -> int:
+    """The prompt's position picker (a select box of "i: token"), with the app's one position rule: it
+    opens on `default` (the last token unless the view says otherwise) and, whenever the prompt changes,
+    goes back to it for the new prompt, unless the link names a position (on the session's first visit).
+    A position past the end goes to the last token."""
+    n = t.n_tokens
+    default = n - 1 if default is None else min(max(int(default), 0), n - 1)
+    follow(key, default, on=prompt_id(t))
+    labels = [f"{i}: {token}" for i, token in enumerate(t.tokens)]  # no closure over the trace (nor its model)
+    kwargs.setdefault("format_func", labels.__getitem__)
+    return selectbox(where, label, range(n), key=key, default=default, **kwargs)
 
 
 def _ranged(where, widget: str, label: str, lo, hi, key: str, default, kwargs: dict):
@@ -208,5 +283,5 @@ def multiselect(where, label: str, options, *, key: str, default: Sequence = (),
 
     url_state({key: (parse, [v for v in default if v in options], keep)})
     if "format_func" in kwargs:
-        kwargs["format_func"] = in_page_language(kwargs["format_func"])
+        kwargs["format_func"] = labels_of(kwargs["format_func"], options)
     return where.multiselect(label, options, key=key, **kwargs)

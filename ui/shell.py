@@ -33,11 +33,13 @@ from core.model import (
     LoadedModel,
     allowed_models,
     bundled_model_dir,
+    canonical_name,
+    display_name,
     is_allowed_model,
     models_locked,
 )
 from core.trace import cache_budget_for, estimate_trace_bytes, prompt_ids, trace_ids
-from i18n import LANGUAGES, N_, _, language_from_locale, set_language
+from i18n import LANGUAGES, N_, _, language_from_locale, ngettext, set_language
 from recipes import md as md_escape  # one Markdown escape for the whole app
 from ui.controls import in_page_language
 from ui.figures import export_all_button, export_settings, start_page
@@ -45,10 +47,12 @@ from ui.state import drop_stale_widget_metadata, persisted
 from ui.url import (
     MAX_PROMPT_CHARS,
     begin_page_run,
+    clean_text,
     prompt_cut_notice,
     prompt_too_long_for_links,
     seed_shared_state,
     set_prompt,
+    stopped_early,
     write_shared_state,
 )
 
@@ -154,6 +158,8 @@ def _init_state() -> None:
     ss.setdefault("prompt", DEFAULT_PROMPT)
     ss.setdefault("model_name", default_model_name())
     ss.setdefault("keep", "first")
+    ss["prompt"] = clean_text(ss["prompt"])  # a lone surrogate (set from code) cannot reach the page
+    ss["model_name"] = canonical_name(ss["model_name"]) or default_model_name()
     if ss.get("lang") not in LANGUAGES:  # no ?lang= in the link: the browser's language
         ss["lang"] = language_from_locale(getattr(st.context, "locale", None))
     if models_locked() and not is_allowed_model(ss["model_name"]):
@@ -177,7 +183,7 @@ def _model_options() -> list[str]:
     """The GPT-2 family and the bundled model, what the operator names (GPT2VIZ_MODEL,
     GPT2VIZ_ALLOWED_MODELS) first, the current choice; and *Local directory…* unless locked."""
     options = list(GPT2_FAMILY) + ([bundled_model_dir()] if bundled_model_dir() else [])
-    extra = [name for name in allowed_models() if name not in options]
+    extra = [name for name in allowed_models() if name not in options]  # allowed_models: one spelling each
     current = st.session_state["model_name"]
     if current not in options + extra:
         extra.insert(0, current)
@@ -185,14 +191,17 @@ def _model_options() -> list[str]:
 
 
 def _model_label(name: str) -> str:
+    """A model as the sidebar names it: core.model.display_name (never a server path), the bundled one
+    marked as such."""
     if name == LOCAL_DIR_OPTION:
         return _(LOCAL_DIR_OPTION)
-    return _("mini-gpt2-kjv (bundled, offline)") if name == bundled_model_dir() else name
+    return _("mini-gpt2-kjv (bundled, offline)") if name == bundled_model_dir() else display_name(name)
 
 
 def _choose_model(name: str) -> None:
-    st.session_state["model_name"] = name
+    st.session_state["model_name"] = canonical_name(clean_text(name))
     st.session_state.pop("_link_model_refused", None)
+    st.session_state.pop("_model_fallback", None)
 
 
 def _on_model_choice() -> None:
@@ -286,12 +295,12 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
     except ModelLoadError as e:
         bar.empty()
         fallback = _fallback_model(name)
-        if fallback is not None:
-            st.info(_("**{name}** could not be loaded ({error}), so this shows {bundled}: its numbers are its own, "
-                      "not GPT-2's. To get the real one: {hint}").format(
-                name=md_escape(name), error=md_escape(str(e)), bundled=_(BUNDLED_DESCRIPTION), hint=e.hint))
+        if fallback is not None:  # the sidebar's box and the link name what is shown, with this note
+            st.session_state["model_name"] = fallback.name
+            st.session_state["_model_fallback"] = (name, e.detached())
+            _fallback_note(fallback)
             return fallback
-        st.error(_("Could not load the model **{name}**: {error}").format(name=md_escape(name),
+        st.error(_("Could not load the model **{name}**: {error}").format(name=md_escape(display_name(name)),
                                                                           error=md_escape(str(e))))
         st.info(_("How to fix it: {hint}").format(hint=e.hint))
         if st.button(_("Try again"), key="model_retry"):
@@ -299,7 +308,20 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
             st.rerun()
         return None
     bar.empty()
+    if st.session_state.get("_model_fallback"):
+        _fallback_note(lm)
     return lm
+
+
+def _fallback_note(lm: LoadedModel) -> None:
+    """While the bundled model stands in for the app's default, say so (the box names the bundled one)."""
+    wanted, error = st.session_state.get("_model_fallback") or (None, None)
+    if wanted is None or lm.name != bundled_model_dir():
+        return
+    st.info(_("**{name}** could not be loaded ({error}), so this shows {bundled}: its numbers are its own, "
+              "not GPT-2's. To get the real one: {hint}").format(
+        name=md_escape(display_name(wanted)), error=md_escape(str(error)), bundled=_(BUNDLED_DESCRIPTION),
+        hint=error.hint))
 
 
 def _fallback_model(name: str) -> LoadedModel | None:
@@ -333,7 +355,7 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
         st.markdown("### " + _("Inside GPT-2"))
         _navigation()
         st.divider()
-        _model_picker()
+        picker = st.container()  # drawn after the load: it names the model the page shows
         _prompt_box()
     st.title(_(title))
     st.markdown(_(intro))
@@ -341,6 +363,8 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
     lm = _load_model_with_progress(st.session_state["model_name"])
     write_shared_state()
     with st.sidebar:
+        with picker:
+            _model_picker()
         if lm is not None:
             st.caption(_("{n_layer} layers · {n_head} heads · d_model {d_model} · context {n_ctx:,} tokens · "
                          "{params:,.1f} M parameters ({mb:,.0f} MB) on **{device}**").format(
@@ -370,16 +394,22 @@ def current_trace(lm: LoadedModel) -> Trace | None:
     if n_dropped:
         total = len(ids) + n_dropped
         if ss["keep"] == "first":
-            dropped = _("The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
-                        "{n_dropped:,} tokens were dropped from the end.")
+            dropped = ngettext("The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
+                               "{n_dropped:,} token was dropped from the end.",
+                               "The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
+                               "{n_dropped:,} tokens were dropped from the end.", n_dropped)
         else:
-            dropped = _("The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
-                        "{n_dropped:,} tokens were dropped from the start.")
-        st.warning(dropped.format(total=total, model=md_escape(lm.name), n_ctx=lm.n_ctx, n_dropped=n_dropped))
-        kept = {"first": _("the first {n:,} tokens"), "last": _("the last {n:,} tokens")}
-        st.radio(_("Keep"), ["first", "last"], horizontal=True, format_func=lambda k: kept[k].format(n=lm.n_ctx),
-                 **persisted("keep"))
-    with st.spinner(_("Running {model} on {n:,} tokens…").format(model=md_escape(lm.name), n=len(ids))):
+            dropped = ngettext("The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
+                               "{n_dropped:,} token was dropped from the start.",
+                               "The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
+                               "{n_dropped:,} tokens were dropped from the start.", n_dropped)
+        st.warning(dropped.format(total=total, model=md_escape(lm.label), n_ctx=lm.n_ctx, n_dropped=n_dropped))
+        kept = {"first": ngettext("the first token", "the first {n:,} tokens", lm.n_ctx),
+                "last": ngettext("the last token", "the last {n:,} tokens", lm.n_ctx)}
+        st.radio(_("Keep"), ["first", "last"], horizontal=True, format_func=in_page_language(
+            lambda k, kept=kept, n=lm.n_ctx: kept[k].format(n=n)), **persisted("keep"))
+    running = ngettext("Running {model} on {n:,} token…", "Running {model} on {n:,} tokens…", len(ids))
+    with st.spinner(running.format(model=md_escape(lm.label), n=len(ids))):
         return get_trace(lm, prompt, ss["keep"])
 
 
@@ -388,8 +418,10 @@ def setup_trace_page(title: str, intro: str) -> tuple[LoadedModel, Trace]:
     the page has already said why (and how to fix it), and the run stops here."""
     lm = setup_page(title, intro)
     if lm is None:
+        stopped_early()
         st.stop()
     t = current_trace(lm)
     if t is None:
+        stopped_early()
         st.stop()
     return lm, t

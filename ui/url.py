@@ -22,22 +22,32 @@ from typing import Any
 
 import streamlit as st
 
-from core.model import bundled_model_dir, is_allowed_model
+from core.model import is_allowed_model, link_name, model_from_link
 from i18n import LANGUAGES, _
 from ui.state import remember
 
 MAX_PROMPT_IN_URL = 2000  # characters; longer prompts are not put in links
 MAX_PROMPT_CHARS = 50_000  # a pasted book stops here; 1,024 GPT-2 tokens are ~4,000 English characters
-BUNDLED_IN_URL = "mini-gpt2-kjv"  # the bundled model's name in links, wherever the repository lives
 FIGURE_STYLES = ("normal", "slides", "dark")  # the sidebar's figure style (ui.figures.STYLES), shared by every page
+
+
+def clean_text(text: Any) -> str:
+    """`text` as a browser could have sent it: a lone surrogate (from a notebook, a test, a hand-made
+    session) becomes U+FFFD, since Streamlit cannot send it to the page; a pair is joined."""
+    text = text if isinstance(text, str) else str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _parse(parser: Callable[[str], Any], raw: str):
     """The link's value read by the control's parser, or None (the control's default) for anything
     malformed: a wrong type, bad JSON, JSON nested too deep to read (RecursionError), a huge number."""
     try:
-        return parser(raw)
-    except (TypeError, ValueError, RecursionError, OverflowError):
+        return parser(clean_text(raw))
+    except (TypeError, ValueError, RecursionError, OverflowError, MemoryError):
         return None
 
 
@@ -53,6 +63,7 @@ def fit_prompt(text: str, keep: str = "first") -> tuple[str, int]:
 def set_prompt(text: str) -> None:
     """The shared prompt, cut to MAX_PROMPT_CHARS; a cut is remembered so the sidebar can say so."""
     ss = st.session_state
+    text = clean_text(text)
     fitted, cut = fit_prompt(text, ss.get("keep", "first"))
     ss["prompt"] = fitted
     ss["_prompt_cut"] = {"full": text} if cut else None
@@ -96,13 +107,12 @@ def seed_shared_state() -> None:
         ss["lang"] = q["lang"]
     if "prompt" in q:
         set_prompt(q["prompt"])
-    name = q.get("model", "").strip()
-    if name == BUNDLED_IN_URL and bundled_model_dir():
-        name = bundled_model_dir()
+    asked = clean_text(q.get("model", "")).strip()
+    name = model_from_link(asked) if asked else ""
     if name and is_allowed_model(name):
         ss["model_name"] = name
     elif name:
-        ss["_link_model_refused"] = name
+        ss["_link_model_refused"] = asked
 
 
 def write_shared_state() -> None:
@@ -114,7 +124,7 @@ def write_shared_state() -> None:
     elif "prompt" in q:
         del q["prompt"]
     name = ss.get("model_name", "")
-    q["model"] = BUNDLED_IN_URL if name and name == bundled_model_dir() else name
+    q["model"] = link_name(name) if name else name
     if ss.get("lang") in LANGUAGES:  # always: a shared link opens in the language it was copied in
         q["lang"] = ss["lang"]
     for key, default in (("keep", "first"), ("style", "normal")):  # written only when not the default
@@ -162,6 +172,8 @@ def begin_page_run(page: str) -> None:
     values, for the controls the page draws later (an open tab's)."""
     ss = st.session_state
     last = ss.get(_DRAWN)
+    if last is not None and last.get("stopped") and last["page"] == page:
+        last = None  # it stopped before its controls (an empty prompt): the link's values wait for them
     if last is not None:
         q = st.query_params
         if last["page"] == page:
@@ -171,6 +183,14 @@ def begin_page_run(page: str) -> None:
         for key in stale:
             del q[key]
     ss[_DRAWN] = {"page": page, "keys": set()}
+
+
+def stopped_early() -> None:
+    """The page's run stops here, before its controls (no prompt, no model): the next run of the same
+    page keeps the controls the address bar holds, so a link's view is there once the prompt is."""
+    drawn = st.session_state.get(_DRAWN)
+    if drawn is not None:
+        drawn["stopped"] = True
 
 
 def url_state(spec: Spec) -> None:
