@@ -7,6 +7,7 @@ import streamlit as st
 from i18n import N_, _
 from recipes import experiments as recipe
 from ui import controls
+from ui.feature_knockout import feature_change
 from ui.figures import show
 from ui.progress import run_job
 from ui.shell import get_trace, setup_trace_page, trace_cache
@@ -15,9 +16,9 @@ from ui.state import kept_value
 lm, t = setup_trace_page(
     N_("Experiments"),
     N_("Looking is half of interpretability; the other half is changing something and watching the prediction move. "
-       "Knock out attention heads or MLP neurons, find which ones the prediction depends on, and copy activations "
-       "from one prompt's run into another's. Nothing here changes the shared model: each experiment is its own "
-       "run."),
+       "Knock out attention heads, MLP neurons or sparse features, find which ones the prediction depends on, and "
+       "copy activations from one prompt's run into another's. Nothing here changes the shared model: each "
+       "experiment is its own run."),
 )
 ss = st.session_state
 
@@ -53,11 +54,18 @@ with tabs["Knock out parts"]:
     if tabs["Knock out parts"].open:
         c1, c2, c3 = st.columns([3, 2, 2])
         heads = controls.multiselect(c1, _("Attention heads"), recipe.head_cells(lm), key="exp_heads",
-                                     format_func=recipe.head_label)
-        mlps = controls.multiselect(c2, _("Whole MLP layers"), list(range(lm.n_layer)), key="exp_mlps")
+                                     format_func=recipe.head_label, placeholder=_("Choose heads"))
+        mlps = controls.multiselect(c2, _("Whole MLP layers"), list(range(lm.n_layer)), key="exp_mlps",
+                                    placeholder=_("Choose layers"))
         neurons = controls.text_input(c3, _("MLP neurons (layer:neuron, …)"), key="exp_neurons",
                                       placeholder="0:17, 5:300")
-        show(recipe.knock_out(lm, t, heads, mlps, neurons, mode))
+        features, note = feature_change(lm, t)
+        view = recipe.knock_out(lm, t, heads, mlps, neurons, mode, features, note)
+        if (default := view.values.get("default_head")) is not None:
+            st.button(_("Pick {head}").format(head=recipe.head_label(default)), key="exp_pick_default",
+                      on_click=ss.update, args=({"exp_heads": [default]},),
+                      help=_("Puts the default head among the heads knocked out, as if you had picked it."))
+        show(view)
 
 with tabs["Which parts matter"]:
     if tabs["Which parts matter"].open:
@@ -85,8 +93,9 @@ with tabs["Patching"]:
         t2 = other_trace()
         clean, corrupted = t, t2
         if t.n_tokens != t2.n_tokens:
-            show(recipe.lengths_differ(t, t2))
-            if not controls.toggle(st, _("Pad the shorter prompt at the start"), key="exp_pad"):
+            pad = controls.toggle(st, _("Pad the shorter prompt at the start"), key="exp_pad")
+            show(recipe.lengths_differ(t, t2, pad))
+            if not pad:
                 st.stop()
             clean, corrupted = recipe.padded(lm, t, t2, trace_cache())
         what = controls.radio(st, _("Patch"), list(recipe.PATCH_WHAT), key="exp_patch_what", horizontal=True,

@@ -23,7 +23,7 @@ from core.interventions import (
     single_token,
     surprisal_change_bits,
 )
-from core.prediction import cached_lens
+from core.prediction import cached_lens, direct_logit_attribution
 from core.tokens import display_tokens
 from core.trace import Trace, trace_ids
 from i18n import N_, _
@@ -55,9 +55,10 @@ MODE_HELP = N_("Zero removes the part entirely; the mean keeps its average contr
 PATCH_WHAT = {"resid": N_("the residual stream, layer × position"), "head": N_("each head's output, layer × head")}
 INTROS = {  # the caption at the top of each view
     N_("Knock out parts"): N_(
-        "Pick heads, whole MLP layers or single MLP neurons; GPT-2 runs again without them. The table and "
-        "bars compare its next-token prediction before and after; the last chart shows, for each token of "
-        "the prompt, how much harder (up) or easier (down) it became to predict."),
+        "Pick heads, whole MLP layers, single MLP neurons or sparse (SAE) features; GPT-2 runs again without "
+        "them. The table and bars compare its next-token prediction before and after (the change in percentage "
+        "points); the last chart shows, for each token of the prompt, how much harder (up) or easier (down) it "
+        "became to predict."),
     N_("Which parts matter"): N_(
         "Each attention head, and each whole MLP layer, is knocked out alone, and the chart shows how "
         "the log-probability of one next token changes: blue cells helped GPT-2 predict it, red ones "
@@ -72,6 +73,21 @@ INTROS = {  # the caption at the top of each view
 }
 # The columns of `prediction_change`, shown through `translated_table`.
 COLUMNS = (N_("p before"), N_("p after"), N_("change"), N_("logit"))
+
+
+DEFAULT_MAX_S = 2.0  # the knock-out shown on arrival runs unasked only when it takes less than this
+
+
+def format_points(change: float) -> str:
+    """A change of probability in percentage points, two significant digits as format_prob writes a
+    probability (+4.2 pp, −0.31 pp, −0.0012 pp); 0 as "0 pp"."""
+    points = float(change) * 100
+    if points != points:
+        return "—"
+    if points == 0:
+        return _("{value} pp").format(value="0")
+    digits = max(0, 1 - int(np.floor(np.log10(abs(points))))) if abs(points) < 10 else 0
+    return _("{value} pp").format(value=f"{points:+.{digits}f}".replace("-", "−"))
 
 
 def prediction_change(lm, before: np.ndarray, after: np.ndarray, k: int = 10) -> pd.DataFrame:
@@ -92,18 +108,26 @@ def head_label(cell: tuple[int, int]) -> str:
     return _("layer {layer}, head {head}").format(layer=cell[0], head=cell[1])
 
 
-def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: str, mode: str) -> View:
+def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: str, mode: str,
+              features=None, features_note: str = "") -> View:
     """The next-token prediction before and after knocking out the parts (neurons typed as
-    "layer:neuron, …"), and each prompt token's change in surprisal."""
+    "layer:neuron, …"; `features` a core.features.FeatureChange, described by `features_note`), and
+    each prompt token's change in surprisal. With nothing picked, the default of `default_knock_out`."""
     neurons, bad = parse_neurons(neuron_text)
     view = View()
     if bad:
         view.add(Text(_("Not read as layer:neuron: {parts}. Write, for example, 3:1024.").format(
             parts=md(", ".join(bad))), "warning"))
-    if not (heads or mlps or neurons):
-        return view.add(Text(_("Pick at least one head, MLP layer or neuron to knock out."), "info"))
+    if not (heads or mlps or neurons or features):
+        return default_knock_out(lm, t, mode, view)
+    if features is not None:
+        view.add(Text(_("Changed: {what}.").format(what=features_note)))
+    return _ablated(lm, t, view, heads=heads, neurons=neurons, mlp_layers=mlps, mode=mode, features=features)
+
+
+def _ablated(lm, t: Trace, view: View, **parts) -> View:
     try:
-        after = ablate(lm, t, heads=heads, neurons=neurons, mlp_layers=mlps, mode=mode)
+        after = ablate(lm, t, **parts)
     except ValueError as e:
         return view.add(Text(str(e), "warning"))
     table = prediction_change(lm, t.next_probs, after.next_probs, 10)
@@ -113,10 +137,42 @@ def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: s
     delta = surprisal_change_bits(t.token_logprob, after.token_logprob)
     return view.add(
         Row([translated_table("exp_change_table", table, "ablation-next-token",
-                              formats={"p before": format_prob, "p after": format_prob, "change": "{:+.4f}"}),
+                              formats={"p before": format_prob, "p after": format_prob, "change": format_points}),
              Figure("exp_before_after", bars)], widths=[2, 3]),
         Figure("exp_surprisal_change", surprisal_change_figure(
             t.tokens, delta, _("Change in surprisal per prompt token · {label}").format(label=label))))
+
+
+def default_head(lm, t: Trace) -> tuple[int, int]:
+    """The head that writes most directly toward GPT-2's top next token (direct logit attribution at the
+    last position: one query per layer, no extra run)."""
+    heads = direct_logit_attribution(lm, t, int(t.top_ids[-1, 0])).heads  # [layer, head]
+    L, h = np.unravel_index(int(np.argmax(heads)), heads.shape)
+    return int(L), int(h)
+
+
+def knock_out_seconds(lm, t: Trace, first_layer: int) -> float:
+    """About how long one knocked-out run takes: the prompt through blocks first_layer..n_layer-1."""
+    all_starts = lm.n_layer * (lm.n_layer + 1) / 2  # interventions_seconds counts a run from every layer
+    return interventions_seconds(lm, t.n_tokens, 1) * (lm.n_layer - first_layer) / all_starts
+
+
+def default_knock_out(lm, t: Trace, mode: str, view: View | None = None) -> View:
+    """What Knock out parts shows before anything is picked: the head of `default_head` knocked out,
+    said to be a default; run only when it takes under DEFAULT_MAX_S, else offered.
+    values["default_head"]: that head, for the page's button that picks it."""
+    view = view if view is not None else View()
+    head = default_head(lm, t)
+    view.values["default_head"] = head
+    note = _("Nothing is picked yet, so this shows a default: {head} knocked out, the head that writes most "
+             "directly toward {token}, GPT-2's top prediction (direct logit attribution). Pick heads, MLP layers, "
+             "neurons or features above to run your own experiment.").format(
+        head=head_label(head), token=md(top_token(lm, t)))
+    seconds = knock_out_seconds(lm, t, head[0])
+    if seconds > DEFAULT_MAX_S:
+        return view.add(Text(note + " " + _("It takes about {seconds:.0f} s on this prompt, so it runs only once "
+                                            "you pick it with the button above.").format(seconds=seconds), "info"))
+    return _ablated(lm, t, view.add(Text(note, "info")), heads=[head], mode=mode)
 
 
 def top_token(lm, t: Trace) -> str:
@@ -194,7 +250,13 @@ def pattern_difference(lm, t: Trace, t2: Trace, layer: int, head: int) -> View:
     return View([Figure("exp_pattern_diff", fig)])
 
 
-def lengths_differ(clean: Trace, corrupted: Trace) -> View:
+def lengths_differ(clean: Trace, corrupted: Trace, pad: bool = False) -> View:
+    """Why the prompts' lengths matter: a warning with the fix, or, once padding is on, what it did."""
+    if pad:
+        return View([Text(_("The clean prompt has {clean} tokens and the corrupted one {corrupted}; the shorter one "
+                             "starts with {n} <|endoftext|> tokens, so both have {total}.").format(
+            clean=clean.n_tokens, corrupted=corrupted.n_tokens, n=abs(clean.n_tokens - corrupted.n_tokens),
+            total=max(clean.n_tokens, corrupted.n_tokens)))])
     return View([Text(_("The clean prompt has {clean} tokens and the corrupted one {corrupted}: patching copies "
                         "activations position by position, so they must match. Pick another pair, or pad the shorter "
                         "one with GPT-2's <|endoftext|> token at the start.").format(

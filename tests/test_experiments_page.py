@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
 from core import load_model, trace
 from core.interventions import ablate, head_ablation_scan
+from core.prediction import direct_logit_attribution
 from tests import apptest
 from tests.apptest import EXPERIMENTS, show_view
 from tests.plotly_json import chart_specs, decode
@@ -21,11 +23,53 @@ def show(at: AppTest, view: str) -> AppTest:
     return show_view(at, EXPERIMENTS, view)
 
 
+def shown_cells(table) -> "pd.DataFrame":  # noqa: F821
+    """A table's cells as the page writes them (its formats applied), not the numbers the CSV keeps."""
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(table.proto.arrow_data.styler.display_values)
+
+
+def test_the_page_opens_on_a_default_knock_out_the_reader_can_take_or_change(tiny_env, tiny_model_dir):
+    lm = load_model(str(tiny_model_dir), device="cpu")
+    t = trace(lm, PROMPT)
+    dla = direct_logit_attribution(lm, t, int(t.top_ids[-1, 0])).heads
+    head = tuple(int(i) for i in np.unravel_index(np.argmax(dla), dla.shape))
+    at = open_page()
+    [note] = [i.value for i in at.info]
+    assert "Nothing is picked yet" in note and f"layer {head[0]}, head {head[1]}" in note
+    table = at.dataframe[0].value  # the default already ran: it is cheap on this prompt
+    np.testing.assert_allclose(table["p after"], ablate(lm, t, heads=[head]).next_probs[table["id"]], rtol=1e-6)
+    assert at.multiselect(key="exp_heads").value == [] and at.query_params["exp_heads"] == "[]"  # a default only
+    at.button(key="exp_pick_default").click().run()
+    assert not at.exception and at.multiselect(key="exp_heads").value == [head]
+    assert not any("Nothing is picked" in i.value for i in at.info)
+
+
+def test_a_default_that_would_take_long_waits_for_the_button(tiny_env, monkeypatch):
+    from recipes import experiments as recipe
+
+    monkeypatch.setattr(recipe, "DEFAULT_MAX_S", 0.0)
+    at = open_page()
+    assert not at.dataframe and not chart_specs(at)
+    assert "runs only once you pick it" in at.info[0].value
+    at.button(key="exp_pick_default").click().run()
+    assert not at.exception and at.dataframe
+
+
+def test_the_change_column_is_in_percentage_points_and_the_csv_keeps_numbers(tiny_env):
+    at = open_page(exp_heads=[(0, 1), (1, 2)])
+    numbers, cells = at.dataframe[0].value, shown_cells(at.dataframe[0])
+    assert numbers["change"].dtype == np.float64
+    np.testing.assert_allclose(numbers["change"], numbers["p after"] - numbers["p before"], atol=1e-12)
+    assert all(c.endswith(" pp") for c in cells["change"]), cells["change"].tolist()
+    assert all(c.endswith("%") or "×10" in c for c in cells["p before"])
+    written = [float(c.removesuffix(" pp").replace("−", "-")) for c in cells["change"]]
+    np.testing.assert_allclose(written, numbers["change"] * 100, rtol=0.06)  # two significant digits
+
+
 def test_knocking_out_a_head_shows_the_ablated_prediction(tiny_env, tiny_model_dir):
     lm = load_model(str(tiny_model_dir), device="cpu")
     t = trace(lm, PROMPT)
     at = open_page()
-    assert any("Pick at least one" in i.value for i in at.info)
     at.multiselect(key="exp_heads").select((1, 2)).run()
     assert not at.exception
     table = at.dataframe[0].value
@@ -69,3 +113,5 @@ def test_two_prompts_and_patching_say_when_lengths_differ(tiny_env):
     assert not at.exception
     [grid] = chart_specs(at)
     assert "restored" in grid["layout"]["title"]["text"]
+    assert not any("must match" in w.value for w in at.warning)  # padded: the warning's fix is done
+    assert any("<|endoftext|> tokens, so both have" in c.value for c in at.caption)
