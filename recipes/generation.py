@@ -89,12 +89,13 @@ def result(lm, ids: Sequence[int], params: dict, items: Sequence, stopped: bool)
     new_ids = made_ids("sample", items)
     decoding = params["decoding"]
     end = new_ids[-1] in eos_ids(lm) and decoding.stop_at_eos
+    n = len(items)
     if stopped:
-        made = _("{n} tokens (stopped) · {decoding}")
+        made = ngettext("{n} token (stopped) · {decoding}", "{n} tokens (stopped) · {decoding}", n)
     elif end:
-        made = _("{n} tokens (end of text) · {decoding}")
+        made = ngettext("{n} token (end of text) · {decoding}", "{n} tokens (end of text) · {decoding}", n)
     else:
-        made = _("{n} tokens · {decoding}")
+        made = ngettext("{n} token · {decoding}", "{n} tokens · {decoding}", n)
     return View([Text(made.format(n=len(items), decoding=decoding.describe())),
                  Text(text_so_far(lm, ids, "sample", items), "code")])
 

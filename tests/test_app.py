@@ -127,3 +127,46 @@ def test_prompt_survives_page_switches(tiny_env, page):
     at.switch_page("app.py").run()
     assert at.sidebar.text_area(key="sidebar_prompt").value == "hello 你好 world"
     assert not at.exception
+
+
+# ---- issue 25: what a new user (or a hostile one) met ---------------------------------------------------
+def test_a_lone_surrogate_in_the_prompt_is_shown_not_raised(tiny_env):
+    """A prompt set from code (a notebook, a test) may hold a lone surrogate, which no page can send to the
+    browser: it becomes U+FFFD, and the page works."""
+    at = apptest.open_page(prompt="hello \ud800 world \udfff", check=False)
+    assert not at.exception, at.exception
+    assert at.sidebar.text_area(key="sidebar_prompt").value == "hello \ufffd world \ufffd"
+    assert at.get("plotly_chart")
+
+
+def test_one_dropped_token_is_one_token(tiny_env, tmp_path, monkeypatch):
+    from core.synthetic import build_checkpoint
+
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(build_checkpoint(tmp_path / "eight", n_positions=8)))
+    from core import load_model
+    lm = load_model(str(tmp_path / "eight"), device="cpu")
+    text = "one two three four five six seven eight nine ten eleven twelve " * 3
+    prompt = next(text[:k] for k in range(1, len(text)) if len(lm.encode(text[:k])) == 9)
+    at = apptest.open_page(prompt=prompt)
+    warning = at.warning[0].value
+    assert "1 token was dropped from the end" in warning and "1 tokens" not in warning
+    assert "eight reads at most 8" in warning  # the model's name, not its directory
+
+
+def test_the_model_box_names_the_bundled_model_when_it_stands_in_for_gpt2(monkeypatch, tmp_path):
+    """No GPT2VIZ_MODEL and gpt2 out of reach: the page shows the bundled model, and so does the box."""
+    import core.model
+    from core.synthetic import build_checkpoint
+
+    monkeypatch.setattr(core.model, "BUNDLED_DIR", build_checkpoint(tmp_path / "mini-gpt2-kjv"))
+    monkeypatch.delenv("GPT2VIZ_MODEL", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+    at = apptest.open_page()
+    box = at.sidebar.selectbox(key="sidebar_model")
+    assert "could not be loaded" in " ".join(i.value for i in at.info)
+    assert box.value == str(tmp_path / "mini-gpt2-kjv") and "bundled" in box.format_func(box.value)
+    assert at.query_params["model"] in ("mini-gpt2-kjv", ["mini-gpt2-kjv"])
+    at.run()  # and on the next run, still with its note
+    assert "could not be loaded" in " ".join(i.value for i in at.info)

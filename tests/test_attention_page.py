@@ -182,3 +182,19 @@ def test_the_induction_atlas_says_when_it_draws_from_the_tokens_a_checkpoint_lis
     at = open_page(attn_metric="induction")
     assert not at.exception
     assert any("drawn from the 400 tokens this model saw often enough to learn" in c.value for c in at.caption)
+
+
+@pytest.mark.parametrize("n_positions", [4, 5, 3])
+def test_the_induction_atlas_fits_a_short_context_or_says_why_not(tiny_env, tmp_path, monkeypatch, n_positions):
+    """Issue 25, item 21: 4 positions hold two copies of 2 random tokens (no bos); 3 cannot, and the page says so."""
+    from core.synthetic import build_checkpoint
+
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(build_checkpoint(tmp_path / f"short-{n_positions}",
+                                                             n_positions=n_positions)))
+    at = apptest.open_page(ATTENTION, "ab", {"attn_metric": "induction"}, check=False)
+    assert not at.exception, at.exception
+    if n_positions >= 4:
+        [atlas] = chart_specs(at)
+        assert np.isfinite(decode(atlas["data"][0]["z"])).all()
+    else:
+        assert any("measuring induction needs 4" in i.value for i in at.info) and not at.get("plotly_chart")

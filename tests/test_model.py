@@ -335,3 +335,31 @@ def test_evicted_models_are_freed(tmp_path):
         del lm
     gc.collect()
     assert [r() is not None for r in refs] == [False, False, True]
+
+
+# ---- issue 25: names as the file system and pages take them ----------------------------------------------
+@pytest.mark.parametrize("name", ["a" * 300, "/tmp/" + "b" * 300, "org/" + "c" * 300, "~/" + "d" * 256])
+def test_a_name_too_long_for_the_file_system_is_a_load_error(name):
+    """Path.exists() raises OSError (File name too long) past 255 bytes: a load error with its fix instead."""
+    with pytest.raises(ModelLoadError):
+        load_model(name, device="cpu")
+
+
+def test_loading_says_what_it_does_at_once_and_names_the_model(tiny_model_dir):
+    said = []
+    load_model(str(tiny_model_dir), device="cpu", progress=lambda f, text: said.append(text))
+    assert said[0].startswith("Opening") and said[-1].startswith("Loading")
+    assert all(str(tiny_model_dir.parent) not in text and tiny_model_dir.name in text for text in said)
+
+
+def test_one_display_name_and_one_spelling_per_model(monkeypatch, tmp_path):
+    from core.model import BUNDLED_NAME, bundled_model_dir, canonical_name, display_name, link_name, model_from_link
+
+    assert canonical_name("/x//y/") == canonical_name("/x/./y") == canonical_name("/x/z/../y") == "/x/y"
+    assert canonical_name("gpt2") == "gpt2" and display_name("gpt2-xl") == "gpt2-xl"
+    assert display_name("/srv/models/my-ckpt/") == "my-ckpt" and len(display_name("/" + "e" * 300)) <= 80
+    if bundled_model_dir():
+        assert display_name(bundled_model_dir()) == BUNDLED_NAME == link_name(bundled_model_dir())
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(tmp_path / "served") + "/")
+    assert link_name(str(tmp_path / "served")) == "served" and model_from_link("served") == str(tmp_path / "served")
+    assert link_name(str(tmp_path / "typed-here")) == str(tmp_path / "typed-here")  # not allowed: as typed
