@@ -3,6 +3,10 @@ without a browser, for decks built from scripts.
 
     python -m recipes.export --model gpt2 --prompt "The best thing about AI is its ability to" --out slides/
 
+or a slide deck saved on the Deck page (links and notes), its figures recomputed from the links:
+
+    python -m recipes.export --deck talk.json --out talk.pptx      (or talk.html: the offline HTML deck)
+
 Every argument is checked before the model is loaded; a problem is one line on stderr and a
 non-zero exit (2: the command line, 1: the model or the disk). Files are written by viz.export.
 """
@@ -66,9 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description=about)
     parser.add_argument("--model", default=None,
                         help="hub id or local directory (default: GPT2VIZ_MODEL or gpt2)")  # i18n: skip
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--out", required=True, help="output directory (created)")  # i18n: skip
-    parser.add_argument("--style", choices=["normal", "slides", "dark"], default="slides")
+    parser.add_argument("--prompt", default=None, help="the text to trace (not with --deck)")  # i18n: skip
+    parser.add_argument("--deck", default=None,
+                        help="a deck file (.json) from the Deck page; --out is then a .pptx or .html")  # i18n: skip
+    parser.add_argument("--out", required=True,
+                        help="output directory (created), or with --deck the .pptx or .html file")  # i18n: skip
+    parser.add_argument("--style", choices=["normal", "slides", "dark"], default=None,
+                        help="default: slides (with --deck: the deck file's)")  # i18n: skip
     parser.add_argument("--formats", default=",".join(FORMATS),
                         help=f"comma-separated, from {','.join(FORMATS)}")  # i18n: skip
     parser.add_argument("--keep", choices=["first", "last"], default="first",
@@ -78,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with use_language(args.lang):
-            return _export(args)
+            return _export_deck(args) if args.deck is not None else _export(args)
     except _Refused as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)  # i18n: skip
         raise SystemExit(e.code) from None
@@ -87,7 +95,51 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(130) from None
 
 
+def _export_deck(args) -> int:
+    """--deck talk.json --out talk.pptx: every slide rebuilt from its link; a slide that cannot be is named on
+    stderr and left out, the rest of the deck is written (exit 1 only when no slide could be built)."""
+    from datetime import date
+
+    from .deck import DeckFileError, build_html, build_pptx, from_json, rebuild
+
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() not in (".pptx", ".html") or out.is_dir():
+        raise _Refused(f"--out {args.out!r}: with --deck, give a .pptx or .html file to write.")  # i18n: skip
+    if not out.parent.is_dir():
+        raise _Refused(f"--out {args.out!r}: the directory {out.parent} does not exist.")  # i18n: skip
+    try:
+        deck, problems = from_json(Path(args.deck).expanduser().read_bytes())
+    except OSError as e:
+        raise _Refused(f"--deck {args.deck!r} cannot be read: {e.strerror or e}.") from None  # i18n: skip
+    except DeckFileError as e:
+        raise _Refused(f"--deck {args.deck!r}: {e}") from None  # i18n: skip
+    if args.style:
+        deck.style = args.style
+
+    def progress(done: int, total: int, title: str) -> None:
+        print(f"[{done}/{total}] {title}", file=sys.stderr)  # i18n: skip
+    rebuild(deck.slides, args.lang, progress)
+    problems += [s.error for s in deck.slides if s.error]
+    for problem in problems:
+        print(f"note: {problem}", file=sys.stderr)  # i18n: skip
+    built = [s for s in deck.slides if not s.error]
+    if not built:
+        raise _Refused("no slide of the deck could be rebuilt; see the notes above.", code=1)  # i18n: skip
+    models = dict.fromkeys(s.query().get("model", "") for s in built)
+    subtitle = " · ".join([", ".join(m for m in models if m), date.today().isoformat()]).strip(" ·")
+    data = (build_pptx(deck, subtitle, lang=args.lang) if out.suffix.lower() == ".pptx"
+            else build_html(deck, subtitle, args.lang))
+    try:
+        out.write_bytes(data)
+    except OSError as e:
+        raise _Refused(f"writing {out} failed: {e.strerror or e}.", code=1) from None  # i18n: skip
+    print(f"wrote {out} ({len(built)} of {len(deck.slides)} slides)")  # i18n: skip
+    return 0
+
+
 def _export(args) -> int:
+    if args.prompt is None:
+        raise _Refused("--prompt is required (or give --deck talk.json).")  # i18n: skip
     if not args.prompt.strip():
         empty = '--prompt is empty; give the text to trace, e.g. --prompt "The best thing about AI is".'  # i18n: skip
         raise _Refused(empty)

@@ -2,7 +2,9 @@
 
 Every page draws its figures through `show_figure` and its tables through `show_table`;
 both register what they drew so the sidebar's "Export all" button can package the page.
-Downloads are computed only when clicked (deferred `st.download_button` data).
+Downloads are computed only when clicked (deferred `st.download_button` data). Beside each
+Download menu, "Add to deck" puts the figure (or table) on the session's slide deck (ui.deck),
+with the link that reopens its view; the sidebar counts the deck's slides and opens the Deck page.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import unicodedata
 import streamlit as st
 
 import i18n
-from i18n import N_, _, language
+from i18n import N_, _, language, ngettext
+from ui import deck as slide_deck
 from ui.controls import in_page_language
 from ui.state import persisted
 from viz import fonts
@@ -31,16 +34,21 @@ from viz.export import (
 
 STYLES = {"normal": N_("Screen"), "slides": N_("Slides (white)"), "dark": N_("Slides (dark)")}  # shown translated
 _REGISTRY = "_page_exports"
+DECK_PAGE = "pages/10_Deck.py"
 
 
 def start_page(view: str) -> None:
     """Begin a page run: forget the previous run's figures; remember the page's name (English: it
     names the ZIP, and the ZIP's index shows it translated)."""
-    st.session_state[_REGISTRY] = {"view": view, "figures": {}, "tables": {}}
+    st.session_state[_REGISTRY] = {"view": view, "figures": {}, "tables": {}, "by_key": {}}
 
 
 def _registry() -> dict:
-    return st.session_state.setdefault(_REGISTRY, {"view": "figure", "figures": {}, "tables": {}})
+    """What this page run drew: figures and tables by file name (the ZIP), and by key (kind, figure or
+    table, caption), which "Add to deck" and a deck's rebuild read."""
+    reg = st.session_state.setdefault(_REGISTRY, {"view": "figure", "figures": {}, "tables": {}})
+    reg.setdefault("by_key", {})
+    return reg
 
 
 def _context() -> tuple[str, str]:
@@ -84,6 +92,31 @@ def export_all_button() -> None:
                        mime="application/zip", on_click="ignore", icon=":material/folder_zip:", width="stretch")
     if not static_export().available:
         st.caption(static_export().message)
+    deck_counter()
+
+
+def deck_counter() -> None:
+    """Sidebar: how many slides the session's deck holds, and the way to the Deck page."""
+    n = len(slide_deck.deck().slides)
+    label = ngettext("Slide deck: {n} slide", "Slide deck: {n} slides", n).format(n=n)
+    if (slide_deck.ROOT / DECK_PAGE).exists():
+        st.page_link(DECK_PAGE, label=label, icon=":material/slideshow:")
+    else:
+        st.caption(label)
+
+
+def _add_to_deck(kind: str, key: str, title: str, content, script: str, url_path: str) -> None:
+    found = _registry()["by_key"].get(key)
+    caption = found[2] if found else ""
+    slide_deck.add(kind, key, title, content, caption, script, url_path)
+
+
+def _deck_button(kind: str, key: str, title: str, content) -> None:
+    script, url_path = slide_deck.current_page()
+    st.button(_("Add to deck"), key=f"{key}_deck", icon=":material/add_to_queue:", on_click=_add_to_deck,
+              args=(kind, key, title, content, script, url_path),
+              help=_("Put this on the session's slide deck, with a link that reopens this exact view. "
+                     "The Deck page (sidebar) downloads it as PowerPoint or an offline HTML deck."))
 
 
 def styled(fig):
@@ -129,6 +162,7 @@ def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
     base = _unique(_registry()["figures"], name or figure_name(fig, key), key, prompt)
     fig = styled(fig)
     _registry()["figures"][base] = fig
+    _registry()["by_key"][key] = ("figure", fig, "")
     w, h, scale = int(ss.get("png_width", 1600)), int(ss.get("png_height", 900)), float(ss.get("png_scale", 2.0))
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
         "format": "png", "width": w, "height": h, "scale": scale, "filename": base}}, **chart_kwargs)
@@ -137,7 +171,11 @@ def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
 
 def _download_row(fig, key: str, base: str, w: int, h: int, scale: float) -> None:
     static = static_export()
-    with st.popover(_("Download"), icon=":material/download:"):
+    row = st.container(horizontal=True, gap="small")
+    with row:
+        menu = st.popover(_("Download"), icon=":material/download:")
+        _deck_button("figure", key, figure_name(fig, key), fig)
+    with menu:
         st.caption(f"{base}.*")
         if static.available:
             st.download_button(f"PNG {w * scale:,.0f}×{h * scale:,.0f}", lambda: to_png(fig, w, h, scale),
@@ -160,9 +198,12 @@ def show_table(table, key: str, name: str | None = None, formats: dict | None = 
     model, prompt = _context()
     base = _unique(_registry()["tables"], f"{name or key} {model}", key, prompt)
     _registry()["tables"][base] = table
+    _registry()["by_key"][key] = ("table", table, "")
     st.dataframe(table.style.format(formats) if formats else table, key=key, **dataframe_kwargs)
-    st.download_button(_("Table as CSV"), lambda: table_to_csv(table), key=f"{key}_csv", file_name=f"{base}.csv",
-                       mime="text/csv", on_click="ignore", icon=":material/download:")
+    with st.container(horizontal=True, gap="small"):
+        st.download_button(_("Table as CSV"), lambda: table_to_csv(table), key=f"{key}_csv",
+                           file_name=f"{base}.csv", mime="text/csv", on_click="ignore", icon=":material/download:")
+        _deck_button("table", key, name or key, table)
 
 
 def show(view_or_items) -> None:
@@ -170,17 +211,24 @@ def show(view_or_items) -> None:
     from recipes import Figure, Metric, Row, Table, Text, View
 
     items = view_or_items.items if isinstance(view_or_items, View) else view_or_items
+    last = None  # the figure or table a caption right after it describes (a slide's notes start with it)
     for item in items:
         if isinstance(item, list):
             show(item)
         elif isinstance(item, Figure):
             extra = {"on_select": item.on_select, "selection_mode": item.selection_mode} if item.on_select else {}
             show_figure(item.fig, key=item.key, name=item.name, **extra)
+            last = item.key
         elif isinstance(item, Table):
             extra = {"height": item.height} if item.height else {}
             show_table(item.data, item.key, name=item.name, formats=item.formats, hide_index=True, width="stretch",
                        **extra)
+            last = item.key
         elif isinstance(item, Text):
+            found = _registry()["by_key"].get(last)
+            if found and item.kind == "caption" and not found[2]:
+                _registry()["by_key"][last] = (*found[:2], item.text)
+            last = None
             if item.kind == "code":
                 st.code(item.text, language=None, wrap_lines=True)
             else:

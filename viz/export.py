@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import os
 import re
@@ -42,8 +43,10 @@ _kaleido_started = False
 
 # ---- file names -----------------------------------------------------------------------------
 def slug(text: str, limit: int = 40) -> str:
-    """ASCII words of `text` joined by '-', for file names; '' if none survive."""
-    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    """ASCII words of `text` joined by '-', for file names; '' if none survive. A character with no ASCII
+    form (an en dash, a Chinese word) separates words rather than joining them: "层 0–5" gives "0-5"."""
+    text = "".join(ch if ch.isascii() else "" if unicodedata.combining(ch) else " "
+                   for ch in unicodedata.normalize("NFKD", str(text)))
     words = re.findall(r"[A-Za-z0-9]+", text)
     out = "-".join(words)[:limit].strip("-")
     return out.lower()
@@ -227,6 +230,13 @@ def table_to_csv(table) -> bytes:
     return table.to_csv(index=False).encode("utf-8")
 
 
+def plain_title(text: str) -> str:
+    """A Plotly title as plain text (for the ZIP's index): line breaks as " · ", no tags, no entities."""
+    text = re.sub(r"<br\s*/?>", " · ", str(text), flags=re.I)
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    return " ".join(text.split()).strip(" ·")
+
+
 def _zip_name(name: str) -> str:
     """A name already made by safe_filename (the page's buttons use it) is kept as it is."""
     return name if _SAFE_NAME.fullmatch(name) and name.lower() not in _WINDOWS_RESERVED else safe_filename(name)
@@ -242,7 +252,7 @@ def export_zip(figures: dict[str, go.Figure], tables: dict | None = None, *, tit
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, fig in figures.items():
             base = _zip_name(name)
-            title_text = fig.layout.title.text or name
+            title_text = plain_title(fig.layout.title.text or "") or name
             files = [f"{base}.csv", f"{base}.html"]
             z.writestr(f"{base}.csv", to_csv(fig))
             z.writestr(f"{base}.html", to_html(fig))
