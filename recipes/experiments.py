@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from core.cache import LayerArrays
 from core.interventions import (
     ablate,
     answer_tokens,
@@ -125,16 +126,29 @@ def knock_out(lm, t: Trace, heads: Sequence, mlps: Sequence[int], neuron_text: s
     return _ablated(lm, t, view, heads=heads, neurons=neurons, mlp_layers=mlps, mode=mode, features=features)
 
 
+def _ablation(lm, t: Trace, heads=(), neurons=(), mlp_layers=(), mode: str = "zero", features=None) -> LayerArrays:
+    """core.interventions.ablate's next_probs [vocab] and token_logprob [pos], kept in the trace's cache:
+    a rerun of the page (another widget, the default) does not run the network again."""
+    change = None if features is None else (features.sae.key, features.features, features.value, features.scale)
+    name = ("exp_ablation", tuple(sorted(set(map(tuple, heads)))), tuple(sorted(set(neurons))),
+            tuple(sorted(set(mlp_layers))), mode, change)
+
+    def compute() -> LayerArrays:
+        after = ablate(lm, t, heads=heads, neurons=neurons, mlp_layers=mlp_layers, mode=mode, features=features)
+        return LayerArrays(next_probs=after.next_probs, token_logprob=after.token_logprob)
+    return t.memo(name, compute)
+
+
 def _ablated(lm, t: Trace, view: View, **parts) -> View:
     try:
-        after = ablate(lm, t, **parts)
+        after = _ablation(lm, t, **parts)
     except ValueError as e:
         return view.add(Text(str(e), "warning"))
-    table = prediction_change(lm, t.next_probs, after.next_probs, 10)
+    table = prediction_change(lm, t.next_probs, after["next_probs"], 10)
     label = figure_label(lm.label, t.prompt)
     bars = before_after_figure(table["token"].tolist(), table["p before"].to_numpy(), table["p after"].to_numpy(),
                                _("Next token before and after · {label}").format(label=label))
-    delta = surprisal_change_bits(t.token_logprob, after.token_logprob)
+    delta = surprisal_change_bits(t.token_logprob, after["token_logprob"])
     return view.add(
         Row([translated_table("exp_change_table", table, "ablation-next-token",
                               formats={"p before": format_prob, "p after": format_prob, "change": format_points}),
@@ -152,9 +166,12 @@ def default_head(lm, t: Trace) -> tuple[int, int]:
 
 
 def knock_out_seconds(lm, t: Trace, first_layer: int) -> float:
-    """About how long one knocked-out run takes: the prompt through blocks first_layer..n_layer-1."""
+    """About how long one knocked-out run takes: the prompt through blocks first_layer..n_layer-1, then
+    the unembedding at every position (for the surprisal chart; 2·d_model·vocab flops a token, as much
+    as vocab / (12·d_model) blocks: 5.5 blocks for GPT-2 small, most of the run from a late layer)."""
     all_starts = lm.n_layer * (lm.n_layer + 1) / 2  # interventions_seconds counts a run from every layer
-    return interventions_seconds(lm, t.n_tokens, 1) * (lm.n_layer - first_layer) / all_starts
+    blocks = lm.n_layer - first_layer + lm.d_vocab / (12 * lm.d_model)
+    return interventions_seconds(lm, t.n_tokens, 1) * blocks / all_starts
 
 
 def default_knock_out(lm, t: Trace, mode: str, view: View | None = None) -> View:

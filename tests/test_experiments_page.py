@@ -115,3 +115,14 @@ def test_two_prompts_and_patching_say_when_lengths_differ(tiny_env):
     assert "restored" in grid["layout"]["title"]["text"]
     assert not any("must match" in w.value for w in at.warning)  # padded: the warning's fix is done
     assert any("<|endoftext|> tokens, so both have" in c.value for c in at.caption)
+
+
+def test_a_rerun_does_not_run_the_knock_out_again(tiny_env, monkeypatch):
+    from recipes import experiments as recipe
+
+    runs = []
+    monkeypatch.setattr(recipe, "ablate", lambda *a, **k: runs.append(k) or ablate(*a, **k))
+    at = open_page(exp_heads=[(0, 1)])
+    at.toggle(key="exp_sae").set_value(False).run()  # another widget: the page runs again
+    at.run()
+    assert not at.exception and len(runs) == 1 and at.dataframe
