@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from core.contributions import contribution_graph, graph_cached, graph_seconds
+from core.contributions import EVERY_PART, LLMTT, contribution_graph, graph_cached, graph_seconds, graph_trace
 from core.interventions import single_token
 from core.prediction import (
     cached_lens,
@@ -171,21 +171,59 @@ def head(lm, t: Trace, layer: int, head_: int, pos: int, target: int, name: str)
 
 def graph_intro(pos: int) -> Text:
     return Text(_("How the prediction after position {pos} was built, block by block: a dot is the residual stream at "
-                  "one position and layer; a line is a part that wrote at least the threshold's share of the state "
-                  "above it (blue: attention from that position, grey: the residual's own path, orange: the MLP). "
-                  "Lower the threshold to see more routes. Share = how close the part is to the whole (Ferrando & "
-                  "Voita, 2024).").format(pos=pos))
+                  "one position and layer; a line is a part that wrote a large enough share of the state above it "
+                  "(blue: attention from that position, grey: the residual's own path, orange: the MLP; the rule is "
+                  "under the graph). Lower the threshold to see more routes. Share = how close the part is to the "
+                  "whole (Ferrando & Voita, 2024).").format(pos=pos))
 
 
-def graph(lm, t: Trace, pos: int, threshold: float, on_layer=None) -> View:
-    edges = contribution_graph(lm, t, pos, threshold, on_layer=on_layer)
-    title = _("Contribution graph after “{token}” · {label}").format(token=esc(t.tokens[pos]),
-                                                                     label=figure_label(lm.label, t.prompt))
-    return View([Figure("pred_graph", contribution_graph_figure(edges, t.tokens, lm.n_layer, pos, title))])
+GRAPH_CONVENTIONS = [EVERY_PART, LLMTT]  # the first is the default (see graph_convention_caption)
 
 
-def graph_job(lm, t: Trace, pos: int, threshold: float) -> LongJob:
+def graph_convention_label(convention: str) -> str:
+    return {EVERY_PART: _("Every term a part (this app)"),
+            LLMTT: _("LLM Transparency Tool (Meta)")}[convention]
+
+
+def graph_convention_caption(convention: str) -> str:
+    """What the convention counts and keeps, and where the two differ."""
+    if convention == LLMTT:
+        return _("Convention: Meta's LLM Transparency Tool, as its app runs GPT-2 by default. It differs from this "
+                 "app's in five places. (1) It reads <|endoftext|> in front of the prompt: that is position 0 here, "
+                 "so every position is one more than elsewhere on this page, and every state is a little different. "
+                 "(2) The value bias b_V is folded into b_O, as TransformerLens loads GPT-2, so no (head, source) "
+                 "part carries it. (3) b_O, with b_V folded in, is in no part and not in the sum that the shares are "
+                 "divided by. (4) Every part (each head from each position on its own, the residual, the MLP) whose "
+                 "share is at or below the threshold is dropped and the rest of its state rescaled to add up to 1; "
+                 "then every line left is drawn (more than 0, where this app keeps a line at the threshold or "
+                 "above). (5) The residual and the attention from a position to itself are one edge there, drawn "
+                 "here as its two parts. As there, a part's closeness is floored at 0.00001.")
+    return _("Convention: every term of a state's sum is a part, so its shares add up to 1: the residual, each head "
+             "from each position (its value bias b_V included), the attention's output bias b_O (a part of its own, "
+             "not drawn) and, above, the MLP. A line is kept when its share is at least the threshold; shares are "
+             "never rescaled; the prompt is read as it was traced, with positions as elsewhere on this page. The "
+             "other convention follows Meta's LLM Transparency Tool.")
+
+
+def graph(lm, t: Trace, pos: int, threshold: float, on_layer=None, convention: str = EVERY_PART) -> View:
+    """The graph at `pos` of `t`; for LLMTT drawn on the prompt with <|endoftext|> in front."""
+    g = graph_trace(lm, t, convention)
+    edges = contribution_graph(lm, t, pos, threshold, on_layer=on_layer, convention=convention)
+    shown = pos % t.n_tokens + g.n_tokens - t.n_tokens
+    title = (_("Contribution graph (LLM-TT) after “{token}” · {label}") if convention == LLMTT else
+             _("Contribution graph after “{token}” · {label}")).format(token=esc(t.tokens[pos]),
+                                                                       label=figure_label(lm.label, t.prompt))
+    view = View([Figure("pred_graph", contribution_graph_figure(edges, g.tokens, lm.n_layer, shown, title)),
+                 Text(graph_convention_caption(convention), "caption")])
+    if convention == LLMTT and g is t:
+        view.add(Text(_("The prompt fills the model's context, so no <|endoftext|> could be put in front: positions "
+                        "are as elsewhere on this page."), "info"))
+    return view
+
+
+def graph_job(lm, t: Trace, pos: int, threshold: float, convention: str = EVERY_PART) -> LongJob:
     """`graph`, one block at a time from the top (each block's shares cached by core)."""
     return LongJob(_("Tracing the prediction down through the blocks"), lm.n_layer,
-                   lambda on_layer: graph(lm, t, pos, threshold, on_layer),
-                   estimate_s=0.0 if graph_cached(t, pos) else graph_seconds(t), work_id=(t.key, pos))
+                   lambda on_layer: graph(lm, t, pos, threshold, on_layer, convention),
+                   estimate_s=0.0 if graph_cached(t, pos, convention) else graph_seconds(t),
+                   work_id=(t.key, pos, convention))
