@@ -86,6 +86,8 @@ with tabs["Contribution graph"]:
         show([recipe.graph_intro(pos)])
         threshold = controls.slider(st, _("Threshold (share of a state)"), 0.01, 0.5, key="pred_graph_threshold",
                                     default=0.04, step=0.01)
-        view = run_job(recipe.graph_job(lm, t, pos, threshold), key="pred_graph_run")
+        convention = controls.radio(st, _("Convention"), recipe.GRAPH_CONVENTIONS, key="pred_graph_convention",
+                                    horizontal=True, format_func=recipe.graph_convention_label)
+        view = run_job(recipe.graph_job(lm, t, pos, threshold, convention), key="pred_graph_run")
         if view is not None:
             show(view)
