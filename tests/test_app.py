@@ -105,6 +105,7 @@ def test_model_that_cannot_be_loaded_explains_the_fix(monkeypatch, tmp_path):
     at = run_app()
     assert not at.exception
     assert "Could not load the model" in at.error[0].value
+    assert str(tmp_path) not in at.error[0].value and "No directory at not" in at.error[0].value  # named, not its path
     assert "GPT2VIZ_MODEL" in at.info[0].value
     assert len(at.get("plotly_chart")) == 0
 
@@ -170,3 +171,5 @@ def test_the_model_box_names_the_bundled_model_when_it_stands_in_for_gpt2(monkey
     assert at.query_params["model"] in ("mini-gpt2-kjv", ["mini-gpt2-kjv"])
     at.run()  # and on the next run, still with its note
     assert "could not be loaded" in " ".join(i.value for i in at.info)
+    at = apptest.open_page(query={"model": "/etc"})  # a refused link says what is shown instead
+    assert "so this shows **mini\\-gpt2\\-kjv" in at.warning[0].value
