@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from i18n import _
-from viz.export import SLIDE, to_png
+from viz.export import SLIDE, presentation_style, to_png
 
 DECK_VERSION = 1
 MAX_SLIDES = 200  # a deck file naming more is refused (each slide is a page run and a PNG)
@@ -303,6 +303,12 @@ def _table(slide, table, top, fg: str, lang: str) -> None:
         _text_box(slide, note, Inches(0.4), Inches(7.0), Inches(12.5), Inches(0.4), 12, fg, lang=lang)
 
 
+def deck_figure(slide: Slide, dark: bool) -> go.Figure:
+    """The slide's figure in the deck's style (white or dark slides, whatever style it was added in), with
+    its link's prompt under the title, so every slide of a deck looks alike."""
+    return presentation_style(slide.fig, dark=dark, prompt=slide.query().get("prompt") or None)
+
+
 def build_pptx(deck: Deck, subtitle: str = "", *, width: int = SLIDE["width"], height: int = SLIDE["height"],
                scale: float = SLIDE["scale"], lang: str = "en", progress: Progress | None = None) -> bytes:
     """The deck as a 16:9 PowerPoint file: a title slide, then one slide per figure (a PNG of
@@ -329,7 +335,7 @@ def build_pptx(deck: Deck, subtitle: str = "", *, width: int = SLIDE["width"], h
         if s.kind == "table" and s.table is not None:
             _table(slide, s.table, Inches(1.1), fg, lang)
         else:
-            _picture(slide, to_png(s.fig, width, height, scale), Inches(1.0))
+            _picture(slide, to_png(deck_figure(s, dark), width, height, scale), Inches(1.0))
         slide.notes_slide.notes_text_frame.text = f"{s.notes}\n\n{s.link}".strip()
     if progress:
         progress(len(shown), len(shown), "")
@@ -344,6 +350,7 @@ _HTML = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title
 body{{margin:0;font-family:system-ui,"Noto Sans CJK SC","Microsoft YaHei",sans-serif;background:{bg};color:{fg}}}
 section{{display:none;height:100vh;box-sizing:border-box;padding:2vh 3vw;flex-direction:column}}
 section.on{{display:flex}} h1{{margin:0 0 1vh;font-size:3.2vh}} .fig{{flex:1;min-height:0}}
+.fig>div{{height:100%;width:100%}}
 .cover h1{{font-size:6vh;margin-top:30vh}} .cover p{{font-size:3vh}}
 table{{border-collapse:collapse;font-size:2.2vh}} td,th{{border:1px solid #999;padding:.3em .6em}}
 aside{{display:none;font-size:2vh;white-space:pre-wrap;border-top:1px solid #888;padding-top:1vh}}
@@ -377,7 +384,7 @@ def build_html(deck: Deck, subtitle: str = "", lang: str = "en", progress: Progr
         if s.kind == "table" and s.table is not None:
             body = s.table.head(60).to_html(index=False, escape=True, na_rep="")
         else:
-            fig = go.Figure(s.fig).update_layout(autosize=True, width=None, height=None)
+            fig = deck_figure(s, dark).update_layout(autosize=True, width=None, height=None)
             body = pio.to_html(fig, include_plotlyjs=False, full_html=False, default_width="100%",
                                default_height="100%", config={"displaylogo": False, "responsive": True})
         notes = esc(s.notes) + (f'\n<a href="{esc(s.link)}">{esc(s.link)}</a>' if s.link else "")

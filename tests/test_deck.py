@@ -239,3 +239,91 @@ def test_the_batch_exporter_builds_a_deck_file(tiny_env, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--deck", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x.pptx")])
     assert e.value.code == 2 and "not JSON" in capsys.readouterr().err
+
+
+# ---- in a real browser: three pages, the Deck page, both downloads, the HTML deck offline -------------
+@pytest.fixture(scope="module")
+def deck_server(tiny_model_dir, tmp_path_factory):
+    from tests import test_e2e_browser as e2e  # skips when there is no Chromium
+
+    env = {**__import__("os").environ, "GPT2VIZ_MODEL": str(tiny_model_dir), "GPT2VIZ_DEVICE": "cpu",
+           "HF_HUB_OFFLINE": "1"}
+    yield from e2e._serve(env, tmp_path_factory.mktemp("deck-streamlit") / "server.log")
+
+
+def _wait_drawn(page) -> None:
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=180_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.wait_for_timeout(800)
+
+
+def _go(page, label: str) -> None:
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label).click()
+    _wait_drawn(page)
+
+
+@needs_png
+def test_in_the_browser_collect_reorder_annotate_and_download_both_decks(deck_server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_e2e_browser import CHROMIUM, SHOTS
+    from viz.export import CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        page.goto(f"{deck_server}/Attention?attn_view=One+head&attn_layer=1&prompt=the+cat+sat+on+the+mat")
+        _wait_drawn(page)
+        page.get_by_role("button", name="Add to deck").first.click()
+        page.wait_for_timeout(1500)
+        _go(page, "Next token")
+        page.get_by_role("button", name="Add to deck").nth(1).click()
+        page.wait_for_timeout(1500)
+        _go(page, "Weights")
+        page.get_by_role("button", name="Add to deck").first.click()
+        page.wait_for_timeout(1500)
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Slide deck: 3 slides").click()
+        page.wait_for_selector("text=Speaker notes", timeout=120_000)
+        _wait_drawn(page)
+        page.get_by_role("button", name="Down").first.click()
+        page.wait_for_timeout(1500)
+        notes = page.get_by_label("Speaker notes").first
+        notes.fill("Say: this head looks one token back.")
+        notes.press("Tab")
+        page.wait_for_timeout(1500)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "deck_page.png"), full_page=True)
+        with page.expect_download(timeout=120_000) as html_download:
+            page.get_by_role("button", name="Offline HTML deck").click()
+        html_path = tmp_path / "deck.html"
+        html_download.value.save_as(html_path)
+        page.get_by_role("button", name="Build the PowerPoint (.pptx)").click()
+        with page.expect_download(timeout=300_000) as pptx_download:
+            page.get_by_role("button", name="Download the PowerPoint").click(timeout=300_000)
+        pptx_path = tmp_path / "deck.pptx"
+        pptx_download.value.save_as(pptx_path)
+
+        offline = browser.new_context(viewport={"width": 1280, "height": 720})  # no network: anything but the file itself is refused
+        offline.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                      else route.abort())
+        deck_page = offline.new_page()
+        deck_page.goto(html_path.as_uri())
+        deck_page.wait_for_timeout(1500)
+        n_sections = deck_page.locator("section").count()
+        assert n_sections == 4
+        assert deck_page.locator(".js-plotly-plot .main-svg").count() >= 3, "every figure is drawn offline"
+        assert deck_page.evaluate("() => [...document.querySelectorAll('section')].findIndex(s => "
+                                  "s.classList.contains('on'))") == 0
+        for want in (1, 2):
+            deck_page.keyboard.press("ArrowRight")
+            assert deck_page.evaluate("() => [...document.querySelectorAll('section')].findIndex(s => "
+                                      "s.classList.contains('on'))") == want
+        deck_page.keyboard.press("ArrowLeft")
+        assert deck_page.locator("section.on h1").inner_text() != ""
+        deck_page.screenshot(path=str(SHOTS / "deck_html.png"))
+        browser.close()
+    slides = pptx_slides(pptx_path.read_bytes())
+    assert len(slides) == 4
+    notes = [s.notes_slide.notes_text_frame.text for s in slides[1:]]
+    assert sum("this head looks one token back" in n for n in notes) == 1
+    assert "Attention?" in notes[1] and "attn_layer=1" in notes[1], "the attention slide moved down to second"
