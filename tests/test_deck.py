@@ -165,7 +165,7 @@ def test_add_to_deck_on_three_pages_then_edit_and_reorder_on_the_deck_page(tiny_
     assert not at.exception, at.exception
     deck = at.session_state["_deck"]
     assert [s.key for s in deck.slides][:3] == ["attn_head_chart", "next_topk_table", "next_rank"]
-    assert any("Slide deck: 4 slides" in p.label for p in at.sidebar.get("page_link"))
+    assert any("Slide deck (4)" in p.label for p in at.sidebar.get("page_link"))
     first = deck.slides[0]
     query = first.query()
     assert urlsplit(first.link).path == "/Attention" and query["attn_layer"] == "1" and query["attn_head"] == "1"
@@ -282,7 +282,7 @@ def test_in_the_browser_collect_reorder_annotate_and_download_both_decks(deck_se
         _go(page, "Weights")
         page.get_by_role("button", name="Add to deck").first.click()
         page.wait_for_timeout(1500)
-        page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Slide deck: 3 slides").click()
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Slide deck (3)").click()
         page.wait_for_selector("text=Speaker notes", timeout=120_000)
         _wait_drawn(page)
         page.get_by_role("button", name="Down").first.click()
@@ -303,7 +303,8 @@ def test_in_the_browser_collect_reorder_annotate_and_download_both_decks(deck_se
         pptx_path = tmp_path / "deck.pptx"
         pptx_download.value.save_as(pptx_path)
 
-        offline = browser.new_context(viewport={"width": 1280, "height": 720})  # no network: anything but the file itself is refused
+        # no network: anything but the file itself is refused
+        offline = browser.new_context(viewport={"width": 1280, "height": 720})
         offline.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
                       else route.abort())
         deck_page = offline.new_page()

@@ -78,7 +78,7 @@ def add(kind: str, key: str, title: str, content, caption: str, script: str, url
     else:
         slide.fig = content
     deck().slides.append(slide)
-    st.toast(_("Added to the deck ({n} slides).").format(n=len(deck().slides)), icon=":material/slideshow:")
+    st.toast(_("Added to the slide deck (now {n}).").format(n=len(deck().slides)), icon=":material/slideshow:")
 
 
 def move(i: int, step: int) -> None:

@@ -15,7 +15,7 @@ import unicodedata
 import streamlit as st
 
 import i18n
-from i18n import N_, _, language, ngettext
+from i18n import N_, _, language
 from ui import deck as slide_deck
 from ui.controls import in_page_language
 from ui.state import persisted
@@ -98,7 +98,7 @@ def export_all_button() -> None:
 def deck_counter() -> None:
     """Sidebar: how many slides the session's deck holds, and the way to the Deck page."""
     n = len(slide_deck.deck().slides)
-    label = ngettext("Slide deck: {n} slide", "Slide deck: {n} slides", n).format(n=n)
+    label = _("Slide deck ({n})").format(n=n)
     if (slide_deck.ROOT / DECK_PAGE).exists():
         st.page_link(DECK_PAGE, label=label, icon=":material/slideshow:")
     else:
