@@ -109,10 +109,9 @@ def _run_link(page: str, query: dict):
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=REBUILD_TIMEOUT_S)
     at.query_params.update(query)
-    at.run()
-    if page != "app.py" and not at.exception:
-        at.switch_page(page).run()
-    return at
+    if page != "app.py":  # straight to the page (it sets up the session itself), as a link to it opens
+        at.switch_page(page)
+    return at.run()
 
 
 def _state(at, key: str):
