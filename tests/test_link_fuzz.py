@@ -1,5 +1,6 @@
 """Every link parameter, fed hostile values (issue 25): no page raises, none shows a server path or a
-traceback, and the address bar afterwards holds the value the page corrected it to.
+traceback (on the page or in the address bar), no text becomes a live link, and the address bar
+afterwards holds the value the page corrected it to.
 
 The parameters are not listed here: they are read from the app itself. Each page, and each of its
 tabs, is opened once with a plain link; what `ui.url.url_state` writes to the address bar for that
@@ -19,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests import apptest
 from tests.conftest import ROOT
+from tests.test_links import live_links
 from ui.shell import PAGES
 from ui.url import LINK_KEYS, to_link
 
@@ -36,6 +38,8 @@ HOSTILE = [
 SHARED = {"prompt": ["", " ", "\ud800 hello", "www.evil.example " * 3, "x" * 10_000],
           "model": ["/etc", "www.evil.example", "../" * 100, "a" * 300, "mini-gpt2-kjv"],
           "keep": ["middle", "[]"], "style": ["neon", "dark"], "lang": ["fr", "zh", "\ud800"]}
+LONG_PROMPT = " ".join(f"w{i}" for i in range(1500))  # past the context: the page says what it dropped
+MARKDOWN = ("markdown", "caption", "warning", "info", "error")
 SHOWN = ("markdown", "caption", "warning", "info", "error", "exception", "text", "code", "metric", "title",
          "subheader", "header")
 
@@ -64,9 +68,9 @@ def link(at: AppTest, key: str):
     return value[0] if isinstance(value, list) else value
 
 
-def shown_text(at: AppTest) -> str:
+def shown_text(at: AppTest, kinds=SHOWN) -> str:
     parts = []
-    for kind in SHOWN:
+    for kind in kinds:
         for where in (at, at.sidebar):
             try:
                 parts += [str(getattr(e, "value", "")) for e in getattr(where, kind)]
@@ -98,6 +102,8 @@ def test_every_link_parameter_survives_hostile_values(tiny_env, tiny_model_dir):
     for (page, tab), (tab_param, params) in views.items():
         for run in range(RUNS_PER_VIEW):
             query = {k: rng.choice(HOSTILE) for k in params if k != tab_param}
+            if tab == next(t for (p, t) in views if p == page):  # each page's first view: a prompt past the context
+                query["prompt"] = LONG_PROMPT
             if tab_param:
                 query[tab_param] = tab
             if rng.random() < 0.5:  # the shared parameters too, one at a time
@@ -108,8 +114,10 @@ def test_every_link_parameter_survives_hostile_values(tiny_env, tiny_model_dir):
             assert not at.exception, (where, at.exception)
             text = shown_text(at)
             assert "Traceback" not in text and not re.search(r'File "[^"]+\.py"', text), where
+            address = " ".join(str(link(at, k)) for k in at.query_params)
             for path in forbidden:
-                assert path not in text, (where, path)
+                assert path not in text and path not in address, (where, path)
+            assert not live_links(shown_text(at, MARKDOWN)), (where, live_links(shown_text(at, MARKDOWN)))
             for k in params:  # the link names each control's value as the page corrected it
                 if k in at.session_state and link(at, k) is not None:
                     assert link(at, k) == to_link(at.session_state[k]), (where, k, link(at, k)[:80])

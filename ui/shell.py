@@ -415,8 +415,8 @@ def current_trace(lm: LoadedModel) -> Trace | None:
                                "The prompt is {total:,} tokens long; {model} reads at most {n_ctx:,}. "
                                "{n_dropped:,} tokens were dropped from the start.", n_dropped)
         st.warning(dropped.format(total=total, model=md_escape(lm.label), n_ctx=lm.n_ctx, n_dropped=n_dropped))
-        kept = {"first": ngettext("the first token", "the first {n:,} tokens", lm.n_ctx),
-                "last": ngettext("the last token", "the last {n:,} tokens", lm.n_ctx)}
+        kept = {"first": ngettext("the first {n:,} token", "the first {n:,} tokens", lm.n_ctx),
+                "last": ngettext("the last {n:,} token", "the last {n:,} tokens", lm.n_ctx)}
         st.radio(_("Keep"), ["first", "last"], horizontal=True, format_func=in_page_language(
             lambda k, kept=kept, n=lm.n_ctx: kept[k].format(n=n)), **persisted("keep"))
     running = ngettext("Running {model} on {n:,} token…", "Running {model} on {n:,} tokens…", len(ids))
