@@ -1,14 +1,16 @@
 """Tour: the GPT-2 figures of Wolfram's essay, one step at a time, each drawn live by the recipe of the
 page it comes from, with a button that opens that page on the same prompt and controls.
 
-Steps, texts and settings live in recipes.tour. Continuations (steps 2 and 3) run only when
-Generate is pressed, and are kept per model and step for the session."""
+Steps, texts and settings live in recipes.tour. Continuations (steps 2, 3 and the steering step) run
+only when Generate is pressed, are kept per model and step for the session, and go with the step to
+its page, which shows them without running again."""
 import streamlit as st
 
 from i18n import N_, _
 from recipes import tour
-from ui import controls
+from ui import controls, features
 from ui.figures import show
+from ui.progress import Job
 from ui.shell import get_trace, setup_page
 from ui.url import set_prompt
 
@@ -43,17 +45,39 @@ if note:
     st.caption(note)
 
 t = get_trace(lm, step.prompt) if step.uses_trace else None
-made = None
+made = sae = None
 if step.generates:
     runs = ss.setdefault("_tour_runs", {})  # (model, step) -> what Generate made
     if st.button(_("Generate"), key="tour_generate", type="primary", icon=":material/play_arrow:"):
         with st.spinner(_("{model} is writing…").format(model=lm.label)):
-            runs[(lm.name, number)] = tour.continuations(step, lm, t)
-    made = runs.get((lm.name, number))
-show(tour.view(step, lm, t, made))
+            runs[(lm.name, step.kind)] = tour.continuations(step, lm, t)
+    made = runs.get((lm.name, step.kind))
+if step.kind == "features" and tour.shipped_sae(lm):
+    sae = features._load(lm, tour.shipped_sae(lm), None)  # the Features page's cached loader (and its message)
+show(tour.view(step, lm, t, made, sae))
 
-if st.button(_("Open this in the {page} page").format(page=step.page_label), key="tour_open",
-             icon=":material/open_in_new:"):
+
+def open_page() -> None:
+    """The step's page with its controls, the step's prompt in the sidebar, and what Generate made here."""
     ss.update(tour.page_state(step, lm))
-    set_prompt(step.prompt)
+    kept = tour.carried(step, lm, t, made)
+    if kept is not None:  # the page's own finished job: it shows the text at once
+        key, work, params, items = kept
+        jobs = ss.setdefault(key, {})
+        jobs[work] = Job(work, params, len(items), list(items), len(items), "done")
+    if step.uses_trace:  # a figure of the parameters alone leaves the person's prompt alone
+        set_prompt(step.prompt)
+
+
+c1, c2 = st.columns([2, 3], vertical_alignment="center")
+if c1.button(_("Open this in the {page} page").format(page=step.page_label), key="tour_open",
+             icon=":material/open_in_new:"):
+    open_page()
     st.switch_page(step.page)
+if step.uses_trace and ss.get("prompt") != step.prompt:
+    c2.caption(_("This step reads its own prompt, not the one in the sidebar; opening the page puts the step's "
+                 "prompt in the sidebar, in place of yours, with the text Generate made here.") if made is not None
+               else _("This step reads its own prompt, not the one in the sidebar; opening the page puts the step's "
+                      "prompt in the sidebar, in place of yours."))
+elif made is not None:
+    c2.caption(_("The page opens with the text Generate made here."))

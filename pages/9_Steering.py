@@ -7,7 +7,7 @@ import streamlit as st
 
 from i18n import N_, _
 from recipes import steering as recipe
-from ui import controls
+from ui import controls, features
 from ui import steering_jobs as jobs
 from ui.figures import show
 from ui.shell import setup_trace_page
@@ -23,8 +23,18 @@ jobs.examples()
 
 kind = controls.radio(st, _("Steering vector"), list(recipe.KINDS), key="steer_kind", horizontal=True,
                       format_func=lambda k: _(recipe.KINDS[k]))
+sae = features.choose_sae(lm) if kind == "feature" else None  # the Features page's picker, its controls in the link
+if kind == "feature" and sae is None:
+    st.stop()
 c1, c2 = st.columns(2)
-if kind == "pair":
+if kind == "feature":
+    inputs = dict(feature=controls.number_input(c1, _("Feature"), 0, sae.d_sae - 1, key="steer_feature",
+                                                default=recipe.default_feature(lm, t, sae)))
+    about = recipe.feature_about(lm, t, sae, inputs["feature"])
+    show(about)
+    if about.values["layer"] is None:
+        st.stop()
+elif kind == "pair":
     inputs = dict(a=controls.text_input(c1, _("Prompt A (added)"), key="steer_a", default="Love", max_chars=2000),
                   b=controls.text_input(c2, _("Prompt B (subtracted)"), key="steer_b", default="Hate", max_chars=2000))
     st.caption(_("Each is read with <|endoftext|> in front; the shorter is padded with spaces. Their difference is "
@@ -46,12 +56,17 @@ else:
     st.caption(_("What this head writes into the residual stream at the prompt's last position."))
 
 c1, c2, c3, c4, c5 = st.columns(5)
-layer = controls.selectbox(c1, _("Block"), range(lm.n_layer), key="steer_layer", default=min(6, lm.n_layer - 1),
-                           help=_("The vector is added to the residual stream before this block."))
+if kind == "feature":  # where the SAE reads: not a choice
+    layer = about.values["layer"]
+    c1.markdown(_("Added before block **{layer}**").format(layer=layer))
+else:
+    layer = controls.selectbox(c1, _("Block"), range(lm.n_layer), key="steer_layer",
+                               default=min(6, lm.n_layer - 1),
+                               help=_("The vector is added to the residual stream before this block."))
 coefficient = controls.number_input(c2, _("Coefficient"), -recipe.MAX_COEFFICIENT, recipe.MAX_COEFFICIENT,
                                     key="steer_coef", default=5.0, step=0.5,
                                     help=_("0 is the plain run; negative steers the other way."))
-made = jobs.steer(lm, t, kind, inputs, layer, coefficient)
+made = jobs.steer(lm, t, kind, inputs, layer, coefficient, sae)
 show(made)
 s = made.values.get("steer")
 if s is None:

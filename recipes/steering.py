@@ -19,9 +19,11 @@ import pandas as pd
 import torch
 
 from core.attribution import position_parts
+from core.features import feature_acts, site_activation
 from core.interventions import single_token
 from core.model import GPT2_FAMILY
 from core.prediction import cached_lens
+from core.sae import check_fits, directions
 from core.steering import (
     MAX_COEFFICIENT,
     SteeringError,
@@ -40,9 +42,11 @@ from viz.prediction import lens_grid_figure, lens_row_names
 from viz.steering import shift_figure, sweep_figure
 
 from . import Figure, Row, Text, View, md, translated_table
+from .features import default_feature, hook_label  # noqa: F401 (the page's feature control starts on the strongest)
 
 KINDS = {"pair": N_("Contrast pair (ActAdd)"), "mean": N_("Mean difference of two lists"),
-         "token": N_("A token's unembedding direction"), "head": N_("What a head writes")}
+         "token": N_("A token's unembedding direction"), "head": N_("What a head writes"),
+         "feature": N_("An SAE feature's direction")}
 VIEWS = [N_("Generation"), N_("Next token"), N_("Logit lens"), N_("Coefficient sweep")]
 COLUMNS = (N_("p plain"), N_("p steered"), N_("shift"), N_("coefficient"), N_("perplexity"))  # shown translated
 INTROS = dict(zip(VIEWS, [  # each view's first words, by its English name
@@ -164,6 +168,52 @@ def make_vector(lm, plain: Trace, kind: str, inputs: dict, layer: int) -> torch.
         return token_direction(lm, single_token(lm, inputs["token"]))
     heads = position_parts(lm, plain, plain.n_tokens - 1)["heads"]
     return torch.as_tensor(heads[inputs["head_layer"], inputs["head"]]).detach().float().clone()
+
+
+# ---- a sparse feature's direction -------------------------------------------------------------------
+BLOCK_OF_SITE = {"hook_resid_pre": 0, "hook_resid_post": 1, "hook_mlp_out": 1}  # the block it goes before: L + this
+
+
+def feature_block(lm, sae) -> int:
+    """The block before which a feature's direction is added: where the SAE reads (resid_pre L: L;
+    resid_post L or mlp_out L, which the residual before block L + 1 sums exactly: L + 1).
+    SteeringError where that is no block's input."""
+    check_fits(lm, sae)
+    block = sae.layer + BLOCK_OF_SITE.get(sae.site, lm.n_layer)
+    if block >= lm.n_layer:
+        raise SteeringError(_("This SAE reads the {site}: a steer is added to the residual stream before a block, "
+                              "so pick an SAE on the residual stream before a block or after one (not the last), or "
+                              "on an MLP's output.").format(site=hook_label(sae.hook_name)))
+    return block
+
+
+def feature_vector(lm, plain: Trace, sae, feature: int) -> torch.Tensor:
+    """[d_model]: feature `feature`'s decoder direction W_dec[feature], what one unit of its
+    activation adds. An SAE that normalises its input adds it × the input's scale: here the mean
+    scale over the prompt's positions. (Centring needs nothing: a vector along all-ones is taken
+    out by every layer norm that reads the residual.)"""
+    feature_block(lm, sae)
+    if not 0 <= int(feature) < sae.d_sae:
+        raise SteeringError(_("The SAE has features 0–{last}.").format(last=sae.d_sae - 1))
+    if sae.normalize in ("none", "expected_average_only_in"):
+        return sae.W_dec[int(feature)].detach().float().clone()
+    return directions(sae, site_activation(plain, sae), [int(feature)])[:, 0].mean(0).float()
+
+
+def feature_about(lm, t: Trace, sae, feature: int) -> View:
+    """What the feature kind adds and where; values["layer"]: the block (None when it cannot: the view says why)."""
+    try:
+        layer = feature_block(lm, sae)
+    except ValueError as e:
+        return View([problem(e).items[0]], {"layer": None})
+    acts = feature_acts(lm, t, sae).dense([int(feature)])[:, 0] if 0 <= feature < sae.d_sae else np.zeros(1)
+    peak = float(acts[1:].max(initial=0.0)) if len(acts) > 1 else float(acts.max(initial=0.0))
+    fires = (_("On this prompt it fires at most {peak:.2f} (past the first token).").format(peak=peak) if peak > 0
+             else _("It does not fire on this prompt (past the first token)."))
+    return View([Text(_("Feature #{feature}'s decoder direction (its row of W_dec: what one unit of its activation "
+                        "adds), added before block {layer}, where the SAE reads, at every position. A coefficient "
+                        "of c adds what an activation of c would. {fires} Its card is on the Features page.").format(
+        feature=int(feature), layer=layer, fires=fires), "caption")], {"layer": layer})
 
 
 def problem(error: Exception) -> View:

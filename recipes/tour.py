@@ -1,11 +1,13 @@
 """The Tour: the GPT-2 figures of Wolfram's essay "What Is ChatGPT Doing … and Why Does It Work?",
-one step at a time, in the essay's order.
+one step at a time, in the essay's order, and two steps past it: sparse features (after the heads)
+and steering (last).
 
 The steps are data (STEPS): a title, a paragraph, the essay's prompt, and the page (with the
 controls) that draws the same figure. `view` draws a step with that page's own recipe and
 those controls' values, so the tour and the page show the same figure, and `page_state` is
 what the step's "Open this in …" button sets before switching to the page. Continuations
-(steps 2 and 3) take seconds on a CPU: `continuations` makes them, only when asked."""
+(steps 2, 3 and the steering step) take seconds on a CPU: `continuations` makes them, only when
+asked, and `carried` hands them to the page the step opens, so it shows them without running again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,22 +21,42 @@ from core.trace import Trace
 from i18n import N_, _
 from viz.common import format_prob
 
-from . import Row, Table, Text, View, attention, embeddings, generation, md, next_token, translated_table, weights
+from . import (
+    Row,
+    Table,
+    Text,
+    View,
+    attention,
+    embeddings,
+    features,
+    generation,
+    md,
+    next_token,
+    prediction,
+    steering,
+    translated_table,
+    weights,
+)
 
 AI = "The best thing about AI is its ability to"  # i18n: skip (the essay's prompt, for GPT-2)
 HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)  # ui.shell.HELLO_BYE (recipes never import ui)
 NEXT, ATTENTION, EMBEDDINGS, WEIGHTS, GENERATION = ("app.py", "pages/1_Attention.py", "pages/2_Embeddings.py",
                                                     "pages/3_Weights.py", "pages/4_Generation.py")
+FEATURES, STEERING = "pages/8_Features.py", "pages/9_Steering.py"
 
 # The essay's table for its first prompt (GPT-2 small), next to the live top 5.
 ESSAY_TOP5 = [("learn", 0.045), ("predict", 0.035), ("make", 0.032), ("understand", 0.031), ("do", 0.029)]
 TOP_K = 5
 N_NEW, TEMPERATURE, FIRST_SEED, N_SAMPLES = 40, 0.8, 0, 3
+SBS_NEW = 20  # step 3's tokens per run: the grid's cells wide enough for their text to be read
 WORDS = "cat, dog, chair"  # i18n: skip (GPT-2's tokens, typed on the page)
 COLOUR = "stretch"
 LAYER, HEAD = 1, 0  # attention: block 1's heads; one head through the blocks
 WEIGHT = ("W_O", 0, "all")  # block 0's attention output projection: 768 × 768 in GPT-2 small
 GREEDY = generation.settings("greedy", N_NEW, {"stop_at_eos": True}, (4, 1.0, False))  # the page's Generate, greedy
+FEATURES_SHOWN = 20  # the Features page's defaults: its 20 strongest features, the last token picked, token 0 left out
+STEER_A, STEER_B, STEER_LAYER, STEER_COEF = "Love", "Hate", 6, 5.0  # i18n: skip (the paper's pair, block, coefficient)
+STEER_TEMPERATURE, STEER_SEED = 1.0, 0  # the Steering page's defaults
 
 
 @dataclass(frozen=True)
@@ -63,7 +85,8 @@ class Step:
         return _(self.page_msg)
 
 
-_FIELDS = dict(n_new=N_NEW, temperature=TEMPERATURE, n_samples=N_SAMPLES, layer=LAYER, head=HEAD)
+_FIELDS = dict(n_new=N_NEW, temperature=TEMPERATURE, n_samples=N_SAMPLES, layer=LAYER, head=HEAD, sbs_new=SBS_NEW,
+               steer_layer=STEER_LAYER, steer_coef=STEER_COEF)
 
 
 # The controls' values are the pages' English option and tab values (they go into the link): not shown from here.
@@ -80,9 +103,9 @@ STEPS = [
     Step("samples", N_("3 · Sampling at temperature 0.8"),
          N_("Picking words at random in proportion to their probability (sharpened by a temperature of "
             "{temperature}) reads far better, and differs with every seed. Press **Generate** for {n_samples} samples "
-            "of {n_new} tokens beside the greedy text; each row shows where it parts from the greedy one."),
+            "of {sbs_new} tokens beside the greedy text; each row shows where it parts from the greedy one."),
          GENERATION, N_("Generation"), {"gen_tab": "Side by side", "gen_sbs_runs": N_SAMPLES,  # i18n: skip
-                                        "gen_sbs_temperature": TEMPERATURE, "gen_sbs_tokens": N_NEW,
+                                        "gen_sbs_temperature": TEMPERATURE, "gen_sbs_tokens": SBS_NEW,
                                         "gen_sbs_seed": FIRST_SEED}, generates=True),
     Step("rank", N_("4 · Probabilities by rank, on log-log axes"),
          N_("All 50,257 next-token probabilities, sorted. On log-log axes the first few thousand fall close to a "
@@ -117,23 +140,40 @@ STEPS = [
             "attend near the token itself, later ones spread out or jump to the start."),
          ATTENTION, N_("Attention"), {"attn_view": "One head across layers", "attn_head": HEAD,  # i18n: skip
                                       "attn_colour": COLOUR}, prompt=HELLO_BYE),
-    Step("matrix", N_("10 · A weight matrix"),
+    Step("features", N_("10 · Sparse features"),
+         N_("Not in the essay (they came later), but how researchers now read GPT-2. A single neuron rarely means one "
+            "thing: it fires on many unrelated tokens. A sparse autoencoder (SAE), trained on the residual stream at "
+            "one layer, rewrites each token's vector as a sum of a few active *features* out of thousands, and most "
+            "features do mean one thing: verse numbers, closing quotes, words about water. Each row is a feature, "
+            "each column a token of the prompt, the colour how strongly it fires there. The Features page shows what "
+            "each feature means, how much the SAE misses, and which features make the prediction."),
+         FEATURES, N_("Features"), {"feat_view": "Features per token"}),  # i18n: skip
+    Step("matrix", N_("11 · A weight matrix"),
          N_("One of the model's own parameter tables, no prompt involved: block 0's attention output projection, "
             "768 × 768 in GPT-2 small. Red is positive, blue negative: at this scale it looks like noise."),
          WEIGHTS, N_("Weights"), {"weights_tab": "Matrix", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
                                   "weights_head": WEIGHT[2]}, uses_trace=False),
-    Step("smoothed", N_("11 · The same matrix, smoothed"),
+    Step("smoothed", N_("12 · The same matrix, smoothed"),
          N_("Averaging over 64 × 64 squares, as the essay does (a smaller model: a quarter of the side), cancels the "
             "noise; what is left (bands, stripes) is "
             "structure shared by neighbouring rows and columns, put there by training."),
          WEIGHTS, N_("Weights"), {"weights_tab": "Smoothed", "weights_param": WEIGHT[0], "weights_block": WEIGHT[1],
                                   "weights_head": WEIGHT[2]}, uses_trace=False),
-    Step("across_blocks", N_("12 · Weight values in every block"),
+    Step("across_blocks", N_("13 · Weight values in every block"),
          N_("How the matrix's values are spread, one line per block. The shapes are alike from block to block, close "
             "to a bell curve but with heavier tails (see the log scale on the page)."),
          WEIGHTS, N_("Weights"), {"weights_tab": "Across blocks", "weights_param": WEIGHT[0],  # i18n: skip
                                   "weights_block": WEIGHT[1], "weights_head": WEIGHT[2], "weights_log": False},
          uses_trace=False),
+    Step("steer", N_("14 · Steering: add a direction, and the text changes"),
+         N_("Also past the essay: the most direct test of what a direction inside the model means (Turner et al. "
+            "2023, activation addition). Take the residual stream of “Love” minus that of “Hate” before block "
+            "{steer_layer} (an earlier block on a smaller model: the line below the button names it), add it × "
+            "{steer_coef} to the essay's prompt at the same place, and the next word's odds move: the chart shows how "
+            "much, word by word. Press **Generate** to continue the prompt with and without the steer, with the same "
+            "random draws."),
+         STEERING, N_("Steering"), {"steer_kind": "pair", "steer_a": STEER_A, "steer_b": STEER_B,  # i18n: skip
+                                    "steer_coef": STEER_COEF, "steer_view": "Next token"}, generates=True),
 ]
 
 
@@ -142,12 +182,26 @@ def step_label(number: int) -> str:
 
 
 def model_note(lm) -> str | None:
-    """One line where the model is not one of the essay's GPT-2s: why its numbers differ."""
+    """One line where the model is not one of the essay's GPT-2s: what it is, and why its numbers differ."""
     if lm.name in GPT2_FAMILY:
         return None
-    return _("This is {model}, not the essay's GPT-2: a different (here much smaller) model trained on other text, "
-             "so its words and numbers differ from the essay's. Pick gpt2 in the sidebar to compare.").format(
-        model=md(lm.label))
+    shape = _("{n_layer} blocks of {n_head} heads, {d_model} numbers per token (GPT-2 small: 12, 12 and 768)").format(
+        n_layer=lm.n_layer, n_head=lm.n_head, d_model=lm.d_model)
+    if features.is_bundled(lm):
+        return _("These figures come from {model}, the mini GPT-2 that ships with the app, not from the essay's GPT-2 "
+                 "small: {shape}, trained here on the King James Bible, so a prompt about AI is far from anything it "
+                 "read and its words and numbers differ from the essay's. The figures show the same kinds of things. "
+                 "The essay's model is gpt2 in the sidebar's model box, downloaded once (about 500 MB) where the "
+                 "Hugging Face Hub can be reached.").format(model=md(lm.label), shape=shape)
+    return _("These figures come from {model}, not from the essay's GPT-2 small: {shape}, trained on other text, so "
+             "its words and numbers differ from the essay's.").format(model=md(lm.label), shape=shape)
+
+
+def shipped_sae(lm) -> str | None:
+    """The SAE the features step uses: the bundled model's shipped SAE the Features page opens on
+    (a path), or None (another model, or none shipped: the step says so and shows neurons instead)."""
+    hooks = features.bundled_saes() if features.is_bundled(lm) else []
+    return features.bundled_sae_path(features.default_hook(hooks, "")) if hooks else None
 
 
 def _selection(lm):
@@ -159,7 +213,18 @@ def page_state(step: Step, lm) -> dict:
     state = dict(step.controls)
     if step.kind == "smoothed":
         state["weights_window"] = weights.window_range(_selection(lm))[1]
+    if step.kind == "features" and shipped_sae(lm):
+        hooks = features.bundled_saes()
+        state.update(feat_sae_source="bundled", feat_sae_hook=features.default_hook(hooks, ""))  # i18n: skip
+    if step.kind == "steer":
+        state["steer_layer"] = _steer_layer(lm)
     return state
+
+
+def _steer_layer(lm) -> int:
+    """Block 6 of GPT-2's 12 or more; on a smaller model, an early block (block 1 of the bundled model's 6,
+    where its own steering examples work; its last block moves nothing)."""
+    return STEER_LAYER if lm.n_layer >= 12 else min(max(1, lm.n_layer // 6), lm.n_layer - 1)
 
 
 def continuations(step: Step, lm, t: Trace):
@@ -167,12 +232,65 @@ def continuations(step: Step, lm, t: Trace):
     ids = tuple(int(i) for i in t.token_ids)
     if step.kind == "greedy":
         return generate_ids(lm, ids, N_NEW, GREEDY["decoding"])
+    if step.kind == "steer":
+        s = steer_of(lm, t).values.get("steer")
+        if s is None:
+            return None
+        made = Made(params=_steer_settings(lm, s))
+        made.items.extend(steering.paired_tokens(lm, s, **made.params, on_error=lambda e: made.params.update(
+            error=e)))
+        return made
     plan = _plan(lm, t)
     return list(continue_runs(lm, ids, plan["n_tokens"], plan["decodings"]))
 
 
+@dataclass
+class Made:
+    """The steering step's two runs, as the Steering page's Generate job keeps them (recipes.steering.generation)."""
+
+    params: dict
+    items: list = field(default_factory=list)  # recipes.steering.Pair, one per step
+    stopped: bool = False
+
+
+def _steer_settings(lm, s) -> dict:
+    return dict(n_new=min(N_NEW, steering.room(lm, s)), temperature=STEER_TEMPERATURE, seed=STEER_SEED)
+
+
+def carried(step: Step, lm, t: Trace, made) -> tuple[str, tuple, object, list] | None:
+    """What Generate made, as the step's page keeps its own finished job (ui.progress.stepwise):
+    (the page's job key, its work, its params, its items), so the page opens showing it."""
+    if made is None:
+        return None
+    ids = tuple(int(i) for i in t.token_ids)
+    if step.kind == "greedy":
+        return "gen", (lm.name, ids), GREEDY, list(made)
+    if step.kind == "samples":
+        plan = _plan(lm, t)
+        return "gen_sbs", (lm.name, ids, plan["n_tokens"], plan["temperature"], plan["seeds"]), True, list(made)
+    s = steer_of(lm, t).values.get("steer")
+    if step.kind != "steer" or s is None:
+        return None
+    p = made.params
+    return "steer_gen", (lm.name, s.key, p["n_new"], p["temperature"], p["seed"]), dict(p), list(made.items)
+
+
+def steer_of(lm, t: Trace) -> View:
+    """The steering step's steer, as the Steering page makes it from the step's controls: values["steer"]
+    (None when it cannot run: the view says why) and values["plain"]."""
+    layer = _steer_layer(lm)
+    plain = steering.plain_trace(lm, t, steering.steered_prompt(lm, t))
+    try:
+        vector = steering.make_vector(lm, plain, "pair", {"a": STEER_A, "b": STEER_B}, layer)
+    except ValueError as e:
+        return steering.problem(e)
+    view = steering.steer(lm, t, plain, vector, layer, STEER_COEF)
+    view.values["plain"] = plain
+    return view
+
+
 def _plan(lm, t: Trace) -> dict:
-    return generation.side_by_side_plan(lm, t.n_tokens, TEMPERATURE, FIRST_SEED, N_SAMPLES, N_NEW)
+    return generation.side_by_side_plan(lm, t.n_tokens, TEMPERATURE, FIRST_SEED, N_SAMPLES, SBS_NEW)
 
 
 def essay_table() -> Table:
@@ -180,14 +298,19 @@ def essay_table() -> Table:
     return translated_table("tour_essay_table", data, "essay-top-5", formats={"probability": format_prob})
 
 
-def view(step: Step, lm, t: Trace | None = None, made=None) -> View:
+def view(step: Step, lm, t: Trace | None = None, made=None, sae=None) -> View:
     """The step's figure, drawn by its page's recipe with `step.controls`' values; `t`: the trace
-    of `step.prompt` (steps that use one); `made`: `continuations`' result, None until asked."""
+    of `step.prompt` (steps that use one); `made`: `continuations`' result, None until asked;
+    `sae`: the features step's SAE (`shipped_sae`, loaded), None without one."""
     kind = step.kind
     if kind == "top_k":
         (row,) = next_token.top_k(lm, t, TOP_K).items
         return View([Row([*row.columns, [Text(_("**Wolfram's essay (GPT-2)**"), "markdown"), essay_table()]],
                          widths=[2, 3, 2])])
+    if kind == "features":
+        return _features(lm, t, sae)
+    if kind == "steer":
+        return _steer(lm, t, made)
     if kind in ("greedy", "samples") and made is None:
         return View([Text(_("Press **Generate**: nothing runs before you ask, since this takes a few seconds on a "
                             "CPU. The result stays here while you look at other steps."), "info")])
@@ -217,3 +340,40 @@ def view(step: Step, lm, t: Trace | None = None, made=None) -> View:
     if kind == "across_blocks":
         return weights.across_blocks(lm, sel, False)
     raise ValueError(f"unknown tour step {kind!r}")  # i18n: skip
+
+
+def _features(lm, t: Trace, sae) -> View:
+    if sae is not None:
+        return features.per_token(lm, t, sae, FEATURES_SHOWN, t.n_tokens - 1, True)
+    layer = lm.n_layer // 2
+    if lm.name in GPT2_FAMILY or (lm.n_layer, lm.d_model) == (12, 768):
+        why = _("GPT-2 small has public SAEs (Joseph Bloom's gpt2-small-res-jb, one per layer): the Features page "
+                "downloads one (about 150 MB, once) when you pick it there, and nothing is downloaded from here.")
+    elif features.is_bundled(lm):
+        why = _("The bundled model's SAEs are not in this checkout (bundled/mini-gpt2-kjv-saes).")
+    else:
+        why = _("No SAE ships for {model}: on the Features page, load one saved in sae-lens's format from a "
+                "directory.").format(model=md(lm.label))
+    instead = _("Below, for comparison, what can be shown without an SAE: the most active neurons of block {layer}'s "
+                "MLP, token by token. Most fire on many unrelated tokens; that is why SAEs are used.").format(
+        layer=layer)
+    strip = prediction.neurons(lm, t, layer, None, 0).items[0]
+    return View([Text(f"{why} {instead}", "info"), strip])
+
+
+def _steer(lm, t: Trace, made) -> View:
+    setup = steer_of(lm, t)
+    s = setup.values.get("steer")
+    if s is None:
+        return setup
+    view = View(setup.items + steering.next_token(lm, t, setup.values["plain"], s).items)
+    if lm.name not in GPT2_FAMILY:
+        view.items.insert(0, Text(_("On {model} this vector is the model's own and its effect is small: the paper's "
+                                    "pair was found on gpt2-xl. The Steering page has examples found on the bundled "
+                                    "model.").format(model=md(lm.label)), "info"))
+    if made is None:
+        view.add(Text(_("Press **Generate** for {n_new} tokens with and without the steer (seconds on a CPU)."
+                        ).format(n_new=_steer_settings(lm, s)["n_new"]), "info"))
+    else:
+        view.items.extend(steering.generation(lm, t, s, made).items)
+    return view

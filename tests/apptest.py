@@ -13,8 +13,10 @@ NEXT_TOKEN, ATTENTION, EMBEDDINGS, WEIGHTS = ("app.py", "pages/1_Attention.py", 
                                               "pages/3_Weights.py")
 GENERATION, PREDICTION, EXPERIMENTS = "pages/4_Generation.py", "pages/5_Prediction.py", "pages/6_Experiments.py"
 NGRAMS, TOUR = "pages/7_N-grams.py", "pages/0_Tour.py"
+FEATURES, STEERING = "pages/8_Features.py", "pages/9_Steering.py"
 TAB_KEYS = {ATTENTION: "attn_view", EMBEDDINGS: "emb_tab", WEIGHTS: "weights_tab", GENERATION: "gen_tab",
-            PREDICTION: "pred_view", EXPERIMENTS: "exp_view", NGRAMS: "ngram_view"}
+            PREDICTION: "pred_view", EXPERIMENTS: "exp_view", NGRAMS: "ngram_view", FEATURES: "feat_view",
+            STEERING: "steer_view"}
 
 
 def open_page(page: str = NEXT_TOKEN, prompt: str | None = None, state: dict | None = None, *,

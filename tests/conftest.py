@@ -32,3 +32,12 @@ def tiny_env(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("GPT2VIZ_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
     return tiny_model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sae_dir(tmp_path_factory) -> Path:
+    """A random standard SAE for the tiny model (its residual before block 1, 96 features), saved by
+    sae-lens in its on-disk format, as tests.test_features_page builds them."""
+    from tests.test_features_page import build_sae
+
+    return build_sae(tmp_path_factory.mktemp("tiny-sae") / "sae")

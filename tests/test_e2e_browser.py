@@ -172,7 +172,8 @@ def test_other_pages_through_the_sidebar_keep_the_prompt(server, browser, label,
 
 
 # ---- the app in 简体中文 --------------------------------------------------------------------------
-ZH_PAGES = ["", "Tour", "Attention", "Embeddings", "Weights", "Generation", "Prediction", "Experiments", "N-grams"]
+ZH_PAGES = ["", "Tour", "Attention", "Embeddings", "Weights", "Generation", "Prediction", "Experiments", "N-grams",
+            "Features", "Steering"]
 # Every visible text node of the page, but not what a person typed (inputs), code blocks, token
 # tick labels of figures (token text), nor Streamlit's own controls' hints.
 VISIBLE_TEXT = """() => {

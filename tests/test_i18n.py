@@ -163,7 +163,8 @@ def test_the_language_is_per_thread_and_scoped():
 
 # ---- the app in Chinese (AppTest; the browser test looks at the screen) ---------------------------
 PAGES = ["app.py", "pages/0_Tour.py", "pages/1_Attention.py", "pages/2_Embeddings.py", "pages/3_Weights.py",
-         "pages/4_Generation.py", "pages/5_Prediction.py", "pages/6_Experiments.py", "pages/7_N-grams.py"]
+         "pages/4_Generation.py", "pages/5_Prediction.py", "pages/6_Experiments.py", "pages/7_N-grams.py",
+         "pages/8_Features.py", "pages/9_Steering.py"]
 
 
 @pytest.mark.parametrize("page", PAGES)

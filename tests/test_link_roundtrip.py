@@ -25,15 +25,22 @@ NOT_IN_LINK = {
     "ngram_text": "the person's own text, up to 2 MB: content, not a control; like a long prompt, not put in links",
     "sidebar_prompt": "in the link as prompt=", "sidebar_keep": "in the link as keep=",
     "sidebar_style": "in the link as style=", "sidebar_lang": "in the link as lang=",
+    "feat_card_pick": "a one-off picker: its button opens the feature's card (sets feature and tab, in the link)",
+    "feat_corpus_text": "the person's own text, up to 100,000 tokens: content, not a control (as ngram_text)",
 }
 # Controls a case keeps at their default because the view needs it (sampling's controls show for
 # "sample", the default); another case sets them otherwise.
-NEEDED_AT_DEFAULT = {"gen_method", "ngram_source"}  # a link cannot carry a pasted text: these cases count Genesis
+NEEDED_AT_DEFAULT = {"gen_method", "ngram_source",  # a link cannot carry a pasted text: these cases count Genesis
+                     "feat_sae_source",  # the tiny model's only SAE source is a directory (SAE, below)
+                     "steer_kind"}  # the contrast pair is the default kind; the other cases set the others
 PROMPT = "The cat sat on the mat"
 
 A, P, E, W, G, X = ("pages/1_Attention.py", "pages/5_Prediction.py", "pages/2_Embeddings.py", "pages/3_Weights.py",
                     "pages/4_Generation.py", "pages/6_Experiments.py")
-N = "pages/7_N-grams.py"
+N, F, S = "pages/7_N-grams.py", "pages/8_Features.py", "pages/9_Steering.py"
+SAE = "<the tiny model's random SAE>"  # replaced by the tiny_sae_dir fixture's path when a case runs
+FEAT = {"feat_sae_source": "local", "feat_sae_path": SAE}
+STEER = {"steer_coef": -2.5, "steer_tokens": 7, "steer_temperature": 0.5, "steer_seed": 9}
 ATTN = {"attn_layer": 1, "attn_head": 2, "attn_colour": "log"}
 GEN_SAMPLE = {"gen_method": "sample", "gen_tokens": 7, "gen_temperature": 1.3, "gen_top_k": 5, "gen_top_p": 0.9,
               "gen_seed": 3, "gen_stop_eos": False}
@@ -86,8 +93,31 @@ CASES = [
     (N, PROMPT, "ngram_view", "Next letter and word", {"ngram_source": "genesis", "ngram_context": "unto the",
                                                        "ngram_n": 4, "ngram_k": 5}),
     (N, PROMPT, "ngram_view", "Letter statistics", {"ngram_source": "genesis"}),
+    (F, PROMPT, "feat_view", "Features per token", {**FEAT, "feat_pos": 3, "feat_top_k": 12, "feat_skip_first": False}),
+    (F, PROMPT, "feat_view", "Feature card", {**FEAT, "feat_feature": 7, "feat_corpus": "pasted"}),
+    (F, PROMPT, "feat_view", "Fidelity", FEAT),
+    (F, PROMPT, "feat_view", "Which features make the prediction", {**FEAT, "feat_attr_pos": 4, "feat_token": " the",
+                                                                      "feat_minus": "e"}),
+    (S, PROMPT, "steer_view", "Generation", {**STEER, "steer_layer": 0, "steer_kind": "pair", "steer_a": " Paris",
+                                             "steer_b": " Rome"}),
+    (S, PROMPT, "steer_view", "Next token", {**STEER, "steer_layer": 0, "steer_kind": "mean",
+                                             "steer_list_a": "a cat\na dog", "steer_list_b": "a car"}),
+    (S, PROMPT + " and the dog sat on the log" * 2, "steer_view", "Logit lens",
+     {**STEER, "steer_layer": 0, "steer_kind": "token", "steer_token": "e", "steer_lens_start": 2}),
+    (S, PROMPT, "steer_view", "Coefficient sweep", {**STEER, "steer_layer": 0, "steer_kind": "head",
+                                                    "steer_head_layer": 1, "steer_head": 2, "steer_word": "e",
+                                                    "steer_sweep_tokens": 4}),
+    (S, PROMPT, "steer_view", "Next token", {**STEER, **FEAT, "steer_kind": "feature", "steer_feature": 7}),
     ("pages/0_Tour.py", PROMPT, None, None, {"tour_step": 8}),
 ]
+
+
+def with_sae(values: dict, request) -> dict:
+    """The case's values, SAE replaced by the path of a random SAE for the tiny model."""
+    if SAE not in values.values():
+        return values
+    path = str(request.getfixturevalue("tiny_sae_dir"))
+    return {k: path if v == SAE else v for k, v in values.items()}
 
 
 def open_view(page: str, prompt: str | None = None, state: dict | None = None, query: dict | None = None) -> AppTest:
@@ -120,7 +150,8 @@ def same(a, b) -> bool:
 
 @pytest.mark.parametrize("page, prompt, tab_key, tab, values", CASES,
                          ids=[f"{c[0].split('/')[-1][:-3]}-{c[3] or 'page'}-{i}" for i, c in enumerate(CASES)])
-def test_every_control_of_every_view_survives_a_copied_link(tiny_env, page, prompt, tab_key, tab, values):
+def test_every_control_of_every_view_survives_a_copied_link(tiny_env, request, page, prompt, tab_key, tab, values):
+    values = with_sae(values, request)
     state = {**values, **({tab_key: tab} if tab_key else {})}
     at = open_view(page, prompt, state)
     shown = controls_on_screen(at)
@@ -160,7 +191,8 @@ def test_the_figure_style_and_the_kept_end_are_in_the_link(tiny_env):
 
 # ---- a smaller model under the same controls ----------------------------------------------------
 HIGH = {"attn_layer": 3, "attn_head": 7, "pred_layer": 3, "pred_head": 7, "weights_block": 3, "weights_head": 7,
-        "exp_layer": 3, "exp_head": 7, "exp_heads": [(3, 7), (0, 1)], "exp_mlps": [3, 1], "emb_layer": 4}
+        "exp_layer": 3, "exp_head": 7, "exp_heads": [(3, 7), (0, 1)], "exp_mlps": [3, 1], "emb_layer": 4,
+        "steer_layer": 3, "steer_head_layer": 3, "steer_head": 7}
 VIEWS = sorted({(c[0], c[2], c[3]) for c in CASES if c[0] != "app.py"}, key=str)
 
 
@@ -172,13 +204,13 @@ def bigger(tmp_path_factory):
 
 
 @pytest.mark.parametrize("page, tab_key, tab", VIEWS, ids=[f"{v[0].split('/')[-1][:-3]}-{v[2]}" for v in VIEWS])
-def test_every_view_survives_a_switch_to_a_smaller_model(tiny_env, bigger, page, tab_key, tab):
+def test_every_view_survives_a_switch_to_a_smaller_model(tiny_env, request, bigger, page, tab_key, tab):
     """Controls set on a 4-layer, 8-head model, then the sidebar switches to the 2-layer, 4-head
     one: the page draws, and every layer, head or part that no longer exists goes to the nearest
     that does, on screen and in the link."""
     from ui.shell import LOCAL_DIR_OPTION
 
-    values = next(c[4] for c in CASES if (c[0], c[2], c[3]) == (page, tab_key, tab))
+    values = with_sae(next(c[4] for c in CASES if (c[0], c[2], c[3]) == (page, tab_key, tab)), request)
     high = {k: v for k, v in HIGH.items() if k.split("_")[0] == next(iter(values), tab_key).split("_")[0]}
     at = open_view(page, PROMPT, {**values, **high, **({tab_key: tab} if tab_key else {}), "model_name": bigger})
     assert at.session_state["model_name"] == bigger

@@ -25,7 +25,10 @@ VIEWS = {  # page -> (tab state key, tab names); None: the page has no tabs
                                             "Contribution graph"]),
     "pages/6_Experiments.py": ("exp_view", ["Knock out parts", "Which parts matter", "Two prompts", "Patching"]),
     "pages/7_N-grams.py": ("ngram_view", ["Samples", "Next letter and word", "Letter statistics"]),
-    "pages/0_Tour.py": ("tour_step", list(range(1, 13))),
+    "pages/8_Features.py": ("feat_view", ["Features per token", "Feature card", "Fidelity",  # no SAE for the tiny
+                                          "Which features make the prediction"]),  # model: test_features_page's ZIP
+    "pages/9_Steering.py": ("steer_view", ["Generation", "Next token", "Logit lens", "Coefficient sweep"]),
+    "pages/0_Tour.py": ("tour_step", list(range(1, 15))),
 }
 
 

@@ -206,7 +206,70 @@ def test_an_example_sets_the_controls_and_the_prompt(tiny_env):
     at = open_page()
     click(at, "steer_example_1_0")
     assert at.session_state["prompt"] == "Then the people went out"
+    assert "now the example's: “Then the people went out”" in at.toast[0].value  # the sidebar's prompt was replaced
     assert at.text_input(key="steer_a").value == " Jesus said unto them, Jesus"
     assert at.selectbox(key="steer_layer").value == 1  # block 2 on a 2-block model: its last
     click(at, "steer_example_0_1")  # block 20 of gpt2-xl
     assert at.selectbox(key="steer_layer").value == 1 and at.number_input(key="steer_coef").value == 10.0
+
+
+# ---- a sparse feature's direction (issue 24) ------------------------------------------------------------
+FEATURE = {"steer_kind": "feature", "feat_sae_source": "local", "steer_feature": 7, "steer_coef": 3.0}
+
+
+def hooked_oracle(model_dir, sae_dir, feature: int, coefficient: float, block: int):
+    """transformers' own GPT-2 with a forward pre-hook on `block` adding coefficient × W_dec[feature],
+    W_dec read by numpy from the SAE's saved safetensors: nothing of the app's code."""
+    from safetensors.numpy import load_file
+    from transformers import GPT2LMHeadModel
+
+    direction = torch.from_numpy(load_file(str(sae_dir / "sae_weights.safetensors"))["W_dec"][feature].copy())
+    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    model.transformer.h[block].register_forward_pre_hook(
+        lambda module, args: (args[0] + coefficient * direction,) + tuple(args[1:]))
+    return model
+
+
+def test_a_features_direction_steers_as_transformers_with_a_hook_does(tiny_env, tiny_lm, tiny_sae_dir):
+    """The feature kind against an independent oracle: the next-token table and the greedy steered text
+    are those of transformers' forward with coefficient × W_dec[7] added before block 1 (the SAE's
+    hook, blocks.1.hook_resid_pre) at every position, new tokens included."""
+    state = {**FEATURE, "feat_sae_path": str(tiny_sae_dir), "steer_temperature": 0.0}
+    at = view(open_page(state=state), "Next token")
+    assert any("added before block **1**" in m.value.lower() for m in at.markdown)
+    ids = [tiny_lm.tokenizer.bos_token_id] + tiny_lm.encode(PROMPT)
+    model = hooked_oracle(tiny_env, tiny_sae_dir, 7, 3.0, 1)
+    with torch.no_grad():
+        want = torch.softmax(model(torch.tensor([ids])).logits[0, -1].double(), -1).numpy()
+    table = at.dataframe[0].value
+    np.testing.assert_allclose(table["p steered"], want[table["id"]], rtol=1e-5, atol=1e-8)
+    assert set(table["id"]) >= set(np.argsort(-want)[:10])
+
+    codes_ = codes(click(view(at, "Generation"), "steer_run"))
+    made = list(ids)
+    with torch.no_grad():
+        for _step in range(SHORT["steer_tokens"]):
+            made.append(int(model(torch.tensor([made])).logits[0, -1].argmax()))
+    assert codes_[1] == PROMPT + tiny_lm.tokenizer.decode(made[len(ids):])
+    assert codes_[0] != codes_[1]  # the steer changed the text (else the comparison shows little)
+
+
+def test_the_feature_kind_survives_a_copied_link_and_a_bad_sae_gets_a_message(tiny_env, tiny_sae_dir, tmp_path):
+    values = {**FEATURE, "feat_sae_path": str(tiny_sae_dir), "steer_tokens": 7, "steer_temperature": 0.5,
+              "steer_seed": 9}
+    at = apptest.open_page(STEERING, PROMPT, {**values, "steer_view": "Next token"})
+    shown = {w.key: w.value for kind in INPUTS for w in getattr(at, kind) if w.key and not w.key.startswith("sidebar")}
+    assert set(shown) == set(values), sorted(set(shown) ^ set(values))  # no Block control: the SAE's hook decides
+    link = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    fresh = apptest.open_page(STEERING, query=link)
+    assert {w.key: w.value for kind in INPUTS for w in getattr(fresh, kind) if w.key in values} == values
+
+    from tests.test_features_page import build_sae
+
+    for hook, words in (("blocks.0.hook_attn_out", "pick an SAE on the residual stream"),
+                        ("blocks.1.hook_resid_post", "pick an SAE on the residual stream")):
+        sae = build_sae(tmp_path / hook, hook=hook)
+        at = open_page(state={**FEATURE, "feat_sae_path": str(sae)})
+        assert not at.exception and words in messages(at) and len(at.get("plotly_chart")) == 0
+    at = open_page(state={**FEATURE, "feat_sae_path": str(tmp_path / "none")})
+    assert not at.exception and "No SAE directory" in at.error[0].value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from i18n import _
-from recipes import View
+from recipes import View, md
 from recipes import steering as recipe
 from ui.progress import Job, stepwise
 
@@ -22,18 +22,30 @@ def examples() -> None:
         cols = st.columns([3, 2, 2, 2], vertical_alignment="center")
         cols[0].caption(_(heading))
         for j, (col, example) in enumerate(zip(cols[1:], row)):
-            col.button(_(example.label), key=f"steer_example_{i}_{j}", on_click=st.session_state.update,
-                       args=(example.state,), width="stretch")
+            col.button(_(example.label), key=f"steer_example_{i}_{j}", on_click=_use, args=(example,),
+                       width="stretch")
     st.caption(_(recipe.EXAMPLES_NOTE))
 
 
-def steer(lm, t, kind: str, inputs: dict, layer: int, coefficient: float) -> View:
-    """The steer the controls describe (recipes.steering.steer), or a message saying what to fix."""
+def _use(example: recipe.Example) -> None:
+    """Set the example's controls and prompt, and say that the sidebar's prompt was replaced."""
+    st.session_state.update(example.state)
+    prompt = md(example.state["prompt"])
+    st.toast(_("The prompt in the sidebar is now the example's: “{prompt}”.").format(prompt=prompt),
+             icon=":material/edit_note:")
+
+
+def steer(lm, t, kind: str, inputs: dict, layer: int, coefficient: float, sae=None) -> View:
+    """The steer the controls describe (recipes.steering.steer), or a message saying what to fix.
+    `sae`: the loaded SAE (ui.features.choose_sae) of the feature kind, whose direction is a row of its weights."""
     plain = recipe.plain_trace(lm, t, recipe.steered_prompt(lm, t))
     try:
-        with st.spinner(_("Computing the steering vector…")):
-            vector = _vector(lm.name, str(lm.device), tuple(int(i) for i in plain.token_ids), kind,
-                             tuple(sorted(inputs.items())), int(layer), lm, plain)
+        if kind == "feature":  # a row of the SAE's decoder: nothing to cache
+            vector = recipe.feature_vector(lm, plain, sae, inputs["feature"])
+        else:
+            with st.spinner(_("Computing the steering vector…")):
+                vector = _vector(lm.name, str(lm.device), tuple(int(i) for i in plain.token_ids), kind,
+                                 tuple(sorted(inputs.items())), int(layer), lm, plain)
     except ValueError as e:  # PromptError, SteeringError, a word that is not one token
         return recipe.problem(e)
     view = recipe.steer(lm, t, plain, vector, layer, coefficient)
