@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -42,6 +43,12 @@ def deck_links(model: str, lang: str, n: int, prompt: str, style: str = "slides"
                                                             "attn_head": str(layer % 12)}, "attn_head_chart", "figure"))
     return [(page, f"http://localhost:8501/{path}?{urlencode({**base, **extra})}", key, kind)
             for page, path, extra, key, kind in views[:n]]
+
+
+def figure_title(fig, key: str) -> str:
+    """The slide title "Add to deck" gives a figure: its title without markup or the quoted prompt."""
+    title = re.sub(r"<[^>]+>", " ", fig.layout.title.text or "")
+    return " ".join(re.sub(r"“[^”]*”", " ", title).split()).strip(" ·") or key
 
 
 def render(pptx: Path, pages_dir: Path) -> list[Path]:
@@ -88,8 +95,9 @@ def main() -> None:
         t_rebuild = time.perf_counter() - t0
         for s in slides:  # titles as "Add to deck" would give them: the figure's own
             if s.fig is not None:
-                s.title = " ".join(
-                    __import__("re").sub(r"<[^>]+>", " ", s.fig.layout.title.text or s.key).split())
+                s.title = figure_title(s.fig, s.key)
+            elif s.table is not None:  # as "Add to deck" names a table: the page, then the table
+                s.title = "下一个词元 · 前 10 个" if args.lang == "zh" else "Next token · top 10"
             s.notes = f"{s.key}\n{prompt}"
             if s.error:
                 print("  ", s.error)

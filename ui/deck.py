@@ -70,7 +70,16 @@ def default_notes(caption: str) -> str:
 
 def add(kind: str, key: str, title: str, content, caption: str, script: str, url_path: str) -> None:
     """A click on "Add to deck" (a callback: it runs before the next run, while the address bar still
-    holds the whole link of the run that drew the figure)."""
+    holds the whole link of the run that drew the figure). Callbacks run before the page sets its
+    language, so the notes and the message are made in the session's language here."""
+    from i18n import LANGUAGES, use_language
+
+    lang = st.session_state.get("lang")
+    with use_language(lang if lang in LANGUAGES else "en"):
+        _add(kind, key, title, content, caption, script, url_path)
+
+
+def _add(kind: str, key: str, title: str, content, caption: str, script: str, url_path: str) -> None:
     link = page_link(base_url(), url_path, {k: st.query_params[k] for k in st.query_params})
     slide = Slide(kind, script, link, key, plain(title) or key, default_notes(caption))
     if kind == "table":

@@ -203,7 +203,7 @@ def show_table(table, key: str, name: str | None = None, formats: dict | None = 
     with st.container(horizontal=True, gap="small"):
         st.download_button(_("Table as CSV"), lambda: table_to_csv(table), key=f"{key}_csv",
                            file_name=f"{base}.csv", mime="text/csv", on_click="ignore", icon=":material/download:")
-        _deck_button("table", key, name or key, table)
+        _deck_button("table", key, f"{_(_registry()['view'])} · {name or key}", table)
 
 
 def show(view_or_items) -> None:
