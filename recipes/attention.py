@@ -29,6 +29,7 @@ from viz.attention import (
     panel_side,
     scores_figure,
 )
+from viz.common import fit_to_column
 
 from . import Figure, LongJob, Row, Text, View
 
@@ -98,7 +99,8 @@ def one_head(lm, t: Trace, layer: int, head: int, colour: str, with_scores: bool
         return View([Figure("attn_head_chart", pattern)])
     scores = scores_figure(t.attn_scores(layer, head), t.tokens, model=lm.label, layer=layer, head=head)
     if 2 * t.n_tokens**2 <= CELL_BUDGET:  # its own key: a chart moved into a column would keep its old width
-        return View([Row([Figure("attn_head_pair_chart", pattern), Figure("attn_scores_chart", scores)])])
+        return View([Row([Figure("attn_head_pair_chart", fit_to_column(pattern, 0.5)),
+                          Figure("attn_scores_chart", fit_to_column(scores, 0.5))])])
     return View([Text(_("At this length two full-resolution heads would be too much for the browser; showing the "
                         "scores alone. Switch the toggle off to see the pattern.")),
                  Figure("attn_scores_chart", scores)])

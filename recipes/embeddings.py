@@ -32,7 +32,7 @@ from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_pa
 from core.tokens import display_tokens
 from core.trace import Trace
 from i18n import N_, _, ngettext
-from viz.common import CELL_BUDGET, esc, figure_label, short
+from viz.common import CELL_BUDGET, esc, figure_label, fit_to_column, short
 from viz.embeddings import (
     cloud_map,
     components_figure,
@@ -139,12 +139,12 @@ def word_table(lm, words: list[str], leading_space: bool, wvs: list[WordVector] 
     return view.add(
         Figure("emb_word_lines", vector_lines(
             vectors, words, _("Raw embedding vectors · {d} numbers each · {model}").format(d=lm.d_model, model=model))),
-        Row([Figure("emb_word_cosine", pair_matrix(cosine_matrix(vectors), words,
-                                                   _("Cosine similarity · {model}").format(model=model),
-                                                   similarity=True)),
-             Figure("emb_word_distance", pair_matrix(euclidean_matrix(vectors), words,
-                                                     _("Euclidean distance · {model}").format(model=model),
-                                                     similarity=False))]),
+        Row([Figure("emb_word_cosine", fit_to_column(pair_matrix(
+                 cosine_matrix(vectors), words, _("Cosine similarity · {model}").format(model=model), similarity=True),
+                 0.5)),
+             Figure("emb_word_distance", fit_to_column(pair_matrix(
+                 euclidean_matrix(vectors), words, _("Euclidean distance · {model}").format(model=model),
+                 similarity=False), 0.5))]),
     )
 
 

@@ -11,7 +11,7 @@ from core.next_token import prompt_perplexity, rank_curve, top_k_ids
 from core.tokens import characters_across_tokens, display_tokens, token_bytes
 from core.trace import Trace
 from i18n import N_, _
-from viz.common import figure_label, format_prob
+from viz.common import figure_label, fit_to_column, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
 from . import Figure, Metric, Row, Text, View, md, translated_table
@@ -70,9 +70,9 @@ def top_k(lm, t: Trace, k: int) -> View:
     return View([Row([
         translated_table("next_topk_table", table, "next-token-table",
                          formats={"probability": format_prob, "logit": "{:.3f}"}),
-        Figure("next_topk", top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
-                                       _("Top {k} next tokens · {label}").format(
-                                           k=k, label=figure_label(lm.label, t.prompt)))),
+        Figure("next_topk", fit_to_column(top_k_bars(table["token"].tolist(), table["probability"].to_numpy(),
+                                                     _("Top {k} next tokens · {label}").format(
+                                                         k=k, label=figure_label(lm.label, t.prompt))), 3 / 5)),
     ], widths=[2, 3])])
 
 
@@ -90,7 +90,7 @@ def surprisal(lm, t: Trace) -> View:
     return View([
         Text(_("How surprising was each token?"), "subheader"),
         Text(_("Surprisal = −log₂ p(token | the tokens before it). One bit is a coin flip's worth of surprise. "
-               "Hover a cell for the exact value.")),
+               "Blue cells were expected, yellow ones surprising; hover a cell for the exact value.")),
         Figure("next_surprisal", surprisal_strip(list(t.tokens), t.surprisal_bits,
                                                  _("Surprisal per token · {label}").format(
                                                      label=figure_label(lm.label, t.prompt)))),

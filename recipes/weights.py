@@ -105,10 +105,12 @@ def matrix(lm, s: Selection, grid: Grid | None = None) -> View:
         view = View([Figure("weights_matrix", matrix_figure(
             g.z, s.rows, s.cols, f"{s.label} · {s.shape}{note} · {s.model}", offset=g.offset, step=g.step,
             head_size=head_size, head_axis=kind.head_axis)),
-            Text((_("{how} Colours are clipped at the 99.5th percentile of |w| (shown on the colour bar); hover a "
-                    "cell for its exact value. Thin lines separate the heads.") if head_size else
-                  _("{how} Colours are clipped at the 99.5th percentile of |w| (shown on the colour bar); hover a "
-                    "cell for its exact value.")).format(how=_(HOW_TO_READ.get(s.key, HOW_TO_READ["conv1d"]))))])
+            Text((_("{how} Red is positive, blue negative, white zero. Colours are clipped at the 99.5th percentile "
+                    "of |w| (shown on the colour bar); hover a cell for its exact value. Thin lines separate the "
+                    "heads.") if head_size else
+                  _("{how} Red is positive, blue negative, white zero. Colours are clipped at the 99.5th percentile "
+                    "of |w| (shown on the colour bar); hover a cell for its exact value.")).format(
+                how=_(HOW_TO_READ.get(s.key, HOW_TO_READ["conv1d"]))))])
     else:
         head_size = lm.d_model // lm.n_head if s.head is None and kind.head_axis == -1 else None
         title = _("{label} · {shape} values · {model}").format(label=s.label, shape=s.shape, model=s.model)
@@ -131,14 +133,15 @@ def smoothed(s: Selection, window: int, grids: dict[str, Grid] | None = None) ->
         g = (grids or {}).get(mode)
         g = g if g is not None else grid_data(s.raw, mode, window)
         note = " · " + _("downsampled {n}×").format(n=g.downsample) if g.downsample > 1 else ""
-        figures.append(Figure(f"weights_smooth_{mode}", matrix_figure(
+        figures.append(Figure(f"weights_smooth_{mode}", common.fit_to_column(matrix_figure(
             g.z, s.rows, s.cols, _("{average} over {window}×{window} · {key}{where}{note} · {model}").format(
                 average=_(name), window=window, key=s.key, where=" · " + s.where if s.where else "", note=note,
-                model=s.model), offset=g.offset, step=g.step, colorbar=_("mean"), height=520)))
+                model=s.model), offset=g.offset, step=g.step, colorbar=_("mean"), height=520), 0.5)))
     return View([Row(figures), Text(_(
         "Left: the mean of the window×window square around every position (a sliding window). Right: the mean of "
         "each non-overlapping window×window tile. Averaging cancels noise, so what survives is structure shared by "
-        "neighbouring rows and columns. Each figure has its own colour scale, centred on zero."))])
+        "neighbouring rows and columns. Each figure has its own colour scale, centred on zero: red positive, blue "
+        "negative."))])
 
 
 def across_blocks(lm, s: Selection, log_y: bool, distributions=None) -> View:

@@ -19,7 +19,16 @@ from plotly.subplots import make_subplots
 
 from i18n import N_, _
 
-from .common import CELL_BUDGET, DIVERGING, SEQUENTIAL, base_layout, esc, short, token_ticks  # noqa: F401 (CELL_BUDGET re-exported)
+from .common import (  # noqa: F401 (CELL_BUDGET re-exported)
+    CELL_BUDGET,
+    DIVERGING,
+    SEQUENTIAL,
+    base_layout,
+    clip_marks,
+    esc,
+    short,
+    token_ticks,
+)
 
 GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
@@ -98,12 +107,16 @@ def figure_cells(fig: go.Figure) -> int:
     return int(sum(np.size(tr.z) for tr in fig.data if getattr(tr, "z", None) is not None))
 
 
-def _token_pairs(tokens: Sequence[str], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """[len(rows), len(cols), 2] escaped (query token, key token) strings for hover text."""
+def _token_pairs(tokens: Sequence[str], rows: np.ndarray, cols: np.ndarray, z: np.ndarray | None = None,
+                 zmax: float | None = None, zmin: float | None = None) -> np.ndarray:
+    """[len(rows), len(cols), 3] escaped (query token, key token, clip mark) strings for hover text:
+    the mark says a cell of z lies beyond the colour scale's top `zmax` (the stretched scale)."""
     toks = np.array([esc(s) for s in tokens], dtype=object)
-    out = np.empty((len(rows), len(cols), 2), dtype=object)
+    out = np.empty((len(rows), len(cols), 3), dtype=object)
     out[..., 0] = toks[rows][:, None]
     out[..., 1] = toks[cols][None, :]
+    lo = -np.inf if zmin is None else zmin
+    out[..., 2] = clip_marks(z, lo, zmax) if z is not None and zmax is not None else ""
     return out
 
 
@@ -114,7 +127,7 @@ def _title(model: str, what: str) -> str:
 def _hover_tokens(value: str) -> str:
     """Hover of one cell with both tokens: query, key and the value (`value` names it)."""
     return _("query %{{y}} %{{customdata[0]}}<br>key %{{x}} %{{customdata[1]}}<br>{value} %{{z:.4f}}").format(
-        value=value)
+        value=value) + "%{customdata[2]}"
 
 
 def _hover_cell(value: str) -> str:
@@ -129,7 +142,7 @@ def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str
     heat = dict(z=z, x=pos, y=pos, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid,
                 colorbar=colorbar, hoverongaps=False)
     if n * n <= HOVER_TOKENS_MAX_CELLS:
-        heat["customdata"] = _token_pairs(tokens, pos, pos)
+        heat["customdata"] = _token_pairs(tokens, pos, pos, z, zmax, zmin)
         heat["hovertemplate"] = _hover_tokens(value) + "<extra></extra>"
     else:
         heat["hovertemplate"] = _hover_cell(value) + "<extra></extra>"
@@ -206,9 +219,10 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         heat = dict(z=pooled[i], x=starts, y=starts, coloraxis="coloraxis", hoverongaps=False,
                     hovertemplate=f"{esc(panel_titles[i])}<br>{hover}<extra></extra>")
         if hover_tokens:
-            heat["customdata"] = _token_pairs(tokens, starts, starts)
+            heat["customdata"] = _token_pairs(tokens, starts, starts, pooled[i], settings["zmax"])
         fig.add_trace(go.Heatmap(**heat), row=i // cols + 1, col=i % cols + 1)
-    ticks = token_ticks(tokens, 16) if label_tokens else {}
+    # A panel is ~760/cols px wide: a label every ~24 px at most, so the turned labels never overlap.
+    ticks = token_ticks(tokens, max(2, min(16, 760 // cols // 24))) if label_tokens else {}
     fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **ticks)
     fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", showgrid=False, zeroline=False,
                      **ticks)
@@ -324,7 +338,8 @@ def focus_figure(weights: np.ndarray, tokens: Sequence[str], positions: np.ndarr
     ticks["tickvals"] = [int(positions[i]) for i in ticks["tickvals"]]
     fig.update_layout(**base_layout(_title(model, _("{what}, every layer ({who})").format(what=what, who=who)),
                                     height=int(160 + 26 * n_layer)))
-    fig.update_xaxes(title=axis, tickangle=-60 if len(positions) <= 48 else 0, showgrid=False, zeroline=False, **ticks)
+    # At most 36 labels (token_ticks), turned so that each needs only its line height: no overlap at 1,000 tokens.
+    fig.update_xaxes(title=axis, tickangle=-60, showgrid=False, zeroline=False, **ticks)
     fig.update_yaxes(title=_("layer"), dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False,
                      zeroline=False)
     return fig

@@ -2,13 +2,26 @@
 from __future__ import annotations
 
 import html
+import re
+import unicodedata
 from typing import Sequence
 
 import numpy as np
 
+from i18n import _
+
 # Perceptually uniform scales: sequential for probabilities and weights >= 0, diverging around 0.
 SEQUENTIAL = "Viridis"
+# The app's one convention for signed values (weights, attributions, ablations, features, steering):
+# red is positive (pushes a logit up, raises a probability), blue negative, white zero.
 DIVERGING = "RdBu_r"
+POSITIVE, NEGATIVE = "#c0392b", "#2b6cb0"  # bars and lines of signed values: the diverging scale's red and blue
+# Cells that carry text (token names) use a light Viridis (muted blue, green, bright yellow: dark =
+# low, bright = high, as Viridis) and near-black text: WCAG contrast >= 7:1 on every cell, in every
+# style (Plotly's automatic text colour drops to ~3.3:1 on Viridis' teal middle).
+LIGHT_SEQUENTIAL = [[0.0, "#8c9fc9"], [0.5, "#9fd3b5"], [1.0, "#ffe45c"]]
+CELL_TEXT = "#111111"
+MODEBAR_PX = 30  # the chart toolbar's band at the top right of every figure: titles start below it
 FONT_FAMILY = "Noto Sans, Noto Sans CJK SC, Segoe UI, Arial, sans-serif"  # i18n: skip
 CELL_BUDGET = 1_500_000  # cells one heatmap may hold, what a browser draws smoothly (a 1,024 x 1,024 head is 1.05 M)
 CLIP_PERCENTILE = 99.5  # colour limits: a few outliers would otherwise wash out the rest
@@ -19,7 +32,21 @@ def symmetric_limit(z: np.ndarray, percentile: float = CLIP_PERCENTILE) -> float
     a = np.abs(np.asarray(z, dtype=np.float32))
     a = a[np.isfinite(a)]
     lim = float(np.percentile(a, percentile)) if a.size else 0.0
+    if a.size >= 2:  # never set by one cell: at most twice the second-largest (a small grid's percentile is its max)
+        second = float(np.partition(a, -2)[-2])
+        lim = min(lim, 2 * second) if second > 0 else lim
     return lim if lim > 0 else (float(a.max()) if a.size and a.max() > 0 else 1.0)
+
+
+def clip_marks(z: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Per cell of z, what its hover adds when the colour scale clips it: "" inside [lo, hi],
+    "<br>▲ beyond the colour scale" above, "▼ …" below (the colour shows the limit, not the value)."""
+    z = np.asarray(z, dtype=np.float64)
+    note = _("beyond the colour scale")
+    out = np.full(z.shape, "", dtype=object)
+    out[np.isfinite(z) & (z > hi)] = f"<br>▲ {note}"
+    out[np.isfinite(z) & (z < lo)] = f"<br>▼ {note}"
+    return out
 
 
 def esc(text: str) -> str:
@@ -52,11 +79,30 @@ def format_prob(p: float) -> str:
 
 
 def short(text: str, limit: int = 40) -> str:
+    """`text` on one line, at most `limit` columns wide: a CJK character counts two (it is ~1 em
+    wide, a Latin letter ~0.55 em), so a Chinese prompt takes as much room as an English one."""
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if text_columns(text) <= limit:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if used + w > limit - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
 
 
-def token_ticks(tokens: Sequence[str], max_labels: int = 64) -> dict:
+def text_columns(text: str) -> int:
+    """How many columns `text` takes: CJK (wide) characters 2, the others 1."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in str(text))
+
+
+MAX_AXIS_LABELS = 36  # token labels one axis shows at most: ~20 px each on a 720 px axis, so they never overlap
+
+
+def token_ticks(tokens: Sequence[str], max_labels: int = MAX_AXIS_LABELS) -> dict:
     """Axis settings that label positions 0..n-1 with their tokens.
 
     Positions (not token strings) are the axis values, so a repeated token ("hello"
@@ -64,16 +110,109 @@ def token_ticks(tokens: Sequence[str], max_labels: int = 64) -> dict:
     are more tokens than fit, every k-th position is labelled.
     """
     n = len(tokens)
-    step = max(1, int(np.ceil(n / max_labels)))
+    step = max(1, int(np.ceil(n / min(max_labels, MAX_AXIS_LABELS))))
     vals = list(range(0, n, step))
     return dict(tickmode="array", tickvals=vals, ticktext=[esc(tokens[i]) for i in vals])
 
 
+TITLE_COLUMNS = 78  # a title line at 18 px fits ~780 px (the page's column with the sidebar open)
+
+
+def wrap_title(title: str, columns: int = TITLE_COLUMNS) -> str:
+    """Break a title "what · model · “prompt”" at its " · " into lines of at most `columns`
+    columns (CJK counts 2), so a long title (a Chinese prompt) wraps instead of being cut off."""
+    lines = []
+    for line in re.split(r"<br\s*/?>", title):
+        plain = html.unescape(re.sub(r"<[^>]+>", "", line))
+        if text_columns(plain) <= columns or " · " not in line or "<" in line:
+            lines.append(line)
+            continue
+        current = ""
+        for part in line.split(" · "):
+            joined = f"{current} · {part}" if current else part
+            if current and text_columns(html.unescape(joined)) > columns:
+                lines.append(current)
+                current = part
+            else:
+                current = joined
+        lines.append(current)
+    return "<br>".join(lines)
+
+
+def fit_to_column(fig, share: float):
+    """`fig` (built with base_layout) fitted to a column `share` of the page's width (a figure in a
+    Row): a smaller title (15 px) that breaks at its " · " sooner, a top margin that grows with its
+    lines, and every token-labelled axis thinned to the labels that fit."""
+    size = 18 if share >= 0.75 else 15
+    title = wrap_title(re.sub(r"<br\s*/?>(?!<su[pb]>)", " · ", fig.layout.title.text or ""),
+                       max(24, int(TITLE_COLUMNS * share * 18 / size)))
+    top = MODEBAR_PX + (size + 6) * max(1, title_lines(title)) + 8
+    fig.update_layout(title_text=title, title_font_size=size, margin_t=max(fig.layout.margin.t or 0, top))
+    limit = max(4, int(MAX_AXIS_LABELS * share))
+    for name in [k for k in fig.layout if re.fullmatch(r"[xy]axis\d*", k)]:
+        axis = fig.layout[name]
+        if axis.tickvals is not None and axis.ticktext is not None and len(axis.tickvals) > limit:
+            step = int(np.ceil(len(axis.tickvals) / limit))
+            axis.update(tickvals=list(axis.tickvals)[::step], ticktext=list(axis.ticktext)[::step])
+    return fig
+
+
+def title_lines(title: str) -> int:
+    return len(re.split(r"<br\s*/?>", title or "")) if title else 0
+
+
+LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left",  # i18n: skip
+               "top left", "bottom right")  # i18n: skip
+
+
+def label_positions(x: Sequence[float], y: Sequence[float], labels: Sequence[str], *, width: float = 600,
+                    height: float = 420, size: float = 13, equal_scale: bool = False) -> list[str | None]:
+    """A textposition per point so that point labels never overlap: each label in turn takes the
+    first spot (above, below, right, left, corners) whose box, estimated from the font size at a
+    `width` x `height` px plot (one scale for both axes when `equal_scale`, as a map with
+    scaleanchor draws it), meets no label placed before it; None where every spot is taken (that
+    point keeps its marker and hover, without a label: fewer labels rather than a pile of them)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not len(x):
+        return []
+    sx = width / max(float(np.ptp(x)), 1e-9)
+    sy = height / max(float(np.ptp(y)), 1e-9)
+    if equal_scale:
+        sx = sy = min(sx, sy)
+    px, py = (x - x.min()) * sx, (y.min() - y) * sy + height  # pixels, y down
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for i in range(len(x)):
+        w, h = 0.56 * size * text_columns(html.unescape(labels[i])) + 4, 1.25 * size
+        gap = 6
+        boxes = {"top center": (px[i] - w / 2, py[i] - gap - h), "bottom center": (px[i] - w / 2, py[i] + gap),
+                 "middle right": (px[i] + gap, py[i] - h / 2), "middle left": (px[i] - gap - w, py[i] - h / 2),
+                 "top right": (px[i] + gap / 2, py[i] - gap - h), "bottom left": (px[i] - gap / 2 - w, py[i] + gap),
+                 "top left": (px[i] - gap / 2 - w, py[i] - gap - h), "bottom right": (px[i] + gap / 2, py[i] + gap)}
+
+        def hits(spot):
+            bx, by = boxes[spot]
+            return sum(bx < x1 + w1 and x1 < bx + w and by < y1 + h1 and y1 < by + h for x1, y1, w1, h1 in placed)
+        spot = next((s for s in LABEL_SPOTS if not hits(s)), None)
+        if spot is not None:
+            placed.append((*boxes[spot], w, h))
+        out.append(spot)
+    return out
+
+
 def base_layout(title: str, **kw) -> dict:
+    """Shared layout: the title top left, under the chart toolbar's band (MODEBAR_PX), wrapped to
+    the page's width; the top margin grows with its lines. `margin` in kw is merged into the default."""
+    title = wrap_title(title)
+    top = MODEBAR_PX + 24 * max(1, title_lines(title)) + 8
+    margin = dict(l=60, r=20, t=top, b=50)
+    margin.update(kw.pop("margin", None) or {})
+    margin["t"] = max(margin["t"], top)
     return dict(
-        title=dict(text=title, x=0.0, xanchor="left"),
+        title=dict(text=title, x=0.0, xanchor="left", xref="container", y=1.0, yref="container", yanchor="top",
+                   pad=dict(t=MODEBAR_PX, l=8)),
         font=dict(family=FONT_FAMILY, size=13),
-        margin=dict(l=60, r=20, t=60, b=50),
+        margin=margin,
         template="plotly_white",
         **kw,
     )
@@ -81,4 +220,4 @@ def base_layout(title: str, **kw) -> dict:
 
 def figure_label(model_name: str, prompt: str, limit: int = 48) -> str:
     """`gpt2 · “The best thing about…”` for figure titles, escaped (the prompt is untrusted)."""
-    return f"{esc(model_name)} · “{esc(short(prompt, limit))}”"
+    return f"{esc(model_name)} · “{esc(short(prompt, limit))}”"  # `short` counts a CJK character twice

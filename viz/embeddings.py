@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from i18n import _
 
-from .common import DIVERGING, SEQUENTIAL, base_layout, esc, short, symmetric_limit, token_ticks
+from .common import DIVERGING, SEQUENTIAL, base_layout, esc, label_positions, short, symmetric_limit, token_ticks
 
 GROUP_COLOURS = qualitative.D3 + qualitative.Set2
 
@@ -104,14 +104,18 @@ def points_map(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
     """coords [n, 2 or 3]: one labelled point per word, one colour (trace) per group."""
     three_d = coords.shape[1] == 3
     fig = go.Figure()
+    # Labels placed around their points so that they overlap as little as they can (2-D maps).
+    spots = label_positions(coords[:, 0], coords[:, 1], [short(x, 30) for x in labels],
+                            equal_scale=True) if not three_d else None
     for g_index, group in enumerate(dict.fromkeys(groups)):
         rows = [i for i, g in enumerate(groups) if g == group]
         c = coords[rows].astype(np.float32)
-        text = [esc(short(labels[i], 30)) for i in rows]
-        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)),
-                      textposition="top center",  # i18n: skip
+        names = [esc(short(labels[i], 30)) for i in rows]
+        text = [n if not spots or spots[i] else "" for n, i in zip(names, rows)]  # no room: hover only
+        common = dict(mode="markers+text", text=text, name=esc(short(group, 30)), customdata=names,
+                      textposition=[spots[i] or "top center" for i in rows] if spots else "top center",  # i18n: skip
                       marker=dict(color=GROUP_COLOURS[g_index % len(GROUP_COLOURS)], size=6 if three_d else 9),
-                      hovertemplate="%{text}<extra>%{fullData.name}</extra>")
+                      hovertemplate="%{customdata}<extra>%{fullData.name}</extra>")
         if three_d:
             fig.add_trace(go.Scatter3d(x=c[:, 0], y=c[:, 1], z=c[:, 2], **common))
         else:
@@ -168,11 +172,14 @@ def context_map(coords: np.ndarray, tokens: Sequence[str], repeated: dict[int, l
     positions = list(range(len(coords))) if positions is None else list(positions)
     row_of = {p: r for r, p in enumerate(positions)}
     c = coords.astype(np.float32)
+    spots = label_positions(c[:, 0], c[:, 1], [short(tokens[p], 20) for p in positions])
+    names = [esc(short(tokens[p], 20)) for p in positions]
     fig = go.Figure(go.Scatter(x=c[:, 0], y=c[:, 1], mode="markers+text", name=_("every token"),
-                               text=[esc(short(tokens[p], 20)) for p in positions],
-                               textposition="top center",  # i18n: skip
-                               marker=dict(size=7, color="#b0b0b0"), customdata=np.array(positions),
-                               hovertemplate=_("%{text} (position %{customdata})") + "<extra></extra>"))
+                               text=[n if s else "" for n, s in zip(names, spots)],  # no room: hover only
+                               textposition=[s or "top center" for s in spots],  # i18n: skip
+                               marker=dict(size=7, color="#b0b0b0"),
+                               customdata=np.array([[n, p] for n, p in zip(names, positions)], dtype=object),
+                               hovertemplate=_("%{customdata[0]} (position %{customdata[1]})") + "<extra></extra>"))
     for k, (tid, where) in enumerate(repeated.items()):
         rows = [row_of[p] for p in where if p in row_of]
         if not rows:

@@ -16,7 +16,17 @@ from plotly.subplots import make_subplots
 from i18n import _
 
 from .attention import causal_nan
-from .common import DIVERGING, base_layout, esc, format_prob, symmetric_limit, token_ticks
+from .common import (
+    DIVERGING,
+    NEGATIVE,
+    POSITIVE,
+    base_layout,
+    clip_marks,
+    esc,
+    format_prob,
+    symmetric_limit,
+    token_ticks,
+)
 
 
 def before_after_figure(tokens: Sequence[str], before: np.ndarray, after: np.ndarray, title: str) -> go.Figure:
@@ -41,9 +51,9 @@ def surprisal_change_figure(tokens: Sequence[str], delta_bits: np.ndarray, title
     token harder to predict without the ablated parts). Position 0 has none."""
     d = np.asarray(delta_bits, dtype=np.float64)
     x = np.arange(len(tokens))
-    fig = go.Figure(go.Bar(x=x, y=np.nan_to_num(d), marker_color=np.where(d > 0, "#d95f02", "#3b6fb6"),
-                           customdata=[esc(t) for t in tokens],
-                           hovertemplate=_("#%{x} %{customdata}<br>change %{y:+.3f} bits") + "<extra></extra>"))
+    fig = go.Figure(go.Bar(x=x, y=np.nan_to_num(d), marker_color=np.where(d > 0, POSITIVE, NEGATIVE),
+                           customdata=[f"#{i} {esc(t)}" for i, t in enumerate(tokens)],  # %{x}: the tick label
+                           hovertemplate="%{customdata}<br>" + _("change %{y:+.3f} bits") + "<extra></extra>"))
     fig.update_layout(**base_layout(title), height=340)
     fig.update_xaxes(title=_("prompt token"), **token_ticks(tokens, 48))
     fig.update_yaxes(title=_("Δ surprisal (bits)"), zeroline=True)
@@ -52,28 +62,37 @@ def surprisal_change_figure(tokens: Sequence[str], delta_bits: np.ndarray, title
 
 def scan_figure(heads: np.ndarray, mlp: np.ndarray, title: str, target: str) -> go.Figure:
     """heads [layer, head] and mlp [layer]: the change in ln p(target) when that part alone
-    is knocked out, on one diverging scale (blue: the part helped, red: it held it back)."""
+    is knocked out, on the app's diverging scale (red: p rose without it, the part held it back;
+    blue: p fell, the part helped). Both panels share the layer axis (same rows, same range); the
+    colour limit is robust (one MLP cell does not wash out every head): cells beyond it say so."""
     n_layer, n_head = heads.shape
-    lim = max(float(np.nanmax(np.abs(heads), initial=0)), float(np.nanmax(np.abs(mlp), initial=0)), 1e-6)
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.88, 0.12], horizontal_spacing=0.03,
+    heads, mlp = heads.astype(np.float32), mlp.astype(np.float32)[:, None]
+    lim = max(symmetric_limit(np.concatenate([heads.ravel(), mlp.ravel()])), 1e-6)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.88, 0.12], horizontal_spacing=0.03, shared_yaxes=True,
                         subplot_titles=[_("each attention head"), "MLP"])
     scale = dict(colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0.0, coloraxis=None)
-    fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer), **scale,
-                             colorbar=dict(title=dict(text=f"Δ ln p({esc(target)})", side="top")),  # i18n: skip
-                             hovertemplate=_("layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}") + "<extra></extra>"),
+    fig.add_trace(go.Heatmap(z=heads, x=np.arange(n_head), y=np.arange(n_layer), **scale,
+                             colorbar=dict(title=dict(text=f"Δ ln p<br>({esc(target)})", side="top")),  # i18n: skip
+                             customdata=clip_marks(heads, -lim, lim),
+                             hovertemplate=_("layer %{y}, head %{x}<br>Δ ln p %{z:+.4f}")
+                             + "%{customdata}<extra></extra>"),
                   row=1, col=1)
-    fig.add_trace(go.Heatmap(z=mlp.astype(np.float32)[:, None], x=[0], y=np.arange(n_layer), showscale=False, **scale,
-                             hovertemplate=_("layer %{y}, MLP<br>Δ ln p %{z:+.4f}") + "<extra></extra>"), row=1, col=2)
-    # Invisible markers on the head cells: Plotly selects markers on click, not heatmap cells.
+    fig.add_trace(go.Heatmap(z=mlp, x=[0], y=np.arange(n_layer), showscale=False, **scale,
+                             customdata=clip_marks(mlp, -lim, lim),
+                             hovertemplate=_("layer %{y}, MLP<br>Δ ln p %{z:+.4f}") + "%{customdata}<extra></extra>"),
+                  row=1, col=2)
+    # Invisible markers on the head cells: Plotly selects markers on click, not heatmap cells. The axes'
+    # ranges are set, so the markers' size does not widen them past the cells.
     hh, ll = np.meshgrid(np.arange(n_head), np.arange(n_layer))
     fig.add_trace(go.Scatter(x=hh.ravel(), y=ll.ravel(), mode="markers", showlegend=False, hoverinfo="skip",
                              marker=dict(size=max(8, int(420 / max(n_layer, n_head))), color="rgba(0,0,0,0)",
                                          symbol="square")), row=1, col=1)
-    fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)), clickmode="event+select", dragmode=False)
-    fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"), row=1, col=1)
-    fig.update_yaxes(autorange="reversed", dtick=1, showticklabels=False, row=1, col=2)
-    fig.update_xaxes(title=_("head"), dtick=1, row=1, col=1)
-    fig.update_xaxes(showticklabels=False, row=1, col=2)
+    fig.update_layout(**base_layout(title, height=int(190 + 30 * n_layer)), clickmode="event+select", dragmode=False)
+    rows = dict(range=[n_layer - 0.5, -0.5], autorange=False, dtick=1)
+    fig.update_yaxes(title=_("layer"), **rows, row=1, col=1)
+    fig.update_yaxes(showticklabels=False, **rows, row=1, col=2)
+    fig.update_xaxes(title=_("head"), dtick=1, range=[-0.5, n_head - 0.5], autorange=False, row=1, col=1)
+    fig.update_xaxes(showticklabels=False, range=[-0.5, 0.5], autorange=False, row=1, col=2)
     return fig
 
 
@@ -82,11 +101,12 @@ def patching_figure(grid: np.ndarray, title: str, *, x_title: str, x_labels: Seq
     patching that activation restores (0 = as corrupted, 1 = as clean)."""
     n_layer, n = grid.shape
     lim = max(1.0, float(np.nanmax(np.abs(grid), initial=0)))
+    names = [f"{x_title} {i}" + (f" {esc(x_labels[i])}" if x_labels is not None else "") for i in range(n)]
+    custom = np.broadcast_to(np.array(names, dtype=object)[None, :], grid.shape)  # %{x} would show the tick label
     fig = go.Figure(go.Heatmap(z=grid.astype(np.float32), x=np.arange(n), y=np.arange(n_layer), colorscale=DIVERGING,
-                               zmin=-lim, zmax=lim, zmid=0.0,
+                               zmin=-lim, zmax=lim, zmid=0.0, customdata=custom,
                                colorbar=dict(title=dict(text=_("restored<br>(1 = clean)"), side="top")),
-                               hovertemplate=_("layer %{{y}}, {what} %{{x}}<br>restored %{{z:.3f}}").format(
-                                   what=x_title) + "<extra></extra>"))
+                               hovertemplate=_("layer %{y}, %{customdata}<br>restored %{z:.3f}") + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(170 + 30 * n_layer)))
     fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"))
     ticks = token_ticks(x_labels, 48) if x_labels is not None else dict(dtick=1)
@@ -102,10 +122,12 @@ def pattern_difference_figure(a: np.ndarray, b: np.ndarray, tokens_a: Sequence[s
     labels = [x if x == y else f"{x} / {y}" for x, y in zip(tokens_a, tokens_b)]
     lim = max(symmetric_limit(np.nan_to_num(d)), 1e-6)
     n = len(labels)
+    marks = clip_marks(d, -lim, lim) if n * n <= 131_072 else None  # per-cell hover text only while it is small
     fig = go.Figure(go.Heatmap(z=d, x=np.arange(n), y=np.arange(n), colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0,
-                               hoverongaps=False,
+                               hoverongaps=False, customdata=marks,
                                colorbar=dict(title=dict(text=_("weight<br>first − second"), side="top")),
-                               hovertemplate=_("query %{y} · key %{x}<br>difference %{z:+.4f}") + "<extra></extra>"))
+                               hovertemplate=_("query %{y} · key %{x}<br>difference %{z:+.4f}")
+                               + ("%{customdata}" if marks is not None else "") + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(min(900, max(420, 14 * n + 160)))))
     fig.update_xaxes(title=_("key"), constrain="domain", **token_ticks(labels, 48))
     fig.update_yaxes(title=_("query"), autorange="reversed", scaleanchor="x", constrain="domain",

@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from i18n import _
 
-from .common import SEQUENTIAL, base_layout, esc, format_prob
+from .common import CELL_TEXT, LIGHT_SEQUENTIAL, base_layout, esc, format_prob
 
 CHOSEN = "#3b6fb6"
 ENTROPY = "#d95f02"
@@ -72,9 +72,9 @@ def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray,
         if loop_mask[i]:
             loop_x.append(c)
             loop_y.append(r)
-    fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}",
+    fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", textfont=dict(color=CELL_TEXT),
                                customdata=hover, hovertemplate="%{customdata}<extra></extra>",
-                               colorscale=SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
+                               colorscale=LIGHT_SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
                                colorbar=dict(title="p", tickformat=".0%")))
     if loop_x:
         fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name=_("inside a repeated phrase"),
@@ -103,7 +103,7 @@ def runs_grid(runs: Sequence[Sequence[str]], run_labels: Sequence[str], diverge:
             text[r, c] = esc(tok if len(tok) <= 7 else tok[:6] + "…")
     ylabels = [esc(s) for s in run_labels]
     fig = go.Figure(go.Heatmap(z=z, x=np.arange(1, n_steps + 1), y=list(range(len(runs))),
-                               text=text, texttemplate="%{text}",
+                               text=text, texttemplate="%{text}", textfont=dict(color=CELL_TEXT),
                                colorscale=[[0, "#e8eef7"], [1, "#8fb3e0"]], zmin=0, zmax=1, showscale=False,
                                xgap=2, ygap=2, hovertemplate=_("step %{x}: %{text}") + "<extra></extra>"))
     dx = [d + 1 for d in diverge if d is not None]

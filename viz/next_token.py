@@ -8,18 +8,22 @@ import plotly.graph_objects as go
 
 from i18n import _
 
-from .common import SEQUENTIAL, base_layout, esc, format_prob
+from .common import CELL_TEXT, LIGHT_SEQUENTIAL, base_layout, esc, format_prob
 
 
 def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figure:
-    """Horizontal bars, likeliest on top. y holds ranks (not token strings, which may repeat)."""
+    """Horizontal bars, likeliest on top. y holds ranks (not token strings, which may repeat); the
+    axis shows the tokens, so the hover writes the rank itself (Plotly's %{y} would show the token)
+    and customdata holds the token names alone (the CSV's label column)."""
     ranks = np.arange(1, len(tokens) + 1)
     labels = [esc(t) for t in tokens]
+    shown = [format_prob(p) for p in probs]
+    hover = _("rank {rank}: {token}<br>p = {p}")
     fig = go.Figure(go.Bar(
-        x=np.asarray(probs, dtype=np.float64), y=ranks, orientation="h",
-        text=[format_prob(p) for p in probs], textposition="outside", cliponaxis=False,
-        customdata=np.stack([labels, [format_prob(p) for p in probs]], axis=-1) if len(labels) else None,
-        hovertemplate=_("rank %{y}: %{customdata[0]}<br>p = %{customdata[1]}") + "<extra></extra>",
+        x=np.asarray(probs, dtype=np.float64), y=ranks, orientation="h", name=_("probability"),
+        text=shown, textposition="outside", cliponaxis=False, customdata=labels,
+        hovertext=[hover.format(rank=r, token=t, p=p) for r, t, p in zip(ranks, labels, shown)],
+        hovertemplate="%{hovertext}<extra></extra>",
         marker_color="#3b6fb6",
     ))
     fig.update_layout(**base_layout(title), height=max(260, 28 * len(tokens) + 90), bargap=0.25)
@@ -48,11 +52,13 @@ def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
     return fig
 
 
-def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: str, per_row: int = 24) -> go.Figure:
+def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: str, per_row: int = 12) -> go.Figure:
     """The prompt as a grid of token cells, `per_row` to a line, coloured by surprisal
     (-log2 p of each token given the ones before it). The first token is grey and says why:
     nothing came before it to predict it. Cells keep their shape at any figure size (the
-    y axis is tied to the x axis), so an export at 1,600 × 900 does not stretch them."""
+    y axis is tied to the x axis), so an export at 1,600 × 900 does not stretch them; 12 to a row
+    leaves ~60 px a cell on the page, room for a token of 9 characters. Token text is near-black on
+    a light scale (contrast >= 7:1 on every cell, in every style)."""
     n = len(tokens)
     per_row = max(1, min(per_row, n))
     rows = int(np.ceil(n / per_row))
@@ -65,7 +71,7 @@ def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: st
     later = _("#{pos}: {token}<br>surprisal {bits:.2f} bits (p = {p})")
     for i, tok in enumerate(tokens):
         r, c = divmod(i, per_row)
-        text[r, c] = esc(tok if len(tok) <= 10 else tok[:9] + "…")
+        text[r, c] = esc(tok if len(tok) <= 9 else tok[:8] + "…")
         if np.isnan(s[i]):
             unpredicted[r, c] = 0.0
             hover[r, c] = first.format(pos=i, token=esc(tok))
@@ -73,17 +79,20 @@ def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: st
             z[r, c] = s[i]
             hover[r, c] = later.format(pos=i, token=esc(tok), bits=s[i], p=format_prob(2 ** -s[i]))
     show_text = n <= 400
+    # Text on cells: a light scale and near-black text, readable on every cell in every style.
     cells = dict(text=text if show_text else None, texttemplate="%{text}" if show_text else None,
-                 customdata=hover, hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2, hoverongaps=False)
-    fig = go.Figure(go.Heatmap(z=z, colorscale=SEQUENTIAL, zmin=0, name=_("surprisal"), **cells,
-                               colorbar=dict(title=dict(text=_("surprisal (bits)"), side="right"), thickness=14,
-                                             lenmode="pixels", len=max(110, min(300, 40 * rows + 60)))))
+                 textfont=dict(color=CELL_TEXT, size=12), customdata=hover,
+                 hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2, hoverongaps=False)
+    layout = base_layout(title + "<br><sup>" + _("grey: the first token, which nothing predicts") + "</sup>")
+    bar = max(110, min(300, 30 * rows))  # the colour bar's length in px: room for its ticks at one row
+    height = int(min(layout["margin"]["t"] + layout["margin"]["b"] + max(30 * rows, bar) + 20, 1600))
+    fig = go.Figure(go.Heatmap(z=z, colorscale=LIGHT_SEQUENTIAL, zmin=0, name=_("surprisal"), **cells,
+                               colorbar=dict(title=dict(text=_("surprisal<br>(bits)"), side="top"), thickness=14,
+                                             lenmode="pixels", len=bar)))
     fig.add_trace(go.Heatmap(z=unpredicted, colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], showscale=False,
                              name=_("first token"), **cells))
-    fig.update_layout(**base_layout(title
-                                  + "<br><sup>" + _("grey: the first token, which nothing predicts") + "</sup>"),
-                      height=int(min(150 + 40 * rows, 1400)))
+    fig.update_layout(**layout, height=height)
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False,
-                     scaleanchor="x", scaleratio=0.45, constrain="domain")
+                     scaleanchor="x", scaleratio=0.42, constrain="domain")
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
     return fig

@@ -48,7 +48,8 @@ def pair_heatmap(labels: Sequence[str], probs: np.ndarray, counts: np.ndarray, t
     fig.update_layout(**base_layout(title), height=640)
     ticks = dict(tickmode="array", tickvals=list(range(len(shown))), ticktext=shown)
     fig.update_xaxes(**ticks, title=_("next letter"), constrain="domain")
-    fig.update_yaxes(**ticks, title=_("previous letter"), autorange="reversed", scaleanchor="x")
+    fig.update_yaxes(**ticks, title=_("previous letter"), autorange="reversed", scaleanchor="x",
+                     constrain="domain")  # square cells shrink the domain, not widen the range past the letters
     return fig
 
 

@@ -14,10 +14,21 @@ from plotly.subplots import make_subplots
 
 from i18n import _
 
-from .common import DIVERGING, SEQUENTIAL, base_layout, esc, format_prob, short, token_ticks
+from .common import (
+    CELL_TEXT,
+    DIVERGING,
+    LIGHT_SEQUENTIAL,
+    NEGATIVE,
+    POSITIVE,
+    base_layout,
+    esc,
+    format_prob,
+    short,
+    token_ticks,
+)
 from .contributions import contribution_graph_figure, state_names  # noqa: F401 (the graph's figure lives there)
 
-PUSH_SCALE = "RdBu"  # blue = pushes the logit up, red = down (the bars use blue and orange alike)
+PUSH_SCALE = DIVERGING  # the app's one convention: red pushes the logit up, blue down (the bars alike)
 
 
 def lens_row_names(n_rows: int) -> list[str]:
@@ -39,8 +50,10 @@ def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: n
                                               for tok, p in zip(top_tokens[r][c], top_probs[r, c]))
                        for c in range(n)] for r in range(rows)], dtype=object)
     fig = go.Figure(go.Heatmap(z=colour.astype(np.float32), x=np.arange(n), y=np.arange(rows), text=text,
-                               texttemplate="%{text}", textfont=dict(size=10), customdata=hover, zmin=0, zmax=1,
-                               hovertemplate="%{customdata}<extra></extra>", colorscale=SEQUENTIAL, xgap=1, ygap=1,
+                               texttemplate="%{text}", textfont=dict(size=10, color=CELL_TEXT), customdata=hover,
+                               zmin=0,
+                               zmax=1, hovertemplate="%{customdata}<extra></extra>", colorscale=LIGHT_SEQUENTIAL,
+                               xgap=1, ygap=1,
                                colorbar=dict(title=dict(text=esc(colour_label).replace(" ", "<br>", 1), side="top"))))
     fig.update_layout(**base_layout(title, height=int(150 + 26 * rows)))
     fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=names, showgrid=False)
@@ -66,7 +79,7 @@ def lens_lines_figure(probs: np.ndarray, labels: Sequence[str], title: str) -> g
 def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray, embed: float, pos_embed: float,
                        ln_bias: float, title: str, unit: str = "logit") -> go.Figure:
     """Each head's part of a logit as a [layer, head] grid, and every other part as bars: the
-    embeddings, each MLP, each attention layer's bias, ln_f's bias. Blue pushes the logit up."""
+    embeddings, each MLP, each attention layer's bias, ln_f's bias. Red pushes the logit up, blue down."""
     n_layer, n_head = heads.shape
     lim = max(float(np.abs(heads).max(initial=0)), 1e-6)
     names = [_("token embedding"), _("position embedding")] + [f"MLP {L}" for L in range(n_layer)] + \
@@ -78,7 +91,7 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
                         subplot_titles=[_("each attention head"), _("everything else")])
     fig.add_trace(go.Heatmap(z=heads.astype(np.float32), x=np.arange(n_head), y=np.arange(n_layer),
                              colorscale=PUSH_SCALE, zmin=-lim, zmax=lim, zmid=0,
-                             colorbar=dict(title=dict(text=_("{unit} (blue: pushes up)").format(unit=unit), side="top"),
+                             colorbar=dict(title=dict(text=_("{unit} (red: pushes up)").format(unit=unit), side="top"),
                                            orientation="h",
                                            x=0.0, xanchor="left", y=below_axis, yanchor="top", len=0.55, thickness=12),
                              hovertemplate=_("layer %{{y}}, head %{{x}}<br>%{{z:+.3f}} {unit}").format(unit=unit)
@@ -86,7 +99,7 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
                   row=1, col=1)
     values = np.array([embed, pos_embed, *mlp, *attn_bias, ln_bias], dtype=np.float64)
     fig.add_trace(go.Bar(x=values, y=np.arange(len(names)), orientation="h",
-                         marker_color=np.where(values >= 0, "#3b6fb6", "#d95f02"), customdata=names,
+                         marker_color=np.where(values >= 0, POSITIVE, NEGATIVE), customdata=names,
                          hovertemplate=f"%{{customdata}}: %{{x:+.3f}} {unit}<extra></extra>", showlegend=False),
                   row=1, col=2)
     fig.update_layout(**layout, clickmode="event+select")
@@ -100,9 +113,9 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
 
 def pushes_figure(up: Sequence[str], up_values: np.ndarray, down: Sequence[str], down_values: np.ndarray,
                   title: str, unit: str = "logit") -> go.Figure:
-    """Two bar lists: the tokens pushed up most (blue) and down most (orange)."""
+    """Two bar lists: the tokens pushed up most (red) and down most (blue), the app's signed colours."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=[_("pushed up"), _("pushed down")], horizontal_spacing=0.18)
-    for col, (toks, vals, colour) in enumerate(((up, up_values, "#3b6fb6"), (down, down_values, "#d95f02")), start=1):
+    for col, (toks, vals, colour) in enumerate(((up, up_values, POSITIVE), (down, down_values, NEGATIVE)), start=1):
         y = np.arange(len(toks))
         fig.add_trace(go.Bar(x=np.asarray(vals, dtype=np.float64), y=y, orientation="h", marker_color=colour,
                              customdata=[esc(x) for x in toks], showlegend=False,
@@ -121,9 +134,9 @@ def neuron_strip_figure(acts: np.ndarray, neurons: Sequence[int], layer: int, to
     fig = go.Figure(go.Heatmap(z=acts.astype(np.float32), x=np.arange(n), y=np.arange(len(neurons)),
                                colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0,
                                colorbar=dict(title=dict(text=_("activation"), side="top")),
-                               customdata=np.broadcast_to(np.array([esc(x) for x in tokens], dtype=object)[None, :],
-                                                          acts.shape),
-                               hovertemplate=_("neuron %{y}<br>#%{x} %{customdata}<br>%{z:.3f}") + "<extra></extra>"))
+                               customdata=np.array([[f"L{layer} N{i}<br>#{p} {esc(x)}" for p, x in enumerate(tokens)]
+                                                    for i in neurons], dtype=object),
+                               hovertemplate="%{customdata}<br>" + _("activation") + " %{z:.3f}<extra></extra>"))
     fig.update_layout(**base_layout(title, height=int(150 + 22 * len(neurons))))
     fig.update_yaxes(tickmode="array", tickvals=list(range(len(neurons))),
                      ticktext=[f"L{layer} N{i}" for i in neurons], autorange="reversed")
