@@ -224,7 +224,7 @@ def hooked_oracle(model_dir, sae_dir, feature: int, coefficient: float, block: i
     from transformers import GPT2LMHeadModel
 
     direction = torch.from_numpy(load_file(str(sae_dir / "sae_weights.safetensors"))["W_dec"][feature].copy())
-    model = GPT2LMHeadModel.from_pretrained(model_dir).eval()
+    model = GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float32).eval()  # as the app reads it
     model.transformer.h[block].register_forward_pre_hook(
         lambda module, args: (args[0] + coefficient * direction,) + tuple(args[1:]))
     return model
@@ -273,3 +273,29 @@ def test_the_feature_kind_survives_a_copied_link_and_a_bad_sae_gets_a_message(ti
         assert not at.exception and words in messages(at) and len(at.get("plotly_chart")) == 0
     at = open_page(state={**FEATURE, "feat_sae_path": str(tmp_path / "none")})
     assert not at.exception and "No SAE directory" in at.error[0].value
+
+
+@pytest.mark.parametrize("hook, block", [("blocks.2.hook_resid_pre", 2), ("blocks.2.hook_resid_post", 3),
+                                         ("blocks.4.hook_mlp_out", 5)])
+def test_the_feature_kind_on_the_bundled_model_matches_the_hooked_oracle(tmp_path, hook, block):
+    """The bundled model (6 blocks of 192) and a random SAE at three hook points: the vector goes before the
+    block whose input sums the SAE's activation (resid_post L and mlp_out L: block L + 1), and the steered
+    logits equal transformers' with the pre-hook, ≤ 1e-5 relative."""
+    from core import load_model
+    from core.model import BUNDLED_DIR
+    from core.sae import load_sae
+    from core.trace import trace_ids
+    from recipes.steering import feature_block, feature_vector
+    from tests.test_features_page import build_sae
+
+    lm = load_model(str(BUNDLED_DIR), device="cpu")
+    path = build_sae(tmp_path / "sae", hook=hook, d_in=lm.d_model, d_sae=256, seed=4)
+    sae = load_sae(str(path))
+    ids = [lm.tokenizer.bos_token_id] + lm.encode("And God said, Let there be light")
+    assert feature_block(lm, sae) == block
+    vector = feature_vector(lm, trace_ids(lm, ids), sae, 11)
+    got = steered_logits(lm, ids, vector, block, 6.0).double()
+    with torch.no_grad():
+        want = hooked_oracle(BUNDLED_DIR, path, 11, 6.0, block)(torch.tensor([ids])).logits[0].double()
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+    assert not torch.allclose(got, steered_logits(lm, ids, vector, block, 0.0).double(), atol=1e-3)  # it steers
