@@ -4,6 +4,7 @@ position moves to where the view opens for it (the last token; mid-prompt for To
 "attended by" is not one column) and the address bar says so. Uses tests/test_e2e_browser.py's server."""
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, quote, urlparse
 
 from tests.test_e2e_browser import SHOTS, browser, open_page, server, type_prompt, wait_idle  # noqa: F401
@@ -21,9 +22,13 @@ def shown_position(page, label: str) -> str:
 
 
 def check(page, key: str, label: str, pos: int, lm, prompt: str) -> None:
+    from playwright.sync_api import expect
+
     page.wait_for_function(f"() => new URLSearchParams(location.search).get('{key}') === '{pos}'", timeout=60_000)
-    token = lm.id_to_piece([lm.encode(prompt)[pos]])  # the box shows "pos: token"
-    assert link_value(page, key) == str(pos) and shown_position(page, label).startswith(f"{pos}: "), token
+    box = page.get_by_role("combobox", name=label, exact=True)
+    expect(box).to_have_value(re.compile(f"^{pos}: "), timeout=60_000)  # the box shows "pos: token"
+    assert link_value(page, key) == str(pos) and shown_position(page, label).startswith(f"{pos}: ")
+    assert len(lm.encode(prompt)) > pos
     assert page.locator('[data-testid="stException"]').count() == 0
 
 
