@@ -403,37 +403,41 @@ def check_ranges(fig, full) -> list[str]:
     return out
 
 
-def point_labels_overlap(fig, full, width: float = 800, max_share: float = 0.1) -> list[str]:
-    """Labels drawn beside scatter points (mode with "text") overlap for at most `max_share` of them,
-    with the boxes estimated from the font size, the text position and the computed axis ranges."""
-    out = []
+def point_labels_overlap(fig, full, width: float = 800, max_share: float = 0.2) -> list[str]:
+    """Labels drawn beside scatter points (mode with "text"), over every trace of the figure,
+    overlap for at most `max_share` of them; boxes estimated from the font size, the text position
+    and the computed axis ranges (one scale for both axes where the map ties them)."""
     height = full.layout.height or 450
+    boxes, names = [], set()
     for tr in fig.data:
-        if tr.type != "scatter" or not tr.mode or "text" not in tr.mode or tr.text is None or len(tr.text) < 4:
+        if tr.type != "scatter" or not tr.mode or "text" not in tr.mode or tr.text is None:
             continue
         xa = full.layout[(tr.xaxis or "x").replace("x", "xaxis", 1)]
         ya = full.layout[(tr.yaxis or "y").replace("y", "yaxis", 1)]
         w_px, h_px = _axis_px(full, "xaxis", width, height), _axis_px(full, "yaxis", width, height)
         (x0, x1), (y0, y1) = sorted(xa.range), sorted(ya.range)
+        sx, sy = w_px / (x1 - x0), h_px / (y1 - y0)
+        if ya.scaleanchor or xa.scaleanchor:
+            sx = sy = min(sx, sy)
         size = _font_size(full, tr.textfont.size if tr.textfont else None)
         spots = tr.textposition if isinstance(tr.textposition, (list, tuple)) else \
             [tr.textposition or "top center"] * len(tr.text)
-        boxes = []
         for x, y, t, spot in zip(tr.x, tr.y, tr.text, spots):
             if not str(t).strip():
                 continue
-            px, py = (x - x0) / (x1 - x0) * w_px, (y1 - y) / (y1 - y0) * h_px
+            px, py = (x - x0) * sx, (y1 - y) * sy
             w, h = text_width(t, size), size * LINE
             vert, horiz = (spot.split() + ["center"])[:2]
             bx = px - w / 2 if horiz == "center" else px + 4 if horiz == "right" else px - 4 - w
             by = py - 5 - h if vert == "top" else py + 5 if vert == "bottom" else py - h / 2
             boxes.append((bx, by, w, h))
-        hit = set()
-        for i, (ax, ay, aw, ah) in enumerate(boxes):
-            for j in range(i + 1, len(boxes)):
-                bx, by, bw, bh = boxes[j]
-                if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
-                    hit.update((i, j))
-        if len(hit) > max_share * len(boxes):
-            out.append(f"{len(hit)} of {len(boxes)} point labels of {tr.name or 'a scatter'!r} overlap")
-    return out
+            names.add(tr.name or "a scatter")
+    hit = set()
+    for i, (ax, ay, aw, ah) in enumerate(boxes):
+        for j in range(i + 1, len(boxes)):
+            bx, by, bw, bh = boxes[j]
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                hit.update((i, j))
+    if len(boxes) >= 4 and len(hit) > max_share * len(boxes):
+        return [f"{len(hit)} of {len(boxes)} point labels ({', '.join(sorted(names))}) overlap"]
+    return []

@@ -117,11 +117,12 @@ def test_every_csv_carries_the_labels_shown(models, model):
     assert not found, "\n".join(found)
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", ["bundled"])
 def test_axes_cover_the_cells_and_panels_line_up(models, model):
     """With the layout Plotly computes (its own autorange): heatmap axes end within half a cell of the
     data, side-by-side panels that share rows have the same range and domain, and labels beside
-    points (the meaning-space maps) do not pile up on each other."""
+    points (the meaning-space maps) do not pile up on each other. On the bundled model only: the
+    browser takes ~0.3 s a figure, and the tiny model's figures come from the same builders."""
     pytest.importorskip("kaleido")
     found = []
     for name, view in views(models, model, "en").items():

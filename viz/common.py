@@ -165,8 +165,8 @@ LABEL_SPOTS = ("top center", "bottom center", "middle right", "middle left", "to
                "top left", "bottom right")  # i18n: skip
 
 
-def label_positions(x: Sequence[float], y: Sequence[float], labels: Sequence[str], *, width: float = 600,
-                    height: float = 420, size: float = 13, equal_scale: bool = False) -> list[str | None]:
+def label_positions(x: Sequence[float], y: Sequence[float], labels: Sequence[str], *, width: float = 420,
+                    height: float = 300, size: float = 13, equal_scale: bool = False) -> list[str | None]:
     """A textposition per point so that point labels never overlap: each label in turn takes the
     first spot (above, below, right, left, corners) whose box, estimated from the font size at a
     `width` x `height` px plot (one scale for both axes when `equal_scale`, as a map with

@@ -55,10 +55,10 @@ def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
 def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: str, per_row: int = 12) -> go.Figure:
     """The prompt as a grid of token cells, `per_row` to a line, coloured by surprisal
     (-log2 p of each token given the ones before it). The first token is grey and says why:
-    nothing came before it to predict it. Cells keep their shape at any figure size (the
-    y axis is tied to the x axis), so an export at 1,600 × 900 does not stretch them; 12 to a row
-    leaves ~60 px a cell on the page, room for a token of 9 characters. Token text is near-black on
-    a light scale (contrast >= 7:1 on every cell, in every style)."""
+    nothing came before it to predict it. Cells keep their shape at any figure size (the y axis is
+    tied to the x axis), so an export at 1,600 × 900 does not stretch them; 12 to a row leaves ~57 px
+    a cell on the page, room for a token of 9 characters. Token text is near-black on a light scale
+    (contrast >= 7:1 on every cell, in every style)."""
     n = len(tokens)
     per_row = max(1, min(per_row, n))
     rows = int(np.ceil(n / per_row))
@@ -84,15 +84,18 @@ def surprisal_strip(tokens: Sequence[str], surprisal_bits: np.ndarray, title: st
                  textfont=dict(color=CELL_TEXT, size=12), customdata=hover,
                  hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2, hoverongaps=False)
     layout = base_layout(title + "<br><sup>" + _("grey: the first token, which nothing predicts") + "</sup>")
-    bar = max(110, min(300, 30 * rows))  # the colour bar's length in px: room for its ticks at one row
-    height = int(min(layout["margin"]["t"] + layout["margin"]["b"] + max(30 * rows, bar) + 20, 1600))
+    rows_px = 34 * rows  # px: rows of 34 px, ~57 px a cell across the page's column
+    area = min(max(rows_px, 150), 1400)  # the plot area: at least room for the colour bar's ticks
+    height = int(layout["margin"]["t"] + layout["margin"]["b"] + area)
     fig = go.Figure(go.Heatmap(z=z, colorscale=LIGHT_SEQUENTIAL, zmin=0, name=_("surprisal"), **cells,
                                colorbar=dict(title=dict(text=_("surprisal<br>(bits)"), side="top"), thickness=14,
-                                             lenmode="pixels", len=bar)))
+                                             lenmode="pixels", len=min(area, 300), y=1, yanchor="top")))
     fig.add_trace(go.Heatmap(z=unpredicted, colorscale=[[0, "#c8c8c8"], [1, "#c8c8c8"]], showscale=False,
                              name=_("first token"), **cells))
     fig.update_layout(**layout, height=height)
+    # Cells keep their shape at any size (y tied to x, ~57 × 34 px on the page), pushed to the top of
+    # the plot area: a short prompt leaves the room below for the colour bar, not a gap above.
     fig.update_yaxes(autorange="reversed", showticklabels=False, showgrid=False, zeroline=False,
-                     scaleanchor="x", scaleratio=0.42, constrain="domain")
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+                     scaleanchor="x", scaleratio=0.6, constrain="domain", constraintoward="top")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", constraintoward="left")
     return fig
