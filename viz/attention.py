@@ -24,6 +24,7 @@ from .common import (  # noqa: F401 (CELL_BUDGET re-exported)
     DIVERGING,
     SEQUENTIAL,
     base_layout,
+    base_layout_with_panels,
     clip_marks,
     esc,
     short,
@@ -232,7 +233,7 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         fig.update_xaxes(showticklabels=True, tickangle=-60 if label_tokens else 0, row=rows, col=c + 1)
     if b > 1:
         title = _("{title} (max-pooled in blocks of {b}×{b} tokens)").format(title=title, b=b)
-    fig.update_layout(**base_layout(title, height=int(130 + rows * 260)),
+    fig.update_layout(**base_layout_with_panels(title, height=int(130 + rows * 260)),
                       coloraxis=dict(colorscale=SEQUENTIAL, cmin=settings["zmin"], cmax=settings["zmax"],
                                      colorbar=settings["colorbar"]))
     fig.update_annotations(font_size=11)

@@ -157,6 +157,17 @@ def fit_to_column(fig, share: float):
     return fig
 
 
+PANEL_TITLE_PX = 24  # subplot titles sit just above their panels, in the top margin
+
+
+def base_layout_with_panels(title: str, **kw) -> dict:
+    """base_layout for a figure with subplot titles: the top margin also holds the panels' titles,
+    so they never run into the figure's title."""
+    layout = base_layout(title, **kw)
+    layout["margin"]["t"] += PANEL_TITLE_PX
+    return layout
+
+
 def title_lines(title: str) -> int:
     return len(re.split(r"<br\s*/?>", title or "")) if title else 0
 

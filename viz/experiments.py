@@ -21,6 +21,7 @@ from .common import (
     NEGATIVE,
     POSITIVE,
     base_layout,
+    base_layout_with_panels,
     clip_marks,
     esc,
     format_prob,
@@ -87,7 +88,8 @@ def scan_figure(heads: np.ndarray, mlp: np.ndarray, title: str, target: str) -> 
     fig.add_trace(go.Scatter(x=hh.ravel(), y=ll.ravel(), mode="markers", showlegend=False, hoverinfo="skip",
                              marker=dict(size=max(8, int(420 / max(n_layer, n_head))), color="rgba(0,0,0,0)",
                                          symbol="square")), row=1, col=1)
-    fig.update_layout(**base_layout(title, height=int(190 + 30 * n_layer)), clickmode="event+select", dragmode=False)
+    fig.update_layout(**base_layout_with_panels(title, height=int(190 + 30 * n_layer)), clickmode="event+select",
+                      dragmode=False)
     rows = dict(range=[n_layer - 0.5, -0.5], autorange=False, dtick=1)
     fig.update_yaxes(title=_("layer"), **rows, row=1, col=1)
     fig.update_yaxes(showticklabels=False, **rows, row=1, col=2)

@@ -21,6 +21,7 @@ from .common import (
     NEGATIVE,
     POSITIVE,
     base_layout,
+    base_layout_with_panels,
     esc,
     format_prob,
     short,
@@ -84,7 +85,7 @@ def attribution_figure(heads: np.ndarray, mlp: np.ndarray, attn_bias: np.ndarray
     lim = max(float(np.abs(heads).max(initial=0)), 1e-6)
     names = [_("token embedding"), _("position embedding")] + [f"MLP {L}" for L in range(n_layer)] + \
         [_("attn bias {layer}").format(layer=L) for L in range(n_layer)] + [_("ln_f bias")]
-    layout = base_layout(title, height=int(max(460, 190 + 30 * n_layer, 24 * len(names) + 160)))
+    layout = base_layout_with_panels(title, height=int(max(460, 190 + 30 * n_layer, 24 * len(names) + 160)))
     layout["margin"] = dict(layout["margin"], b=130)  # room for the colour bar under the head axis
     below_axis = -62 / (layout["height"] - layout["margin"]["t"] - layout["margin"]["b"])  # 62 px under the plot
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.2,
@@ -122,7 +123,7 @@ def pushes_figure(up: Sequence[str], up_values: np.ndarray, down: Sequence[str],
                              hovertemplate=f"%{{customdata}}: %{{x:+.3f}} {unit}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(autorange="reversed", tickmode="array", tickvals=list(y),
                          ticktext=[esc(short(x, 16)) for x in toks], row=1, col=col)
-    fig.update_layout(**base_layout(title, height=max(320, 26 * len(up) + 140)))
+    fig.update_layout(**base_layout_with_panels(title, height=max(320, 26 * len(up) + 140)))
     return fig
 
 
