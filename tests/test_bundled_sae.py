@@ -11,20 +11,22 @@ features from the same files.
 
 For every shipped SAE: variance explained >= 0.8, mean L0 <= 32, at most 20% of its features
 never active on the text, the next-token loss with the reconstruction spliced in closer to the
-clean loss than to the loss with that residual zeroed by >= 80% of the gap (and than to the loss
-with it replaced by its mean over the text: a random SAE recovers ~70% of the first gap, since
-zeroing the residual is drastic, but little of the second), and a feature whose
-50 strongest activations are >= 90% on number tokens (verse and chapter numbers).
+clean loss than to the loss with that residual zeroed by >= 80% of the gap, and than to the loss
+with it replaced by its mean over the text, and at most 0.25 nats per token above the clean loss
+(a random SAE recovers 60-96% of the first gap and 34-79% of the second, since the small model's
+loss survives a poor residual, but adds 0.8-3 nats; trained ones add 0.08-0.17), and a feature
+whose 50 strongest activations are >= 90% on number tokens (verse and chapter numbers).
 
 The same checks on random SAEs of the same shape, built by sae-lens from the shipped config:
 sae-lens's own initialisation (threshold 0: fires on half the features), and the same weights
 with one threshold that makes it fire as often as the trained SAE (same L0). They miss variance
-explained, loss recovered and L0 (the initialisation), and the number feature before blocks 0-3;
+explained, the loss increase and L0 (the initialisation), and the number feature before blocks 0-3;
 the random test says which two checks a random SAE can pass (dead features at every point, the
 number feature in the late residual stream), so those two guard against a degenerate SAE only."""
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +44,7 @@ MIDDLE = "blocks.3.hook_resid_pre"
 HELD_OUT = (ROOT / "tests" / "data" / "kjv_held_out.txt").read_text()
 CONTEXT = 256
 FVE, L0, DEAD, RECOVERED, NUMBER_SHARE, TOP = 0.8, 32, 0.2, 0.8, 0.9, 50
+MAX_INCREASE = 0.25  # nats per token, spliced minus clean
 
 
 # ---- the independent oracles: transformers' GPT-2, the tokenizers library, sae-lens -------------------------
@@ -129,7 +132,9 @@ def losses(hf, windows, resid) -> dict:
 def sae_lens_sae(path: Path):
     from sae_lens import SAE
 
-    return SAE.load_from_disk(str(path), device="cpu", dtype="float32")
+    with warnings.catch_warnings():  # its advice to TransformerLens users about center_writing_weights=False
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        return SAE.load_from_disk(str(path), device="cpu", dtype="float32")
 
 
 @torch.inference_mode()
@@ -147,7 +152,8 @@ def measure(sae, hook: str, hf, windows, resid, numbers, losses, loss: bool = Tr
          "number_feature": int(share.argmax()), "tokens": len(x)}
     if loss:
         spliced = run(hf, windows, hook, lambda r: sae.decode(sae.encode(r)))
-        m |= {"spliced": spliced, "recovered": (losses[hook] - spliced) / (losses[hook] - losses["clean"]),
+        m |= {"spliced": spliced, "increase": spliced - losses["clean"],
+              "recovered": (losses[hook] - spliced) / (losses[hook] - losses["clean"]),
               "recovered_vs_mean": (losses[hook + " mean"] - spliced) / (losses[hook + " mean"] - losses["clean"])}
     return m
 
@@ -162,7 +168,8 @@ def passes(m: dict) -> dict:
     verdicts = {"fve": m["fve"] >= FVE, "l0": m["l0"] <= L0, "dead": m["dead"] <= DEAD,
                 "number": m["number_share"] >= NUMBER_SHARE}
     if "recovered" in m:
-        verdicts |= {"loss": m["recovered"] >= RECOVERED, "loss vs mean": m["recovered_vs_mean"] >= RECOVERED}
+        verdicts |= {"loss": m["recovered"] >= RECOVERED, "loss vs mean": m["recovered_vs_mean"] >= RECOVERED,
+                     "loss increase": m["increase"] <= MAX_INCREASE}
     return verdicts
 
 
@@ -174,7 +181,9 @@ def random_saes(tmp_path: Path, hook: str, x: torch.Tensor, target_l0: float, se
 
     cfg = JumpReLUSAEConfig.from_dict(json.loads((SAES / hook / "cfg.json").read_text()))
     torch.manual_seed(seed)
-    JumpReLUSAE(cfg).save_model(tmp_path / hook)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"\s*This SAE has non-empty model_from_pretrained_kwargs")
+        JumpReLUSAE(cfg).save_model(tmp_path / hook)
     init, same_l0 = sae_lens_sae(tmp_path / hook), sae_lens_sae(tmp_path / hook)
     with torch.no_grad():
         pre = (x - same_l0.b_dec) @ same_l0.W_enc + same_l0.b_enc
@@ -229,19 +238,22 @@ def test_each_shipped_sae_meets_every_target_on_held_out_chapters(trained):
 
 
 def test_random_saes_of_the_same_shape_miss_the_targets(tmp_path, hf, windows, resid, numbers, losses, trained):
-    """At every point no random SAE comes near the variance explained, and sae-lens's initialisation
-    fires ten times too many features; at the middle point splicing in a random SAE's reconstruction
-    recovers too little of the loss. A random SAE has no number feature before blocks 0, 2 and 3; after
-    block 3 a random direction at the trained L0 finds one too (numbers have a dominant direction in
-    the late residual stream), so there the number check alone does not tell trained from random.
+    """At every point no random SAE comes near the variance explained or the loss, and sae-lens's
+    initialisation fires ten times too many features; at the middle point a random SAE's reconstruction
+    also recovers too little of either ablation gap (after block 4 sae-lens's initialisation recovers
+    over 80% of the zeroing gap: zeroing the last residual is that drastic). A random SAE has no number
+    feature before blocks 0, 2 and 3; after block 3 a random direction at the trained L0 finds one too
+    (numbers have a dominant direction in the late residual stream), so there the number check alone
+    does not tell trained from random.
     Nor does the dead-feature check: a random SAE leaves at most ~13% of its features silent."""
     for hook in HOOKS:
         randoms = random_saes(tmp_path, hook, resid[hook], trained[hook]["l0"])
-        scores = {name: measure(sae, hook, hf, windows, resid, numbers, losses, loss=hook == MIDDLE)
-                  for name, sae in randoms.items()}
+        scores = {name: measure(sae, hook, hf, windows, resid, numbers, losses) for name, sae in randoms.items()}
         verdicts = {name: passes(m) for name, m in scores.items()}
         assert all(passes(trained[hook]).values()), (hook, trained[hook])
-        assert not any(v["fve"] or v.get("loss") or v.get("loss vs mean") for v in verdicts.values()), (hook, scores)
+        assert not any(v["fve"] or v["loss increase"] for v in verdicts.values()), (hook, scores)
+        if hook == MIDDLE:
+            assert not any(v["loss"] or v["loss vs mean"] for v in verdicts.values()), scores
         assert all(m["fve"] < 0 for m in scores.values()), (hook, scores)
         assert not verdicts["init"]["l0"] and verdicts["same L0"]["l0"], (hook, scores)
         assert abs(scores["same L0"]["l0"] - trained[hook]["l0"]) < 1
