@@ -32,7 +32,8 @@ NOT_IN_LINK = {
 # "sample", the default); another case sets them otherwise.
 NEEDED_AT_DEFAULT = {"gen_method", "ngram_source",  # a link cannot carry a pasted text: these cases count Genesis
                      "feat_sae_source",  # the tiny model's only SAE source is a directory (SAE, below)
-                     "steer_kind"}  # the contrast pair is the default kind; the other cases set the others
+                     "steer_kind",  # the contrast pair is the default kind; the other cases set the others
+                     "exp_sae"}  # SAE features on Experiments need an SAE: tests/test_experiment_features.py
 PROMPT = "The cat sat on the mat"
 
 A, P, E, W, G, X = ("pages/1_Attention.py", "pages/5_Prediction.py", "pages/2_Embeddings.py", "pages/3_Weights.py",
@@ -53,7 +54,7 @@ CASES = [
     (A, PROMPT, "attn_view", "One layer, all heads", ATTN),
     (A, PROMPT, "attn_view", "One head", {**ATTN, "attn_scores": True}),
     (A, PROMPT, "attn_view", "One head across layers", ATTN),
-    (A, PROMPT, "attn_view", "Token focus", {**ATTN, "attn_focus_pos": 3, "attn_focus_heads": "one"}),
+    (A, PROMPT, "attn_view", "Token focus", {**ATTN, "attn_focus_pos": 1, "attn_focus_heads": "one"}),
     (E, "hello " * 140, "emb_tab", "The prompt's embeddings", {"emb_start": 5}),
     (E, PROMPT, "emb_tab", "Positions", {}),
     (E, PROMPT, "emb_tab", "Word vectors", {"emb_words": "dog, cat, chair", "emb_leading": False,
@@ -81,7 +82,7 @@ CASES = [
     (P, PROMPT, "pred_view", "Contribution graph", {**PRED, "pred_graph_threshold": 0.1,
                                                      "pred_graph_convention": "llm_tt"}),
     (X, PROMPT, "exp_view", "Knock out parts", {"exp_mode": "mean", "exp_heads": [(0, 1), (1, 3)], "exp_mlps": [1],
-                                                "exp_neurons": "0:3"}),
+                                                "exp_neurons": "0:3", "exp_sae": False}),
     (X, PROMPT, "exp_view", "Which parts matter", {"exp_mode": "mean", "exp_target": "e"}),
     (X, PROMPT, "exp_view", "Two prompts", {"exp_mode": "mean", "exp_other": "The dog sat on the mat", "exp_layer": 1,
                                             "exp_head": 2}),

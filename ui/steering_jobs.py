@@ -8,6 +8,8 @@ import streamlit as st
 from i18n import _
 from recipes import View, md
 from recipes import steering as recipe
+from ui import controls
+from ui.figures import show
 from ui.progress import Job, stepwise
 
 
@@ -97,3 +99,39 @@ def sweep(lm, s: recipe.Steer, settings: dict, start: bool) -> list | None:
     job = stepwise("steer_sweep", work, run, progress, start=dict(settings) if start else None,
                    total=len(coefficients))
     return list(job.items) if job is not None else None
+
+
+def vector_inputs(lm, t, kind: str, sae):
+    """The controls of one kind of steering vector, drawn in two columns (all in the link):
+    (inputs for recipes.steering, the feature's description for the feature kind, else None)."""
+    c1, c2 = st.columns(2)
+    if kind == "feature":
+        inputs = dict(feature=controls.number_input(c1, _("Feature"), 0, sae.d_sae - 1, key="steer_feature",
+                                                    default=recipe.default_feature(lm, t, sae)))
+        about = recipe.feature_about(lm, t, sae, inputs["feature"])
+        show(about)
+        if about.values["layer"] is None:
+            st.stop()
+        return inputs, about
+    elif kind == "pair":
+        inputs = dict(a=controls.text_input(c1, _("Prompt A (added)"), key="steer_a", default="Love", max_chars=2000),
+                      b=controls.text_input(c2, _("Prompt B (subtracted)"), key="steer_b", default="Hate",
+                                            max_chars=2000))
+        st.caption(_("Each is read with <|endoftext|> in front; the shorter is padded with spaces. Their difference is "
+                     "added to the first positions of the prompt."))
+    elif kind == "mean":
+        inputs = dict(list_a=controls.text_area(c1, _("Prompts A, one per line (added)"), key="steer_list_a",
+                                                default=recipe.LOVE),
+                      list_b=controls.text_area(c2, _("Prompts B, one per line (subtracted)"), key="steer_list_b",
+                                                default=recipe.HATE))
+        st.caption(_("The mean residual over every position of A's prompts minus B's, added at every position."))
+    elif kind == "token":
+        inputs = dict(token=controls.text_input(c1, _("Token"), key="steer_token", default=" love",
+                                                help=_("One token, usually a word with its leading space.")))
+        st.caption(_("The token's column of the unembedding: the direction the final residual must point along to "
+                     "say it. Its norm is small beside the residual's: coefficients of tens are usual."))
+    else:
+        inputs = dict(head_layer=controls.selectbox(c1, _("Head's layer"), range(lm.n_layer), key="steer_head_layer"),
+                      head=controls.selectbox(c2, _("Head"), range(lm.n_head), key="steer_head"))
+        st.caption(_("What this head writes into the residual stream at the prompt's last position."))
+    return inputs, None
