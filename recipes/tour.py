@@ -173,7 +173,8 @@ STEPS = [
             "much, word by word. Press **Generate** to continue the prompt with and without the steer, with the same "
             "random draws."),
          STEERING, N_("Steering"), {"steer_kind": "pair", "steer_a": STEER_A, "steer_b": STEER_B,  # i18n: skip
-                                    "steer_coef": STEER_COEF, "steer_view": "Next token"}, generates=True),
+                                    "steer_coef": STEER_COEF, "steer_view": "Next token"},  # i18n: skip
+         generates=True),
 ]
 
 

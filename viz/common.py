@@ -196,10 +196,14 @@ def label_positions(x: Sequence[float], y: Sequence[float], labels: Sequence[str
     for i in range(len(x)):
         w, h = 0.56 * size * text_columns(html.unescape(labels[i])) + 4, 1.25 * size
         gap = 6
-        boxes = {"top center": (px[i] - w / 2, py[i] - gap - h), "bottom center": (px[i] - w / 2, py[i] + gap),
-                 "middle right": (px[i] + gap, py[i] - h / 2), "middle left": (px[i] - gap - w, py[i] - h / 2),
-                 "top right": (px[i] + gap / 2, py[i] - gap - h), "bottom left": (px[i] - gap / 2 - w, py[i] + gap),
-                 "top left": (px[i] - gap / 2 - w, py[i] - gap - h), "bottom right": (px[i] + gap / 2, py[i] + gap)}
+        boxes = {"top center": (px[i] - w / 2, py[i] - gap - h),  # i18n: skip (Plotly's text positions)
+                 "bottom center": (px[i] - w / 2, py[i] + gap),  # i18n: skip
+                 "middle right": (px[i] + gap, py[i] - h / 2),  # i18n: skip
+                 "middle left": (px[i] - gap - w, py[i] - h / 2),  # i18n: skip
+                 "top right": (px[i] + gap / 2, py[i] - gap - h),  # i18n: skip
+                 "bottom left": (px[i] - gap / 2 - w, py[i] + gap),  # i18n: skip
+                 "top left": (px[i] - gap / 2 - w, py[i] - gap - h),  # i18n: skip
+                 "bottom right": (px[i] + gap / 2, py[i] + gap)}  # i18n: skip
 
         def hits(spot):
             bx, by = boxes[spot]
