@@ -227,9 +227,9 @@ def steps_table(lm, steps: Sequence[Step], loop_mask: np.ndarray | None = None, 
 
 def runs_table(lm, runs: Sequence[Sequence[int]], labels: Sequence[str]) -> tuple[list[int | None], pd.DataFrame]:
     """Continuations side by side: (first step each differs from run 0 or None, a DataFrame run · first
-    step that differs (1-based) · text)."""
+    step that differs (1-based; "—" for run 0 itself, "never" when the texts agree) · text)."""
     diverge = [None] + [first_divergence(runs[0], r) for r in runs[1:]]
-    first = [d + 1 if d is not None else None for d in diverge]
+    first = ["—"] + [str(d + 1) if d is not None else _("never") for d in diverge[1:]]  # no "None" on screen
     table = pd.DataFrame({"run": list(labels), N_("first step that differs from greedy"): first,
                           "text": [decode_text(lm, r) for r in runs]})
     return diverge, table

@@ -383,3 +383,15 @@ def test_clearing_the_prompt_keeps_the_controls(tiny_env):
         assert values == {"gen_method": "sample", "gen_tokens": 30, "gen_temperature": 1.1, "gen_top_p": 0.9,
                           "gen_seed": 7}
         assert at.slider(key="gen_tokens").value == 30 and at.query_params["gen_tokens"] == "30"
+
+
+def test_the_runs_table_never_shows_none(tiny_lm):
+    """Issue 25 item 14: the greedy row and a run that never differs read as words, not "None"."""
+    from recipes.generation import runs_table
+
+    runs = [[1, 2, 3, 4], [1, 2, 9, 4], [1, 2, 3, 4]]
+    diverge, table = runs_table(tiny_lm, runs, ["greedy", "seed 0", "seed 1"])
+    assert diverge == [None, 2, None]  # the figure's markers still get the numbers
+    column = table["first step that differs from greedy"].tolist()
+    assert column == ["—", "3", "never"]
+    assert not table.astype(str).isin(["None", "nan", "<NA>"]).any().any()
