@@ -49,14 +49,17 @@ def _formats(text: str) -> list[str]:
 def _make_out(text: str) -> tuple[Path, list[Path]]:
     """The output directory, made before any work (so a bad --out costs nothing), and the
     directories this made, to remove again if the export then fails."""
+    if not text.strip():
+        raise _Refused("--out is empty; give a directory, e.g. --out slides/ (--out . for this one).")  # i18n: skip
     out = Path(text).expanduser()
-    if out.exists() and not out.is_dir():
-        raise _Refused(f"--out {out} is a file; give a directory (it is created if missing).")  # i18n: skip
-    made = [p for p in (out, *out.parents) if not p.exists()]
-    try:
+    try:  # a name over 255 bytes raises OSError from exists() already
+        if out.exists() and not out.is_dir():
+            raise _Refused(f"--out {text[:80]!r} is a file; give a directory (it is created if missing).")  # i18n: skip
+        made = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _Refused(f"--out {out} cannot be created: {e.strerror or e}.") from None  # i18n: skip
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise _Refused(f"--out {text[:80]!r} cannot be created: {why}.") from None  # i18n: skip
     if not os.access(out, os.W_OK | os.X_OK):
         raise _Refused(f"--out {out} is not writable; choose another directory.")  # i18n: skip
     return out, made
@@ -103,10 +106,13 @@ def _export_deck(args) -> int:
     from .deck import DeckFileError, build_html, build_pptx, from_json, rebuild
 
     out = Path(args.out).expanduser()
-    if out.suffix.lower() not in (".pptx", ".html") or out.is_dir():
-        raise _Refused(f"--out {args.out!r}: with --deck, give a .pptx or .html file to write.")  # i18n: skip
-    if not out.parent.is_dir():
-        raise _Refused(f"--out {args.out!r}: the directory {out.parent} does not exist.")  # i18n: skip
+    try:
+        if out.suffix.lower() not in (".pptx", ".html") or out.is_dir():
+            raise _Refused(f"--out {args.out[:80]!r}: with --deck, give a .pptx or .html file to write.")  # i18n: skip
+        if not out.parent.is_dir():
+            raise _Refused(f"--out {args.out[:80]!r}: its directory does not exist.")  # i18n: skip
+    except (OSError, ValueError) as e:
+        raise _Refused(f"--out {args.out[:80]!r}: {getattr(e, 'strerror', None) or e}.") from None  # i18n: skip
     try:
         deck, problems = from_json(Path(args.deck).expanduser().read_bytes())
     except OSError as e:
@@ -140,6 +146,14 @@ def _export_deck(args) -> int:
 def _export(args) -> int:
     if args.prompt is None:
         raise _Refused("--prompt is required (or give --deck talk.json).")  # i18n: skip
+    try:
+        raw = args.prompt.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        raw = args.prompt.encode("utf-8", "surrogatepass")
+    fixed = raw.decode("utf-8", "replace")
+    if fixed != args.prompt:  # bytes that are not UTF-8 (the shell passes them as surrogates)
+        print("note: --prompt has bytes that are not UTF-8; they read as U+FFFD.", file=sys.stderr)  # i18n: skip
+        args.prompt = fixed
     if not args.prompt.strip():
         empty = '--prompt is empty; give the text to trace, e.g. --prompt "The best thing about AI is".'  # i18n: skip
         raise _Refused(empty)

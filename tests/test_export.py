@@ -247,12 +247,17 @@ def no_model_load(monkeypatch):
     (["--prompt", "hi", "--out", "{tmp}/out", "--formats", ","], "no format given"),
     (["--prompt", "hi", "--out", "{tmp}/a-file"], "is a file; give a directory"),
     (["--prompt", "hi", "--out", "{tmp}/a-file/below"], "cannot be created"),
+    (["--prompt", "hi", "--out", ""], "--out is empty"),  # issue 25 item 19: it wrote into the current directory
+    (["--prompt", "hi", "--out", "{tmp}/" + "x" * 300], "cannot be created"),  # item 19: OSError, name too long
+    (["--prompt", "caf\udce9 \ud800", "--out", "{tmp}/out", "--formats", "gif"], "unknown gif"),  # item 22
 ])
 def test_bad_arguments_fail_fast_with_one_line(tmp_path, capsys, no_model_load, args, says):
     (tmp_path / "a-file").write_text("not a directory")
     code, out, err = run_cli(capsys, *[a.format(tmp=tmp_path) for a in args])
     assert code == 2 and says in error_line(err)
     assert not (tmp_path / "out").exists()
+    if any("\udce9" in a for a in args):  # the prompt the tokenizer gets is valid text, and the user is told
+        assert "not UTF-8" in err
 
 
 def test_a_missing_model_fails_with_one_line_and_the_fix(tmp_path, capsys):
