@@ -10,7 +10,7 @@ from typing import Callable
 from i18n import _
 
 from . import model
-from .model import LoadedModel, ModelLoadError, ProgressFn
+from .model import LoadedModel, ModelLoadError, ProgressFn, display_name
 
 
 class ModelStore:
@@ -48,7 +48,8 @@ class ModelStore:
         if hit is None:
             if not name_lock.acquire(blocking=False):  # a second session asking for the same model waits for the load
                 if progress:
-                    progress(0.0, _("Another session is loading {name}; waiting for it").format(name=name))
+                    waiting = _("Another session is loading {name}; waiting for it")
+                    progress(0.0, waiting.format(name=display_name(name)))
                 name_lock.acquire()
             try:
                 with self._lock:
