@@ -199,6 +199,10 @@ def test_slides_style_applies_to_the_page(tiny_env):
 
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["paper_bgcolor"] == "#111418" and spec["layout"]["font"]["size"] >= 18
+    # Streamlit's chart theme would draw its own dark legend text over the slide's (dark on black)
+    assert all(c.proto.theme != "streamlit" for c in at.get("plotly_chart"))
+    at.sidebar.radio(key="sidebar_style").set_value("normal").run()
+    assert all(c.proto.theme == "streamlit" for c in at.get("plotly_chart"))
 
 
 def test_figure_files_are_named_after_view_model_layer_and_head():

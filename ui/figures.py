@@ -164,7 +164,10 @@ def show_figure(fig, key: str, name: str | None = None, **chart_kwargs) -> None:
     _registry()["figures"][base] = fig
     _registry()["by_key"][key] = ("figure", fig, "")
     w, h, scale = int(ss.get("png_width", 1600)), int(ss.get("png_height", 900)), float(ss.get("png_scale", 2.0))
-    st.plotly_chart(fig, key=key, config={"displaylogo": False, "toImageButtonOptions": {
+    # Slides styles set every colour themselves: Streamlit's chart theme would put its own (dark) legend
+    # and font colours over them, dark on black on Slides (dark) (issue 25 item 4).
+    theme = "streamlit" if ss.get("style", "normal") == "normal" else None
+    st.plotly_chart(fig, key=key, theme=theme, config={"displaylogo": False, "toImageButtonOptions": {
         "format": "png", "width": w, "height": h, "scale": scale, "filename": base}}, **chart_kwargs)
     _download_row(fig, key, base, w, h, scale)
 
