@@ -28,7 +28,7 @@ import plotly.io as pio
 
 from i18n import _
 
-from .common import esc, short
+from .common import esc, short, wrap_title
 
 SLIDE = dict(width=1600, height=900, scale=2)
 # How this project starts a headless Chromium (tests, screenshots, benchmarks): no sandbox as
@@ -74,6 +74,8 @@ def presentation_style(fig: go.Figure, dark: bool = False, prompt: str | None = 
     thicker lines and markers, and the prompt under the title when the title lacks it.
     `dark` gives light text on near-black."""
     fig = go.Figure(fig)
+    old = fig.layout.margin
+    old_t, old_b = (old.t if old.t is not None else 100), (old.b if old.b is not None else 80)
     title = fig.layout.title.text or ""
     quoted = esc(short(prompt, 90)) if prompt else ""
     if quoted and quoted[:20] not in title:
@@ -94,6 +96,11 @@ def presentation_style(fig: go.Figure, dark: bool = False, prompt: str | None = 
     fig.update_annotations(font_size=20)
     if fig.layout.annotations:  # subplot titles sit above each panel: leave room under the prompt line
         fig.update_layout(margin_t=175)
+    if fig.layout.height:  # the plot area keeps its size: the larger slide margins come on top of it (a
+        # short strip would otherwise shrink to a line, issue 25 item 4)
+        added = (fig.layout.margin.t - old_t) + (fig.layout.margin.b - old_b)
+        fig.update_layout(height=int(fig.layout.height + max(0, added)))
+    fig.update_layout(title_text=wrap_title(fig.layout.title.text or "", columns=50))  # 28 px: wrap sooner
     for trace in fig.data:
         if trace.type in ("scatter", "scattergl"):
             width = (trace.line.width or 2) if trace.line is not None else 2
