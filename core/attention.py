@@ -92,11 +92,10 @@ def pattern_summaries(t: Trace, side: int, on_layer: Callable[[int], None] | Non
     entropy, means = [], []
     for L in range(t.n_layer):
         def compute(L=L):
-            if on_layer is not None:
-                on_layer(L)
             with torch.inference_mode():
                 return _layer_summary(t, L, side)
-        got = t.memo(("pattern_summary", L, side), compute)
+        got = t.memo(("pattern_summary", L, side), compute, on_miss=on_layer and (lambda L=L: on_layer(L)),
+                     label=_("Summarising layer {layer}'s attention heads…").format(layer=L))
         entropy.append(got["entropy"])
         means.append(got["mean"])
     return {"entropy": np.stack(entropy), "means": np.stack(means), "block": int(got["block"])}
@@ -122,7 +121,8 @@ def head_across_layers(t: Trace, head: int, side: int) -> tuple[np.ndarray, int]
     def compute():
         grids = [_pool(t.pattern_tensor(L, head, keep=False), side) for L in range(t.n_layer)]  # pooled on the device
         return LayerArrays(grids=torch.stack([g for g, _ in grids]).cpu().numpy(), block=np.array(grids[0][1]))
-    got = t.memo(("head_across", head, side), compute)
+    got = t.memo(("head_across", head, side), compute,
+                 label=_("Computing head {head}'s pattern in every layer…").format(head=head))
     return got["grids"], int(got["block"])
 
 
@@ -180,7 +180,8 @@ def induction_scores(lm: LoadedModel, length: int = INDUCTION_LENGTH, seed: int 
 # ---- slices of the trace the views show ------------------------------------------------------
 def token_focus(t: Trace, pos: int) -> tuple[np.ndarray, np.ndarray]:
     """(attends_to, attended_by) of the token at `pos`, computed once per trace (see _token_focus)."""
-    got = t.memo(("focus", pos), lambda: LayerArrays(zip(("to", "from"), _token_focus(t, pos))))
+    got = t.memo(("focus", pos), lambda: LayerArrays(zip(("to", "from"), _token_focus(t, pos))),
+                 label=_("Reading every layer's attention to and from token {pos}…").format(pos=pos))
     for a in got.values():
         a.flags.writeable = False
     return got["to"], got["from"]

@@ -15,6 +15,8 @@ import threading
 from collections import OrderedDict
 from typing import Callable, Hashable
 
+from .lane import lane
+
 ENV_CACHE_MB = "GPT2VIZ_TRACE_CACHE_MB"
 DEFAULT_CACHE_MB = 768  # the floor: GPT-2 small's full-length trace (50 MB) and ~15 whole layers of patterns
 LAYERS_KEPT = 8  # whole layers of patterns at full length that the budget must hold besides a trace
@@ -83,15 +85,15 @@ class ByteBoundedCache:
     """get_or_compute(key, fn): the value for key, computing it once; oldest entries go first.
 
     Values must have an `nbytes` attribute. A value larger than the whole budget is
-    returned but not kept. Computation is serialized per cache: on a 2-core CPU two
-    1,024-token forwards at once only double the peak memory.
+    returned but not kept. Misses are computed on the compute lane (core.lane), as many at a time
+    as it has workers (one by default: on a 2-core CPU two 1,024-token forwards at once would only
+    double the peak memory).
     """
 
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = default_budget_bytes() if max_bytes is None else int(max_bytes)
         self._items: OrderedDict[Hashable, object] = OrderedDict()
         self._lock = threading.Lock()
-        self._compute_lock = threading.RLock()  # a layer's MLP computes (and caches) its attention first
         self.hits = 0
         self.misses = 0
 
@@ -123,23 +125,30 @@ class ByteBoundedCache:
             del evicted
             release_freed_memory()
 
-    def get_or_compute(self, key: Hashable, compute: Callable[[], object], expected_bytes: int = 0):
+    def get_or_compute(self, key: Hashable, compute: Callable[[], object], expected_bytes: int = 0,
+                       label: str = ""):
+        """The value for key; on a miss, compute() runs on the compute lane (core.lane), where a
+        concurrent miss of the same key waits for the same computation. `label` says what it does
+        (in the page's language), for the page to show while it waits."""
         found, value = self._get(key)
         if found:
             return value
-        with self._compute_lock:
-            found, value = self._get(key)  # another thread may have computed it meanwhile
-            if found:
-                return value
-            self.misses += 1
-            # Free room before computing, so old and new traces are not held at once.
-            self._make_room(min(expected_bytes, self.max_bytes))
-            value = compute()
-            if value.nbytes <= self.max_bytes:
-                self._make_room(value.nbytes)
-                with self._lock:
-                    self._items[key] = value
+        return lane().run((id(self), key), lambda: self._compute(key, compute, expected_bytes), label=label)
+
+    def _compute(self, key: Hashable, compute: Callable[[], object], expected_bytes: int):
+        found, value = self._get(key)  # computed by earlier work while this waited in the lane
+        if found:
             return value
+        with self._lock:
+            self.misses += 1
+        # Free room before computing, so old and new traces are not held at once.
+        self._make_room(min(expected_bytes, self.max_bytes))
+        value = compute()
+        if value.nbytes <= self.max_bytes:
+            self._make_room(value.nbytes)
+            with self._lock:
+                self._items[key] = value
+        return value
 
     def ensure_budget(self, max_bytes: int) -> None:
         """Grow the budget to at least max_bytes (a larger model was loaded)."""

@@ -139,8 +139,6 @@ def head_ablation_scan(lm: LoadedModel, t: Trace | str, target_token: int, *, mo
     heads, mlp = np.empty((lm.n_layer, H)), np.empty(lm.n_layer)
     for L in range(lm.n_layer):
         def compute(L=L):
-            if on_layer is not None:
-                on_layer(L)
             z_mean = t.layer_tensor(L, "z").mean(0) if mode == "mean" else None  # [head, d_head]
             out_mean = t.layer_tensor(L, "mlp_out").mean(0) if mode == "mean" else None
 
@@ -160,7 +158,8 @@ def head_ablation_scan(lm: LoadedModel, t: Trace | str, target_token: int, *, mo
                 logp = torch.log_softmax(
                     last_logits(lm, run_blocks(lm, x, L, Edit(z=edit_z, mlp_out=edit_mlp_out))), -1)
             return LayerArrays(delta=(logp[:, target_token].double().cpu().numpy() - base))
-        got = t.memo(("head_ablation_scan", mode, target_token, L), compute)["delta"]
+        got = t.memo(("head_ablation_scan", mode, target_token, L), compute,
+                     on_miss=on_layer and (lambda L=L: on_layer(L)))["delta"]
         heads[L], mlp[L] = got[:H], got[H]
     return {"heads": heads, "mlp": mlp, "base_logprob": np.array(base)}
 
@@ -205,8 +204,6 @@ def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str
     grid = np.empty((lm.n_layer, T if what == "resid" else H))
     for L in range(lm.n_layer):
         def compute(L=L):
-            if on_layer is not None:
-                on_layer(L)
             with torch.inference_mode():
                 x = corrupted.tensor("resid", (L,))[None].repeat(grid.shape[1], 1, 1)
                 edit = None
@@ -224,7 +221,8 @@ def patch(lm: LoadedModel, clean: Trace | str, corrupted: Trace | str, what: str
                     edit = Edit(z=edit_z)
                 ld = _logit_diff(last_logits(lm, run_blocks(lm, x, L, edit)), a, b)
             return LayerArrays(restored=((ld.double().cpu().numpy() - ld_corrupt) / (ld_clean - ld_corrupt)))
-        grid[L] = corrupted.memo(("patch", what, clean.key, a, b, L), compute)["restored"]
+        grid[L] = corrupted.memo(("patch", what, clean.key, a, b, L), compute,
+                                 on_miss=on_layer and (lambda L=L: on_layer(L)))["restored"]
     return {"grid": grid, "answers": (a, b), "logit_diff_clean": ld_clean, "logit_diff_corrupted": ld_corrupt}
 
 

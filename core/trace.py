@@ -173,6 +173,7 @@ class Trace:
             (self.key, layer, kind, head),
             lambda: self._compute_layer(layer, kind, head),
             expected_bytes=layer_bytes(self.lm, self.n_tokens, kind, head),
+            label=_layer_label(layer, kind, head, self.n_tokens),
         )
 
     def _compute_layer(self, layer: int, kind: str, head: int | None) -> LayerArrays:
@@ -193,10 +194,15 @@ class Trace:
                 return LayerArrays({kind: head_patterns(q, k, w.scale, scores_only=kind == "scores")})
         raise ValueError(f"unknown per-layer kind {kind!r}")
 
-    def memo(self, name: tuple, compute) -> LayerArrays:
+    def memo(self, name: tuple, compute, label: str = "", on_miss=None) -> LayerArrays:
         """compute() -> LayerArrays, once per trace and name, kept in the trace's cache
-        (for what a view derives from many layers: pooled grids, summaries)."""
-        return self.cache.get_or_compute((self.key, "memo", name), compute)
+        (for what a view derives from many layers: pooled grids, summaries); `label` says what it
+        does while a page waits for it. compute() runs on the compute lane's thread (core.lane), so
+        progress for a page goes in `on_miss()`, called here first when the result is not cached."""
+        key = (self.key, "memo", name)
+        if on_miss is not None and key not in self.cache:
+            on_miss()
+        return self.cache.get_or_compute(key, compute, label=label)
 
     def pattern(self, layer: int, head: int | None = None, *, keep: bool = True) -> np.ndarray:
         """float32 attention pattern of a layer [head, query_pos, key_pos], or of one head
@@ -260,6 +266,19 @@ class Trace:
 
 
 # ---- tokenization ----------------------------------------------------------------------
+def _layer_label(layer: int, kind: str, head: int | None, n_tokens: int) -> str:
+    """What recomputing one layer's arrays does, in the page's language (shown while a page waits)."""
+    if kind in ("pattern", "scores"):
+        if head is None:
+            return _("Computing the attention patterns of layer {layer}'s heads over {n:,} tokens…").format(
+                layer=layer, n=n_tokens)
+        return _("Computing head {layer}.{head}'s attention pattern over {n:,} tokens…").format(
+            layer=layer, head=head, n=n_tokens)
+    if kind == "mlp":
+        return _("Computing layer {layer}'s MLP over {n:,} tokens…").format(layer=layer, n=n_tokens)
+    return _("Computing layer {layer}'s attention over {n:,} tokens…").format(layer=layer, n=n_tokens)
+
+
 def prompt_ids(lm: LoadedModel, prompt: str, keep: str = "first") -> tuple[list[int], int]:
     """Token ids that fit the context window, and how many were dropped from the other end."""
     if keep not in ("first", "last"):

@@ -29,8 +29,10 @@ def pybabel(*args: str) -> None:
 
 
 def untranslated() -> list[str]:
+    """The msgids with no translation (for a plural, any form left empty) or a fuzzy one."""
     with open(PO, "rb") as f:
-        return [e.id for e in read_po(f) if e.id and (not e.string or e.fuzzy)]
+        return [e.id if isinstance(e.id, str) else e.id[0] for e in read_po(f)
+                if e.id and (e.fuzzy or not all(e.string if isinstance(e.string, (tuple, list)) else [e.string]))]
 
 
 def main() -> int:

@@ -55,6 +55,7 @@ from ui.url import (
     stopped_early,
     write_shared_state,
 )
+from ui.waiting import join_lane
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DIR_OPTION = N_("Local directory…")  # the option's value (session state); shown translated
@@ -148,6 +149,8 @@ def get_trace(lm: LoadedModel, prompt: str, keep: str = "first") -> Trace:
         (lm.name, str(lm.device), ids),
         lambda: trace_ids(lm, list(ids), prompt=prompt, n_dropped=n_dropped, kept=keep, cache=cache),
         expected_bytes=estimate_trace_bytes(lm, len(ids)),
+        label=ngettext("Running {model} on {n:,} token…", "Running {model} on {n:,} tokens…", len(ids)).format(
+            model=md_escape(lm.label), n=len(ids)),
     )
 
 
@@ -355,6 +358,7 @@ def setup_page(title: str, intro: str) -> LoadedModel | None:
     drop_stale_widget_metadata()  # else widgets of pages left behind keep their run's model alive
     _init_state()
     set_language(st.session_state["lang"])  # before any text of this run is made
+    join_lane()  # this run's model work takes turns with other sessions', and says so while it waits
     st.set_page_config(page_title=_("{title} · Inside GPT-2").format(title=_(title)), page_icon=":material/neurology:",
                        layout="wide")
     start_page(title)
