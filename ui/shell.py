@@ -423,9 +423,7 @@ def current_trace(lm: LoadedModel) -> Trace | None:
                 "last": ngettext("the last {n:,} token", "the last {n:,} tokens", lm.n_ctx)}
         st.radio(_("Keep"), ["first", "last"], horizontal=True, format_func=in_page_language(
             lambda k, kept=kept, n=lm.n_ctx: kept[k].format(n=n)), **persisted("keep"))
-    running = ngettext("Running {model} on {n:,} token…", "Running {model} on {n:,} tokens…", len(ids))
-    with st.spinner(running.format(model=md_escape(lm.label), n=len(ids))):
-        return get_trace(lm, prompt, ss["keep"])
+    return get_trace(lm, prompt, ss["keep"])  # while it runs (or waits its turn), the page says so: ui.waiting
 
 
 def setup_trace_page(title: str, intro: str) -> tuple[LoadedModel, Trace]:
