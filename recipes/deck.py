@@ -33,7 +33,8 @@ from i18n import _
 from viz.export import SLIDE, presentation_style, to_png
 
 DECK_VERSION = 1
-MAX_SLIDES = 200  # a deck file naming more is refused (each slide is a page run and a PNG)
+MAX_SLIDES = 60  # slides a deck holds (each holds its figure in the session's memory, and is a page run and a PNG
+#                  when a deck file is rebuilt): an hour's talk; adding more is refused, a longer file is cut
 MAX_DECK_BYTES = 2_000_000  # links and notes only: a real deck is a few kB
 TABLE_MAX_ROWS, TABLE_MAX_COLS = 16, 10  # a native table beyond this shows its first rows and says so
 CJK_FONT = "Microsoft YaHei"  # i18n: skip (PowerPoint's east-asian font; LibreOffice substitutes Noto Sans CJK)

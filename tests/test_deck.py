@@ -180,6 +180,24 @@ def test_add_to_deck_on_three_pages_then_edit_and_reorder_on_the_deck_page(tiny_
     assert not at.exception, at.exception
 
 
+def test_a_full_deck_refuses_another_slide_and_says_so(tiny_env):
+    """Each slide keeps its figure in the session's memory: a deck stops at MAX_SLIDES, with a message."""
+    from recipes.deck import MAX_SLIDES
+
+    at = open_page(NEXT_TOKEN, "the cat sat on the mat")
+    full = small_deck()
+    full.slides = [Slide("figure", "app.py", "http://h/?model=gpt2", f"k{i}", f"slide {i}", fig=heatmap("x"))
+                   for i in range(MAX_SLIDES)]
+    at.session_state["_deck"] = full
+    at.button(key="next_rank_deck").click().run()
+    assert not at.exception, at.exception
+    assert len(at.session_state["_deck"].slides) == MAX_SLIDES
+    assert any(f"at most {MAX_SLIDES} slides" in t.value for t in at.toast), [t.value for t in at.toast]
+    at.session_state["_deck"].slides.pop()
+    at.button(key="next_rank_deck").click().run()
+    assert at.session_state["_deck"].slides[-1].key == "next_rank"
+
+
 @needs_png
 def test_a_deck_file_rebuilds_the_same_deck_in_a_fresh_session_and_its_links_reopen_their_views(tiny_env):
     at = collect()

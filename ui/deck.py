@@ -23,7 +23,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from i18n import _
-from recipes.deck import Deck, Slide, page_link, plain, rebuilt
+from recipes.deck import MAX_SLIDES, Deck, Slide, page_link, plain, rebuilt
 from recipes.deck import rebuild as rebuild_slides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +80,10 @@ def add(kind: str, key: str, title: str, content, caption: str, script: str, url
 
 
 def _add(kind: str, key: str, title: str, content, caption: str, script: str, url_path: str) -> None:
+    if len(deck().slides) >= MAX_SLIDES:  # each slide keeps its figure in this session's memory
+        st.toast(_("The deck holds at most {max} slides; remove some on the Deck page to add more.").format(
+            max=MAX_SLIDES), icon=":material/block:")
+        return
     link = page_link(base_url(), url_path, {k: st.query_params[k] for k in st.query_params})
     slide = Slide(kind, script, link, key, plain(title) or key, default_notes(caption))
     if kind == "table":
