@@ -8,7 +8,8 @@ each other; through the lane they take turns on the cores instead.
 
 - **Workers.** `GPT2VIZ_LANE_WORKERS` (default: 1, which measured fastest in total on small CPUs, see
   `benchmarks/lane_workers.py`) threads run the work; torch's intra-op threads are set so workers x
-  threads = the cores (`GPT2VIZ_LANE_THREADS` overrides). On a GPU the lane has one worker: one stream.
+  threads = the cores (`GPT2VIZ_LANE_THREADS`, else `OMP_NUM_THREADS`, overrides: replicas on one
+  machine split its cores). On a GPU the lane has one worker: one stream.
 - **Fair order.** Each owner (a browser session) has its own queue; workers take the oldest item of
   each owner in turn (round robin), so a session that asks for 12 layers does not make the next
   session wait for all 12.
@@ -79,7 +80,8 @@ class Lane:
 
     def __init__(self, workers: int | None = None, threads: int | None = None, *, set_torch_threads: bool = True):
         self.workers = workers or _env_int(ENV_WORKERS) or 1
-        self.threads = threads or _env_int(ENV_THREADS) or max(1, _cores() // self.workers)
+        self.threads = (threads or _env_int(ENV_THREADS) or _env_int("OMP_NUM_THREADS")  # replicas share cores
+                        or max(1, _cores() // self.workers))
         self._set_torch = set_torch_threads
         self._queues: OrderedDict[Hashable, deque[Ticket]] = OrderedDict()  # owner -> queued tickets, in turn
         self._inflight: dict[Hashable, Ticket] = {}  # key -> queued or running ticket
