@@ -80,13 +80,25 @@ def split_words(text: str, limit: int = 64) -> list[str]:
     return out[:limit]
 
 
-# The example word list, in the spirit of Wolfram's essay: a few groups of everyday words.
+# The example word lists, in the spirit of Wolfram's essay: a few groups of everyday words. The first
+# is the essay's (GPT-2's); a model trained on a narrow text gets the first list whose words it
+# learned (`example_words`), so its examples are words it knows: the second is the bundled model's,
+# whose book (the King James Bible) never uses cat, dog or chair often enough to learn them.
 EXAMPLE_WORD_GROUPS = """animals: cat, dog, horse, cow, lion, tiger, elephant, mouse, rabbit, sheep
 fruits: apple, banana, orange, grape, cherry, pear, peach, lemon, mango, strawberry
 colours: red, green, blue, yellow, purple, pink, brown, black, white, grey
 numbers: one, two, three, four, five, six, seven, eight, nine, ten
 countries: France, Germany, Italy, Spain, Japan, China, India, Brazil, Canada, Mexico
 verbs: run, walk, eat, sleep, write, read, swim, sing, think, jump"""
+BIBLE_WORD_GROUPS = """animals: sheep, goat, lamb, ox, lion, horse, eagle, serpent
+materials: gold, silver, brass, iron, stone
+family: father, mother, son, daughter, brother, sister, wife
+body: hand, eye, head, heart, mouth, foot
+numbers: one, two, three, four, five, six, seven, eight, nine, ten
+verbs: eat, drink, go, come, walk, sit, sleep, speak"""
+EXAMPLE_GROUP_LISTS = (EXAMPLE_WORD_GROUPS, BIBLE_WORD_GROUPS)
+# Two words of a kind and one apart (the essay's cat, dog, chair), for the Word vectors tab.
+EXAMPLE_WORD_LISTS = ("cat, dog, chair", "father, mother, gold")
 
 
 def parse_groups(text: str, limit: int = 400) -> list[tuple[str, str]]:
@@ -134,6 +146,53 @@ def word_vectors(lm: LoadedModel, words: list[str], leading_space: bool = True) 
     return [word_vector(lm, w, leading_space, wte) for w in words if w.strip()]
 
 
+# ---- what the model learned -------------------------------------------------------------------
+# A checkpoint trained on a narrow text lists the tokens it learned (LoadedModel.trained_token_ids);
+# the others never came up in its training, or too rarely: their embeddings stay near their random
+# start and sit together, so their neighbours mean nothing. A model without the list learned them all.
+def learned_mask(lm: LoadedModel) -> np.ndarray | None:
+    """[vocab] bool: the tokens the model learned; None when it does not list them (all learned)."""
+    if lm.trained_token_ids is None:
+        return None
+    mask = np.zeros(lm.d_vocab, dtype=bool)
+    mask[np.asarray(lm.trained_token_ids, dtype=np.int64)] = True
+    return mask
+
+
+def unlearned_words(lm: LoadedModel, wvs: list[WordVector]) -> list[str]:
+    """The words (as typed) with a token the model never learned; [] for a model that learned every token."""
+    mask = learned_mask(lm)
+    return [] if mask is None else [w.word for w in wvs if not mask[list(w.ids)].all()]
+
+
+def knows_words(lm: LoadedModel, words: list[str], leading_space: bool = True) -> bool:
+    """Whether each word is one token the model learned (in its in-sentence form by default)."""
+    mask = learned_mask(lm)
+    for word in words:
+        ids = lm.encode(in_sentence_form(word, leading_space))
+        if len(ids) != 1 or (mask is not None and not mask[ids[0]]):
+            return False
+    return True
+
+
+def example_words(lm: LoadedModel) -> str:
+    """The first of EXAMPLE_WORD_LISTS whose words the model knows as single learned tokens (the
+    essay's cat, dog, chair for GPT-2), else the essay's."""
+    return next((w for w in EXAMPLE_WORD_LISTS if knows_words(lm, split_words(w))), EXAMPLE_WORD_LISTS[0])
+
+
+def example_groups(lm: LoadedModel) -> str:
+    """The first of EXAMPLE_GROUP_LISTS whose words the model learned, else the essay's."""
+    mask = learned_mask(lm)
+    if mask is None:
+        return EXAMPLE_WORD_GROUPS
+    for groups in EXAMPLE_GROUP_LISTS:
+        ids = [i for _g, w in parse_groups(groups) for i in lm.encode(in_sentence_form(w))]
+        if mask[ids].all():
+            return groups
+    return EXAMPLE_WORD_GROUPS
+
+
 # ---- similarities -------------------------------------------------------------------------------
 def _unit_rows(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)
@@ -153,12 +212,16 @@ def euclidean_matrix(X: np.ndarray) -> np.ndarray:
     return np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)).astype(np.float32)
 
 
-def nearest_tokens(wte: np.ndarray, vector: np.ndarray, k: int = 20, exclude=()) -> tuple[np.ndarray, np.ndarray]:
+def nearest_tokens(wte: np.ndarray, vector: np.ndarray, k: int = 20, exclude=(),
+                   among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k rows of wte [vocab, d_model] with the highest cosine similarity to vector [d_model].
 
-    Returns (ids [k], cosines [k]), best first; ids in `exclude` are skipped.
+    Returns (ids [k], cosines [k]), best first; ids in `exclude` are skipped, and so are rows
+    outside `among` ([vocab] bool, e.g. the tokens the model learned) when it is given.
     """
     sims = _unit_rows(wte) @ _unit_rows(vector[None, :])[0]  # [vocab]
+    if among is not None:
+        sims[~np.asarray(among, dtype=bool)] = -np.inf
     if len(exclude):
         sims[np.asarray(list(exclude), dtype=np.int64)] = -np.inf
     k = min(k, int(np.isfinite(sims).sum()))

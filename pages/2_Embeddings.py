@@ -42,7 +42,7 @@ with tabs[2]:
     if tabs[2].open:
         c1, c2 = st.columns([3, 1])
         words = recipe.typed_words(controls.text_input(c1, _("Words, separated by commas"), key="emb_words",
-                                                       default="cat, dog, chair"))  # i18n: skip (GPT-2's words)
+                                                       default=recipe.default_words(lm)))
         leading = controls.toggle(c2, _("In-sentence form (“ word”)"), key="emb_leading", default=True,
                                   help=_("GPT-2 writes a word in mid-sentence with its leading space, as one token: "
                                          "␣cat. Off: the word as typed, as at the very start of a text."))
@@ -55,7 +55,7 @@ with tabs[2]:
 with tabs[3]:
     if tabs[3].open:
         text = controls.text_area(st, _("Words by group, one group per line: “group: word, word, …”"),
-                                  key="emb_groups", default=recipe.EXAMPLE_GROUPS, height=180)
+                                  key="emb_groups", default=recipe.default_groups(lm), height=180)
         c1, c2, c3 = st.columns(3)
         method = controls.radio(c1, _("Projection"), ["umap", "pca"], horizontal=True, key="emb_method",
                                 format_func=lambda m: m.upper(), help=_("UMAP keeps neighbours together; PCA "

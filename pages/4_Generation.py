@@ -9,6 +9,8 @@ import streamlit as st
 
 from i18n import N_, _
 from recipes import generation as recipe
+from recipes import md
+from recipes.naming import model_name
 from ui import controls
 from ui import generation_jobs as jobs
 from ui.figures import show
@@ -20,6 +22,7 @@ lm, t = setup_trace_page(
        "and the longer text goes back in. Always taking the likeliest token (greedy) soon repeats itself; "
        "sampling at a temperature such as 0.8 reads better, and differs with every seed."),
 )
+show(recipe.model_note(lm))
 ids = tuple(int(i) for i in t.token_ids)
 room = recipe.room(lm, len(ids))
 if room == 0:
@@ -31,8 +34,8 @@ method = controls.radio(st, _("Decoding"), list(recipe.METHODS), key="gen_method
                         format_func=lambda m: _(recipe.METHODS[m]), horizontal=True)
 c1, c2, c3, c4 = st.columns(4)
 n_new = controls.slider(c1, _("New tokens"), 1, room, key="gen_tokens", default=min(40, room),
-                        help=_("At most {max_new}, and never past GPT-2's {n_ctx:,} positions.").format(
-                            max_new=recipe.MAX_NEW, n_ctx=lm.n_ctx))
+                        help=_("At most {max_new}, and never past {model}'s {n_ctx:,} positions.").format(
+                            max_new=recipe.MAX_NEW, model=md(model_name(lm)), n_ctx=lm.n_ctx))
 sampling, beam = {}, (4, 1.0, False)
 if method == "sample":
     sampling = dict(

@@ -7,7 +7,9 @@ every block, shows progress and a Stop.
 import streamlit as st
 
 from i18n import N_, _
+from recipes import md
 from recipes import prediction as recipe
+from recipes.naming import model_name
 from ui import controls
 from ui.figures import show
 from ui.progress import run_job
@@ -24,7 +26,7 @@ ss = st.session_state
 # The last token (the prediction Next token shows), and again whenever the prompt changes, unless the link names one.
 pos = controls.position(st, _("Position (the prediction after this token)"), t, key="pred_pos")
 chosen = recipe.typed_token(lm, t, pos, controls.text_input(
-    st, _("Token to explain (empty: GPT-2's top prediction here)"), key="pred_token",
+    st, _("Token to explain (empty: {model}'s top prediction here)").format(model=md(model_name(lm))), key="pred_token",
     placeholder=recipe.top_name(lm, t, pos)))
 show(chosen)
 target, name = chosen.values["target"], chosen.values["name"]

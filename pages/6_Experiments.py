@@ -6,6 +6,8 @@ import streamlit as st
 
 from i18n import N_, _
 from recipes import experiments as recipe
+from recipes import md
+from recipes.naming import model_name
 from ui import controls
 from ui.feature_knockout import feature_change
 from ui.figures import show
@@ -69,7 +71,8 @@ with tabs["Knock out parts"]:
 
 with tabs["Which parts matter"]:
     if tabs["Which parts matter"].open:
-        typed = controls.text_input(st, _("Next token to explain (empty: GPT-2's top prediction)"), key="exp_target",
+        typed = controls.text_input(st, _("Next token to explain (empty: {model}'s top prediction)").format(
+                                        model=md(model_name(lm))), key="exp_target",
                                     placeholder=recipe.top_token(lm, t))
         target_view = recipe.scan_target(lm, t, typed)
         show(target_view)

@@ -8,6 +8,8 @@ import streamlit as st
 
 from i18n import N_, _
 from recipes import features as recipe
+from recipes import md
+from recipes.naming import model_name
 from ui import controls
 from ui import features as page
 from ui.figures import show
@@ -63,7 +65,8 @@ with tabs["Which features make the prediction"]:
                                  key="feat_attr_pos", default=t.n_tokens - 1,
                                  format_func=lambda i: f"{i}: {t.tokens[i]}")
         chosen = recipe.typed_token(lm, t, pos, controls.text_input(
-            c2, _("Token to explain (empty: GPT-2's top prediction here)"), key="feat_token",
+            c2, _("Token to explain (empty: {model}'s top prediction here)").format(model=md(model_name(lm))),
+            key="feat_token",
             placeholder=recipe.top_name(lm, t, pos)))
         minus = recipe.minus_token(lm, controls.text_input(c3, _("Minus a second token (logit difference; empty: "
                                                                  "none)"), key="feat_minus"))

@@ -26,7 +26,7 @@ from i18n import N_, _
 COLUMNS = (
     N_("rank"), N_("token"), N_("tokens"), N_("id"), N_("ids"), N_("probability"), N_("position"), N_("bytes"),
     N_("character split over tokens"), N_("word"), N_("vector"), N_("cosine"),
-    N_("step"), N_("chosen"), N_("p (GPT-2)"), N_("p (drawn)"), N_("out of"), N_("entropy (bits)"), N_("repeat"),
+    N_("step"), N_("chosen"), N_("p (model)"), N_("p (drawn)"), N_("out of"), N_("entropy (bits)"), N_("repeat"),
     N_("run"), N_("first step that differs from greedy"), N_("text"), N_("beam"), N_("score"), N_("log-prob"),
     N_("text so far"),
     N_("block"), N_("n"), N_("mean"), N_("std"), N_("kurtosis"), N_("min"), N_("max"), N_("name"), N_("kind"),

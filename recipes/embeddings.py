@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 
 from core.embeddings import (
-    EXAMPLE_WORD_GROUPS,
     PCAResult,
     WordVector,
     cosine_matrix,
     euclidean_matrix,
+    example_groups,
+    example_words,
     find_tokens,
+    learned_mask,
     nearest_tokens,
     occurrence_similarity,
     parse_groups,
@@ -26,6 +28,7 @@ from core.embeddings import (
     repeated_tokens,
     split_words,
     token_embeddings,
+    unlearned_words,
     word_vectors,
 )
 from core.projection import VOCAB_MAP_PARAMS, EmbeddingMap, project, word_map_params
@@ -55,7 +58,30 @@ BANK = ("I sat on the bank of the river and watched the water. "  # i18n: skip
 MAX_HEATMAP_TOKENS = 128  # 3 heatmaps of 768 x 128 keep the tab near 1.5 MB
 N_NEIGHBOURS = 20
 MAX_WORDS = 12  # words the Word vectors tab looks up at once
-EXAMPLE_GROUPS = EXAMPLE_WORD_GROUPS  # the Meaning space tab's word list until one is typed (GPT-2's words: English)
+
+
+def default_words(lm) -> str:
+    """The Word vectors tab's words until some are typed: the essay's, or words the loaded model learned."""
+    return example_words(lm)
+
+
+def default_groups(lm) -> str:
+    """The Meaning space tab's word list until one is typed: the essay's, or words the loaded model learned."""
+    return example_groups(lm)
+
+
+def unlearned_note(lm, words: list[str]) -> Text:
+    """Says that the model never learned these words (typed text, escaped), so their vectors mean nothing."""
+    quoted = ", ".join(f"‘{md(w)}’" for w in words)  # typed words, quoted as typed in either language
+    return Text(ngettext(
+        "{model} never learned {words}: its training text used it rarely or not at all, so its vector holds no "
+        "meaning of its own (it only moved with the other tokens the model never learned, which bunch together), and "
+        "its similarities and neighbours say nothing about what it means. Words it knows: {examples}.",
+        "{model} never learned {words}: its training text used them rarely or not at all, so their vectors hold no "
+        "meaning of their own (they only moved with the other tokens the model never learned, which bunch together), "
+        "and their similarities and neighbours say nothing about what they mean. Words it knows: {examples}.",
+        len(words)).format(model=md(lm.label), words=quoted,
+                                                 examples=md(example_words(lm))), "warning")
 
 
 # ---- 1. the embedding module for the prompt ------------------------------------------------------
@@ -135,6 +161,9 @@ def word_table(lm, words: list[str], leading_space: bool, wvs: list[WordVector] 
             "{n} of these words are not one token in {model}'s vocabulary, so each vector here is the mean of its "
             "pieces' vectors: a stand-in that GPT-2 itself never computes.", len(split)).format(
                 n=len(split), model=md(lm.label))))
+    unlearned = unlearned_words(lm, wvs)
+    if unlearned:
+        view.add(unlearned_note(lm, unlearned))
     vectors = np.stack([w.vector for w in wvs])
     return view.add(
         Figure("emb_word_lines", vector_lines(
@@ -155,19 +184,28 @@ def typed_words(text: str) -> list[str]:
 
 
 def neighbours_data(lm, word: str, leading_space: bool) -> pd.DataFrame:
-    """The N_NEIGHBOURS tokens nearest to the word's vector (cosine), leaving out its own tokens."""
+    """The N_NEIGHBOURS tokens nearest to the word's vector (cosine), leaving out its own tokens, among
+    the tokens the model learned (where it lists them: the others sit together near their random start)."""
     (wv,) = word_vectors(lm, [word], leading_space)
-    ids, sims = nearest_tokens(token_embeddings(lm), wv.vector, N_NEIGHBOURS, exclude=wv.ids)
+    ids, sims = nearest_tokens(token_embeddings(lm), wv.vector, N_NEIGHBOURS, exclude=wv.ids, among=learned_mask(lm))
     return pd.DataFrame({"rank": np.arange(1, len(ids) + 1), "token": display_tokens(lm, ids), "id": ids,
                          "cosine": sims})
 
 
 def neighbours(lm, word: str, leading_space: bool, table: pd.DataFrame | None = None) -> View:
     table = table if table is not None else neighbours_data(lm, word, leading_space)
-    return View([translated_table("emb_neighbours_table", table, f"nearest-tokens-{word}",
-                                  formats={"cosine": "{:.4f}"}),
-                 Text(_("The {k} tokens of all {n:,} whose embeddings point most nearly the same way (cosine "
-                        "similarity), leaving out the word's own tokens.").format(k=N_NEIGHBOURS, n=lm.d_vocab))])
+    unlearned = unlearned_words(lm, word_vectors(lm, [word], leading_space))
+    view = View([unlearned_note(lm, unlearned)] if unlearned else [])
+    view.add(translated_table("emb_neighbours_table", table, f"nearest-tokens-{word}", formats={"cosine": "{:.4f}"}))
+    if lm.trained_token_ids is None:
+        return view.add(Text(_("The {k} tokens of all {n:,} whose embeddings point most nearly the same way (cosine "
+                               "similarity), leaving out the word's own tokens.").format(k=N_NEIGHBOURS, n=lm.d_vocab)))
+    return view.add(Text(_("The {k} tokens whose embeddings point most nearly the same way (cosine similarity), "
+                           "leaving out the word's own tokens, among the {n:,} tokens {model} learned in training. "
+                           "The other {rest:,} of its {vocab:,} are left out: its text used them rarely or never, so "
+                           "their vectors hold no meaning and bunch together, and they would fill any such list."
+                           ).format(k=N_NEIGHBOURS, n=len(lm.trained_token_ids), model=md(lm.label),
+                                    rest=lm.d_vocab - len(lm.trained_token_ids), vocab=lm.d_vocab)))
 
 
 # ---- 4. meaning space for a word list -----------------------------------------------------------------
@@ -232,13 +270,22 @@ def token_map(lm, t: Trace | None, emap: EmbeddingMap, query: str, strings=None)
     view = View([Text(_("No token contains that text."), "info")] if query and not found else [])
     highlight = [(i, strings[i]) for i in dict.fromkeys(int(i) for i in t.token_ids[:200])] if t is not None else []
     title = _("All {n:,} token embeddings, UMAP · {model}").format(n=len(emap.coords), model=esc(lm.label))
+    learned = learned_mask(lm)
     view.add(Figure("emb_vocab_map", cloud_map(emap.coords, hover, title, highlight=highlight,
-                                               focus=found[0] if found else None)))
+                                               focus=found[0] if found else None,
+                                               learned=learned if learned is not None and
+                                               len(learned) == len(emap.coords) else None)))
     if found:
         view.add(translated_table("emb_search_table", pd.DataFrame({"token": [strings[i] for i in found], "id": found}),
                                   "vocabulary-search", height=min(220, 38 + 35 * len(found))),
                  Text(_("The map is zoomed to the first match (the star); double-click the map to zoom out.")))
-    return view.add(Text(_("Grey: every token, hover for its text and id. Red: the prompt's tokens.")))
+    if learned is None:
+        return view.add(Text(_("Grey: every token, hover for its text and id. Red: the prompt's tokens.")))
+    return view.add(Text(_("Blue: the {n:,} tokens {model} learned in training. Grey: the other {rest:,}, which its "
+                           "text used rarely or never: their vectors hold no meaning of their own and bunch together "
+                           "apart from the learned ones (the big grey blob), so where a grey token lands says nothing "
+                           "about what it means. Hover for a token's text and id. Red: the prompt's tokens."
+                           ).format(n=int(learned.sum()), model=md(lm.label), rest=int((~learned).sum()))))
 
 
 def position_map(lm, emap: EmbeddingMap) -> View:

@@ -39,6 +39,7 @@ from viz.experiments import (
 from viz.prediction import lens_grid_figure
 
 from . import Figure, LongJob, Row, Text, View, md, translated_table
+from .naming import model_name
 from .next_token import top_k_table
 
 LENS_WINDOW = 12  # positions of each prompt's logit lens, side by side
@@ -182,9 +183,9 @@ def default_knock_out(lm, t: Trace, mode: str, view: View | None = None) -> View
     head = default_head(lm, t)
     view.values["default_head"] = head
     note = _("Nothing is picked yet, so this shows a default: {head} knocked out, the head that writes most "
-             "directly toward {token}, GPT-2's top prediction (direct logit attribution). Pick heads, MLP layers, "
+             "directly toward {token}, {model}'s top prediction (direct logit attribution). Pick heads, MLP layers, "
              "neurons or features above to run your own experiment.").format(
-        head=head_label(head), token=md(top_token(lm, t)))
+        head=head_label(head), token=md(top_token(lm, t)), model=md(model_name(lm)))
     seconds = knock_out_seconds(lm, t, head[0])
     if seconds > DEFAULT_MAX_S:
         return view.add(Text(note + " " + _("It takes about {seconds:.0f} s on this prompt, so it runs only once "

@@ -13,6 +13,7 @@ import pandas as pd
 from core.beam import BeamResult, best_beam_ids
 from core.continuations import alternatives, decode_text, first_divergence, steps_view
 from core.kv_cache import MAX_NEW, eos_ids, max_new_tokens
+from core.model import bundled_model_dir
 from core.sampling import (
     Decoding,
     Step,
@@ -24,11 +25,12 @@ from core.sampling import (
 from core.tokens import display_tokens
 from core.trace import Trace
 from i18n import N_, _, ngettext
-from viz.common import figure_label, format_prob
+from viz.common import esc, figure_label, format_prob
 from viz.generate import runs_grid, step_chart, temperature_figure, token_strip
 from viz.next_token import top_k_bars
 
-from . import Figure, Metric, Row, Text, View, translated_table
+from . import Figure, Metric, Row, Text, View, md, translated_table
+from .naming import is_gpt2, model_name
 
 METHODS = {"greedy": N_("Greedy (temperature 0)"), "sample": N_("Sample"), "beam": N_("Beam search")}  # shown with _
 TABS = [N_("Step by step"), N_("Side by side"), N_("Temperature")]
@@ -42,6 +44,21 @@ def method_label(method: str) -> str:
     return _(METHODS[method])
 
 
+def model_note(lm) -> View:
+    """Under the page's intro (written about GPT-2): what differs when the loaded model is another."""
+    if is_gpt2(lm):
+        return View()
+    if lm.name == bundled_model_dir():
+        return View([Text(_("This is {model}, not GPT-2: a small model ({n_layer} blocks) trained on one book, the "
+                            "King James Bible, so its samples are rough. On a prompt unlike its book they break into "
+                            "word fragments and stray commas while greedy text falls back on its commonest phrases; "
+                            "on a prompt in the Bible's style (“And God said unto Moses,”) they read like verses."
+                            ).format(model=md(lm.label), n_layer=lm.n_layer), "info")])
+    return View([Text(_("This is {model}, not GPT-2, so the sentence above may not hold: how its samples read depends "
+                        "on what it learned, and a small or untrained model's samples can read no better than its "
+                        "greedy text at any temperature.").format(model=md(lm.label)), "info")])
+
+
 def room(lm, n_prompt: int) -> int:
     """How many tokens a run may add after a prompt of `n_prompt` tokens: MAX_NEW, or fewer where
     GPT-2's context ends (0: no room)."""
@@ -49,8 +66,9 @@ def room(lm, n_prompt: int) -> int:
 
 
 def no_room(lm) -> View:
-    return View([Text(_("The prompt already fills all {n:,} positions GPT-2 can read, so there is no room to add a "
-                        "token. Shorten the prompt, or keep its first part only.").format(n=lm.n_ctx), "info")])
+    return View([Text(_("The prompt already fills all {n:,} positions {model} can read, so there is no room to add "
+                        "a token. Shorten the prompt, or keep its first part only.").format(
+        n=lm.n_ctx, model=md(model_name(lm))), "info")])
 
 
 def settings(method: str, n_new: int, sampling: dict, beam: tuple) -> dict:
@@ -145,20 +163,21 @@ def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> Vie
             _("The chosen token's probability and the entropy, step by step · {label}").format(label=label),
             view.sample_probs)),
         Figure("gen_strip", token_strip(view.tokens, view.probs, view.loops,
-                                        _("The continuation, coloured by GPT-2's probability · {label}").format(
-                                            label=label))),
-        Text(_("One row per step: the token picked, how likely GPT-2 thought it (and under the distribution it was "
-               "drawn from), its rank, how many tokens it could have been, and GPT-2's five likeliest candidates.")),
+                                        _("The continuation, coloured by {model}'s probability · {label}").format(
+                                            model=esc(model_name(lm)), label=label))),
+        Text(_("One row per step: the token picked, how likely {model} thought it (p (model)) and how likely under "
+               "the distribution it was drawn from (p (drawn)), its rank, how many tokens it could have been, and "
+               "{model}'s five likeliest candidates.").format(model=md(model_name(lm)))),
         translated_table("gen_table", steps_table(lm, items, view.loops), "generation-steps",
-                         formats={"p (GPT-2)": "{:.4f}", "p (drawn)": "{:.4f}", "entropy (bits)": "{:.2f}"}),
+                         formats={"p (model)": "{:.4f}", "p (drawn)": "{:.4f}", "entropy (bits)": "{:.2f}"}),
     ])
 
 
 def step_detail(lm, t: Trace, items: Sequence, pick: int) -> View:
-    """Step `pick` (1-based): GPT-2's likeliest next tokens there."""
+    """Step `pick` (1-based): the model's likeliest next tokens there."""
     s = items[pick - 1]
-    title = _("Step {step}: GPT-2's {k} likeliest next tokens · {label}").format(
-        step=pick, k=len(s.top_ids), label=figure_label(lm.label, t.prompt))
+    title = _("Step {step}: {model}'s {k} likeliest next tokens · {label}").format(
+        step=pick, model=esc(model_name(lm)), k=len(s.top_ids), label=figure_label(lm.label, t.prompt))
     return View([Figure("gen_detail", top_k_bars(display_tokens(lm, s.top_ids), list(s.top_probs), title))])
 
 
@@ -198,7 +217,7 @@ def temperatures(lm, t: Trace, temps: Sequence[float], k: int) -> View:
     fig = temperature_figure(display_tokens(lm, top_ids), temps, table,
                              _("The next token's probabilities at {n} temperatures · {label}").format(
                                  n=len(temps), label=figure_label(lm.label, t.prompt)),
-                             entropy_at_temperatures(t.next_logits, temps))
+                             entropy_at_temperatures(t.next_logits, temps), model=esc(model_name(lm)))
     return View([Figure("gen_sweep", fig),
                  Text(_("Sampling at temperature T draws from softmax(logits / T). As T rises the distribution "
                         "flattens: likely tokens lose probability to unlikely ones. T = 0 always takes the "
@@ -214,7 +233,7 @@ def steps_table(lm, steps: Sequence[Step], loop_mask: np.ndarray | None = None, 
     alt_tokens, alt_probs = alternatives(lm, steps, k)
     rows = []
     for n, s in enumerate(steps):
-        row = {"step": s.index + 1, "chosen": chosen[n], "id": s.token_id, "p (GPT-2)": s.prob,
+        row = {"step": s.index + 1, "chosen": chosen[n], "id": s.token_id, "p (model)": s.prob,
                "p (drawn)": s.sample_prob, "rank": s.rank + 1, N_("out of"): s.n_allowed,
                "entropy (bits)": s.entropy_bits}
         if loop_mask is not None:

@@ -11,10 +11,11 @@ from core.next_token import prompt_perplexity, rank_curve, top_k_ids
 from core.tokens import characters_across_tokens, display_tokens, token_bytes
 from core.trace import Trace
 from i18n import N_, _
-from viz.common import figure_label, fit_to_column, format_prob
+from viz.common import esc, figure_label, fit_to_column, format_prob
 from viz.next_token import rank_plot, surprisal_strip, top_k_bars
 
 from . import Figure, Metric, Row, Text, View, md, translated_table
+from .naming import model_name
 
 
 def top_k_table(lm, t: Trace, k: int = 10) -> pd.DataFrame:
@@ -80,7 +81,7 @@ def rank(lm, t: Trace) -> View:
     ranks, probs = rank_curve(t.next_probs)
     return View([
         Figure("next_rank", rank_plot(ranks, probs, _("All {n:,} next-token probabilities by rank · {label}").format(
-            n=len(t.next_probs), label=figure_label(lm.label, t.prompt)))),
+            n=len(t.next_probs), label=figure_label(lm.label, t.prompt)), esc(model_name(lm)))),
         Text(_("A straight line on these axes is a power law. Wolfram's essay shows GPT-2's next-word probabilities "
                "falling off roughly like 1/rank for the first few thousand ranks.")),
     ])

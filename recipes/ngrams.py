@@ -15,6 +15,7 @@ from viz.common import esc, format_prob, short
 from viz.ngrams import frequency_bars, next_unit_panels, pair_heatmap
 
 from . import Figure, Row, Text, View, md, translated_table
+from .naming import model_name
 from .next_token import top_k_table
 
 # Option and tab labels: English values (in the link), marked here, shown through _ by the page.
@@ -185,13 +186,13 @@ def _table_column(text: str, context_text: str, unit: str, n: int, k: int) -> li
 
 def _gpt2_column(lm, t: Trace, k: int) -> list:
     table = top_k_table(lm, t, k)[["rank", "token", "probability"]]
-    items = [Text(_("GPT-2's next token"), "subheader"),
+    items = [Text(_("{model}'s next token").format(model=md(model_name(lm))), "subheader"),
              Text(_("What {model} predicts after the whole context, not just its last letters or words. It "
                     "predicts tokens: mostly whole words with their space in front (␣).").format(model=md(lm.label)))]
     if t.n_dropped:
-        read = (_("GPT-2 read only the last {n:,} tokens of this context.") if t.kept == "last" else
-                _("GPT-2 read only the first {n:,} tokens of this context."))
-        items.append(Text(read.format(n=len(t.token_ids)), "caption"))
+        read = (_("{model} read only the last {n:,} tokens of this context.") if t.kept == "last" else
+                _("{model} read only the first {n:,} tokens of this context."))
+        items.append(Text(read.format(model=md(model_name(lm)), n=len(t.token_ids)), "caption"))
     return items + [translated_table("ngram_gpt2_table", table, "gpt2-next-token-table",
                                      formats={"probability": format_prob})]
 

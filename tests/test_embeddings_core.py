@@ -1,6 +1,8 @@
 """core.embeddings against independent computations (sklearn, scipy, the model's own parameters)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -8,10 +10,14 @@ from sklearn.decomposition import PCA
 from sklearn.metrics.pairwise import cosine_similarity
 
 from core.embeddings import (
+    EXAMPLE_WORD_GROUPS,
     cosine_matrix,
     euclidean_matrix,
+    example_groups,
+    example_words,
     find_tokens,
     in_sentence_form,
+    learned_mask,
     nearest_tokens,
     occurrence_similarity,
     parse_groups,
@@ -21,10 +27,13 @@ from core.embeddings import (
     repeated_tokens,
     split_words,
     token_embeddings,
+    unlearned_words,
     word_vector,
     word_vectors,
 )
+from core.model import load_model
 from core.trace import trace
+from tests.conftest import ROOT
 
 
 def test_tables_are_the_models_own_read_only(tiny_lm):
@@ -137,3 +146,59 @@ def test_find_tokens_prefers_exact_then_in_sentence_then_contains():
     toks = ["cat", "␣cat", "␣category", "dog", "Cat", "concat"]
     assert find_tokens(toks, "cat") == [1, 0, 4, 5, 2]
     assert find_tokens(toks, "  ") == [] and find_tokens(toks, "zebra") == []
+
+
+# ---- a model that lists the tokens it learned (the bundled mini GPT-2) ----------------------------
+BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
+
+
+def listed_tokens(directory) -> set[int]:
+    """The checkpoint's own list of learned tokens, read from its file (not through core.model)."""
+    return set(json.loads((directory / "trained_tokens.json").read_text())["token_ids"])
+
+
+@pytest.fixture(scope="module")
+def bundled_lm():
+    if not (BUNDLED / "trained_tokens.json").exists():
+        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
+    return load_model(str(BUNDLED), device="cpu")
+
+
+def test_nearest_tokens_among_a_subset_match_brute_force_on_that_subset():
+    rng = np.random.default_rng(2)
+    W = rng.normal(size=(3000, 32)).astype(np.float32)
+    v = W[10] + 0.1 * rng.normal(size=32).astype(np.float32)
+    among = rng.random(3000) < 0.2
+    among[10] = True
+    ids, sims = nearest_tokens(W, v, 20, exclude=(10,), among=among)
+    rows = np.flatnonzero(among & (np.arange(3000) != 10))
+    order, want = brute_force_neighbours(W[rows], v, 20, ())
+    np.testing.assert_array_equal(ids, rows[order])
+    np.testing.assert_allclose(sims, want, atol=1e-5)
+
+
+def test_the_bundled_models_neighbours_are_tokens_it_learned(bundled_lm):
+    """Issue 25, item 13: untrained embeddings sit together near their random start (cosine ~0.95 to
+    each other), so without the mask the neighbours of any word are meaningless unseen tokens."""
+    learned = listed_tokens(BUNDLED)
+    W = token_embeddings(bundled_lm)
+    mask = learned_mask(bundled_lm)
+    assert mask.sum() == len(learned) == 2972 and set(np.flatnonzero(mask)) == learned
+    for word in ("cat", "lord", "king", "water"):
+        wv = word_vector(bundled_lm, word)
+        ids, _ = nearest_tokens(W, wv.vector, 20, exclude=wv.ids, among=mask)
+        assert set(ids.tolist()) <= learned, word
+    everything, _ = nearest_tokens(W, word_vector(bundled_lm, "cat").vector, 20)
+    assert not set(everything.tolist()) & learned  # what the page showed before: ␣Seg, ␣mal, ␣eminent …
+
+
+def test_the_examples_are_words_the_model_learned(bundled_lm, tiny_lm):
+    learned = listed_tokens(BUNDLED)
+    for words in (split_words(example_words(bundled_lm)), [w for _g, w in parse_groups(example_groups(bundled_lm))]):
+        ids = [bundled_lm.encode(" " + w) for w in words]
+        assert all(len(i) == 1 and i[0] in learned for i in ids), words
+    assert example_words(bundled_lm) != "cat, dog, chair" and bundled_lm.encode(" cat")[0] not in learned
+    assert unlearned_words(bundled_lm, word_vectors(bundled_lm, ["cat", "king", "New York"])) == ["cat", "New York"]
+    # a model that lists nothing learned every token: the essay's words, and nothing said about them
+    assert learned_mask(tiny_lm) is None and example_groups(tiny_lm) == EXAMPLE_WORD_GROUPS
+    assert unlearned_words(tiny_lm, word_vectors(tiny_lm, ["cat"])) == []

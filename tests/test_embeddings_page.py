@@ -12,9 +12,11 @@ from sklearn.metrics.pairwise import cosine_similarity
 from streamlit.testing.v1 import AppTest
 
 from core.embeddings import pca, position_embeddings, token_embeddings
+from core.model import load_model
 from core.trace import trace
 from tests import apptest
 from tests.apptest import show_view
+from tests.conftest import ROOT
 from tests.plotly_json import decode
 from ui.shell import HELLO_BYE
 
@@ -171,3 +173,104 @@ def test_contextual_embeddings_follow_the_layer(tiny_env, tiny_lm, cache):
     np.testing.assert_allclose(decode(spec["data"][0]["x"]), coords[:, 0], atol=1e-4)
     drift = chart(at, "How alike two occurrences")["data"]
     assert len(drift) >= 1 and len(decode(drift[0]["y"])) == tiny_lm.n_layer + 1
+
+
+# ---- a model that lists the tokens it learned (issue 25, item 13) -----------------------------------
+BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
+
+
+def listed_tokens(directory) -> list[int]:
+    """The checkpoint's list of learned tokens, read from its file (the oracle; not through core.model)."""
+    return json.loads((directory / "trained_tokens.json").read_text())["token_ids"]
+
+
+@pytest.fixture
+def bundled_env(monkeypatch, cache):
+    if not (BUNDLED / "trained_tokens.json").exists():
+        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
+    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+    return BUNDLED
+
+
+def plain(markdown: str) -> str:
+    """Markdown as it reads on the page: escapes and invisible word joiners gone."""
+    return markdown.replace("\u2060", "").replace("\\", "")
+
+
+def warnings_text(at: AppTest) -> str:
+    return " ".join(plain(w.value) for w in at.warning)
+
+
+def test_the_bundled_model_opens_on_words_it_knows_and_their_neighbours_are_learned_tokens(bundled_env):
+    learned = set(listed_tokens(bundled_env))
+    lm = load_model(str(bundled_env), device="cpu")
+    at = show_tab(open_page(), "Word vectors")
+    words = [w.strip() for w in at.text_input(key="emb_words").value.split(",")]
+    assert words != ["cat", "dog", "chair"]
+    assert all(len(lm.encode(" " + w)) == 1 and lm.encode(" " + w)[0] in learned for w in words)
+    assert "never learned" not in warnings_text(at)
+    nn = at.dataframe[1].value  # the neighbours of the first word
+    assert set(nn["id"]) <= learned
+    # against a brute-force cosine over the listed tokens only
+    wte = token_embeddings(lm)
+    ids = np.array(sorted(learned - set(lm.encode(" " + words[0]))))
+    sims = cosine_similarity(wte[ids], wte[lm.encode(" " + words[0])])[:, 0]
+    np.testing.assert_array_equal(nn["id"].to_numpy(), ids[np.argsort(-sims, kind="stable")[:20]])
+    assert any("among the 2,972 tokens mini-gpt2-kjv learned" in plain(c.value) for c in at.caption)
+
+
+def test_the_page_says_when_the_bundled_model_never_learned_a_word(bundled_env):
+    at = show_tab(open_page(), "Word vectors")
+    at.text_input(key="emb_words").input("cat, king").run()
+    assert not at.exception
+    said = warnings_text(at)
+    assert "mini-gpt2-kjv never learned ‘cat’" in said and "king" not in said.split("Words it knows")[0]
+    at.selectbox(key="emb_nn_word").set_value("cat").run()
+    assert not at.exception
+    assert sum("never learned ‘cat’" in plain(w.value) for w in at.warning) == 2  # the table's note and the neighbours'
+    assert set(at.dataframe[1].value["id"]) <= set(listed_tokens(bundled_env))  # no ␣Seg, ␣mal, ␣eminent
+    at.selectbox(key="emb_nn_word").set_value("king").run()
+    assert sum("never learned" in w.value for w in at.warning) == 1  # only the table's, about cat
+
+
+def test_the_bundled_models_meaning_space_opens_on_words_it_learned(bundled_env):
+    learned = set(listed_tokens(bundled_env))
+    lm = load_model(str(bundled_env), device="cpu")
+    at = show_tab(open_page(), "Meaning space")
+    at.radio(key="emb_method").set_value("pca").run()
+    assert not at.exception
+    words = [w.strip() for line in at.text_area(key="emb_groups").value.splitlines()
+             for w in line.partition(":")[2].split(",")]
+    assert len(words) >= 30 and all(lm.encode(" " + w)[0] in learned for w in words)
+    assert "never learned" not in warnings_text(at)
+
+
+def test_the_vocabulary_map_colours_tokens_a_model_never_learned(tiny_env, tiny_lm, cache, tmp_path, monkeypatch):
+    """A tiny model with a fabricated list of learned tokens (the bundled model's map needs a minute of UMAP)."""
+    import shutil
+
+    narrow = shutil.copytree(tiny_env, tmp_path / "narrow")
+    learned = list(range(20, 420))
+    (narrow / "trained_tokens.json").write_text(json.dumps({"token_ids": learned}))
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(narrow))
+    at = show_tab(open_page("hello world"), "Whole vocabulary")
+    at.button(key="emb_vocab_compute_tokens").click().run()
+    assert not at.exception
+    (saved,) = cache.glob("*.npz")
+    with np.load(saved) as z:
+        coords = z["coords"]
+    assert coords.shape == (tiny_lm.d_vocab, 2)  # the cached map is every token's, as before
+    traces = chart(at, "All 512 token embeddings, UMAP")["data"]
+    never, known = traces[0], traces[1]
+    assert never["name"] == f"never learned ({tiny_lm.d_vocab - len(learned)})"
+    assert known["name"] == f"learned in training ({len(learned)})"
+    assert len(decode(never["x"])) == tiny_lm.d_vocab - len(learned) and len(decode(known["x"])) == len(learned)
+    np.testing.assert_array_equal(decode(known["x"]), coords[learned, 0])
+    unlearned = [i for i in range(tiny_lm.d_vocab) if i not in set(learned)]
+    np.testing.assert_array_equal(decode(never["y"]), coords[unlearned, 1])
+    assert never["marker"]["color"] != known["marker"]["color"]
+    assert "never learned" in never["hovertemplate"] and "learned in training" in known["hovertemplate"]
+    assert known["text"][0].endswith("· 20") and never["text"][0].endswith("· 0")
+    assert any("Grey: the other 112" in plain(c.value) and "Blue: the 400 tokens narrow learned" in plain(c.value)
+               for c in at.caption)

@@ -299,6 +299,6 @@ def test_steps_table_reads_like_the_essay(tiny_lm, ids):
     table = steps_table(tiny_lm, steps, repeated_ngram_mask([s.token_id for s in steps]))
     assert list(table["step"]) == [1, 2, 3, 4, 5, 6]
     assert list(table["id"]) == [s.token_id for s in steps]
-    assert {"chosen", "p (GPT-2)", "p (drawn)", "entropy (bits)", "repeat", "#1", "#5"} <= set(table.columns)
+    assert {"chosen", "p (model)", "p (drawn)", "entropy (bits)", "repeat", "#1", "#5"} <= set(table.columns)
     # the alternatives' probabilities are written the one way the app writes a probability
     assert table["#1"][0].endswith("  " + format_prob(steps[0].top_probs[0]))

@@ -22,6 +22,7 @@ from core.continuations import decode_text, first_divergence, repeated_ngram_mas
 from core.sampling import Decoding, generate_ids
 from tests import apptest
 from tests.apptest import GENERATION
+from tests.conftest import ROOT
 from tests.plotly_json import decode, figure, figures_by_title
 
 TIMEOUT = 120
@@ -104,7 +105,7 @@ def test_generate_makes_a_seeded_sample_and_shows_every_step(page, tiny_lm):
     assert page.title[0].value == "Generation"
     table = page.dataframe[0].value
     assert list(table["id"]) == [s.token_id for s in expected]  # same seed and settings: same text
-    np.testing.assert_allclose(table["p (GPT-2)"], [s.prob for s in expected], rtol=1e-5)
+    np.testing.assert_allclose(table["p (model)"], [s.prob for s in expected], rtol=1e-5)
     chart = figure(page, "The chosen token's probability")
     np.testing.assert_allclose(decode(chart["data"][0]["y"]), [s.prob for s in expected], rtol=1e-5)
     entropy = [d for d in chart["data"] if d.get("name") == "entropy (bits)"][0]
@@ -395,3 +396,70 @@ def test_the_runs_table_never_shows_none(tiny_lm):
     column = table["first step that differs from greedy"].tolist()
     assert column == ["—", "3", "never"]
     assert not table.astype(str).isin(["None", "nan", "<NA>"]).any().any()
+
+
+# ---- a model that is not GPT-2 (issue 25, item 13) ------------------------------------------------
+BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
+
+
+def plain(markdown: str) -> str:
+    """Markdown as it reads on the page: escapes and invisible word joiners gone."""
+    return markdown.replace("\u2060", "").replace("\\", "")
+
+
+def everything_said(at: AppTest) -> str:
+    """Every text a person can read on the page: prose, widget labels and help, figures, table headers."""
+    parts = [plain(e.value) for kind in ("markdown", "caption", "info", "warning", "subheader", "title")
+             for e in at.get(kind)]
+    for kind in ("slider", "number_input", "radio", "selectbox", "checkbox", "text_input", "tab", "button"):
+        parts += [f"{plain(w.label)} {plain(w.help or '')}" for w in at.get(kind) if hasattr(w, "label")]
+    parts += [json.dumps(spec, ensure_ascii=False) for spec in figures_by_title(at).values()]
+    parts += [" ".join(map(str, d.value.columns)) for d in at.dataframe]
+    return "\n".join(parts)
+
+
+def test_whose_numbers_a_label_names_and_when_the_page_says_the_model_is_not_gpt2():
+    from types import SimpleNamespace
+
+    from recipes.generation import model_note
+    from recipes.naming import is_gpt2, model_name
+
+    for name in ("gpt2", "gpt2-medium", "gpt2-xl", "distilgpt2"):
+        gpt2 = SimpleNamespace(name=name, label=name, n_layer=12)
+        assert is_gpt2(gpt2) and model_name(gpt2) == "GPT-2" and not model_note(gpt2).items
+    for name, label in ((str(BUNDLED), "mini-gpt2-kjv"), ("/srv/models/my-gpt", "my-gpt"), ("org/gpt2-finetuned",
+                                                                                             "org/gpt2-finetuned")):
+        other = SimpleNamespace(name=name, label=label, n_layer=6)
+        assert not is_gpt2(other) and model_name(other) == label
+        [note] = model_note(other).items
+        assert "not GPT-2" in plain(note.text) and label in plain(note.text)
+
+
+@pytest.fixture
+def bundled_env(monkeypatch):
+    if not (BUNDLED / "config.json").exists():
+        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
+    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+    return BUNDLED
+
+
+def test_the_bundled_model_gets_a_note_and_no_label_calls_its_numbers_gpt2s(bundled_env):
+    at = generate(open_page())
+    notes = [plain(i.value) for i in at.info if "not GPT-2" in i.value]
+    assert len(notes) == 1 and "mini-gpt2-kjv" in notes[0] and "King James Bible" in notes[0]
+    assert "samples are rough" in notes[0]
+    said = everything_said(at)
+    assert "The continuation, coloured by mini-gpt2-kjv's probability" in said
+    assert "Step 1: mini-gpt2-kjv's 10 likeliest next tokens" in said and "p (model)" in said
+    at.session_state["gen_tab"] = "Temperature"
+    at.run()
+    assert not at.exception
+    said = everything_said(at)
+    assert "mini-gpt2-kjv's likeliest next tokens" in said and "never past mini-gpt2-kjv's 256 positions" in said
+    assert "GPT-2's" not in said and "GPT-2’s" not in said and "p (GPT-2)" not in said
+
+
+def test_a_random_model_gets_the_general_note(fresh):
+    [note] = [plain(i.value) for i in fresh.info if "not GPT-2" in i.value]
+    assert "sentence above may not hold" in note and "King James" not in note

@@ -17,6 +17,9 @@ from i18n import _
 from .common import DIVERGING, SEQUENTIAL, base_layout, esc, label_positions, short, symmetric_limit, token_ticks
 
 GROUP_COLOURS = qualitative.D3 + qualitative.Set2
+# The whole-vocabulary map's one convention for a model that lists the tokens it learned: learned in
+# blue, never learned (rare or absent in its training text) in light grey; the prompt red, a search hit orange.
+LEARNED_COLOUR, UNLEARNED_COLOUR, EVERY_COLOUR = "#1f77b4", "#b8b8b8", "#7f7f7f"
 
 
 def embedding_heatmap(vectors: np.ndarray, tokens: Sequence[str], title: str, height: int = 420) -> go.Figure:
@@ -128,21 +131,36 @@ def points_map(coords: np.ndarray, labels: Sequence[str], groups: Sequence[str],
 
 
 def cloud_map(coords: np.ndarray, hover: Sequence[str], title: str, *, highlight: Sequence[tuple[int, str]] = (),
-              focus: int | None = None, colour_by_index: bool = False, name: str | None = None) -> go.Figure:
+              focus: int | None = None, colour_by_index: bool = False, name: str | None = None,
+              learned: np.ndarray | None = None) -> go.Figure:
     """A WebGL scatter of a whole table coords [n, 2] (50,257 tokens or 1,024 positions).
 
     `hover` holds short escaped strings, one per point; `highlight` (row, label) pairs are
     drawn on top with their labels (the prompt's tokens); `focus` zooms to that row. `name`
-    says what a point is (default "token").
+    says what a point is (default "token"). `learned` [n] bool splits the points in two traces,
+    the tokens a model never learned (grey, below) and those it learned (blue, on top); the
+    legend and each hover say which.
     """
     name = _("token") if name is None else name
     xy = np.asarray(coords, dtype=np.float32)
-    marker = dict(size=3, opacity=0.55, color="#7f7f7f")
-    if colour_by_index:
-        marker.update(color=np.arange(len(xy), dtype=np.int32), colorscale=SEQUENTIAL, opacity=0.9, size=5,
-                      colorbar=dict(title=name))
-    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, text=list(hover),
-                                 hovertemplate="%{text}<extra></extra>", name=_("every {name}").format(name=name)))
+    fig = go.Figure()
+    if learned is not None:
+        learned = np.asarray(learned, dtype=bool)
+        groups = [(~learned, UNLEARNED_COLOUR, 0.45, _("never learned ({n:,})"), _("never learned in training")),
+                  (learned, LEARNED_COLOUR, 0.6, _("learned in training ({n:,})"), _("learned in training"))]
+        for rows, colour, opacity, legend, said in groups:
+            rows = np.flatnonzero(rows)
+            fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers", text=[hover[r] for r in rows],
+                                       marker=dict(size=3, opacity=opacity, color=colour),
+                                       hovertemplate="%{text}<extra>" + said + "</extra>",
+                                       name=legend.format(n=len(rows))))
+    else:
+        marker = dict(size=3, opacity=0.55, color=EVERY_COLOUR)
+        if colour_by_index:
+            marker.update(color=np.arange(len(xy), dtype=np.int32), colorscale=SEQUENTIAL, opacity=0.9, size=5,
+                          colorbar=dict(title=name))
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=marker, text=list(hover),
+                                   hovertemplate="%{text}<extra></extra>", name=_("every {name}").format(name=name)))
     if len(highlight):
         rows = np.array([r for r, _ in highlight], dtype=np.int64)
         fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers+text", name=_("the prompt's tokens"),
@@ -160,7 +178,7 @@ def cloud_map(coords: np.ndarray, hover: Sequence[str], title: str, *, highlight
         span = 0.04 * max(float(np.ptp(xy[:, 0])), float(np.ptp(xy[:, 1])), 1e-6)
         fig.update_xaxes(range=[fx - span, fx + span])
         fig.update_yaxes(range=[fy - span, fy + span])
-    fig.update_layout(**base_layout(title, height=720), legend=dict(orientation="h", y=-0.05))
+    fig.update_layout(**base_layout(title, height=720), legend=dict(orientation="h", y=-0.05, itemsizing="constant"))
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     return fig

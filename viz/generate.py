@@ -120,10 +120,10 @@ def runs_grid(runs: Sequence[Sequence[str]], run_labels: Sequence[str], diverge:
 
 
 def temperature_figure(tokens: Sequence[str], temperatures: Sequence[float], probs: np.ndarray, title: str,
-                       entropy_bits: Sequence[float] | None = None) -> go.Figure:
-    """Grouped bars: the probability of each of GPT-2's likeliest next tokens (x, likeliest first)
+                       entropy_bits: Sequence[float] | None = None, model: str = "GPT-2") -> go.Figure:
+    """Grouped bars: the probability of each of the model's likeliest next tokens (x, likeliest first)
     at each temperature (one colour per temperature). probs: [temperature, k]; the legend
-    gives each temperature's entropy when `entropy_bits` is given."""
+    gives each temperature's entropy when `entropy_bits` is given. `model`: its name (escaped)."""
     k = len(tokens)
     x = np.arange(1, k + 1)
     labels = [esc(t) for t in tokens]
@@ -135,7 +135,8 @@ def temperature_figure(tokens: Sequence[str], temperatures: Sequence[float], pro
         fig.add_trace(go.Bar(x=x, y=row, name=name, marker_color=color, customdata=labels,
                              hovertemplate=f"T = {t:g}<br>%{{customdata}}: p = %{{y:.4f}}<extra></extra>"))
     fig.update_layout(**base_layout(title), barmode="group", height=420, legend=dict(title=_("temperature · entropy")))
-    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels, title=_("GPT-2's likeliest next tokens"))
+    fig.update_xaxes(tickmode="array", tickvals=x, ticktext=labels,
+                     title=_("{model}'s likeliest next tokens").format(model=model))
     fig.update_yaxes(title=_("probability"), tickformat=".0%", rangemode="tozero")
     return fig
 

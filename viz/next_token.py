@@ -34,13 +34,15 @@ def top_k_bars(tokens: Sequence[str], probs: np.ndarray, title: str) -> go.Figur
     return fig
 
 
-def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str) -> go.Figure:
-    """Probability against rank on log-log axes, with a 1/rank line through rank 1."""
+def rank_plot(ranks: np.ndarray, probs: np.ndarray, title: str, model: str = "GPT-2") -> go.Figure:
+    """Probability against rank on log-log axes, with a 1/rank line through rank 1. `model`: whose
+    probabilities they are (its name, escaped)."""
     ranks = np.asarray(ranks, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     keep = probs > 0
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ranks[keep], y=probs[keep], mode="lines", name=_("GPT-2's probabilities"),
+    fig.add_trace(go.Scatter(x=ranks[keep], y=probs[keep], mode="lines",
+                             name=_("{model}'s probabilities").format(model=model),
                              line=dict(width=2.5, color="#3b6fb6"), customdata=[format_prob(p) for p in probs[keep]],
                              hovertemplate=_("rank %{x:,}<br>p = %{customdata}") + "<extra></extra>"))
     ref = probs[0] / ranks
