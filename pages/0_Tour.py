@@ -53,7 +53,7 @@ if step.generates:
             runs[(lm.name, step.kind)] = tour.continuations(step, lm, t)
     made = runs.get((lm.name, step.kind))
 if step.kind == "features" and tour.shipped_sae(lm):
-    sae = features._load(lm, tour.shipped_sae(lm), None)  # the Features page's cached loader (and its message)
+    sae = features.load_sae(lm, tour.shipped_sae(lm))  # the Features page's cached loader (and its message)
 show(tour.view(step, lm, t, made, sae))
 
 

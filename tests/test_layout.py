@@ -95,6 +95,49 @@ def test_imports_point_down(path):
     assert not refused, f"{where} imports {sorted(refused)}, which {package} must not (see tests/test_layout.py)"
 
 
+def _private(name: str) -> bool:
+    """A name a module keeps to itself: a leading underscore (not `_`, gettext's, nor a dunder)."""
+    return name.startswith("_") and name != "_" and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_names_used(path: Path) -> list[str]:
+    """The project's private names a file reaches for: `from ui.x import _name`, and `_name` read as an
+    attribute of anything it imported from the project (`features._load`, `ui.shell._named`)."""
+    tree = ast.parse(path.read_text())
+    imported_names, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PROJECT:
+            found += [f"from {node.module} import {a.name}" for a in node.names if _private(a.name)]
+            imported_names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported_names |= {a.asname or a.name.split(".")[0] for a in node.names
+                               if a.name.split(".")[0] in PROJECT}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in imported_names:
+                found.append(ast.unparse(node))
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_pages_use_only_public_names(page):
+    """A page is written against the public face of ui and recipes: a private name may change without notice."""
+    assert not private_names_used(page), f"{page.name} uses private names: {private_names_used(page)}"
+
+
+def test_the_private_name_reader_sees_imports_and_attributes(tmp_path):
+    page = tmp_path / "page.py"
+    page.write_text("import ui.shell\nimport streamlit as st\nfrom i18n import _\nfrom ui import features\n"
+                    "from ui.figures import _add_to_deck, show\nfrom recipes import tour as t\n"
+                    "features._load(1)\nui.shell._named('x')\nt._plan.__doc__\nshow(t.STEPS)\n"
+                    "st._private\nst.session_state['_kept']\nfeatures.__name__\n_('text')\n")
+    assert private_names_used(page) == ["from ui.figures import _add_to_deck", "features._load", "ui.shell._named",
+                                        "t._plan"]
+
+
 def test_every_package_is_read():
     assert {package_of(p) for p in MODULES} == set(MAY_IMPORT)
     assert len(MODULES) > 40

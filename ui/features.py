@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.feature_cards import contexts_cached, top_contexts
 from core.model import models_locked
-from core.sae import SAELoadError, check_fits, load_sae
+from core.sae import SAELoadError, check_fits
+from core.sae import load_sae as read_sae
 from i18n import _
 from recipes import LongJob, View
 from recipes import features as recipe
@@ -23,7 +24,7 @@ _ERRORS = "_feat_sae_errors"
 
 @st.cache_resource(max_entries=3, show_spinner=False)
 def _sae(source: str, sae_id: str | None, stamp):
-    return load_sae(source, sae_id)
+    return read_sae(source, sae_id)
 
 
 def _stamp(source: str):
@@ -38,9 +39,11 @@ def _stamp(source: str):
     return None
 
 
-def _load(lm, source: str, sae_id: str | None):
-    """The SAE, checked against the model; None with the reason (and Try again) on the page. A failure is
-    remembered for the session, so a rerun does not try a download again until asked."""
+def load_sae(lm, source: str, sae_id: str | None = None):
+    """The SAE at `source` (a local directory, or a sae-lens release with its `sae_id`), read once for every
+    session (cached, read again when a local SAE's files change) and checked against `lm`; None with the
+    reason and a Try again button on the page when it cannot be had or does not fit. A failure is remembered
+    for the session, so a rerun does not try a download again until asked."""
     errors = st.session_state.setdefault(_ERRORS, {})
     key = (lm.name, source, sae_id)
     if key not in errors:
@@ -77,7 +80,7 @@ def choose_sae(lm):
         hooks = recipe.bundled_saes()
         hook = controls.selectbox(c1, _("Where it reads"), hooks, key="feat_sae_hook",
                                   default=recipe.default_hook(hooks, ""), format_func=recipe.hook_label)
-        return _load(lm, recipe.bundled_sae_path(hook), None)
+        return load_sae(lm, recipe.bundled_sae_path(hook), None)
     if source == "release":
         releases = recipe.releases(lm)
         release = controls.selectbox(c1, _("Release"), releases, key="feat_release", default=recipe.DEFAULT_RELEASE,
@@ -85,7 +88,7 @@ def choose_sae(lm):
         ids = recipe.release_ids(release)
         sae_id = controls.selectbox(c2, _("Where it reads"), ids, key="feat_sae_id", default=recipe.default_hook(ids),
                                     format_func=recipe.hook_label)
-        return _load(lm, release, sae_id)
+        return load_sae(lm, release, sae_id)
     path = controls.text_input(c1, _("SAE directory"), key="feat_sae_path", max_chars=1000,
                                placeholder="/path/to/sae",
                                help=_("A directory in sae-lens's format (cfg.json, sae_weights.safetensors), as "
@@ -93,7 +96,7 @@ def choose_sae(lm):
     if not path.strip():
         st.info(_("Type the path of an SAE directory on this machine."))
         return None
-    return _load(lm, path.strip(), None)
+    return load_sae(lm, path.strip(), None)
 
 
 # ---- picking a feature -----------------------------------------------------------------------------
