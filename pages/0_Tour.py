@@ -10,7 +10,7 @@ from i18n import N_, _
 from recipes import tour
 from ui import controls, features
 from ui.figures import show
-from ui.progress import Job
+from ui.progress import adopt
 from ui.shell import get_trace, setup_page
 from ui.url import set_prompt
 
@@ -62,9 +62,7 @@ def open_page() -> None:
     ss.update(tour.page_state(step, lm))
     kept = tour.carried(step, lm, t, made)
     if kept is not None:  # the page's own finished job: it shows the text at once
-        key, work, params, items = kept
-        jobs = ss.setdefault(key, {})
-        jobs[work] = Job(work, params, len(items), list(items), len(items), "done")
+        adopt(*kept)
     if step.uses_trace:  # a figure of the parameters alone leaves the person's prompt alone
         set_prompt(step.prompt)
 

@@ -13,7 +13,8 @@ that ends after its run lost the job (to a Stop, or to a newer run) is dropped.
   time and caches each layer, so a stopped run keeps the layers it finished and picks up
   from there.
 - `stepwise`: a job of steps (tokens, beam-search steps, runs) kept in session state; the
-  core generator it drives can resume from the steps already made.
+  core generator it drives can resume from the steps already made; `adopt` records steps made
+  elsewhere (the Tour) as such a job, finished.
 """
 from __future__ import annotations
 
@@ -138,6 +139,19 @@ def stepwise(key: str, work: Hashable, run: Callable[[Job, Callable[[str], None]
             progress=progress(job)))
         c2.button(_("Continue"), key=f"{key}_continue", icon=":material/play_arrow:",
                   on_click=_set_state, args=(key, work, "running", "stopped"))
+    return job
+
+
+def adopt(key: str, work: Hashable, params: object, items: Iterable, *, max_jobs: int = 8) -> Job:
+    """Record work done elsewhere as a finished job: as if `stepwise(key, work, …)` had made `items` with
+    `params`, so the page that runs jobs of `key` shows them at once and runs nothing (the Tour hands
+    what its Generate made to the step's page). Replaces any job for `work`; keeps the last `max_jobs`."""
+    items = list(items)
+    jobs = _jobs(key)
+    jobs.pop(work, None)
+    jobs[work] = job = Job(work, params, len(items), items, len(items), "done")
+    while len(jobs) > max_jobs:
+        del jobs[next(iter(jobs))]
     return job
 
 
