@@ -161,7 +161,7 @@ def steps(lm, t: Trace, items: Sequence, decoding: Decoding, loop_n: int) -> Vie
         Figure("gen_steps", step_chart(
             view.tokens, view.probs, view.entropy_bits, view.loops,
             _("The chosen token's probability and the entropy, step by step · {label}").format(label=label),
-            view.sample_probs)),
+            view.sample_probs, model=esc(model_name(lm)))),
         Figure("gen_strip", token_strip(view.tokens, view.probs, view.loops,
                                         _("The continuation, coloured by {model}'s probability · {label}").format(
                                             model=esc(model_name(lm)), label=label))),

@@ -452,12 +452,13 @@ def test_the_bundled_model_gets_a_note_and_no_label_calls_its_numbers_gpt2s(bund
     said = everything_said(at)
     assert "The continuation, coloured by mini-gpt2-kjv's probability" in said
     assert "Step 1: mini-gpt2-kjv's 10 likeliest next tokens" in said and "p (model)" in said
+    assert "p(chosen) under mini-gpt2-kjv" in said
     at.session_state["gen_tab"] = "Temperature"
     at.run()
     assert not at.exception
     said = everything_said(at)
     assert "mini-gpt2-kjv's likeliest next tokens" in said and "never past mini-gpt2-kjv's 256 positions" in said
-    assert "GPT-2's" not in said and "GPT-2’s" not in said and "p (GPT-2)" not in said
+    assert not [s for s in ("GPT-2's", "GPT-2’s", "p (GPT-2)", "under GPT-2") if s in said]
 
 
 def test_a_random_model_gets_the_general_note(fresh):

@@ -18,15 +18,17 @@ LOOP = "#c0392b"
 
 
 def step_chart(tokens: Sequence[str], probs: np.ndarray, entropy_bits: np.ndarray, loop_mask: np.ndarray,
-               title: str, sample_probs: np.ndarray | None = None) -> go.Figure:
+               title: str, sample_probs: np.ndarray | None = None, model: str = "GPT-2") -> go.Figure:
     """Top: the chosen token's probability at each step (bars; loop steps in red). Bottom: the
-    entropy of the distribution it was picked from, in bits. x is the step, 1-based."""
+    entropy of the distribution it was picked from, in bits. x is the step, 1-based. `model`:
+    whose probability the bars are (its name, escaped)."""
     n = len(tokens)
     steps = np.arange(1, n + 1)
     labels = [esc(t) for t in tokens]
     loop_mask = np.asarray(loop_mask, dtype=bool)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
-    fig.add_trace(go.Bar(x=steps, y=np.asarray(probs, dtype=np.float64), name=_("p(chosen) under GPT-2"),
+    fig.add_trace(go.Bar(x=steps, y=np.asarray(probs, dtype=np.float64),
+                         name=_("p(chosen) under {model}").format(model=model),
                          marker_color=[LOOP if m else CHOSEN for m in loop_mask], customdata=labels,
                          hovertemplate=_("step %{x}: %{customdata}<br>p = %{y:.4f}") + "<extra></extra>"), row=1, col=1)
     if sample_probs is not None:
