@@ -117,19 +117,26 @@ class Server:
     """`streamlit run app.py` of the checkout `repo` on `port`, in its own process group (stopped
     with the whole group), with the peak resident memory of its process tree sampled meanwhile."""
 
-    def __init__(self, repo: Path, model: Path, port: int | None = None, sample_s: float = 0.25):
+    def __init__(self, repo: Path, model: Path, port: int | None = None, sample_s: float = 0.25,
+                 timing_log: Path | None = None):
+        """`timing_log`: run it through _timed_server.py, which logs the server's compute and serialisation there."""
         self.repo, self.port = Path(repo).resolve(), port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(GPT2VIZ_MODEL=str(model), GPT2VIZ_DEVICE="cpu", HF_HUB_OFFLINE="1")
         self.log = tempfile.NamedTemporaryFile(prefix="bench-streamlit-", suffix=".log", delete=False)
+        launch = [sys.executable, "-m", "streamlit"] if timing_log is None else \
+            [sys.executable, str(Path(__file__).with_name("_timed_server.py")), str(self.repo), str(timing_log)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
+            [*launch, "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+             "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
             cwd=self.repo, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         self.peak_rss = 0
+        self._cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample
+        self._server_pids: set[int] = set()
+        self._cpu_lock = threading.Lock()
         self._stop = threading.Event()
-        self._sample_s = sample_s
+        self.sample_s = sample_s
         self._sampler = threading.Thread(target=self._sample, daemon=True)
 
     def wait_ready(self, timeout_s: float = 120) -> None:
@@ -146,17 +153,21 @@ class Server:
         tail = Path(self.log.name).read_text(errors="replace")[-2000:]
         raise SystemExit(f"streamlit did not start on port {self.port}:\n{tail}")
 
-    def rss(self) -> int:
-        """Resident bytes of the server and every process under it, now."""
+    def _tree(self) -> list:
         import psutil
 
         try:
             root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
+            return [root, *root.children(recursive=True)]
         except psutil.NoSuchProcess:
-            return 0
+            return []
+
+    def rss(self) -> int:
+        """Resident bytes of the server and every process under it, now."""
+        import psutil
+
         total = 0
-        for p in procs:
+        for p in self._tree():
             try:
                 total += p.memory_info().rss
             except psutil.NoSuchProcess:
@@ -166,9 +177,53 @@ class Server:
     def reset_peak(self) -> None:
         self.peak_rss = self.rss()
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by the server's process tree and by this process with
+        everything it started but the server (Playwright's driver and the Chromium processes): each
+        process's last sample, so a process that ended counts up to its last sample (0.25 s)."""
+        with self._cpu_lock:
+            server = sum(v for pid, v in self._cpu.items() if pid in self._server_pids)
+            return {"server": server, "browsers": sum(self._cpu.values()) - server}
+
+    def _sample_cpu(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        server = self._tree()
+        try:
+            clients = [me, *me.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            clients = [me]
+        seen = {}
+        for p in {q.pid: q for q in (*server, *clients)}.values():
+            try:
+                t = p.cpu_times()
+                seen[p.pid] = t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        with self._cpu_lock:
+            self._server_pids.update(q.pid for q in server)
+            self._cpu.update(seen)
+
     def _sample(self) -> None:
-        while not self._stop.wait(self._sample_s):
+        while not self._stop.wait(self.sample_s):
             self.peak_rss = max(self.peak_rss, self.rss())
+            self._sample_cpu()
+
+    def wait_quiet(self, cpu_below: float = 0.1, for_s: float = 2.0, at_most_s: float = 120.0) -> float:
+        """Wait until the server's tree has used under `cpu_below` of a core for `for_s` seconds (or
+        `at_most_s` passed); returns the seconds waited."""
+        t0, quiet_since = time.time(), None
+        last = self.cpu_seconds()["server"], time.time()
+        while time.time() - t0 < at_most_s:
+            time.sleep(0.5)
+            now = self.cpu_seconds()["server"], time.time()
+            busy = (now[0] - last[0]) / max(now[1] - last[1], 1e-6) >= cpu_below
+            last = now
+            quiet_since = None if busy else (quiet_since or now[1])
+            if quiet_since and now[1] - quiet_since >= for_s:
+                break
+        return time.time() - t0
 
     def stop(self) -> None:
         self._stop.set()

@@ -25,9 +25,10 @@ token and "N tokens." under Attention's pickers show that session's own count, t
 title quotes that session's own header, and no exception or error box is on the page.
 
 Prints p50 and p95 (numpy linear interpolation) per step and over all steps at each N, the peak
-resident memory of the server's process tree (psutil, sampled every 0.25 s), the load average
-before each class, and the ratio p95(N = largest) / p50(N = 1) (goal: <= 10 with own prompts,
-<= 2 with --same-prompt). Writes everything, every session's times included, as JSON.
+resident memory of the server's process tree (psutil, sampled every 0.25 s), the CPU seconds the
+class cost the server and the browsers (with Playwright), the load average before each class
+(which starts once the server has been idle for 2 s), and the ratio p95(N = largest) / p50(N = 1)
+(goal: <= 10 with own prompts, <= 2 with --same-prompt). Writes everything, every session's times included, as JSON.
 
 On a 2-core machine the N browsers draw their figures on the same two cores as the server, so
 large-N times include the students' own drawing, which a real classroom spreads over N laptops.
@@ -156,20 +157,24 @@ async def measure(server: B.Server, tok: B.Tokenizer, args) -> list[dict]:
               f"{'; PROBLEMS: ' + '; '.join(warm[0]['problems']) if warm[0]['problems'] else ''}", flush=True)
         for klass, n in enumerate(args.n, start=1):
             await asyncio.sleep(args.pause)
+            await asyncio.to_thread(server.wait_quiet)  # the last class's work (and its browsers) over
             prompts = class_prompts(tok, n, klass, args.tokens, args.same_prompt)
             load = B.load_average()
             server.reset_peak()
-            t0 = time.time()
+            cpu0, t0 = server.cpu_seconds(), time.time()
             records = await run_class(pw, server.base, prompts, args.per_browser, args.timeout)
             wall = time.time() - t0
+            await asyncio.sleep(2 * server.sample_s)  # one more sample of the closed browsers
+            cpu = {k: v - cpu0[k] for k, v in server.cpu_seconds().items()}
             for i, r in enumerate(records):
                 r["session"] = i
             stats = summarise(records)
             problems = [f"session {r['session']}: {p}" for r in records for p in r["problems"]]
             classes.append({"n": n, "load_before": load, "wall_s": wall, "server_peak_rss": server.peak_rss,
-                            "stats": stats, "problems": problems, "sessions": records})
+                            "cpu_s": cpu, "stats": stats, "problems": problems, "sessions": records})
             print(f"N = {n}: {wall:.1f} s, all steps p50 {stats['all']['p50']:.2f} s, p95 {stats['all']['p95']:.2f} s, "
-                  f"server peak {server.peak_rss / 2**30:.2f} GB, {len(problems)} problems", flush=True)
+                  f"server peak {server.peak_rss / 2**30:.2f} GB, CPU s: server {cpu['server']:.0f}, "
+                  f"browsers {cpu['browsers']:.0f}; {len(problems)} problems", flush=True)
             for p in problems[:10]:
                 print("   ", p, flush=True)
     return classes
@@ -188,12 +193,13 @@ def commit_of(repo: Path) -> str:
 
 def report(classes: list[dict], same: bool) -> dict:
     print(f"\n{'N':>3} {'step':<10} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'times':>6} {'problems':>9} "
-          f"{'server peak RSS':>16} {'load before':>16}")
+          f"{'server peak RSS':>16} {'load before':>16} {'CPU s server/browsers':>22}")
     for c in classes:
         for step in (*STEPS, "all"):
             s = c["stats"][step]
             extra = (f"{len(c['problems']):>9} {c['server_peak_rss'] / 2**30:>13.2f} GB "
-                     f"{' '.join(f'{x:.2f}' for x in c['load_before']):>16}" if step == "all" else "")
+                     f"{' '.join(f'{x:.2f}' for x in c['load_before']):>17} "
+                     f"{c['cpu_s']['server']:>11.0f}/{c['cpu_s']['browsers']:<10.0f}" if step == "all" else "")
             print(f"{c['n']:>3} {step:<10} {s['p50']:>7.2f} {s['p95']:>7.2f} {s['max']:>7.2f} {s['n']:>6} {extra}")
     ratios = {}
     one = next((c for c in classes if c["n"] == 1), None)
@@ -216,7 +222,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=200, help="prompt length of the first session (default 200)")
     ap.add_argument("--per-browser", type=int, default=30, help="sessions (contexts) per Chromium process")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one step may take before it counts as failed")
-    ap.add_argument("--pause", type=float, default=3, help="seconds of quiet before each class")
+    ap.add_argument("--pause", type=float, default=3, help="seconds before each class, after which it also waits "
+                    "(up to 2 min) for the server to be idle for 2 s")
     ap.add_argument("--out", type=Path, help="JSON file (default benchmarks/out/classroom-<repo>-<mode>.json)")
     args = ap.parse_args()
     mode = "same" if args.same_prompt else "own"

@@ -12,24 +12,30 @@ token" atlas, token focus on the middle token), and Next token again (the trace 
 Time to figure is measured as in benchmarks/_browser.py: page.goto -> the view's figures drawn,
 none stale, the script run over.
 
-The split, per visit (the page's clock, from navigation start):
-  load        navigation -> the first websocket message from the server (HTML, scripts, connect,
-              the session's script run starting);
-  compute     (a) the view's server work: the same recipe calls the page makes (recipes.next_token,
-              recipes.attention; with the forward for a new prompt), timed in THIS process on the same
-              prompt in the same order, so its per-layer cache is in the state the server's is in;
-  serialise   (b, first part) what st.plotly_chart does with each figure, timed in this process:
-              plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True), then
-              plotly.io.to_json(fig, validate=False); "MB" is the JSON's size;
-  transfer+   (b, the rest) = (the page handling the last websocket message that carries a Plotly
-              spec, found by its '{"data":[' bytes) - load - compute - serialise: Streamlit's own
-              script overhead (sidebar, tables as Arrow), protobuf, the websocket, and waiting for the
-              page's main thread; it can come out negative when the in-process times run slower;
-  draw        (c) that message's handling -> the last change Plotly made to any figure's DOM before
-              the settle (a MutationObserver on the page; JSON parsing, React and Plotly drawing);
-  tail        the rest until the settle (the script's last elements, its end message, 50 ms polling).
-total = load + compute + serialise + transfer+ + draw + tail, by construction. "after" is how long
-Plotly kept changing the figures' DOM after the settle (relayouts), read 1.5 s later; not in total.
+The split, per visit. The server runs through benchmarks/_timed_server.py, which logs when its own
+model and figure work ran (the recipes' functions, the forward, the attention summaries) and when
+st.plotly_chart serialised each figure (epoch clock); the page logs when it handled each websocket
+message and when Plotly changed a figure's DOM (benchmarks/_browser.py INIT_SCRIPT, a MutationObserver).
+On one clock:
+  load       page.goto -> the page handles the first websocket message (HTML, scripts, connecting,
+             the session's script run starting);
+  compute    (a) the server's model and figure-building work, the union of the logged calls, up to
+             the last serialisation (with the lane, any wait for it inside those calls);
+  serialise  (b) plotly.tools.return_figure_from_figure_or_data + plotly.io.to_json, as st.plotly_chart
+             calls them; "MB" is the JSON they wrote;
+  script     the rest of the server's run until the last figure is serialised: Streamlit and the
+             page's own code (sidebar, widgets, tables as Arrow, messages);
+  transfer   (b) the last serialisation's end -> the page handling the last websocket message that
+             carries a Plotly spec (found by its '{"data":[' bytes): protobuf, the websocket, and
+             waiting for the page's main thread;
+  draw       (c) that message's handling -> the last change Plotly made to a figure before the settle
+             (JSON parsing, React, Plotly's drawing);
+  tail       the rest until the settle (the script's last elements, its end message, 50 ms polling).
+total = load + compute + serialise + script + transfer + draw + tail, by construction. Also shown:
+"after", how long Plotly kept changing the figures once settled (read 1.5 s later; not in total),
+and "in-proc", the same recipe calls timed in THIS process on the same prompt in the same order
+(the per-layer cache in the same state; the forward included for a new prompt), as a check on
+"compute" (a server busy with other work, or queueing, shows as compute > in-proc).
 Medians (p50) over the repeats are printed per view, with the load average before and after.
 """
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +53,7 @@ from common import ROOT, gpt2_small_shaped
 ATTENTION_VIEWS = ["Head atlas", "One layer, all heads", "One head", "One head across layers", "Token focus"]
 VISITS = ["Next token (new prompt, with the forward)", *(f"Attention: {v}" for v in ATTENTION_VIEWS),
           "Next token (trace cached)"]
-PARTS = ("total", "load", "compute", "serialise", "transfer+", "draw", "tail", "after")
+PARTS = ("total", "load", "compute", "serialise", "script", "transfer", "draw", "tail", "after")
 GOAL_S = 2.0
 
 # After the settle: each websocket message's time and size, whether it carries a Plotly spec, and
@@ -66,7 +73,7 @@ TIMELINE = """
     return false;
   };
   return {msgs: T.msgs.map((m, i) => ({t: m.t, bytes: m.bytes, fig: carriesFigure(T.bufs[i])})),
-          plotTimes: T.plotTimes, settled: T.settled - performance.timeOrigin};
+          plotTimes: T.plotTimes, settled: T.settled - performance.timeOrigin, origin: performance.timeOrigin};
 }
 """
 
@@ -146,28 +153,57 @@ def visit_url(base: str, visit: str, prompt: str) -> str:
     return B.page_url(base, "", prompt=prompt, lang="en")
 
 
-def split(t0: float, settled: float, timeline: dict, server_side: dict) -> dict:
-    """The parts of one visit, in seconds (see the module docstring)."""
+def _union(intervals: list[tuple[float, float]], lo: float, hi: float) -> list[tuple[float, float]]:
+    """The intervals clipped to [lo, hi] and merged."""
+    merged: list[list[float]] = []
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
+        if b <= a:
+            continue
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return [(a, b) for a, b in merged]
+
+
+def _length(intervals) -> float:
+    return sum(b - a for a, b in intervals)
+
+
+def read_log(path: Path, offset: int) -> tuple[list, int]:
+    """The server's timing lines written since `offset`, and the new offset."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    return [json.loads(line) for line in data[:end].splitlines() if line.strip()], offset + end
+
+
+def split(t0: float, settled: float, timeline: dict, server_log: list) -> dict:
+    """The parts of one visit, in seconds (see the module docstring); every time in epoch seconds."""
+    at = lambda ms: (timeline["origin"] + ms) / 1000  # noqa: E731 (the page's clock -> epoch seconds)
     msgs = timeline["msgs"]
+    first = at(msgs[0]["t"]) if msgs else settled
     figs = [m for m in msgs if m["fig"]] or sorted(msgs, key=lambda m: m["bytes"])[-1:]
-    end = timeline["settled"]
-    load = msgs[0]["t"] if msgs else end
-    fig_t = max(m["t"] for m in figs) if figs else load
-    drawn = [t for t in timeline["plotTimes"] if t <= end]
+    fig_t = max(at(m["t"]) for m in figs) if figs else first
+    served = [(s, e, n) for kind, _name, s, e, n in server_log if kind == "serialise" and t0 <= s and e <= fig_t]
+    server_end = max([e for _s, e, _n in served], default=first)
+    compute = _union([(s, e) for kind, _n, s, e, _b in server_log if kind == "compute"], t0, server_end)
+    serialise = _union([(s, e) for s, e, _n in served], t0, server_end)
+    serialise_only = _length(serialise) - sum(_length(_union(compute, a, b)) for a, b in serialise)
+    drawn = [at(t) for t in timeline["plotTimes"] if at(t) <= settled]
     draw_end = max([fig_t, *drawn])
-    total = settled - t0
-    parts = {"total": total, "load": load / 1000, "compute": server_side["compute"],
-             "serialise": server_side["serialise"],
-             "draw": (draw_end - fig_t) / 1000, "tail": (end - draw_end) / 1000,
-             "after": max(0.0, max(timeline["plotTimes"], default=end) - end) / 1000}
-    parts["transfer+"] = (fig_t - load) / 1000 - parts["compute"] - parts["serialise"]
-    parts["tail"] += total - end / 1000  # the few ms between page.goto and the page's time origin
-    parts["MB"] = server_side["bytes"] / 1e6
+    parts = {"total": settled - t0, "load": first - t0, "compute": _length(compute), "serialise": serialise_only,
+             "transfer": fig_t - server_end, "draw": draw_end - fig_t, "tail": settled - draw_end,
+             "after": max(0.0, max([at(t) for t in timeline["plotTimes"]], default=settled) - settled)}
+    parts["script"] = server_end - first - parts["compute"] - parts["serialise"]
+    parts["MB"] = sum(n or 0 for _s, _e, n in served) / 1e6
     parts["sent MB"] = sum(m["bytes"] for m in msgs) / 1e6
     return parts
 
 
-async def browse(base: str, warm_up: str, prompts: list[str], in_proc: list[dict], timeout_s: float) -> list[dict]:
+async def browse(base: str, log: Path, warm_up: str, prompts: list[str], in_proc: list[dict],
+                 timeout_s: float) -> list[dict]:
     from playwright.async_api import async_playwright
 
     rows = []
@@ -182,6 +218,7 @@ async def browse(base: str, warm_up: str, prompts: list[str], in_proc: list[dict
                 await page.goto(url, wait_until="commit")
                 await B.wait_settled(page, 1, (), timeout_s)
             print(f"warm-up (model load, not counted): {time.time() - t0:.1f} s", flush=True)
+            _lines, offset = read_log(log, 0)
             for r, (prompt, server_side) in enumerate(zip(prompts, in_proc)):
                 for visit in VISITS:
                     t0 = time.time()
@@ -190,7 +227,9 @@ async def browse(base: str, warm_up: str, prompts: list[str], in_proc: list[dict
                     await asyncio.sleep(1.5)  # for "after": Plotly's relayouts once the run is over
                     timeline = await page.evaluate(TIMELINE)
                     facts = await B.page_facts(page)
-                    parts = split(t0, settled, timeline, server_side[visit])
+                    server_log, offset = read_log(log, offset)
+                    parts = split(t0, settled, timeline, server_log)
+                    parts["in-proc"] = server_side[visit]["compute"]
                     rows.append({"repeat": r, "visit": visit, **parts, "errors": facts["errors"]})
                     print(f"  {r} {visit:<44} {parts['total']:6.2f} s"
                           f"{'  ERROR ' + facts['errors'][0][:80] if facts['errors'] else ''}", flush=True)
@@ -200,7 +239,7 @@ async def browse(base: str, warm_up: str, prompts: list[str], in_proc: list[dict
 
 
 def report(rows: list[dict]) -> dict:
-    cols = (*PARTS, "MB", "sent MB")
+    cols = (*PARTS, "in-proc", "MB", "sent MB")
     print(f"\np50 over the repeats, seconds (MB: the figures' JSON; sent MB: every websocket message)\n"
           f"{'view':<44}" + "".join(f"{c:>10}" for c in cols) + f"  goal <= {GOAL_S:g} s")
     table = {}
@@ -241,12 +280,14 @@ def main() -> None:
             f"{v.split(': ')[-1]} {s['compute']:.2f}+{s['serialise']:.2f} s" for v, s in in_proc[-1].items()),
             flush=True)
     del lm
-    server = B.Server(args.repo, model)
+    log = Path(tempfile.mkstemp(prefix="bench-server-timing-", suffix=".jsonl")[1])
+    server = B.Server(args.repo, model, timing_log=log)
     try:
         server.wait_ready()
-        rows = asyncio.run(browse(server.base, warm_up, prompts, in_proc, args.timeout))
+        rows = asyncio.run(browse(server.base, log, warm_up, prompts, in_proc, args.timeout))
     finally:
         server.stop()
+        log.unlink(missing_ok=True)
     load_after = B.load_average()
     table = report(rows)
     wall = time.time() - started
