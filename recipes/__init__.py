@@ -67,9 +67,31 @@ class Metric:
 
 @dataclass(frozen=True)
 class Row:
-    """Items side by side, one column each (an item may be a list of items)."""
+    """Items side by side, one column each (an item may be a list of items). Every figure in a
+    Row is fitted to its column (viz.common.fit_to_column: title, ticks, and the share marked for
+    the Slides styles), so no recipe has to remember it."""
     columns: Sequence[Any]
     widths: Sequence[float] | None = None
+
+    def __post_init__(self):
+        from viz.common import fit_to_column
+
+        for fig, share in self.figures_in_columns():
+            fit_to_column(fig, share)
+
+    def figures_in_columns(self, share: float = 1.0):
+        """(figure, share of the page's width) for every figure in the Row, nested Rows included."""
+        widths = list(self.widths or [1] * len(self.columns))
+        for column, width in zip(self.columns, widths):
+            stack = [(item, share * width / sum(widths)) for item in (column if isinstance(column, list) else [column])]
+            while stack:
+                item, part = stack.pop()
+                if isinstance(item, Figure):
+                    yield item.fig, part
+                elif isinstance(item, Row):
+                    yield from item.figures_in_columns(part)
+                elif isinstance(item, list):
+                    stack += [(i, part) for i in item]
 
 
 Item = Union[Figure, Table, Text, Metric, Row, list]

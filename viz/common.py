@@ -49,6 +49,25 @@ def clip_marks(z: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return out
 
 
+MARK_BUDGET = 131_072  # cells a heatmap's hover marks one by one (~0.1 s and ~0.4 MB more to send)
+
+
+def clip_hover(z: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, str]:
+    """(customdata, hover suffix) that tell a person which cells the colour scale [lo, hi] clips:
+    per-cell marks (clip_marks, shown by "%{customdata}") on a heatmap of up to MARK_BUDGET cells;
+    a larger one (a 768 x 768 weight matrix: per-cell text would add ~50% to what is sent and ~10x
+    the time to serialise it) says in every cell's hover where the colours stop, beside the value.
+    (None, "") when no cell lies beyond."""
+    z = np.asarray(z)
+    finite = z[np.isfinite(z)] if z.size else z
+    if not finite.size or (finite.min() >= lo and finite.max() <= hi):
+        return None, ""
+    if z.size <= MARK_BUDGET:
+        return clip_marks(z, lo, hi), "%{customdata}"
+    limits = f"±{hi:.3g}" if np.isclose(lo, -hi) else f"{lo:.3g} … {hi:.3g}"
+    return None, "<br>" + _("colours stop at {limits}").format(limits=limits)
+
+
 def esc(text: str) -> str:
     """Escape untrusted text (token strings, prompts) for Plotly labels, titles and hovers.
 
@@ -116,44 +135,120 @@ def token_ticks(tokens: Sequence[str], max_labels: int = MAX_AXIS_LABELS) -> dic
 
 
 TITLE_COLUMNS = 78  # a title line at 18 px fits ~780 px (the page's column with the sidebar open)
+COLUMN_PX = 800  # the page's column with the sidebar open in a 1,280 px window: what a full-width figure gets
+EM_COLUMN = 0.56  # one column of text_columns is ~0.56 em (Noto Sans' average Latin glyph; a CJK glyph, 1 em, counts 2)
+
+
+def columns_for(px: float, size: float) -> int:
+    """How many text columns (text_columns) fit on a line `px` wide at font `size`, less the title's
+    8 px padding on each side."""
+    return max(8, int((px - 16) / (EM_COLUMN * size)))
+
+
+def _visible_columns(text: str) -> int:
+    return text_columns(html.unescape(re.sub(r"<[^>]+>", "", text)))
+
+
+JOIN_WORDS, JOIN_CHARS = " ", "\u200b"  # how a wrapped line that continues a part starts: after a space, or mid-word
+
+
+def _break_words(text: str, columns: int) -> tuple[str, str]:
+    """(head, rest) of a too-long `text`: head the most words that fit `columns` (rest starts with
+    JOIN_WORDS), or, when its first word alone is too long (a CJK phrase has no spaces), the most
+    characters, an entity kept whole (rest starts with JOIN_CHARS, a zero-width space)."""
+    cut = None
+    for m in re.finditer(r" +", text):
+        if _visible_columns(text[:m.start()]) > columns:
+            break
+        cut = m if text[:m.start()].strip() else cut
+    if cut is not None:
+        return text[:cut.start()], JOIN_WORDS + text[cut.end():]
+    used, end = 0, 0
+    for m in re.finditer(r"&#?\w+;|.", text):
+        w = _visible_columns(m.group(0))
+        if used + w > columns and text[:end].strip():
+            break
+        used, end = used + w, m.end()
+    return text[:end], JOIN_CHARS + text[end:]
 
 
 def wrap_title(title: str, columns: int = TITLE_COLUMNS) -> str:
     """Break a title "what · model · “prompt”" at its " · " into lines of at most `columns`
-    columns (CJK counts 2), so a long title (a Chinese prompt) wraps instead of being cut off."""
+    columns (CJK counts 2), so a long title (a Chinese prompt) wraps instead of being cut off. A
+    part still too long breaks between words (between characters for CJK); the line that continues
+    it starts with a space (a zero-width one mid-word), so that unwrap_title can join it back. Lines
+    with markup stay whole."""
     lines = []
     for line in re.split(r"<br\s*/?>", title):
-        plain = html.unescape(re.sub(r"<[^>]+>", "", line))
-        if text_columns(plain) <= columns or " · " not in line or "<" in line:
+        if _visible_columns(line) <= columns or "<" in line:
             lines.append(line)
             continue
         current = ""
         for part in line.split(" · "):
-            joined = f"{current} · {part}" if current else part
-            if current and text_columns(html.unescape(joined)) > columns:
+            joined = f"{current} · {part}" if current.strip() else part
+            if current.strip() and _visible_columns(joined) > columns:
                 lines.append(current)
                 current = part
             else:
                 current = joined
+            while _visible_columns(current) > columns:
+                head, rest = _break_words(current, columns)
+                if not rest.strip(JOIN_WORDS + JOIN_CHARS):
+                    break
+                lines.append(head)
+                current = rest
         lines.append(current)
     return "<br>".join(lines)
 
 
+def unwrap_title(title: str) -> str:
+    """A title as it was before wrap_title: a line that continues a part joins it again (with its
+    space), the other breaks become " · " (a break before a <sup>/<sub> line stays)."""
+    title = re.sub(r"<br\s*/?>(?= )", "", title or "").replace(f"<br>{JOIN_CHARS}", "")
+    return re.sub(r"<br\s*/?>(?!<su[pb]>)", " · ", title)
+
+
+def column_share(fig) -> float:
+    """The share of the page's width a figure is drawn in (fit_to_column marks it; 1 otherwise)."""
+    meta = fig.layout.meta
+    share = meta.get("column") if isinstance(meta, dict) else None
+    return float(share) if isinstance(share, (int, float)) and 0 < share <= 1 else 1.0
+
+
 def fit_to_column(fig, share: float):
     """`fig` (built with base_layout) fitted to a column `share` of the page's width (a figure in a
-    Row): a smaller title (15 px) that breaks at its " · " sooner, a top margin that grows with its
-    lines, and every token-labelled axis thinned to the labels that fit."""
+    Row; recipes.Row calls this for every figure it holds): a smaller title (15 px) that wraps to the
+    column, a top margin that grows with its lines, tick labels that fit (a smaller font, then every
+    k-th: viz.fit), margins that hold them with the plot area kept (the figure grows), and the share
+    marked in layout.meta, so that the Slides styles fit the column too."""
+    from .fit import (
+        fit_axis_titles,
+        fit_cell_text,
+        fit_colour_bars,
+        fit_tick_labels,
+            label_margins,
+        legend_above_px,
+    )
+
     size = 18 if share >= 0.75 else 15
-    title = wrap_title(re.sub(r"<br\s*/?>(?!<su[pb]>)", " · ", fig.layout.title.text or ""),
-                       max(24, int(TITLE_COLUMNS * share * 18 / size)))
-    top = MODEBAR_PX + (size + 6) * max(1, title_lines(title)) + 8
-    fig.update_layout(title_text=title, title_font_size=size, margin_t=max(fig.layout.margin.t or 0, top))
-    limit = max(4, int(MAX_AXIS_LABELS * share))
-    for name in [k for k in fig.layout if re.fullmatch(r"[xy]axis\d*", k)]:
-        axis = fig.layout[name]
-        if axis.tickvals is not None and axis.ticktext is not None and len(axis.tickvals) > limit:
-            step = int(np.ceil(len(axis.tickvals) / limit))
-            axis.update(tickvals=list(axis.tickvals)[::step], ticktext=list(axis.ticktext)[::step])
+    width = COLUMN_PX * share
+    title = wrap_title(unwrap_title(fig.layout.title.text or ""), columns_for(width, size))
+    top = MODEBAR_PX + (size + 6) * max(1, title_lines(title)) + 8 + legend_above_px(fig, width - 100)
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
+    fig.update_layout(title_text=title, title_font_size=size, margin_t=max(fig.layout.margin.t or 0, top),
+                      meta={**meta, "column": share})
+    font = float(fig.layout.font.size or 13)
+    m = fig.layout.margin
+    bottom, left = (m.b if m.b is not None else 80), (m.l if m.l is not None else 80)
+    height = fig.layout.height or 450
+    for _pass in range(2):
+        fit_tick_labels(fig, width, height, font, font - 2)
+        margins = label_margins(fig, bottom=fig.layout.margin.b or bottom, left=fig.layout.margin.l or left)
+        height += margins["b"] - (fig.layout.margin.b or bottom)
+        fig.update_layout(margin=margins, height=height)
+        fit_axis_titles(fig, width, height, wrap_title)
+    fit_colour_bars(fig)
+    fit_cell_text(fig, width, fig.layout.height)
     return fig
 
 
