@@ -307,7 +307,8 @@ def _table(slide, table, top, fg: str, lang: str) -> None:
 def deck_figure(slide: Slide, dark: bool) -> go.Figure:
     """The slide's figure in the deck's style (white or dark slides, whatever style it was added in), with
     its link's prompt under the title, so every slide of a deck looks alike."""
-    return presentation_style(slide.fig, dark=dark, prompt=slide.query().get("prompt") or None)
+    return presentation_style(slide.fig, dark=dark, prompt=slide.query().get("prompt") or None,
+                              width=SLIDE["width"])  # fitted to the slide, not to the page's column it came from
 
 
 def build_pptx(deck: Deck, subtitle: str = "", *, width: int = SLIDE["width"], height: int = SLIDE["height"],

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from i18n import LANGUAGES, use_language
-from viz.export import presentation_style, safe_filename, static_export, to_csv, to_html, to_png, to_svg
+from viz.export import SLIDE, presentation_style, safe_filename, static_export, to_csv, to_html, to_png, to_svg
 
 FORMATS = ("png", "svg", "html", "csv")
 PROG = "python -m recipes.export"
@@ -195,7 +195,7 @@ def _write(args, formats: list[str], out: Path) -> list[str]:
     try:
         for name, fig in standard_figures(lm, t).items():
             if args.style != "normal":
-                fig = presentation_style(fig, dark=args.style == "dark", prompt=args.prompt)
+                fig = presentation_style(fig, dark=args.style == "dark", prompt=args.prompt, width=SLIDE["width"])
             base = safe_filename(name, lm.label, prompt=args.prompt)
             for fmt in formats:
                 path = out / f"{base}.{fmt}"
