@@ -254,7 +254,8 @@ def two_prompts(lm, t: Trace, t2: Trace) -> View:
     view = View([Row(tables),
                  Text(_("The logit lens of each prompt (its last positions): the token GPT-2 would predict after "
                         "each block, bottom to top, and how sure it is.")),
-                 Row([_lens_figure(lm, t, "exp_first_lens"), _lens_figure(lm, t2, "exp_second_lens")])])
+                 _lens_figure(lm, t, "exp_first_lens"), _lens_figure(lm, t2, "exp_second_lens")])  # one above the
+    # other: a lens writes a token in each cell, too narrow to read in half a column
     if t.n_tokens != t2.n_tokens:
         view.add(Text(_("The prompts have {first} and {second} tokens; comparing attention position by position "
                         "needs the same number.").format(first=t.n_tokens, second=t2.n_tokens), "info"))

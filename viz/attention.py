@@ -30,6 +30,7 @@ from .common import (  # noqa: F401 (CELL_BUDGET re-exported)
     short,
     token_ticks,
 )
+from .fit import fit_colour_bars
 
 GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
@@ -343,4 +344,5 @@ def focus_figure(weights: np.ndarray, tokens: Sequence[str], positions: np.ndarr
     fig.update_xaxes(title=axis, tickangle=-60, showgrid=False, zeroline=False, **ticks)
     fig.update_yaxes(title=_("layer"), dtick=1 if n_layer <= 24 else None, autorange="reversed", showgrid=False,
                      zeroline=False)
+    fit_colour_bars(fig)  # a model of few layers: room for the colour bar's title and ticks
     return fig

@@ -14,7 +14,18 @@ from plotly.subplots import make_subplots
 
 from i18n import _
 
-from .common import DIVERGING, SEQUENTIAL, base_layout, esc, label_positions, short, symmetric_limit, token_ticks
+from .common import (
+    DIVERGING,
+    SEQUENTIAL,
+    base_layout,
+    base_layout_with_panels,
+    clip_hover,
+    esc,
+    label_positions,
+    short,
+    symmetric_limit,
+    token_ticks,
+)
 
 GROUP_COLOURS = qualitative.D3 + qualitative.Set2
 # The whole-vocabulary map's one convention for a model that lists the tokens it learned: learned in
@@ -26,9 +37,12 @@ def embedding_heatmap(vectors: np.ndarray, tokens: Sequence[str], title: str, he
     """vectors [pos, d_model] drawn as the essay does: one column per token, d_model rows."""
     z = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).T)  # [d_model, pos]
     lim = symmetric_limit(z)
+    marks, clipped = clip_hover(z, -lim, lim)
+    # %{x:d}: the position's number (a plain %{x} shows the token its tick names)
     fig = go.Figure(go.Heatmap(z=z, x=np.arange(z.shape[1]), colorscale=DIVERGING, zmid=0, zmin=-lim, zmax=lim,
-                               colorbar=dict(title=_("value")),
-                               hovertemplate=_("position %{x}<br>dimension %{y}<br>%{z:.4f}") + "<extra></extra>"))
+                               colorbar=dict(title=_("value")), customdata=marks,
+                               hovertemplate=_("position %{x:d}<br>dimension %{y}<br>%{z:.4f}") + clipped
+                               + "<extra></extra>"))
     fig.update_layout(**base_layout(title, height=height))
     fig.update_xaxes(title=_("token (position)"), **token_ticks(tokens))
     fig.update_yaxes(title="d_model", autorange="reversed")
@@ -45,11 +59,12 @@ def matrix_heatmap(z: np.ndarray, title: str, x_title: str, y_title: str, *, sym
     if zrange is None:
         lim = symmetric_limit(z)
         zrange = (-lim, lim)
+    marks, clipped = clip_hover(z, *zrange)
     fig = go.Figure(go.Heatmap(z=z, x0=x0, dx=dx, y0=y0, dy=dy, colorscale=DIVERGING if symmetric else SEQUENTIAL,
-                               zmin=zrange[0], zmax=zrange[1], zmid=0 if symmetric else None,
+                               zmin=zrange[0], zmax=zrange[1], zmid=0 if symmetric else None, customdata=marks,
                                colorbar=dict(title=dict(text=esc(value).replace(" ", "<br>", 1), side="top")),
                                hovertemplate=f"{x_title} %{{x}}<br>{y_title} %{{y}}<br>"
-                                             f"{esc(value)} %{{z:.4f}}<extra></extra>"))
+                                             f"{esc(value)} %{{z:.4f}}{clipped}<extra></extra>"))
     fig.update_layout(**base_layout(title, height=height))
     fig.update_xaxes(title=x_title)
     fig.update_yaxes(title=y_title, autorange="reversed")
@@ -81,7 +96,7 @@ def vector_lines(vectors: np.ndarray, labels: Sequence[str], title: str) -> go.F
                                  hovertemplate=_("dimension %{x}<br>%{y:.4f}") + "<extra></extra>"),
                       row=i + 1, col=1)
         fig.update_yaxes(range=[-lim * 1.05, lim * 1.05], row=i + 1, col=1)
-    fig.update_layout(**base_layout(title, height=110 + 130 * n))
+    fig.update_layout(**base_layout_with_panels(title, height=110 + 130 * n))
     fig.update_xaxes(title="d_model", row=n, col=1)
     return fig
 

@@ -7,6 +7,7 @@ Dimension names: layer head pos.
 """
 from __future__ import annotations
 
+import html
 from typing import Sequence
 
 import numpy as np
@@ -22,12 +23,15 @@ from .common import (
     POSITIVE,
     base_layout,
     base_layout_with_panels,
+    clip_hover,
     clip_marks,
     esc,
     format_prob,
     symmetric_limit,
+    text_columns,
     token_ticks,
 )
+from .fit import fit_colour_bars
 
 
 def before_after_figure(tokens: Sequence[str], before: np.ndarray, after: np.ndarray, title: str) -> go.Figure:
@@ -113,6 +117,7 @@ def patching_figure(grid: np.ndarray, title: str, *, x_title: str, x_labels: Seq
     fig.update_yaxes(autorange="reversed", dtick=1, title=_("layer"))
     ticks = token_ticks(x_labels, 48) if x_labels is not None else dict(dtick=1)
     fig.update_xaxes(title=x_title, **ticks)
+    fit_colour_bars(fig)  # a model of few layers: room for the colour bar's title and ticks
     return fig
 
 
@@ -124,14 +129,17 @@ def pattern_difference_figure(a: np.ndarray, b: np.ndarray, tokens_a: Sequence[s
     labels = [x if x == y else f"{x} / {y}" for x, y in zip(tokens_a, tokens_b)]
     lim = max(symmetric_limit(np.nan_to_num(d)), 1e-6)
     n = len(labels)
-    marks = clip_marks(d, -lim, lim) if n * n <= 131_072 else None  # per-cell hover text only while it is small
+    marks, clipped = clip_hover(d, -lim, lim)
     fig = go.Figure(go.Heatmap(z=d, x=np.arange(n), y=np.arange(n), colorscale=DIVERGING, zmin=-lim, zmax=lim, zmid=0,
                                hoverongaps=False, customdata=marks,
                                colorbar=dict(title=dict(text=_("weight<br>first − second"), side="top")),
                                hovertemplate=_("query %{y} · key %{x}<br>difference %{z:+.4f}")
-                               + ("%{customdata}" if marks is not None else "") + "<extra></extra>"))
-    fig.update_layout(**base_layout(title, height=int(min(900, max(420, 14 * n + 160)))))
-    fig.update_xaxes(title=_("key"), constrain="domain", **token_ticks(labels, 48))
-    fig.update_yaxes(title=_("query"), autorange="reversed", scaleanchor="x", constrain="domain",
-                     **token_ticks(labels, 48))
+                               + clipped + "<extra></extra>"))
+    ticks = token_ticks(labels, 48)
+    labels_px = 0.56 * 13 * max((text_columns(html.unescape(t)) for t in ticks["ticktext"]), default=1)
+    rows_px = 17 * len(ticks["tickvals"]) * (ticks["tickvals"][1] - ticks["tickvals"][0] if n > 1 else 1)
+    # a square: one 13 px label a row (17 px), and below it the keys' labels turned upright
+    fig.update_layout(**base_layout(title, height=int(min(1000, max(420, rows_px + labels_px + 130)))))
+    fig.update_xaxes(title=_("key"), constrain="domain", **ticks)
+    fig.update_yaxes(title=_("query"), autorange="reversed", scaleanchor="x", constrain="domain", **ticks)
     return fig

@@ -16,6 +16,7 @@ from i18n import _
 
 from .common import (
     CELL_TEXT,
+    COLUMN_PX,
     DIVERGING,
     LIGHT_SEQUENTIAL,
     NEGATIVE,
@@ -28,6 +29,7 @@ from .common import (
     token_ticks,
 )
 from .contributions import contribution_graph_figure, state_names  # noqa: F401 (the graph's figure lives there)
+from .fit import fit_cell_text, fit_colour_bars
 
 PUSH_SCALE = DIVERGING  # the app's one convention: red pushes the logit up, blue down (the bars alike)
 
@@ -60,6 +62,8 @@ def lens_grid_figure(top_tokens: Sequence[Sequence[Sequence[str]]], top_probs: n
     fig.update_yaxes(tickmode="array", tickvals=list(range(rows)), ticktext=names, showgrid=False)
     fig.update_xaxes(tickmode="array", tickvals=list(range(n)), ticktext=[esc(short(tokens[p], 10)) for p in positions],
                      tickangle=-45, title=_("prompt token (the prediction is of the token after it)"), showgrid=False)
+    fit_colour_bars(fig)  # a model of few layers: room for the colour bar's title and ticks
+    fit_cell_text(fig, COLUMN_PX, fig.layout.height)  # many positions: shorter tokens in narrower cells
     return fig
 
 

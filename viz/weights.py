@@ -12,7 +12,15 @@ from plotly.colors import sample_colorscale
 
 from i18n import _
 
-from .common import CLIP_PERCENTILE, DIVERGING, SEQUENTIAL, base_layout, esc, symmetric_limit  # noqa: F401 (re-exported)
+from .common import (  # noqa: F401 (CLIP_PERCENTILE re-exported)
+    CLIP_PERCENTILE,
+    DIVERGING,
+    SEQUENTIAL,
+    base_layout,
+    clip_hover,
+    esc,
+    symmetric_limit,
+)
 
 
 def matrix_figure(
@@ -40,12 +48,13 @@ def matrix_figure(
     row_dim, col_dim = _(row_dim), _(col_dim)
     z = np.asarray(z, dtype=np.float32)
     lim = symmetric_limit(z)
+    marks, clipped = clip_hover(z, -lim, lim)
     fig = go.Figure(go.Heatmap(
         z=z, x0=offset, dx=step, y0=offset, dy=step,
-        colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim,
+        colorscale=DIVERGING, zmid=0.0, zmin=-lim, zmax=lim, customdata=marks,
         colorbar=dict(title=dict(text=f"{esc(colorbar)}<br>(±{lim:.3g})", side="top"), thickness=14),
         hovertemplate=_("{row} %{{y}}<br>{col} %{{x}}<br>value %{{z:.4g}}").format(row=esc(row_dim), col=esc(col_dim))
-        + "<extra></extra>",
+        + clipped + "<extra></extra>",
     ))
     if head_size and head_axis in (0, 1):
         n = z.shape[head_axis] * step
