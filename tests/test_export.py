@@ -90,6 +90,106 @@ def test_csv_round_trips_to_the_figure_numbers():
     assert [(float(r["x"]), int(r["y"]), r["label"]) for r in rows] == [(0.5, 1, "␣cat"), (0.25, 2, "<b>")]
 
 
+def test_csv_names_each_value_by_the_label_its_tick_shows():
+    """A token axis draws positions labelled with tokens: each row carries the token its x (y)
+    shows; a heatmap placed with x0/dx keeps the matrix's own indices; typed arrays (a figure read
+    back from JSON, as a deck's) read the same."""
+    heat = go.Figure(go.Heatmap(z=np.arange(6.0).reshape(2, 3), x=[0, 1, 2], y=[0, 1]))
+    heat.update_xaxes(tickmode="array", tickvals=[0, 1, 2], ticktext=["␣the", "&lt;b&gt;", "猫"])
+    rows = list(csv.DictReader(io.StringIO(to_csv(heat).decode())))
+    assert {(int(r["x"]), r["x label"]) for r in rows} == {(0, "␣the"), (1, "<b>"), (2, "猫")}
+    assert all(r["y label"] == "" for r in rows)
+    read_back = go.Figure(heat.to_dict())  # z and tickvals as {"dtype", "bdata"}
+    assert to_csv(read_back) == to_csv(heat)
+    bars = go.Figure(go.Bar(x=[0.5, 0.2], y=[1, 2], orientation="h"))
+    bars.update_yaxes(tickmode="array", tickvals=[1, 2], ticktext=["␣cat", "␣dog"])
+    rows = list(csv.DictReader(io.StringIO(to_csv(bars).decode())))
+    assert [(r["y"], r["y label"]) for r in rows] == [("1", "␣cat"), ("2", "␣dog")]
+    smooth = go.Figure(go.Heatmap(z=np.ones((2, 2)), x0=24, dx=48, y0=24, dy=48))  # a 48 x 48 block average
+    rows = list(csv.DictReader(io.StringIO(to_csv(smooth).decode())))
+    assert {(float(r["x"]), float(r["y"])) for r in rows} == {(24, 24), (72, 24), (24, 72), (72, 72)}
+
+
+def _half_column_figure(title: str, n: int = 27) -> go.Figure:
+    from viz.common import base_layout, fit_to_column, token_ticks
+
+    z = np.random.default_rng(0).random((n, n))
+    fig = go.Figure(go.Heatmap(z=z, colorbar=dict(title=dict(text="P(next | previous)", side="top"))))
+    fig.update_layout(**base_layout(title))
+    letters = [chr(97 + i % 26) for i in range(n)]
+    fig.update_xaxes(**token_ticks(letters))
+    fig.update_yaxes(**token_ticks(letters), autorange="reversed")
+    return fit_to_column(fig, 0.5)
+
+
+@pytest.mark.parametrize("dark", [False, True])
+@pytest.mark.parametrize("title", [
+    "which tokens attend to token 7 “␣and”, every layer (mean over heads) · gpt2 · “In the beginning God created…”",
+    "第 1 层第 0 头，在“␣was”之后 · gpt2 · “起初神创造天地。地是空虚混沌，渊面黑暗；神的灵运行在水面上。”",
+])
+def test_slides_fit_the_column_the_figure_is_drawn_in(title, dark):
+    """A half-column figure in a Slides style: title, prompt line, colour-bar title, tick labels and
+    colour-bar ticks fit its 400 px column (the page's), and the title block ends above the plot;
+    a deck's slide (width=1,600) wraps the title less. Checked with the figure tests' estimates."""
+    from tests import figure_checks as checks
+
+    fig = _half_column_figure(title)
+    slides = presentation_style(fig, dark=dark, prompt="In the beginning God created the heaven and the earth. " * 3)
+    height = slides.layout.height
+    assert checks.titles_fit(slides, 400, height) == []
+    assert checks.tick_labels_fit(slides, 400, height) == []
+    assert checks.colour_bar_ticks_fit(slides, 400, height) == []
+    assert height - slides.layout.margin.t - slides.layout.margin.b >= 0.9 * (450 - fig.layout.margin.t - 50)
+    deck = presentation_style(fig, dark=dark, width=1600)
+    assert deck.layout.title.text.count("<br>") < slides.layout.title.text.count("<br>")
+    assert checks.titles_fit(deck, 1600, deck.layout.height) == []
+
+
+def test_slides_thin_tick_labels_they_cannot_shrink_enough():
+    """60 labels on a short axis overlap even at 14 px, the smallest slide font: every k-th is kept
+    (at the largest font that then fits)."""
+    from tests import figure_checks as checks
+
+    fig = _half_column_figure("Next letter after each letter", n=60)
+    fig.update_layout(height=300)
+    slides = presentation_style(fig)
+    y = slides.layout.yaxis
+    assert y.tickfont.size >= 14 and len(y.tickvals) < len(fig.layout.yaxis.tickvals)
+    assert checks.tick_labels_fit(slides, 400, slides.layout.height) == []
+
+
+@pytest.mark.parametrize("dark", [False, True])
+def test_short_heatmaps_keep_room_for_their_colour_bar(dark):
+    """Patching on a 2-layer model (issue 25: "squashed, colour-bar ticks on top of each other"):
+    the colour bar's two-line title takes its length from the bar, so a short figure grows until the
+    bar holds three tick labels, and asks Plotly for no more ticks than fit, on the page and in the
+    Slides styles."""
+    from tests import figure_checks as checks
+    from viz.experiments import patching_figure
+
+    grid = np.array([[0.9, 0.1, -0.2, 0.0], [0.4, -1.0, 0.3, 0.1]])
+    fig = patching_figure(grid, "Share of the clean prediction restored by patching · tiny", x_title="head")
+    assert checks.colour_bar_ticks_fit(fig, 800, fig.layout.height) == []
+    slides = presentation_style(fig, dark=dark)
+    assert checks.colour_bar_ticks_fit(slides, 800, slides.layout.height) == []
+    assert checks.titles_fit(slides, 800, slides.layout.height) == []
+
+
+def test_dark_slides_lift_marks_too_faint_on_the_background():
+    """The contribution graph's dark state dots (#222) vanish on #111418; a line colour that already
+    stands out keeps its colour (legend and caption still match)."""
+    from viz.fit import contrast_ratio, readable_colour
+
+    fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="markers", marker=dict(color="#222222", size=9)),
+                     go.Scatter(x=[0, 1], y=[1, 0], mode="lines", line=dict(color="#3b6fb6")),
+                     go.Scatter(x=[0], y=[0], mode="markers", marker=dict(color="rgba(0,0,0,0)"))])
+    dark = presentation_style(fig, dark=True)
+    dots = tuple(int(dark.data[0].marker.color[i:i + 2], 16) for i in (1, 3, 5))
+    assert contrast_ratio(dots, (0x11, 0x14, 0x18)) >= 3.0
+    assert dark.data[1].line.color == "#3b6fb6" and dark.data[2].marker.color == "rgba(0,0,0,0)"
+    assert readable_colour("#9a9a9a", "#ffffff") != "#9a9a9a"  # white slides darken a light grey
+
+
 @pytest.mark.parametrize("prompt", [
     "a/b\\c", "../../etc/passwd", "人工智能", "😀🚀", "CON", "x" * 500, "tab\tnew\nline\x00nul", 'quote"star*?<>|:',
 ])
