@@ -307,7 +307,7 @@ def view(step: Step, lm, t: Trace | None = None, made=None, sae=None) -> View:
     if kind == "top_k":
         (row,) = next_token.top_k(lm, t, TOP_K).items
         return View([Row([*row.columns, [Text(_("**Wolfram's essay (GPT-2)**"), "markdown"), essay_table()]],
-                         widths=[2, 3, 2])])
+                         widths=[2, 4, 2])])  # the figure keeps the half column it has on its page (fitted alike)
     if kind == "features":
         return _features(lm, t, sae)
     if kind == "steer":
