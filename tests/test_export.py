@@ -110,6 +110,15 @@ def test_csv_names_each_value_by_the_label_its_tick_shows():
     assert {(float(r["x"]), float(r["y"])) for r in rows} == {(24, 24), (72, 24), (24, 72), (72, 72)}
 
 
+def test_the_zip_index_reads_a_wrapped_title_as_it_was_written():
+    from viz.common import wrap_title
+    from viz.export import plain_title
+
+    for title in ("Next token before and after · gpt2 · “In the beginning God created the heaven and the…”",
+                  "第 1 层第 0 头 · gpt2 · “起初神创造天地。地是空虚混沌，渊面黑暗；神的灵运行在水面上。”"):
+        assert plain_title(wrap_title(title, 16)) == title
+
+
 def _half_column_figure(title: str, n: int = 27) -> go.Figure:
     from viz.common import base_layout, fit_to_column, token_ticks
 

@@ -313,8 +313,9 @@ def table_to_csv(table) -> bytes:
 
 
 def plain_title(text: str) -> str:
-    """A Plotly title as plain text (for the ZIP's index): line breaks as " · ", no tags, no entities."""
-    text = re.sub(r"<br\s*/?>", " · ", str(text), flags=re.I)
+    """A Plotly title as plain text (for the ZIP's index): line breaks as " · " (a line that wrap_title
+    broke off a part joins it again), no tags, no entities."""
+    text = re.sub(r"<br\s*/?>", " · ", unwrap_title(str(text)), flags=re.I)
     text = html.unescape(re.sub(r"<[^>]+>", "", text))
     return " ".join(text.split()).strip(" ·")
 
