@@ -30,7 +30,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from i18n import _
-from viz.export import SLIDE, presentation_style, to_png
+from viz.export import SLIDE, plain_title, presentation_style, to_png
 
 DECK_VERSION = 1
 MAX_SLIDES = 60  # slides a deck holds (each holds its figure in the session's memory, and is a page run and a PNG
@@ -82,8 +82,7 @@ def page_link(base_url: str, url_path: str, query: dict) -> str:
 
 def plain(text: str) -> str:
     """Text without Plotly or Markdown markup: for slide titles, notes and file indexes."""
-    text = re.sub(r"<br\s*/?>", " ", str(text or ""), flags=re.I)
-    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    text = plain_title(str(text or ""))  # a line break is " · ", a title's wrapped part joins back
     text = re.sub(r"\\([\\`*_{}\[\]()#+\-.!|<>~$])", r"\1", text).replace("\u2060", "")
     return " ".join(text.split())
 

@@ -346,3 +346,17 @@ def test_in_the_browser_collect_reorder_annotate_and_download_both_decks(deck_se
     notes = [s.notes_slide.notes_text_frame.text for s in slides[1:]]
     assert sum("this head looks one token back" in n for n in notes) == 1
     assert "Attention?" in notes[1] and "attn_layer=1" in notes[1], "the attention slide moved down to second"
+
+
+@pytest.mark.parametrize("title", ["All 50,257 next-token probabilities by rank · gpt2-small-random · “The best thing”",
+                                   "全部 50,257 个下一个词元的概率（按排名） · gpt2-small-random"])
+def test_a_slide_title_reads_as_the_figure_title_before_it_was_wrapped(title):
+    """The page wraps long titles to its column; the slide's title keeps their " · " and their words whole
+    (it read "…by rank gpt2-small-random" when a line break became a space)."""
+    from recipes.deck import plain
+    from viz.common import wrap_title
+
+    wrapped = wrap_title(title, columns=24)
+    assert "<br>" in wrapped
+    assert plain(wrapped) == title
+    assert plain(wrapped + "<br><sup>grey: the first token</sup>") == title + " · grey: the first token"
