@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,25 @@ def display_name(name: str) -> str:
     if _looks_local(name):
         name = Path(name).name or name
     return name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN - 1] + "…"
+
+
+# An absolute path (POSIX or Windows); group 1 or 2 is its last part.
+_OTHER_PATH = re.compile(r"(?<![\w:/.~])~?/(?:[^\s'\"`<>/]+/)+([^\s'\"`<>/]*)"
+                         r"|\b[A-Za-z]:\\(?:[^\s'\"`<>\\]+\\)*([^\s'\"`<>\\]*)")
+
+
+def _detail(e: BaseException, name: str, path: Path | str | None = None) -> str:
+    """What went wrong, for a load error's text: the exception's type and message, with the checkpoint's
+    paths (as typed, normalised, expanded; the hub snapshot it was read from) written as the model's
+    display_name, and any other absolute path cut to its last part. A load error is shown in pages,
+    and no server path belongs there."""
+    text, shown = f"{type(e).__name__}: {e}", display_name(name)
+    spellings = {name.strip(), canonical_name(name), os.path.expanduser(name.strip())}
+    if path is not None:
+        spellings |= {str(path), os.path.normpath(str(path))}
+    for spelled in sorted((s for s in spellings if s and _looks_local(s)), key=len, reverse=True):
+        text = text.replace(spelled, shown)
+    return _OTHER_PATH.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
 
 
 def allowed_models() -> list[str]:
@@ -299,7 +319,8 @@ def _progress_tqdm(progress: ProgressFn):
 
 
 def _fetch(name: str, progress: ProgressFn | None) -> Path:
-    """A local directory holding the checkpoint: the path itself, or a hub snapshot."""
+    """A local directory holding the checkpoint: the path itself, or a hub snapshot. Errors name the
+    model as pages do (display_name), never by its path."""
     if _is_local(name):
         path = Path(name).expanduser()
         try:
@@ -310,7 +331,7 @@ def _fetch(name: str, progress: ProgressFn | None) -> Path:
             raise ModelLoadError(
                 N_("No directory at {path}."),
                 N_("Check the path, or give a Hugging Face Hub id such as gpt2. `{env}` sets the default."),
-                path=str(path), env=ENV_MODEL,
+                path=display_name(name), env=ENV_MODEL,
             )
         return path
     from huggingface_hub import snapshot_download
@@ -327,26 +348,28 @@ def _fetch(name: str, progress: ProgressFn | None) -> Path:
             N_("The Hugging Face Hub has no model called '{name}'."),
             N_("Pick one of the GPT-2 family (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2) "
                "or a local checkpoint directory."),
-            name=name,
+            name=display_name(name),
         ) from e
     except LocalEntryNotFoundError as e:
         raise ModelLoadError(
             N_("'{name}' is not in the local Hugging Face cache and the Hub cannot be reached."), _FIX_OFFLINE,
-            name=name,
+            name=display_name(name),
         ) from e
     except Exception as e:  # network errors come in many types across hub versions
-        raise ModelLoadError(N_("Downloading '{name}' failed: {error}"), _FIX_OFFLINE, name=name,
-                             error=f"{type(e).__name__}: {e}") from e
+        raise ModelLoadError(N_("Downloading '{name}' failed: {error}"), _FIX_OFFLINE, name=display_name(name),
+                             error=_detail(e, name)) from e
 
 
 def load_model(name: str | None = None, device: str | None = None, progress: ProgressFn | None = None) -> LoadedModel:
     """Load a GPT-2 LM (hub id or local directory) read-only on `device` (auto if None).
 
-    Raises ModelLoadError with a `hint` when the checkpoint cannot be had or is not GPT-2.
+    Raises ModelLoadError with a `hint` when the checkpoint cannot be had or is not GPT-2; its text names
+    the model by its display_name, never by a path on this machine.
     """
     name = (name or default_model_name()).strip()
+    shown = display_name(name)
     if progress:  # at once: importing transformers and reading the checkpoint may take seconds
-        progress(0.0, _("Opening {name}…").format(name=display_name(name)))
+        progress(0.0, _("Opening {name}…").format(name=shown))
     from transformers import AutoConfig, AutoTokenizer, GPT2LMHeadModel
 
     try:
@@ -363,17 +386,17 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
             N_("'{name}' has no readable config.json ({error})."),
             N_("Point to a directory saved with transformers' save_pretrained, holding config.json, "
                "the weights (model.safetensors) and the tokenizer files."),
-            name=name, error=f"{type(e).__name__}: {e}",
+            name=shown, error=_detail(e, name, path),
         ) from e
     if getattr(config, "model_type", None) != "gpt2":
         raise ModelLoadError(
             N_("'{name}' is a {kind} model, not GPT-2."),
             N_("This app reads GPT-2 checkpoints only: gpt2, gpt2-medium, gpt2-large, gpt2-xl, "
                "distilgpt2, or a local directory saved from one of them."),
-            name=name, kind=getattr(config, "model_type", "unknown"),
+            name=shown, kind=getattr(config, "model_type", "unknown"),
         )
     if progress:
-        progress(1.0, _("Loading {name} onto {device}").format(name=display_name(name), device=dev.type))
+        progress(1.0, _("Loading {name} onto {device}").format(name=shown, device=dev.type))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, report = GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32,
@@ -383,16 +406,16 @@ def load_model(name: str | None = None, device: str | None = None, progress: Pro
             N_("'{name}' could not be read as a GPT-2 checkpoint ({error})."),
             N_("The directory needs config.json, model.safetensors (or pytorch_model.bin) and the "
                "tokenizer files (tokenizer.json, or vocab.json with merges.txt)."),
-            name=name, error=f"{type(e).__name__}: {e}",
+            name=shown, error=_detail(e, name, path),
         ) from e
-    _check_weights(name, path, report, config)
-    _check_tokenizer(name, tokenizer, config)
+    _check_weights(shown, report, config)
+    _check_tokenizer(shown, tokenizer, config)
     try:
         model.to(dev).eval().requires_grad_(False)
     except (RuntimeError, AssertionError) as e:  # "Torch not compiled with CUDA enabled", no such GPU
         raise ModelLoadError(N_("'{name}' cannot be put on {device} ({error})."),
                              N_("Set {env}=cpu, or unset {env} to pick the best device this machine has."),
-                             name=name, device=str(dev), error=f"{type(e).__name__}: {e}", env=ENV_DEVICE) from e
+                             name=shown, device=str(dev), error=_detail(e, name), env=ENV_DEVICE) from e
     return LoadedModel(name=name, model=model, tokenizer=tokenizer, device=dev,
                        trained_token_ids=_trained_tokens(path, config.vocab_size))
 
@@ -421,8 +444,9 @@ def _trained_tokens(path: Path, vocab_size: int) -> tuple[int, ...] | None:
 _REBUILT = (".attn.bias", ".attn.masked_bias")
 
 
-def _check_weights(name: str, path: Path, report: dict, config) -> None:
-    """transformers fills weights a checkpoint lacks with random numbers and only logs it: refuse."""
+def _check_weights(name: str, report: dict, config) -> None:
+    """transformers fills weights a checkpoint lacks with random numbers and only logs it: refuse.
+    `name`: the model as pages name it (display_name)."""
     missing = sorted(k for k in report.get("missing_keys", ()) if not k.endswith(_REBUILT)
                      and not (k == "lm_head.weight" and getattr(config, "tie_word_embeddings", True)))
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in report.get("mismatched_keys", ()))
@@ -444,12 +468,13 @@ def _check_weights(name: str, path: Path, report: dict, config) -> None:
         N_("The weights file in {path} is incomplete or belongs to another model shape. Save the model again with "
            "transformers' save_pretrained; for a hub model, delete its folder from the Hugging Face cache "
            "(huggingface-cli delete-cache) so it is downloaded again."),
-        name=name, n=len(bad), keys=", ".join(bad[:4]), more=len(bad) - 4, path=str(path),
+        name=name, n=len(bad), keys=", ".join(bad[:4]), more=len(bad) - 4, path=name,
     )
 
 
 def _check_tokenizer(name: str, tokenizer, config) -> None:
-    """A directory without tokenizer files gives an empty tokenizer that turns any text into no tokens."""
+    """A directory without tokenizer files gives an empty tokenizer that turns any text into no tokens.
+    `name`: the model as pages name it (display_name)."""
     try:
         probe = list(tokenizer("Hello, world", add_special_tokens=False)["input_ids"])
     except Exception:  # a tokenizer too broken to run

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from tests import apptest
 from tests.conftest import ROOT
 from tests.plotly_json import decode, figure, figures_by_title
-from ui.shell import HELLO_BYE, PAGES, trace_cache
+from ui.shell import HELLO_BYE, LOCAL_DIR_OPTION, PAGES, trace_cache
 
 TIMEOUT = 120
 
@@ -110,6 +110,32 @@ def test_model_that_cannot_be_loaded_explains_the_fix(monkeypatch, tmp_path):
     assert str(tmp_path) not in at.error[0].value and "No directory at not" in at.error[0].value  # named, not its path
     assert "GPT2VIZ_MODEL" in at.info[0].value
     assert len(at.get("plotly_chart")) == 0
+
+
+def test_a_broken_directory_typed_in_the_sidebar_is_named_never_shown(tiny_env, tiny_model_dir, tmp_path):
+    """Typed under Local directory…, a checkpoint whose config.json was cut short: the page says what is wrong
+    with it by its directory's name; neither the path typed nor the file's path (in transformers' words) shows."""
+    import shutil
+
+    broken = tmp_path / "models" / "half-saved"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text('{"n_layer": ')
+    at = run_app()
+    for typed in (str(broken), str(broken) + "/", str(tmp_path / "models" / "." / "half-saved")):
+        at.sidebar.selectbox(key="sidebar_model").set_value(LOCAL_DIR_OPTION).run()
+        at.sidebar.text_input(key="sidebar_model_path").input(typed).run()
+        assert not at.exception
+        shown = as_read(" ".join(e.value for e in [*at.error, *at.info, *at.warning, *at.sidebar.caption]))
+        assert "Could not load the model **half-saved**" in as_read(at.error[0].value), shown
+        assert "'half-saved/config.json' is not a valid JSON file" in as_read(at.error[0].value), shown
+        assert str(tmp_path) not in shown and "/models/" not in shown, shown
+
+
+def as_read(markdown: str) -> str:
+    """Markdown as a person reads it: backslash escapes undone, word joiners (which stop autolinks) gone."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
 def test_sidebar_shows_device_and_model_size(tiny_env):

@@ -5,6 +5,7 @@ import gc
 import json
 import os
 import pathlib
+import re
 import shutil
 import threading
 import time
@@ -183,6 +184,47 @@ def test_a_checkpoint_without_tokenizer_files_is_a_load_error(tmp_path, tiny_mod
         load_model(str(bare), device="cpu")
     assert "no usable tokenizer" in str(e.value)
     assert "tokenizer.json" in e.value.hint and "save_pretrained" in e.value.hint
+
+
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json"}
+
+
+def broken_checkpoint(kind: str, root: pathlib.Path, good: pathlib.Path) -> pathlib.Path:
+    """A checkpoint directory broken in one way a person can hit, named `kind` (or no directory at all)."""
+    path = root / "models" / kind
+    if kind == "missing":
+        return path
+    if kind in ("empty", "bert", "no-weights"):
+        path.mkdir(parents=True)
+        if kind == "bert":
+            (path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+        if kind == "no-weights":
+            shutil.copy(good / "config.json", path / "config.json")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    copy_checkpoint(good, path, drop=TOKENIZER_FILES if kind == "no-tokenizer" else ())
+    if kind == "half-written-config":
+        (path / "config.json").write_text('{"n_layer": ')
+    if kind == "garbage-weights":
+        (path / "model.safetensors").write_bytes(b"\0" * 100)
+    if kind == "another-shape":
+        config = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**config, "n_layer": config["n_layer"] + 1}))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "half-written-config", "bert", "no-weights", "garbage-weights",
+                                  "another-shape", "no-tokenizer"])
+def test_a_load_error_names_the_directory_never_its_path(tmp_path, tiny_model_dir, kind):
+    """Load errors are shown in pages: they name the checkpoint as pages do (its directory's name), in the
+    message, the fix and the library's own words quoted in them, and never say where it is on the server."""
+    path = broken_checkpoint(kind, tmp_path, tiny_model_dir)
+    with pytest.raises(ModelLoadError) as e:
+        load_model(str(path), device="cpu")
+    text = f"{e.value} {e.value.hint}"
+    assert kind in str(e.value), text
+    assert str(tmp_path) not in text and str(path.parent) not in text and "/models/" not in text, text
+    assert not re.search(r"(?<![\w:/.])/(?:[^\s/'\"]+/)+", text), text  # no other absolute path either
 
 
 def test_a_complete_checkpoint_encodes_text(tiny_lm):

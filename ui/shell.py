@@ -304,7 +304,7 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
             _fallback_note(fallback)
             return fallback
         st.error(_("Could not load the model **{name}**: {error}").format(name=md_escape(display_name(name)),
-                                                                          error=md_escape(_named(str(e), name))))
+                                                                          error=md_escape(str(e))))
         st.info(_("How to fix it: {hint}").format(hint=e.hint))
         if st.button(_("Try again"), key="model_retry"):
             store.forget(name)
@@ -316,15 +316,6 @@ def _load_model_with_progress(name: str) -> LoadedModel | None:
     return lm
 
 
-def _named(text: str, name: str) -> str:
-    """A load error's text with the model's path (the server's, when GPT2VIZ_MODEL names it) as its name."""
-    spellings = {name.strip(), canonical_name(name), os.path.expanduser(name.strip())}
-    for spelled in sorted(spellings, key=len, reverse=True):
-        if spelled and ("/" in spelled or "\\" in spelled):
-            text = text.replace(spelled, display_name(name))
-    return text
-
-
 def _fallback_note(lm: LoadedModel) -> None:
     """While the bundled model stands in for the app's default, say so (the box names the bundled one)."""
     wanted, error = st.session_state.get("_model_fallback") or (None, None)
@@ -332,7 +323,7 @@ def _fallback_note(lm: LoadedModel) -> None:
         return
     st.info(_("**{name}** could not be loaded ({error}), so this shows {bundled}: its numbers are its own, "
               "not GPT-2's. To get the real one: {hint}").format(
-        name=md_escape(display_name(wanted)), error=md_escape(_named(str(error), wanted)),
+        name=md_escape(display_name(wanted)), error=md_escape(str(error)),
         bundled=_(BUNDLED_DESCRIPTION), hint=error.hint))
 
 
