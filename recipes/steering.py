@@ -42,7 +42,7 @@ from viz.prediction import lens_grid_figure, lens_row_names
 from viz.steering import shift_figure, sweep_figure
 
 from . import Figure, Row, Text, View, md, translated_table
-from .features import default_feature, hook_label  # noqa: F401 (the page's feature control starts on the strongest)
+from .features import hook_label
 
 KINDS = {"pair": N_("Contrast pair (ActAdd)"), "mean": N_("Mean difference of two lists"),
          "token": N_("A token's unembedding direction"), "head": N_("What a head writes"),

@@ -8,6 +8,7 @@ import streamlit as st
 from i18n import _
 from recipes import View, md
 from recipes import steering as recipe
+from recipes.features import default_feature
 from ui import controls
 from ui.figures import show
 from ui.progress import Job, stepwise
@@ -107,7 +108,7 @@ def vector_inputs(lm, t, kind: str, sae):
     c1, c2 = st.columns(2)
     if kind == "feature":
         inputs = dict(feature=controls.number_input(c1, _("Feature"), 0, sae.d_sae - 1, key="steer_feature",
-                                                    default=recipe.default_feature(lm, t, sae)))
+                                                    default=default_feature(lm, t, sae)))
         about = recipe.feature_about(lm, t, sae, inputs["feature"])
         show(about)
         if about.values["layer"] is None:
