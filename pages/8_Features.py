@@ -35,8 +35,7 @@ for name, tab in tabs.items():
 with tabs["Features per token"]:
     if tabs["Features per token"].open:
         c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
-        pos = controls.selectbox(c1, _("Token"), range(t.n_tokens), key="feat_pos", default=t.n_tokens - 1,
-                                 format_func=lambda i: f"{i}: {t.tokens[i]}")
+        pos = controls.position(c1, _("Token"), t, key="feat_pos")
         k = controls.slider(c2, _("Features shown"), 5, 50, key="feat_top_k", default=20)
         skip = controls.checkbox(c3, _("Rank them without the first token"), key="feat_skip_first", default=True,
                                  help=_("GPT-2's first position holds a very large residual (the heads rest their "
@@ -61,9 +60,7 @@ with tabs["Fidelity"]:
 with tabs["Which features make the prediction"]:
     if tabs["Which features make the prediction"].open:
         c1, c2, c3 = st.columns(3, vertical_alignment="bottom")
-        pos = controls.selectbox(c1, _("Position (the prediction after this token)"), range(t.n_tokens),
-                                 key="feat_attr_pos", default=t.n_tokens - 1,
-                                 format_func=lambda i: f"{i}: {t.tokens[i]}")
+        pos = controls.position(c1, _("Position (the prediction after this token)"), t, key="feat_attr_pos")
         chosen = recipe.typed_token(lm, t, pos, controls.text_input(
             c2, _("Token to explain (empty: {model}'s top prediction here)").format(model=md(model_name(lm))),
             key="feat_token",

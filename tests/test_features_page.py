@@ -213,6 +213,26 @@ def test_every_control_survives_a_copied_link(tiny_env, saes, view):
     assert fresh.session_state["feat_view"] == view
 
 
+@pytest.mark.parametrize("view, key", [("Features per token", "feat_pos"),
+                                       ("Which features make the prediction", "feat_attr_pos")])
+def test_a_new_prompt_moves_the_position_to_its_last_token(tiny_env, tiny_lm, saes, view, key):
+    """The app's one position rule (issue 25, item 2): a position the link or a click chose stays while the
+    prompt does; once the person types another prompt, it moves to the new last token, in the link too."""
+    at = open_page(saes["standard"], feat_view=view, **{key: 2})
+    assert at.selectbox(key=key).value == 2
+    at.run()  # another run on the same prompt keeps it
+    assert at.selectbox(key=key).value == 2
+    new = "One more sentence, a good deal longer than the first one was"
+    last = len(tiny_lm.encode(new)) - 1
+    assert last > 2 and last != len(tiny_lm.encode(PROMPT)) - 1
+    at.sidebar.text_area(key="sidebar_prompt").input(new).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=key).value == last and at.query_params[key] in (str(last), [str(last)])
+    shown = " ".join([spec["layout"]["title"]["text"] for spec in chart_specs(at)]
+                     + [m.value for m in [*at.markdown, *at.caption]])
+    assert {"feat_pos": f"(position {last})", "feat_attr_pos": f"positions up to {last}."}[key] in shown
+
+
 def test_clicking_a_cell_picks_its_token_and_feature(tiny_env, saes):
     at = open_page(saes["standard"])
     features = [int(y.lstrip("#")) for y in figure(at, "The 20")["data"][0]["y"]]
