@@ -25,17 +25,13 @@ if lm is None:
 ss = st.session_state
 numbers = list(range(1, len(tour.STEPS) + 1))
 
-
-def go_to(number: int) -> None:
-    ss["tour_step"] = min(max(number, numbers[0]), numbers[-1])
-
-
 c1, c2, c3 = st.columns([6, 1, 1], vertical_alignment="bottom")
 number = controls.selectbox(c1, _("Step"), numbers, key="tour_step", format_func=tour.step_label)
-c2.button(_("Previous"), key="tour_prev", on_click=go_to, args=(number - 1,), disabled=number == numbers[0],
-          icon=":material/arrow_back:", width="stretch")
-c3.button(_("Next"), key="tour_next", on_click=go_to, args=(number + 1,), disabled=number == numbers[-1],
-          icon=":material/arrow_forward:", width="stretch")
+previous, following = max(number - 1, numbers[0]), min(number + 1, numbers[-1])  # ui's callback: a page's holds lm
+c2.button(_("Previous"), key="tour_prev", on_click=controls.set_state, args=({"tour_step": previous},),
+          disabled=number == numbers[0], icon=":material/arrow_back:", width="stretch")
+c3.button(_("Next"), key="tour_next", on_click=controls.set_state, args=({"tour_step": following},),
+          disabled=number == numbers[-1], icon=":material/arrow_forward:", width="stretch")
 step = tour.STEPS[number - 1]
 
 st.subheader(step.title)  # in the page's language (recipes.tour translates its steps when read)

@@ -2,6 +2,8 @@
 prompts, and patch activations from one run into the other. Widgets here, views in
 recipes.experiments; every intervention is its own run (core.interventions), never the shared
 model. Scans and patching ask first when they would take over ~2 s, then show progress and a Stop."""
+from functools import partial
+
 import streamlit as st
 
 from i18n import N_, _
@@ -13,7 +15,6 @@ from ui.feature_knockout import feature_change
 from ui.figures import show
 from ui.progress import run_job
 from ui.shell import get_trace, setup_trace_page, trace_cache
-from ui.state import kept_value
 
 lm, t = setup_trace_page(
     N_("Experiments"),
@@ -27,13 +28,8 @@ ss = st.session_state
 # Every control is in the link and survives the tabs that do not draw it (ui.controls).
 mode = controls.radio(st, _("Knock out by setting the part's output to"), list(recipe.MODES), key="exp_mode",
                       horizontal=True, format_func=lambda m: _(recipe.MODES[m]), help=_(recipe.MODE_HELP))
-
-
-def add_clicked_head() -> None:
-    points = ss["exp_scan_chart"].selection.get("points", [])
-    if points:
-        cell = (int(round(points[0]["y"])), int(round(points[0]["x"])))
-        ss["exp_heads"] = sorted(set(map(tuple, ss.get("exp_heads", kept_value("exp_heads", [])))) | {cell})
+# A click on the scan adds its head to those knocked out; a ui function (a page's own would hold its model).
+add_clicked_head = partial(controls.add_clicked, "exp_scan_chart", "exp_heads")
 
 
 def other_trace():

@@ -126,3 +126,40 @@ def test_a_rerun_does_not_run_the_knock_out_again(tiny_env, monkeypatch):
     at.toggle(key="exp_sae").set_value(False).run()  # another widget: the page runs again
     at.run()
     assert not at.exception and len(runs) == 1 and at.dataframe
+
+
+def _clicks_a_scan_cell():
+    from types import SimpleNamespace
+
+    import streamlit as st
+
+    from ui import controls
+    from ui.state import remember
+
+    ss = st.session_state
+    if ss.pop("click", None) is not None:  # what Streamlit does on a click, before the run: the event, on_select
+        ss["chart"] = SimpleNamespace(selection={"points": [{"x": 2.2, "y": 0.9, "z": -0.4}]})
+        controls.add_clicked("chart", "heads")
+    if ss.get("draw_picker", True):
+        remember("heads")
+        st.multiselect("heads", [(0, 0), (0, 1), (1, 0), (1, 2)], key="heads")
+
+
+def test_a_click_on_the_scan_adds_its_head_to_those_picked():
+    """The scan chart's on_select (ui.controls.add_clicked): the clicked cell's (layer, head) joins the heads
+    already picked, once, also while the Knock out tab (the picker) is closed."""
+    at = AppTest.from_function(_clicks_a_scan_cell).run()
+    at.multiselect(key="heads").select((0, 1)).run()
+    at.session_state["click"] = True
+    at.run()
+    assert not at.exception and at.session_state["heads"] == [(0, 1), (1, 2)]
+    at.session_state["click"] = True
+    at.run()
+    assert at.session_state["heads"] == [(0, 1), (1, 2)]  # a second click on the same cell adds nothing
+    at.session_state["draw_picker"] = False  # the picker's tab is closed: Streamlit drops its value
+    at.run()
+    assert "heads" not in at.session_state
+    at.session_state["click"] = True
+    at.session_state["draw_picker"] = True
+    at.run()
+    assert at.multiselect(key="heads").value == [(0, 1), (1, 2)]

@@ -368,3 +368,21 @@ def test_sessions_left_open_hold_no_unloaded_model(tiny_env, checkpoints, monkey
             sessions.append(at)
     alive = live_models(set(checkpoints))
     assert len(alive) <= model_store().max_models, alive
+
+
+def test_the_tour_and_the_scan_chart_hold_no_unloaded_model(tiny_env, checkpoints, monkeypatch):
+    """The Tour's Previous/Next and the Experiments scan chart's click keep a callback for as long as their
+    session lives: once the store has unloaded the model such a session showed, nothing of it is left."""
+    monkeypatch.setenv("GPT2VIZ_ALLOWED_MODELS", ",".join(checkpoints))
+    tour = apptest.open_page(apptest.TOUR, query={"model": checkpoints[0], "tour_step": "2"})
+    scan = apptest.show_view(apptest.open_page(EXPERIMENTS, query={"model": checkpoints[0]}), EXPERIMENTS,
+                             "Which parts matter")
+    assert not tour.button(key="tour_prev").disabled and not tour.button(key="tour_next").disabled
+    assert scan.get("plotly_chart"), "the scan is drawn, with its click callback"
+    assert checkpoints[0] in live_models(set(checkpoints))
+    for name in checkpoints[1:]:  # two other models in the store (it keeps two): the first one is unloaded
+        apptest.open_page(query={"model": name})
+    assert checkpoints[0] not in model_store().loaded_names()
+    assert checkpoints[0] not in live_models(set(checkpoints)), "a session left open holds the unloaded model"
+    tour.button(key="tour_next").click().run()  # the sessions still work, on the model they now load
+    assert not tour.exception and tour.session_state["tour_step"] == 3

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import streamlit as st
 
 from i18n import _, language, use_language
+from ui.state import kept_value
 from ui.url import url_state
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False}
@@ -136,6 +137,17 @@ def open_clicked(chart_key: str, y_key: str, x_key: str, values: dict) -> None:
     points = (event.selection.get("points", []) if event is not None else [])
     if points:
         st.session_state.update({y_key: int(round(points[0]["y"])), x_key: int(round(points[0]["x"])), **values})
+
+
+def add_clicked(chart_key: str, key: str) -> None:
+    """on_select of a chart: the clicked cell (y, x), rounded, added to the cells picked under `key` (a
+    multiselect of (y, x) pairs; its kept value when the tab that draws it is closed)."""
+    event = st.session_state.get(chart_key)
+    points = (event.selection.get("points", []) if event is not None else [])
+    if points:
+        cell = (int(round(points[0]["y"])), int(round(points[0]["x"])))
+        picked = st.session_state.get(key, kept_value(key, []))
+        st.session_state[key] = sorted(set(map(tuple, picked)) | {cell})
 
 
 def open_picked(picker_key: str, keys: tuple[str, ...], values: dict) -> None:
