@@ -54,16 +54,25 @@ def step_chart(tokens: Sequence[str], probs: np.ndarray, entropy_bits: np.ndarra
     return fig
 
 
+STRIP_ROW_PX = 42  # one line of tokens
+STRIP_MIN_PX = 80  # the plot area's least height: its colour bar holds its title, then 0%, 50% and 100% a line apart
+
+
 def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray, title: str,
                 per_row: int = 16) -> go.Figure:
     """The generated tokens in reading order, `per_row` to a line, coloured by the probability
-    GPT-2 gave each one; tokens inside a repeated phrase are framed in red."""
+    GPT-2 gave each one; tokens inside a repeated phrase are framed in red.
+
+    The colour bar's ticks are 0%, 50% and 100%, below its title, on a plot area at least STRIP_MIN_PX
+    high: a one-line strip squashed the bar, its labels on top of one another. The frames
+    are shapes in the cells' own units, so they stay on their cells at any size (markers of a fixed
+    size spilled over the neighbours once the Slides styles enlarged them)."""
     n = len(tokens)
     rows = max(1, int(np.ceil(n / per_row)))
     z = np.full((rows, per_row), np.nan)
     text = np.full((rows, per_row), "", dtype=object)
     hover = np.full((rows, per_row), "", dtype=object)
-    loop_x, loop_y = [], []
+    frames = []
     cell, repeats = _("step {step}: {token}<br>p = {p}"), "<br>" + _("repeats an earlier phrase")
     for i, tok in enumerate(tokens):
         r, c = divmod(i, per_row)
@@ -72,20 +81,24 @@ def token_strip(tokens: Sequence[str], probs: np.ndarray, loop_mask: np.ndarray,
         text[r, c] = label if len(tok) <= 9 else esc(tok[:8]) + "…"
         hover[r, c] = cell.format(step=i + 1, token=label, p=format_prob(probs[i])) + (repeats if loop_mask[i] else "")
         if loop_mask[i]:
-            loop_x.append(c)
-            loop_y.append(r)
+            frames.append(dict(type="rect", xref="x", yref="y", x0=c - 0.46, x1=c + 0.46, y0=r - 0.44, y1=r + 0.44,
+                               line=dict(color=LOOP, width=3), layer="above"))
     fig = go.Figure(go.Heatmap(z=z, text=text, texttemplate="%{text}", textfont=dict(color=CELL_TEXT),
                                customdata=hover, hovertemplate="%{customdata}<extra></extra>",
                                colorscale=LIGHT_SEQUENTIAL, zmin=0, zmax=1, xgap=2, ygap=2,
-                               colorbar=dict(title="p", tickformat=".0%")))
-    if loop_x:
-        fig.add_trace(go.Scatter(x=loop_x, y=loop_y, mode="markers", name=_("inside a repeated phrase"),
+                               colorbar=dict(title="p", tickvals=[0, 0.5, 1],
+                                             ticktext=["0%", "50%", "100%"])))
+    if frames:  # the legend's entry; the frames themselves are shapes
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=_("inside a repeated phrase"),
                                  hoverinfo="skip",
-                                 marker=dict(symbol="square-open", size=34, color=LOOP, line=dict(width=3))))
-    fig.update_layout(**base_layout(title), height=110 + 42 * rows, showlegend=bool(loop_x),
-                      legend=dict(orientation="h", y=-0.05, x=0))
+                                 marker=dict(symbol="square-open", size=14, color=LOOP, line=dict(width=3))))
+    layout = base_layout(title)
+    layout["margin"]["b"] = 50 if frames else 20
+    height = layout["margin"]["t"] + layout["margin"]["b"] + max(STRIP_ROW_PX * rows, STRIP_MIN_PX)
+    fig.update_layout(**layout, height=height, shapes=frames, showlegend=bool(frames),
+                      legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0))
     fig.update_xaxes(visible=False, range=[-0.5, per_row - 0.5])
-    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_yaxes(visible=False, range=[rows - 0.5, -0.5])
     return fig
 
 
