@@ -77,7 +77,9 @@ with tabs[4]:
             show(recipe.map_note(lm, emap))
             if table == "tokens":
                 strings = cached.vocab_strings(lm.name, lm)
-                query = controls.text_input(st, _("Find a token"), key="emb_vocab_search", placeholder=_("e.g. cat"))
+                example = recipe.typed_words(recipe.default_words(lm))[0]  # a word the loaded model learned
+                query = controls.text_input(st, _("Find a token"), key="emb_vocab_search",
+                                            placeholder=_("e.g. {word}").format(word=example))
                 show(recipe.token_map(lm, t, emap, query, strings))
             else:
                 show(recipe.position_map(lm, emap))
