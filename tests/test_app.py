@@ -138,6 +138,23 @@ def as_read(markdown: str) -> str:
     return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
 
 
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_sidebar_lists_every_page_in_order(tiny_env, lang):
+    """Every page file of the app (the Deck included) is in the sidebar's navigation, in the files' order,
+    under its label in the page's language."""
+    import re
+
+    from i18n import _, use_language
+
+    files = sorted((ROOT / "pages").glob("*.py"), key=lambda f: int(f.name.split("_")[0]))
+    at = apptest.open_page(query={"lang": lang})
+    links = at.sidebar.get("page_link")[:len(files) + 1]
+    assert [link.proto.page for link in links] == [""] + [re.sub(r"^\d+_", "", f.stem) for f in files]
+    with use_language(lang):
+        assert [link.proto.label for link in links] == [_(label) for _file, label, _icon in PAGES]
+        assert links[-1].proto.label == _("Slide deck") == {"en": "Slide deck", "zh": "幻灯片"}[lang]
+
+
 def test_sidebar_shows_device_and_model_size(tiny_env):
     at = run_app()
     caption = " ".join(c.value for c in at.sidebar.caption)

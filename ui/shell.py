@@ -83,6 +83,7 @@ PAGES = [
     ("pages/7_N-grams.py", N_("Before GPT-2: n-grams"), ":material/abc:"),
     ("pages/8_Features.py", N_("Features"), ":material/hub:"),
     ("pages/9_Steering.py", N_("Steering"), ":material/tune:"),
+    ("pages/10_Deck.py", N_("Slide deck"), ":material/slideshow:"),
 ]
 
 
