@@ -7,7 +7,7 @@ its page, which shows them without running again."""
 import streamlit as st
 
 from i18n import N_, _
-from recipes import tour
+from recipes import tour, tour_notes
 from ui import controls, features
 from ui.figures import show
 from ui.progress import adopt
@@ -25,7 +25,7 @@ if lm is None:
 ss = st.session_state
 numbers = list(range(1, len(tour.STEPS) + 1))
 
-c1, c2, c3 = st.columns([6, 1, 1], vertical_alignment="bottom")
+c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
 number = controls.selectbox(c1, _("Step"), numbers, key="tour_step", format_func=tour.step_label)
 previous, following = max(number - 1, numbers[0]), min(number + 1, numbers[-1])  # ui's callback: a page's holds lm
 c2.button(_("Previous"), key="tour_prev", on_click=controls.set_state, args=({"tour_step": previous},),
@@ -35,12 +35,12 @@ c3.button(_("Next"), key="tour_next", on_click=controls.set_state, args=({"tour_
 step = tour.STEPS[number - 1]
 
 st.subheader(step.title)  # in the page's language (recipes.tour translates its steps when read)
-st.markdown(step.text)
+t = get_trace(lm, step.prompt) if step.uses_trace else None
+st.markdown(tour_notes.step_text(step, lm, t))  # with what differs on a model that is not GPT-2
 note = tour.model_note(lm)
 if note:
     st.caption(note)
 
-t = get_trace(lm, step.prompt) if step.uses_trace else None
 made = sae = None
 if step.generates:
     runs = ss.setdefault("_tour_runs", {})  # (model, step) -> what Generate made
