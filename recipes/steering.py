@@ -21,7 +21,6 @@ import torch
 from core.attribution import position_parts
 from core.features import feature_acts, site_activation
 from core.interventions import single_token
-from core.model import GPT2_FAMILY
 from core.prediction import cached_lens
 from core.sae import check_fits, directions
 from core.steering import (
@@ -43,6 +42,7 @@ from viz.steering import shift_figure, sweep_figure
 
 from . import Figure, Row, Text, View, md, translated_table
 from .features import hook_label
+from .naming import is_gpt2
 
 KINDS = {"pair": N_("Contrast pair (ActAdd)"), "mean": N_("Mean difference of two lists"),
          "token": N_("A token's unembedding direction"), "head": N_("What a head writes"),
@@ -123,7 +123,7 @@ class Steer:
 
 
 def model_note(lm) -> list:
-    if lm.name in GPT2_FAMILY:
+    if is_gpt2(lm):
         return []
     return [Text(_("This is {model}, not GPT-2: its residual stream is its own, so a vector and a coefficient that "
                    "steer GPT-2 may do nothing here, or break the text. The examples marked “bundled” were found on "

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from core.embeddings import EXAMPLE_WORD_GROUPS, parse_groups, split_words
-from core.model import GPT2_FAMILY
 from core.sampling import continue_runs, generate_ids
 from core.trace import Trace
 from i18n import N_, _
@@ -37,6 +36,7 @@ from . import (
     translated_table,
     weights,
 )
+from .naming import is_gpt2
 
 AI = "The best thing about AI is its ability to"  # i18n: skip (the essay's prompt, for GPT-2)
 HELLO_BYE = " ".join(["hello"] * 16 + ["bye"] * 6)  # ui.shell.HELLO_BYE (recipes never import ui)
@@ -49,7 +49,7 @@ ESSAY_TOP5 = [("learn", 0.045), ("predict", 0.035), ("make", 0.032), ("understan
 TOP_K = 5
 N_NEW, TEMPERATURE, FIRST_SEED, N_SAMPLES = 40, 0.8, 0, 3
 SBS_NEW = 20  # step 3's tokens per run: the grid's cells wide enough for their text to be read
-WORDS = "cat, dog, chair"  # i18n: skip (GPT-2's tokens, typed on the page)
+WORDS = "cat, dog, chair"  # i18n: skip (the essay's words; a model that did not learn them gets its own)
 COLOUR = "stretch"
 LAYER, HEAD = 1, 0  # attention: block 1's heads; one head through the blocks
 WEIGHT = ("W_O", 0, "all")  # block 0's attention output projection: 768 × 768 in GPT-2 small
@@ -101,15 +101,16 @@ STEPS = [
          GENERATION, N_("Generation"), {"gen_tab": "Step by step", "gen_method": "greedy",  # i18n: skip
                                         "gen_tokens": N_NEW, "gen_stop_eos": True}, generates=True),
     Step("samples", N_("3 · Sampling at temperature 0.8"),
-         N_("Picking words at random in proportion to their probability (sharpened by a temperature of "
-            "{temperature}) reads far better, and differs with every seed. Press **Generate** for {n_samples} samples "
-            "of {sbs_new} tokens beside the greedy text; each row shows where it parts from the greedy one."),
+         N_("In the essay, picking GPT-2's words at random in proportion to their probability (sharpened by a "
+            "temperature of {temperature}) reads far better than always taking the top word, and differs with every "
+            "seed. Press **Generate** for {n_samples} samples of {sbs_new} tokens beside the greedy text; each row "
+            "shows where it parts from the greedy one."),
          GENERATION, N_("Generation"), {"gen_tab": "Side by side", "gen_sbs_runs": N_SAMPLES,  # i18n: skip
                                         "gen_sbs_temperature": TEMPERATURE, "gen_sbs_tokens": SBS_NEW,
                                         "gen_sbs_seed": FIRST_SEED}, generates=True),
     Step("rank", N_("4 · Probabilities by rank, on log-log axes"),
-         N_("All 50,257 next-token probabilities, sorted. On log-log axes the first few thousand fall close to a "
-            "straight line: roughly a power law, as the essay shows for words."),
+         N_("Every next-token probability (50,257 of them for GPT-2), sorted. On log-log axes the first few "
+            "thousand fall close to a straight line: roughly a power law, as the essay shows for words."),
          NEXT, N_("Next token")),
     Step("words", N_("5 · Words as vectors"),
          N_("GPT-2 starts by turning each token into a list of numbers (768 for GPT-2 small). The essay draws three "
@@ -131,8 +132,8 @@ STEPS = [
          prompt=HELLO_BYE),
     Step("layer_heads", N_("8 · The attention heads of block {layer}"),
          N_("Each of the block's heads, as a grid: row = a token, column = a token before it, colour = how much the "
-            "row's token reads from it. Heads differ: some look at the previous token, some at the first, some at the "
-            "last “hello” or at every “bye”."),
+            "row's token reads from it. Heads differ: in the essay's GPT-2 some look at the previous token, some at "
+            "the first, some at the last “hello” or at every “bye”."),
          ATTENTION, N_("Attention"), {"attn_view": "One layer, all heads", "attn_layer": LAYER,  # i18n: skip
                                       "attn_colour": COLOUR}, prompt=HELLO_BYE),
     Step("across_layers", N_("9 · One head through the blocks"),
@@ -184,7 +185,7 @@ def step_label(number: int) -> str:
 
 def model_note(lm) -> str | None:
     """One line where the model is not one of the essay's GPT-2s: what it is, and why its numbers differ."""
-    if lm.name in GPT2_FAMILY:
+    if is_gpt2(lm):
         return None
     shape = _("{n_layer} blocks of {n_head} heads, {d_model} numbers per token (GPT-2 small: 12, 12 and 768)").format(
         n_layer=lm.n_layer, n_head=lm.n_head, d_model=lm.d_model)
@@ -196,6 +197,17 @@ def model_note(lm) -> str | None:
                  "Hugging Face Hub can be reached.").format(model=md(lm.label), shape=shape)
     return _("These figures come from {model}, not from the essay's GPT-2 small: {shape}, trained on other text, so "
              "its words and numbers differ from the essay's.").format(model=md(lm.label), shape=shape)
+
+
+def words_of(lm) -> str:
+    """The words step's words: the essay's cat, dog, chair, or words the loaded model learned (as the
+    Embeddings page opens on: recipes.embeddings.default_words)."""
+    return embeddings.default_words(lm)
+
+
+def groups_of(lm) -> str:
+    """The meaning-space step's groups of words: the essay's, or words the loaded model learned."""
+    return embeddings.default_groups(lm)
 
 
 def shipped_sae(lm) -> str | None:
@@ -212,6 +224,10 @@ def _selection(lm):
 def page_state(step: Step, lm) -> dict:
     """The session state the step's "Open this in …" button sets on its page (the prompt aside)."""
     state = dict(step.controls)
+    if step.kind == "words":
+        state["emb_words"] = words_of(lm)
+    if step.kind == "word_map":
+        state["emb_groups"] = groups_of(lm)
     if step.kind == "smoothed":
         state["weights_window"] = weights.window_range(_selection(lm))[1]
     if step.kind == "features" and shipped_sae(lm):
@@ -324,9 +340,9 @@ def view(step: Step, lm, t: Trace | None = None, made=None, sae=None) -> View:
     if kind == "rank":
         return next_token.rank(lm, t)
     if kind == "words":
-        return embeddings.word_table(lm, split_words(WORDS, limit=12), True)
+        return embeddings.word_table(lm, split_words(words_of(lm), limit=12), True)
     if kind == "word_map":
-        return embeddings.meaning_space(lm, tuple(parse_groups(EXAMPLE_WORD_GROUPS)), True, "pca", 2)
+        return embeddings.meaning_space(lm, tuple(parse_groups(groups_of(lm))), True, "pca", 2)
     if kind == "prompt_embeddings":
         return embeddings.prompt_embeddings(lm, t, 0)
     if kind == "layer_heads":
@@ -347,7 +363,7 @@ def _features(lm, t: Trace, sae) -> View:
     if sae is not None:
         return features.per_token(lm, t, sae, FEATURES_SHOWN, t.n_tokens - 1, True)
     layer = lm.n_layer // 2
-    if lm.name in GPT2_FAMILY or (lm.n_layer, lm.d_model) == (12, 768):
+    if is_gpt2(lm) or (lm.n_layer, lm.d_model) == (12, 768):
         why = _("GPT-2 small has public SAEs (Joseph Bloom's gpt2-small-res-jb, one per layer): the Features page "
                 "downloads one (about 150 MB, once) when you pick it there, and nothing is downloaded from here.")
     elif features.is_bundled(lm):
@@ -368,7 +384,7 @@ def _steer(lm, t: Trace, made) -> View:
     if s is None:
         return setup
     view = View(setup.items + steering.next_token(lm, t, setup.values["plain"], s).items)
-    if lm.name not in GPT2_FAMILY:
+    if not is_gpt2(lm):
         view.items.insert(0, Text(_("On {model} this vector is the model's own and its effect is small: the paper's "
                                     "pair was found on gpt2-xl. The Steering page has examples found on the bundled "
                                     "model.").format(model=md(lm.label)), "info"))

@@ -5,15 +5,19 @@ the step and the link; the features step works with and without an SAE; the stee
 Steering page's steer."""
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import recipes.tour
 from recipes.tour import AI, ESSAY_TOP5, STEPS
 from tests import apptest
-from tests.plotly_json import chart_specs
+from tests.conftest import ROOT
+from tests.plotly_json import chart_specs, decode
 from ui.shell import HELLO_BYE
 
 TOUR = "pages/0_Tour.py"
@@ -175,3 +179,134 @@ def test_step_1_shows_the_essays_numbers_beside_the_live_ones(tiny_env):
     assert list(essay["probability"]) == [p for _, p in ESSAY_TOP5]
     assert any(len(df.value) == 5 and "probability" in df.value.columns and "learn" not in set(df.value.iloc[:, 0])
                for df in at.dataframe)  # the live top 5
+
+
+# ---- the bundled model: the steps' words hold for the figure below them (issue 25, item 13) --------
+BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
+
+
+@pytest.fixture
+def bundled_env(monkeypatch):
+    if not (BUNDLED / "trained_tokens.json").exists():
+        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
+    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+    return BUNDLED
+
+
+def learned_tokens() -> set[int]:
+    """The checkpoint's list of learned tokens, read from its file (the oracle)."""
+    return set(json.loads((BUNDLED / "trained_tokens.json").read_text())["token_ids"])
+
+
+def bundled_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(BUNDLED))
+
+
+def word_embedding(words: list[str]) -> np.ndarray:
+    """[word, d_model]: each word's in-sentence token row of the checkpoint's wte, read from the file."""
+    from safetensors import safe_open
+
+    tok = bundled_tokenizer()
+    with safe_open(str(BUNDLED / "model.safetensors"), "np") as f:
+        wte = f.get_tensor("transformer.wte.weight")
+    ids = [tok.encode(" " + w) for w in words]
+    assert all(len(i) == 1 for i in ids), ids
+    return wte[[i[0] for i in ids]].astype(np.float64)
+
+
+def paragraph(at: AppTest, step) -> str:
+    """The step's paragraph as it reads on the page (Markdown escapes gone), with any note under it."""
+    head = step.text[:40]
+    (text,) = [m.value for m in at.markdown if m.value.startswith(head)]
+    return text.replace("\\", "")
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+", text.replace("\n", " ")) if s]
+
+
+def test_the_sampling_step_says_sampling_need_not_read_better_on_the_bundled_model(bundled_env):
+    """'reads far better' was said of the loaded model; on the bundled one the greedy text reads best."""
+    at = open_tour(3)
+    text = paragraph(at, STEPS[2])
+    for s in sentences(text):
+        if "better" in s:  # every claim about reading better says whose samples it is about
+            assert "GPT-2" in s or "need not read better" in s, s
+    assert "On mini-gpt2-kjv, a small model trained on one book, sampling need not read better" in text
+
+
+def test_the_words_step_shows_words_the_bundled_model_learned_and_says_how_near_they_are(bundled_env):
+    at = open_tour(5)
+    learned = learned_tokens()
+    table = at.dataframe[0].value
+    words = list(table["word"])
+    assert words != ["cat", "dog", "chair"] and len(words) == 3
+    assert {int(i) for i in table["ids"]} <= learned  # one learned token each
+    text = paragraph(at, STEPS[4])
+    assert f"so this step shows {', '.join(words)}, words it did learn" in text
+    m = re.search(r"On mini-gpt2-kjv, (\w+) and (\w+) are nearer each other \(cosine (-?[\d.]+)\) than either is to "
+                  r"(\w+) \((-?[\d.]+) and (-?[\d.]+)\)", text)
+    assert m, text
+    a, b, ab, c, ac, bc = m.groups()
+    assert [a, b, c] == words
+    x = word_embedding(words)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cos = x @ x.T  # the oracle: cosines of the file's rows
+    assert cos[0, 1] > max(cos[0, 2], cos[1, 2])
+    np.testing.assert_allclose([float(ab), float(ac), float(bc)], [cos[0, 1], cos[0, 2], cos[1, 2]], atol=0.006)
+    click(at, "tour_open")
+    assert [w.strip() for w in at.text_input(key="emb_words").value.split(",")] == words
+
+
+def test_the_meaning_step_maps_words_the_bundled_model_learned_and_counts_who_sits_together(bundled_env):
+    at = open_tour(6)
+    learned, tok = learned_tokens(), bundled_tokenizer()
+    (spec,) = chart_specs(at)
+    points = [(tr["name"], w, x, y) for tr in spec["data"] if tr.get("customdata")  # the hover names each word
+              for w, x, y in zip(tr["customdata"], decode(tr["x"]), decode(tr["y"]))]
+    words = [w for _g, w, _x, _y in points]
+    assert len(words) >= 30 and "cat" not in words
+    assert all(len(tok.encode(" " + w)) == 1 and tok.encode(" " + w)[0] in learned for w in words)
+    text = paragraph(at, STEPS[5])
+    m = re.search(r"On mini-gpt2-kjv, (\d+) of these (\d+) words have a word of their own group as nearest neighbour "
+                  r"on this map; by chance about (\d+) would", text)
+    assert m, text
+    xy = np.array([(x, y) for _g, _w, x, y in points])
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    groups = [g for g, _w, _x, _y in points]
+    same = sum(groups[i] == groups[j] for i, j in enumerate(d.argmin(axis=1)))  # read off the drawn map
+    assert (int(m.group(1)), int(m.group(2))) == (same, len(words))
+    click(at, "tour_open")
+    typed = [w.strip() for line in at.text_area(key="emb_groups").value.splitlines()
+             for w in line.partition(":")[2].split(",")]
+    assert typed == words
+
+
+def test_the_rank_and_heads_steps_say_what_the_bundled_model_never_learned(bundled_env):
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    learned = learned_tokens()
+    at = open_tour(4)
+    said = paragraph(at, STEPS[3])
+    m = re.search(r"mini-gpt2-kjv learned only ([\d,]+) of its ([\d,]+) tokens \((\d+)% of its", said)
+    assert m and int(m.group(1).replace(",", "")) == len(learned)
+    model, tok = GPT2LMHeadModel.from_pretrained(str(BUNDLED)).eval(), bundled_tokenizer()
+    with torch.no_grad():
+        logits = model(torch.tensor([tok.encode(AI)])).logits[0, -1]
+    top = torch.argsort(logits, descending=True)[:len(learned)].tolist()
+    assert int(m.group(3)) == round(100 * np.mean([i in learned for i in top]))
+    heads = open_tour(8)
+    assert not set(tok.encode(HELLO_BYE)) <= learned
+    assert "mini-gpt2-kjv never learned “hello” or “bye”" in paragraph(heads, STEPS[7])
+
+
+def test_on_gpt2_the_steps_read_as_the_essay_does(tiny_lm, monkeypatch):
+    from recipes import tour_notes
+
+    monkeypatch.setattr(tour_notes, "is_gpt2", lambda lm: True)
+    assert all(tour_notes.step_text(s, tiny_lm) == s.text for s in STEPS)
