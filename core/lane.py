@@ -89,8 +89,7 @@ class Lane:
         self._seq = itertools.count()
         self._local = threading.local()  # .worker: this thread is one of the lane's workers
         self._threads: list[threading.Thread] = []
-        self.started = self.dropped = self.shared = 0  # counters, for tests and benchmarks
-        self.running = 0
+        self.dropped = self.shared = 0  # work dropped unrun, and requests that joined running or queued work
 
     # ---- the workers ---------------------------------------------------------------------------
     def _start(self) -> None:
@@ -128,11 +127,7 @@ class Lane:
             with self._cond:
                 ticket = self._next()
                 ticket.state = "running"
-                self.started += 1
-                self.running += 1
             self._execute(ticket)
-            with self._cond:
-                self.running -= 1
 
     def _execute(self, ticket: Ticket) -> None:
         try:
@@ -236,7 +231,6 @@ class Lane:
                     if not queue:
                         del self._queues[ticket.owner]
                 ticket.state = "running"
-                self.started += 1
                 claimed = ticket
             else:
                 claimed = None
