@@ -16,6 +16,9 @@ from typing import Callable, Sequence
 import torch
 from transformers import DynamicCache
 
+from i18n import _
+
+from .lane import lane
 from .model import LoadedModel
 
 MAX_NEW = 200  # the most tokens the app adds in one run
@@ -47,10 +50,15 @@ def _cache_keyword(model_class: type) -> str:
 
 def next_logits(lm: LoadedModel, x: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
     """One forward of x [batch, pos] after what `cache` holds (which it extends): the logits
-    [batch, vocab] of each row's last position, float32. Holds `lm.forward_lock` for the call only."""
-    with lm.forward_lock, torch.inference_mode():
-        out = lm.model(input_ids=x, use_cache=True, logits_to_keep=1, **{_cache_keyword(type(lm.model)): cache})
-    return out.logits[:, -1].float()
+    [batch, vocab] of each row's last position, float32. Runs on the compute lane (core.lane), so a
+    generation step takes its turn with other sessions' work, and holds `lm.forward_lock` for the call only."""
+
+    def forward() -> torch.Tensor:
+        with lm.forward_lock, torch.inference_mode():
+            out = lm.model(input_ids=x, use_cache=True, logits_to_keep=1, **{_cache_keyword(type(lm.model)): cache})
+        return out.logits[:, -1].float()
+
+    return lane().run(None, forward, label=_("Computing the next token's probabilities…"))
 
 
 def read_prompt_logits(lm: LoadedModel, x: torch.Tensor, cache: DynamicCache,

@@ -27,6 +27,7 @@ from i18n import _
 
 from .arch import Edit, block
 from .cache import ByteBoundedCache
+from .lane import lane
 from .model import LoadedModel
 from .trace import PromptError, trace_ids
 
@@ -136,12 +137,16 @@ def steered_logits(lm: LoadedModel, prompt: str | Sequence[int], vector: torch.T
     [k, d_model]: at the first k)."""
     ids = torch.as_tensor(_ids(lm, prompt, False), device=lm.device)
     edit = steering_edit(vector, layer, coefficient, positions=positions)
-    with torch.inference_mode():
-        embed, pos_embed = lm.arch.embed(ids)
-        x = embed + pos_embed
-        for w in lm.arch.blocks:
-            x = block(w, x, edit=edit).resid_post
-        return _checked(lm.arch.logits(x))
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode():
+            embed, pos_embed = lm.arch.embed(ids)
+            x = embed + pos_embed
+            for w in lm.arch.blocks:
+                x = block(w, x, edit=edit).resid_post
+            return lm.arch.logits(x)
+
+    return _checked(lane().run(None, forward, label=_("Running the steered model…")))
 
 
 def steered_trace(lm: LoadedModel, ids: Sequence[int], vector: torch.Tensor, layer: int, coefficient: float,
@@ -181,17 +186,22 @@ def generate(lm: LoadedModel, prompt_ids: Sequence[int], n_new: int, *, vector: 
     rng = torch.Generator().manual_seed(int(seed))
     past: list = [None] * lm.n_layer
     step, start = torch.as_tensor(ids, device=lm.device), 0
-    with torch.inference_mode():
-        for _step in range(n_new):
-            edit = None if vector is None else steering_edit(vector, layer, coefficient, start=start,
-                                                             positions=positions)
+
+    def forward(step: torch.Tensor, start: int) -> torch.Tensor:  # one step, on the compute lane (core.lane)
+        edit = None if vector is None else steering_edit(vector, layer, coefficient, start=start, positions=positions)
+        with torch.inference_mode():
             embed, pos_embed = lm.arch.embed(step, start)
             x = embed + pos_embed
             for w in lm.arch.blocks:
                 run = block(w, x, edit=edit, past=past[w.layer])
                 past[w.layer] = (run.k, run.v)
                 x = run.resid_post
-            logits = _checked(lm.arch.logits(x[-1]))
+            return lm.arch.logits(x[-1])
+
+    label = _("Computing the next token's probabilities…")
+    with torch.inference_mode():
+        for _step in range(n_new):
+            logits = _checked(lane().run(None, lambda step=step, start=start: forward(step, start), label=label))
             probs = torch.softmax(logits / temperature, -1) if temperature > 0 else torch.softmax(logits, -1)
             token = int(torch.multinomial(probs.cpu(), 1, generator=rng)) if temperature > 0 else int(logits.argmax())
             yield Token(token_id=token, prob=float(probs[token]), probs=probs.cpu().numpy())

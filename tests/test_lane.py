@@ -240,3 +240,37 @@ def test_the_page_says_it_waits_behind_other_sessions():
     # between the other session's item and this one ("next in line").
     assert any("Waiting for the model" in s and ("1 request" in s or "next in line" in s) and "layer 3" in s
                for s in shown), shown
+
+
+@pytest.mark.parametrize("which", ["generation", "steering"])
+def test_generation_steps_take_their_turn_on_the_lane(which, tiny_lm, monkeypatch):
+    """A generation (or steered generation) step behind another session's work waits for it instead of
+    running beside it (2 + 2 torch threads on 2 cores before), and its logits are still the model's."""
+    import torch
+    from transformers import DynamicCache
+
+    import core.kv_cache
+    import core.lane
+    import core.steering
+
+    shared = Lane(workers=1, threads=1, set_torch_threads=False)
+    monkeypatch.setattr(core.lane, "_LANE", shared)  # the process-wide lane, as the app has it
+    ids = [5, 17, 3, 42, 8]
+    if which == "generation":
+        step = lambda: core.kv_cache.next_logits(  # noqa: E731
+            tiny_lm, torch.tensor([ids]), DynamicCache(config=tiny_lm.config))[0]
+    else:
+        step = lambda: torch.as_tensor(next(core.steering.generate(tiny_lm, ids, 1)).probs)  # noqa: E731
+    gate = Gate()
+    blocker, _ = in_thread(shared.run, None, gate, owner="another session")
+    wait_until(gate.started.is_set)
+    th, out = in_thread(step)
+    time.sleep(0.4)
+    assert th.is_alive() and not out, "the step ran beside another session's work"
+    gate.release.set()
+    th.join(10)
+    blocker.join(10)
+    with torch.inference_mode():
+        logits = tiny_lm.model(torch.tensor([ids])).logits[0, -1].float()
+    expected = logits if which == "generation" else torch.softmax(logits, -1)
+    torch.testing.assert_close(out["value"], expected, atol=1e-5, rtol=1e-4)
