@@ -19,6 +19,7 @@ from i18n import N_, _
 from viz.attention import (
     CELL_BUDGET,
     COLOUR_SCALES,
+    HEAD_MAX_SIDE,
     PAIR_GRID_CELLS,
     atlas_figure,
     focus_figure,
@@ -94,9 +95,18 @@ def layer_heads(lm, t: Trace, layer: int, colour: str) -> View:
 
 
 def one_head(lm, t: Trace, layer: int, head: int, colour: str, with_scores: bool) -> View:
-    pattern = head_figure(t.pattern(layer, head), t.tokens, model=lm.label, layer=layer, head=head, colour=colour)
     if not with_scores:
-        return View([Figure("attn_head_chart", pattern)])
+        pattern = head_figure(t.pattern(layer, head), t.tokens, model=lm.label, layer=layer, head=head, colour=colour)
+        view = View([Figure("attn_head_chart", pattern)])
+        if t.n_tokens > HEAD_MAX_SIDE:
+            view.items.insert(0, Text(_(
+                "At {n:,} tokens a cell would be smaller than a pixel, so each cell shows the strongest weight in "
+                "a block of tokens and no strong weight is lost between pixels. Token focus shows every weight "
+                "of one token.").format(n=t.n_tokens)))
+        return view
+    # Side by side with the scores, cell for cell: both at full resolution.
+    pattern = head_figure(t.pattern(layer, head), t.tokens, model=lm.label, layer=layer, head=head, colour=colour,
+                          max_side=None)
     scores = scores_figure(t.attn_scores(layer, head), t.tokens, model=lm.label, layer=layer, head=head)
     if 2 * t.n_tokens**2 <= CELL_BUDGET:  # its own key: a chart moved into a column would keep its old width
         return View([Row([Figure("attn_head_pair_chart", fit_to_column(pattern, 0.5)),

@@ -140,7 +140,8 @@ def test_1024_token_figures_stay_within_the_cell_budget():
     for fig in figs:
         assert figure_cells(fig) <= CELL_BUDGET
         assert len(fig.to_json()) < 8_000_000
-    assert figure_cells(figs[0]) == n * n  # one head: full resolution
+    assert figure_cells(figs[0]) == 512 * 512  # one head: pooled to what its plot shows (the test below)
+    assert figure_cells(figs[1]) == n * n  # its scores: full resolution
     assert figure_cells(figs[2]) == n_head * 256 * 256  # a grid: pooled to 256 x 256 per head
     assert np.isnan(json_z(figs[2], 0)[0, 1]) and json_z(figs[2], 0)[1, 0] == pattern[4:8, :4].max()
 
@@ -164,3 +165,40 @@ def test_colour_scales_show_what_the_sink_would_hide():
     assert (log.data[0].zmin, log.data[0].zmax) == (-4, 0.0) and np.isnan(json_z(log)[0, 1])
     grid = layer_heads_figure(np.stack([p, p]), [f"t{i}" for i in range(n)], model=MODEL, layer=0, colour="stretch")
     assert grid.layout.coloraxis.cmax == pytest.approx(0.07)
+
+
+def _random_pattern(n: int, seed: int = 0) -> np.ndarray:
+    """A causal attention pattern (rows sum to 1 over keys 0..query), float32."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, n)).astype(np.float32)
+    logits[np.triu_indices(n, 1)] = -np.inf
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def test_a_long_head_is_max_pooled_to_what_the_screen_shows_and_keeps_every_strong_weight():
+    """At 1,024 tokens a cell of the ~720 px plot would be under a pixel: the head is sent as 512 x 512
+    blocks of 2 x 2 tokens, each the largest weight of its block (numpy from the pattern), the masked
+    blocks empty, the colour scale still set by every weight, and a lone strong weight at an odd
+    position still there; shorter heads stay cell for cell."""
+    n = 1024
+    p = _random_pattern(n)
+    p[777, 301] = 0.9  # one sharp weight, in the second row and column of its block
+    tokens = [f"t{i}" for i in range(n)]
+    fig = head_figure(p, tokens, model=MODEL, layer=3, head=4, colour="stretch")
+    z = json_z(fig)
+    assert z.shape == (512, 512)
+    masked = np.where(np.triu(np.ones((n, n), bool), 1), -np.inf, p)
+    expected = masked.reshape(512, 2, 512, 2).max(axis=(1, 3))
+    lower = np.isfinite(expected)
+    np.testing.assert_array_equal(z[lower], expected[lower])
+    assert np.all(np.isnan(z[~lower]))  # blocks wholly above the diagonal draw empty
+    assert z[777 // 2, 301 // 2] == np.float32(0.9)
+    assert list(fig.data[0].x[:3]) == [0, 2, 4]  # each cell at its first token's position
+    assert fig.data[0].zmax == pytest.approx(float(p[:, 1:].max()))  # stretch: off the first token, every weight
+    assert "2×2" in fig.layout.title.text and "blocks of 2" in fig.data[0].hovertemplate
+    assert figure_cells(fig) == 512 * 512
+    short = head_figure(_random_pattern(600), tokens[:600], model=MODEL, layer=3, head=4)
+    assert json_z(short).shape == (600, 600) and "pooled" not in short.layout.title.text
+    full = head_figure(p, tokens, model=MODEL, layer=3, head=4, max_side=None)
+    assert json_z(full).shape == (n, n)

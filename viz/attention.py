@@ -35,6 +35,10 @@ from .fit import fit_colour_bars
 GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
 MAX_PANEL_SIDE = 256
+# One head's figure is ~900 px tall, its plot ~720 px square: past this many tokens a cell is under a
+# pixel and the browser drops whole rows of cells when it scales the heatmap down, so the head is
+# max-pooled (a 1,024-token head: 512 x 512 cells of 2 x 2 tokens, a quarter of the bytes to send).
+HEAD_MAX_SIDE = 640
 HOVER_TOKENS_MAX_CELLS = 131_072  # above this, per-cell token hover text would cost megabytes
 LOG_FLOOR = -4  # log10 of the smallest weight the log scale tells apart
 
@@ -138,12 +142,16 @@ def _hover_cell(value: str) -> str:
 
 # ---- one head -------------------------------------------------------------------------------
 def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str, *,
-                    colorscale: str, colorbar: dict, zmin=None, zmax=None, zmid=None) -> go.Figure:
-    n = z.shape[0]
-    pos = np.arange(n)
+                    colorscale: str, colorbar: dict, zmin=None, zmax=None, zmid=None, block: int = 1) -> go.Figure:
+    """z [query, key] cells; `block` > 1: each cell is a block of that many tokens a side (pooled)."""
+    n = len(tokens)
+    pos = np.arange(z.shape[0]) * block
     heat = dict(z=z, x=pos, y=pos, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid,
                 colorbar=colorbar, hoverongaps=False)
-    if n * n <= HOVER_TOKENS_MAX_CELLS:
+    if block > 1:
+        heat["hovertemplate"] = _("queries %{{y}}… · keys %{{x}}… (blocks of {b})<br>max {value} %{{z:.4f}}").format(
+            b=block, value=value) + "<extra></extra>"
+    elif n * n <= HOVER_TOKENS_MAX_CELLS:
         heat["customdata"] = _token_pairs(tokens, pos, pos, z, zmax, zmin)
         heat["hovertemplate"] = _hover_tokens(value) + "<extra></extra>"
     else:
@@ -161,12 +169,16 @@ def _square_heatmap(z: np.ndarray, tokens: Sequence[str], title: str, value: str
 
 
 def head_figure(pattern: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int,
-                colour: str = "linear") -> go.Figure:
-    """One head's pattern [query_pos, key_pos] at full resolution, coloured by `colour` (COLOUR_SCALES)."""
+                colour: str = "linear", max_side: int | None = HEAD_MAX_SIDE) -> go.Figure:
+    """One head's pattern [query_pos, key_pos], coloured by `colour` (COLOUR_SCALES): at full
+    resolution up to `max_side` tokens (None: always), else max-pooled in square blocks so that no
+    strong weight falls between the screen's pixels. The colour scale is set from every weight."""
     z, settings, value = colour_scale(causal_nan(pattern), colour)
-    return _square_heatmap(z, tokens, _title(model, _("layer {layer}, head {head}: attention pattern").format(
-                               layer=layer, head=head)),
-                           value, colorscale=SEQUENTIAL, **settings)
+    z, b = max_pool(z, max_side) if max_side else (z, 1)
+    what = _("layer {layer}, head {head}: attention pattern").format(layer=layer, head=head)
+    if b > 1:
+        what = _("{title} (max-pooled in blocks of {b}×{b} tokens)").format(title=what, b=b)
+    return _square_heatmap(z, tokens, _title(model, what), value, colorscale=SEQUENTIAL, block=b, **settings)
 
 
 def scores_figure(scores: np.ndarray, tokens: Sequence[str], *, model: str, layer: int, head: int) -> go.Figure:
