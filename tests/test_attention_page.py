@@ -145,7 +145,8 @@ def test_a_1024_token_prompt_stays_within_budget(tiny_env):
         assert max(cells) <= CELL_BUDGET, (view, cells)
         assert sum(len(c.proto.spec) for c in at.get("plotly_chart")) < budget_bytes, view
     head = chart_specs(show(at, "One head"))[0]
-    assert decode(head["data"][0]["z"]).shape == (1024, 1024)  # one head at full resolution
+    assert decode(head["data"][0]["z"]).shape == (512, 512)  # one head pooled to what its plot shows, and said
+    assert "2×2" in head["layout"]["title"]["text"] and any("smaller than a pixel" in c.value for c in at.caption)
     at.toggle(key="attn_scores").set_value(True).run()
     [scores] = chart_specs(at)  # two 1,024 x 1,024 heads would pass the page budget: scores alone
     assert "pre-softmax" in scores["layout"]["title"]["text"]

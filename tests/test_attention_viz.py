@@ -142,8 +142,8 @@ def test_1024_token_figures_stay_within_the_cell_budget():
         assert len(fig.to_json()) < 8_000_000
     assert figure_cells(figs[0]) == 512 * 512  # one head: pooled to what its plot shows (the test below)
     assert figure_cells(figs[1]) == n * n  # its scores: full resolution
-    assert figure_cells(figs[2]) == n_head * 256 * 256  # a grid: pooled to 256 x 256 per head
-    assert np.isnan(json_z(figs[2], 0)[0, 1]) and json_z(figs[2], 0)[1, 0] == pattern[4:8, :4].max()
+    assert figure_cells(figs[2]) == n_head * 147 * 147  # a grid: pooled to what a ~150 px panel shows
+    assert np.isnan(json_z(figs[2], 0)[0, 1]) and json_z(figs[2], 0)[1, 0] == pattern[7:14, :7].max()
 
 
 def test_colour_scales_show_what_the_sink_would_hide():

@@ -34,7 +34,10 @@ from .fit import fit_colour_bars
 
 GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float32 JSON)
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
-MAX_PANEL_SIDE = 256
+# A grid's panel is ~150 px wide in a ~760 px figure of 4 columns: more cells than that a side would be
+# under a pixel, dropped by the browser as it scales the heatmap down; max-pooling to it keeps every
+# strong weight (a 1,024-token layer: 12 panels of 147 x 147 blocks of 7 tokens, 1.4 MB; was 256, 5 MB).
+MAX_PANEL_SIDE = 160
 # One head's figure is ~900 px tall, its plot ~720 px square: past this many tokens a cell is under a
 # pixel and the browser drops whole rows of cells when it scales the heatmap down, so the head is
 # max-pooled (a 1,024-token head: 512 x 512 cells of 2 x 2 tokens, a quarter of the bytes to send).
