@@ -32,8 +32,6 @@ class cost the server and the browsers (with Playwright), the load average befor
 
 On a 2-core machine the N browsers draw their figures on the same two cores as the server, so
 large-N times include the students' own drawing, which a real classroom spreads over N laptops.
---browsers-nice 19 starts the browsers at the lowest priority, so the server gets the cores first:
-nearer a real class, though the browsers still draw on the same two cores whenever the server waits.
 """
 from __future__ import annotations
 
@@ -115,24 +113,12 @@ async def session(page, base: str, prompt: str, header: str, n_tokens: int, time
     return rec
 
 
-def niced_chromium(niceness: int) -> str:
-    """A script that starts Chromium at `niceness` (its processes then get the cores only when the server
-    leaves them idle, as if the students' browsers ran on their own laptops); B.CHROMIUM for 0."""
-    if niceness <= 0:
-        return B.CHROMIUM
-    path = Path(f"/tmp/classroom-chromium-nice{niceness}")
-    path.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {B.CHROMIUM} "$@"\n')
-    path.chmod(0o755)
-    return str(path)
-
-
-async def run_class(pw, base: str, prompts: list, per_browser: int, timeout_s: float,
-                    chromium: str = B.CHROMIUM) -> list[dict]:
+async def run_class(pw, base: str, prompts: list, per_browser: int, timeout_s: float) -> list[dict]:
     """All sessions of a class, their pages made first, then started together."""
     browsers, contexts = [], []
     try:
         for _ in range(math.ceil(len(prompts) / per_browser)):
-            browsers.append(await pw.chromium.launch(executable_path=chromium, args=B.CHROMIUM_ARGS))
+            browsers.append(await pw.chromium.launch(executable_path=B.CHROMIUM, args=B.CHROMIUM_ARGS))
         pages = []
         for i in range(len(prompts)):
             ctx = await browsers[i // per_browser].new_context(viewport={"width": 1280, "height": 900})
@@ -176,8 +162,7 @@ async def measure(server: B.Server, tok: B.Tokenizer, args) -> list[dict]:
             load = B.load_average()
             server.reset_peak()
             cpu0, t0 = server.cpu_seconds(), time.time()
-            records = await run_class(pw, server.base, prompts, args.per_browser, args.timeout,
-                                      niced_chromium(args.browsers_nice))
+            records = await run_class(pw, server.base, prompts, args.per_browser, args.timeout)
             wall = time.time() - t0
             await asyncio.sleep(2 * server.sample_s)  # one more sample of the closed browsers
             cpu = {k: v - cpu0[k] for k, v in server.cpu_seconds().items()}
@@ -239,9 +224,6 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds one step may take before it counts as failed")
     ap.add_argument("--pause", type=float, default=3, help="seconds before each class, after which it also waits "
                     "(up to 2 min) for the server to be idle for 2 s")
-    ap.add_argument("--browsers-nice", type=int, default=0,
-                    help="run the class's Chromium at this niceness (e.g. 19: the server gets the cores first, as if "
-                         "each student's browser drew on a laptop of its own; default 0, as before)")
     ap.add_argument("--out", type=Path, help="JSON file (default benchmarks/out/classroom-<repo>-<mode>.json)")
     args = ap.parse_args()
     mode = "same" if args.same_prompt else "own"
@@ -264,8 +246,7 @@ def main() -> None:
     print(f"wall time of the whole run: {wall:.0f} s")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"repo": str(args.repo.resolve()), "commit": commit_of(args.repo), "mode": mode,
-                               "model": str(model), "tokens": args.tokens, "browsers_nice": args.browsers_nice,
-                               "load_before": load, "wall_s": wall,
+                               "model": str(model), "tokens": args.tokens, "load_before": load, "wall_s": wall,
                                "classes": classes, **summary}, indent=1))
     print(f"wrote {out}")
 
