@@ -91,14 +91,28 @@ def pattern_summaries(t: Trace, side: int, on_layer: Callable[[int], None] | Non
     `on_layer(L)` is called before each layer that has to be computed."""
     entropy, means = [], []
     for L in range(t.n_layer):
-        def compute(L=L):
-            with torch.inference_mode():
-                return _layer_summary(t, L, side)
-        got = t.memo(("pattern_summary", L, side), compute, on_miss=on_layer and (lambda L=L: on_layer(L)),
+        got = t.memo(("pattern_summary", L, side), _summary_of(t, L, side),
+                     on_miss=on_layer and (lambda L=L: on_layer(L)),
                      label=_("Summarising layer {layer}'s attention heads…").format(layer=L))
         entropy.append(got["entropy"])
         means.append(got["mean"])
     return {"entropy": np.stack(entropy), "means": np.stack(means), "block": int(got["block"])}
+
+
+def _summary_of(t: Trace, layer: int, side: int) -> Callable[[], LayerArrays]:
+    def compute():
+        with torch.inference_mode():
+            return _layer_summary(t, layer, side)
+    return compute
+
+
+def prefetch_summaries(t: Trace, side: int) -> int:
+    """Queue pattern_summaries(t, side)'s layers to be computed while the compute lane has nothing
+    asked of it (core.lane), so a view that needs them later finds them done. Returns how many
+    layers were queued."""
+    return sum(t.prefetch_memo(("pattern_summary", L, side), _summary_of(t, L, side),
+                               label=_("Summarising layer {layer}'s attention heads…").format(layer=L))
+               for L in range(t.n_layer))
 
 
 def summaries_cached(t: Trace, side: int) -> bool:

@@ -135,6 +135,14 @@ class ByteBoundedCache:
             return value
         return lane().run((id(self), key), lambda: self._compute(key, compute, expected_bytes), label=label)
 
+    def prefetch(self, key: Hashable, compute: Callable[[], object], expected_bytes: int = 0, label: str = "") -> bool:
+        """Compute the value for key when the compute lane has nothing asked of it (core.lane's
+        prefetch), unless it is cached or under way; a get_or_compute of the key meanwhile joins it.
+        True when it was queued."""
+        if key in self:
+            return False
+        return lane().prefetch((id(self), key), lambda: self._compute(key, compute, expected_bytes), label=label)
+
     def _compute(self, key: Hashable, compute: Callable[[], object], expected_bytes: int):
         found, value = self._get(key)  # computed by earlier work while this waited in the lane
         if found:

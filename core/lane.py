@@ -21,6 +21,11 @@ each other; through the lane they take turns on the cores instead.
   tab closes or it is rerun), the caller leaves: work that has not started and that nobody else waits
   for is dropped from the queue; work already running finishes (its result is cached for the next
   request).
+- **Work nobody waits for yet.** `prefetch` queues work a page will likely ask for next (the summaries
+  of every layer, once one attention view is drawn). It runs only when no asked work is queued, one
+  piece at a time, so it never delays what a person is waiting for by more than one piece; a request
+  for its key joins it (and moves it into that session's turn if it has not started). At most
+  PREFETCH_MAX pieces wait; the oldest go first.
 - **Nesting.** Work running on a worker that asks for more work (a layer's MLP needs its attention
   first) does it there and then, on the same worker, so a one-worker lane never waits on itself.
 
@@ -38,6 +43,7 @@ from typing import Callable, Hashable
 ENV_WORKERS = "GPT2VIZ_LANE_WORKERS"
 ENV_THREADS = "GPT2VIZ_LANE_THREADS"
 POLL_S = 0.1
+PREFETCH_MAX = 48  # prefetched pieces waiting at most (each holds its trace): the oldest are dropped
 
 # Who is asking, and how they want to hear about waiting: set per script run by the app. The waiter
 # is a factory: called once per wait, it returns what the lane calls with (ahead, running, label)
@@ -85,6 +91,7 @@ class Lane:
         self._set_torch = set_torch_threads
         self._queues: OrderedDict[Hashable, deque[Ticket]] = OrderedDict()  # owner -> queued tickets, in turn
         self._inflight: dict[Hashable, Ticket] = {}  # key -> queued or running ticket
+        self._idle: deque[Ticket] = deque()  # prefetched work, run when no owner's queue has any
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._local = threading.local()  # .worker: this thread is one of the lane's workers
@@ -115,6 +122,8 @@ class Lane:
                 else:
                     del self._queues[owner]
                 return ticket
+            if self._idle:
+                return self._idle.popleft()
             self._cond.wait()
 
     def _work(self) -> None:
@@ -180,6 +189,10 @@ class Lane:
             if ticket is not None:
                 ticket.waiters += 1
                 self.shared += 1
+                if ticket.state == "queued" and ticket in self._idle:  # prefetched, now asked for: its turn
+                    self._idle.remove(ticket)
+                    ticket.owner = owner
+                    self._queues.setdefault(owner, deque()).append(ticket)
             else:
                 ticket = Ticket(key, _as_caller(fn), owner, label, next(self._seq))
                 if key is not None:
@@ -202,6 +215,31 @@ class Lane:
             raise ticket.error
         return ticket.value
 
+    def prefetch(self, key: Hashable, fn: Callable[[], object], *, label: str = "") -> bool:
+        """Queue fn() to run when no asked work is queued (see the module's docstring); nobody waits
+        for it, and its result is whatever fn keeps (a cache). False when the key is already queued
+        or running."""
+        with self._cond:
+            if key is None or key in self._inflight:
+                return False
+            self._start()
+            ticket = Ticket(key, _as_caller(fn), None, label, next(self._seq))
+            ticket.waiters = 0
+            self._inflight[key] = ticket
+            self._idle.append(ticket)
+            while len(self._idle) > PREFETCH_MAX:
+                self._drop(self._idle.popleft())
+            self._cond.notify()
+        return True
+
+    def _drop(self, ticket: Ticket) -> None:
+        """(with the condition held) A queued ticket nobody waits for, taken out unrun."""
+        if self._inflight.get(ticket.key) is ticket:
+            del self._inflight[ticket.key]
+        ticket.state, ticket.fn = "dropped", None
+        self.dropped += 1
+        ticket.done.set()
+
     def _leave(self, ticket: Ticket) -> None:
         """A waiter went away: drop the ticket if it has not started and nobody else waits for it."""
         with self._cond:
@@ -213,11 +251,7 @@ class Lane:
                 queue.remove(ticket)
                 if not queue:
                     del self._queues[ticket.owner]
-            if self._inflight.get(ticket.key) is ticket:
-                del self._inflight[ticket.key]
-            ticket.state, ticket.fn = "dropped", None
-            self.dropped += 1
-        ticket.done.set()
+            self._drop(ticket)
 
     def _nested(self, key: Hashable, fn: Callable[[], object]) -> object:
         """Work asked for by work on a worker: done here, or joined if another worker is on it, or
@@ -230,6 +264,8 @@ class Lane:
                     queue.remove(ticket)
                     if not queue:
                         del self._queues[ticket.owner]
+                elif ticket in self._idle:
+                    self._idle.remove(ticket)
                 ticket.state = "running"
                 claimed = ticket
             else:

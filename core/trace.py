@@ -204,6 +204,11 @@ class Trace:
             on_miss()
         return self.cache.get_or_compute(key, compute, label=label)
 
+    def prefetch_memo(self, name: tuple, compute, label: str = "") -> bool:
+        """`memo(name, compute)` done ahead, when the compute lane has nothing asked of it; a `memo` of
+        the same name meanwhile joins it. True when it was queued."""
+        return self.cache.prefetch((self.key, "memo", name), compute, label=label)
+
     def pattern(self, layer: int, head: int | None = None, *, keep: bool = True) -> np.ndarray:
         """float32 attention pattern of a layer [head, query_pos, key_pos], or of one head
         [query_pos, key_pos]. Rows sum to 1; 0 above the diagonal. keep=False computes a

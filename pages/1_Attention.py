@@ -14,7 +14,7 @@ from recipes import attention as recipe
 from ui import controls
 from ui.cached import induction_atlas
 from ui.figures import show
-from ui.progress import run_job
+from ui.progress import ASK_ABOVE_SECONDS, run_job
 from ui.shell import setup_trace_page
 
 lm, t = setup_trace_page(
@@ -102,3 +102,7 @@ with tabs["Token focus"]:
                                   format_func=lambda m: _("mean over heads") if m == "mean" else
                                   _("head {head} (picker above)").format(head=head))
         show(recipe.focus(lm, t, pos, head if per_head == "one" else None))
+
+# The summaries that the entropy atlas and "One head across layers" read, computed while the model has
+# nothing else to do (never ahead of anyone's asked work), when they are short: longer work waits for a click.
+recipe.prefetch_summaries(lm, t, ASK_ABOVE_SECONDS)

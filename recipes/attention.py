@@ -14,6 +14,9 @@ from core.attention import (
     summaries_seconds,
     token_focus,
 )
+from core.attention import (
+    prefetch_summaries as prefetch_pattern_summaries,
+)
 from core.trace import Trace
 from i18n import N_, _
 from viz.attention import (
@@ -65,6 +68,16 @@ def summaries_job(lm, t: Trace) -> LongJob:
     return LongJob(_("Reading every head of every layer"), t.n_layer,
                    lambda on_layer: pattern_summaries(t, side, on_layer),
                    estimate_s=0.0 if summaries_cached(t, side) else summaries_seconds(t), work_id=t.key)
+
+
+def prefetch_summaries(lm, t: Trace, below_s: float) -> bool:
+    """Queue summaries_job's layers to be computed while the compute lane has nothing asked of it
+    (core.lane), so the entropy atlas and "One head across layers" find them done; only when they
+    would take under `below_s` seconds (longer work waits for its Compute click). True when queued."""
+    side = grid_side(lm)
+    if summaries_cached(t, side) or summaries_seconds(t) > below_s:
+        return False
+    return prefetch_pattern_summaries(t, side) > 0
 
 
 def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None,

@@ -274,3 +274,50 @@ def test_generation_steps_take_their_turn_on_the_lane(which, tiny_lm, monkeypatc
         logits = tiny_lm.model(torch.tensor([ids])).logits[0, -1].float()
     expected = logits if which == "generation" else torch.softmax(logits, -1)
     torch.testing.assert_close(out["value"], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_prefetched_work_runs_only_when_nobody_waits_and_a_request_joins_it(lane):
+    """Work queued ahead (prefetch) runs after every asked piece, however late that was asked; a request for
+    a prefetched key that has not started moves it into the asker's turn and is answered by that one run."""
+    gate = Gate()
+    blocker, _ = in_thread(lane.run, None, gate, owner="A")
+    wait_until(gate.started.is_set)
+    order, calls = [], []
+    assert lane.prefetch("ahead", lambda: order.append("prefetched"))
+    assert not lane.prefetch("ahead", lambda: order.append("twice"))  # already queued
+    assert lane.prefetch("joined", lambda: (calls.append(1), "value")[1])
+    asked, _ = in_thread(lane.run, None, lambda: order.append("asked"), owner="B")
+    wait_until(lambda: lane.queued() == 1)
+    joiner, got = in_thread(lane.run, "joined", lambda: "not this", owner="C")
+    wait_until(lambda: lane.queued() == 2)  # moved into C's turn, before the other prefetched piece
+    gate.release.set()
+    for th in (blocker, asked, joiner):
+        th.join(10)
+    wait_until(lambda: len(order) == 2)
+    assert order == ["asked", "prefetched"]
+    assert got["value"] == "value" and calls == [1]
+
+
+def test_the_attention_page_prefetches_its_summaries_when_short_and_never_when_long(tiny_env, monkeypatch):
+    """After a view of the Attention page is drawn, the summaries that the entropy atlas and "One head
+    across layers" read are computed while the lane is idle; when they would take over the page's 2 s
+    (estimated), nothing starts unasked."""
+    import recipes.attention
+    from core.attention import summaries_cached
+    from core.model import load_model
+    from core.trace import trace
+    from recipes.attention import grid_side
+    from tests import apptest
+
+    lm = load_model(str(tiny_env))
+    prompt = "The lane prefetches the summaries of a prompt nobody opened yet, once."
+    t = trace(lm, prompt)
+    side = grid_side(lm)
+    monkeypatch.setattr(recipes.attention, "summaries_seconds", lambda t: 12.0)
+    at = apptest.open_page(apptest.ATTENTION, prompt)
+    assert at.get("plotly_chart")
+    time.sleep(1.0)
+    assert not summaries_cached(t, side)
+    monkeypatch.setattr(recipes.attention, "summaries_seconds", lambda t: 0.1)
+    at.run()
+    wait_until(lambda: summaries_cached(t, side), timeout=20)
