@@ -48,9 +48,9 @@ def grid_side(lm) -> int:
 
 
 def picker_note(t: Trace, colour: str) -> str:
-    return _("{n:,} tokens. Colour: {scale}. Grids of many heads are max-pooled when the prompt is long: a cell then "
-             "shows the strongest weight in its block of tokens. Hover for exact values.").format(
-        n=t.n_tokens, scale=_(COLOUR_SCALES[colour]))
+    return _("{n:,} tokens. Colour: {scale}. Where a long prompt would make a cell smaller than a pixel, patterns "
+             "are max-pooled: a cell then shows the strongest weight in its block of tokens, and the title says so. "
+             "Hover for the values.").format(n=t.n_tokens, scale=_(COLOUR_SCALES[colour]))
 
 
 def metric_label(metric: str) -> str:

@@ -144,6 +144,10 @@ def test_1024_token_figures_stay_within_the_cell_budget():
     assert figure_cells(figs[1]) == n * n  # its scores: full resolution
     assert figure_cells(figs[2]) == n_head * 147 * 147  # a grid: pooled to what a ~150 px panel shows
     assert np.isnan(json_z(figs[2], 0)[0, 1]) and json_z(figs[2], 0)[1, 0] == pattern[7:14, :7].max()
+    for grid in (figs[2], figs[3]):  # a panel's last x label never touches the next panel's "0" ("10000" before)
+        spec = json.loads(grid.to_json())["layout"]
+        xs = [spec[k] for k in spec if k.startswith("xaxis")]
+        assert len(xs) == 12 and all(max(x["tickvals"]) <= 0.8 * n for x in xs)
 
 
 def test_colour_scales_show_what_the_sink_would_hide():

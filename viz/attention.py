@@ -38,9 +38,10 @@ PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
 # under a pixel, dropped by the browser as it scales the heatmap down; max-pooling to it keeps every
 # strong weight (a 1,024-token layer: 12 panels of 147 x 147 blocks of 7 tokens, 1.4 MB; was 256, 5 MB).
 MAX_PANEL_SIDE = 160
-# One head's figure is ~900 px tall, its plot ~720 px square: past this many tokens a cell is under a
-# pixel and the browser drops whole rows of cells when it scales the heatmap down, so the head is
-# max-pooled (a 1,024-token head: 512 x 512 cells of 2 x 2 tokens, a quarter of the bytes to send).
+# One head's figure is ~900 px tall, its plot ~600 px square in a 1,280 px window (~700 on a wider
+# screen or a slide): past this many tokens a cell is under a pixel and the browser drops whole rows of
+# cells as it scales the heatmap down, so the head is max-pooled (a 1,024-token head: 512 x 512 cells
+# of 2 x 2 tokens, a quarter of the bytes to send).
 HEAD_MAX_SIDE = 640
 HOVER_TOKENS_MAX_CELLS = 131_072  # above this, per-cell token hover text would cost megabytes
 LOG_FLOOR = -4  # log10 of the smallest weight the log scale tells apart
@@ -240,7 +241,10 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
         fig.add_trace(go.Heatmap(**heat), row=i // cols + 1, col=i % cols + 1)
     # A panel is ~760/cols px wide: a label every ~24 px at most, so the turned labels never overlap.
     ticks = token_ticks(tokens, max(2, min(16, 760 // cols // 24))) if label_tokens else {}
-    fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **ticks)
+    # Positions on a panel's x axis stop short of its right edge, where the next panel's "0" begins
+    # (Plotly's own ticks put "1000" and "0" side by side: "10000").
+    x_ticks = ticks or dict(tickmode="array", tickvals=_edge_free_ticks(n))
+    fig.update_xaxes(showticklabels=False, constrain="domain", showgrid=False, zeroline=False, **x_ticks)
     fig.update_yaxes(showticklabels=False, autorange="reversed", constrain="domain", showgrid=False, zeroline=False,
                      **ticks)
     for r in range(rows):
@@ -254,6 +258,19 @@ def grid_figure(patterns: np.ndarray, tokens: Sequence[str], panel_titles: Seque
                                      colorbar=settings["colorbar"]))
     fig.update_annotations(font_size=11)
     return fig
+
+
+def _edge_free_ticks(n: int, most: int = 3) -> list[int]:
+    """Round positions 0, step, 2·step, … (step 1, 2 or 5 × 10^k), at most `most` of them, all in the first
+    80% of 0..n-1, so no label sits at a panel's right edge."""
+    limit = max(0.0, 0.8 * (n - 1))
+    for k in range(0, 8):
+        for m in (1, 2, 5):
+            step = m * 10**k
+            vals = list(range(0, int(limit) + 1, step))
+            if len(vals) <= most:
+                return vals
+    return [0]
 
 
 def layer_heads_figure(patterns: np.ndarray, tokens: Sequence[str], *, model: str, layer: int,
