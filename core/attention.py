@@ -106,7 +106,7 @@ def _summary_of(t: Trace, layer: int, side: int) -> Callable[[], LayerArrays]:
     return compute
 
 
-def prefetch_summaries(t: Trace, side: int) -> int:
+def prefetch_pattern_summaries(t: Trace, side: int) -> int:
     """Queue pattern_summaries(t, side)'s layers to be computed while the compute lane has nothing
     asked of it (core.lane), so a view that needs them later finds them done. Returns how many
     layers were queued."""

@@ -10,12 +10,10 @@ from core.attention import (
     head_across_layers,
     head_scores,
     pattern_summaries,
+    prefetch_pattern_summaries,
     summaries_cached,
     summaries_seconds,
     token_focus,
-)
-from core.attention import (
-    prefetch_summaries as prefetch_pattern_summaries,
 )
 from core.trace import Trace
 from i18n import N_, _
