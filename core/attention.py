@@ -132,12 +132,28 @@ def summaries_seconds(t: Trace) -> float:
 def head_across_layers(t: Trace, head: int, side: int) -> tuple[np.ndarray, int]:
     """[layer, q', k'] head `head`'s pattern in every layer, max-pooled to at most `side` per
     axis (blocks of the returned size); one head at a time, never [layer, head, pos, pos]."""
+    got = t.memo(("head_across", head, side), _head_across_of(t, head, side),
+                 label=_("Computing head {head}'s pattern in every layer…").format(head=head))
+    return got["grids"], int(got["block"])
+
+
+def _head_across_of(t: Trace, head: int, side: int) -> Callable[[], LayerArrays]:
     def compute():
         grids = [_pool(t.pattern_tensor(L, head, keep=False), side) for L in range(t.n_layer)]  # pooled on the device
         return LayerArrays(grids=torch.stack([g for g, _ in grids]).cpu().numpy(), block=np.array(grids[0][1]))
-    got = t.memo(("head_across", head, side), compute,
-                 label=_("Computing head {head}'s pattern in every layer…").format(head=head))
-    return got["grids"], int(got["block"])
+    return compute
+
+
+def head_across_cached(t: Trace, head: int, side: int) -> bool:
+    """Whether head_across_layers(t, head, side) would compute nothing."""
+    return (t.key, "memo", ("head_across", head, side)) in t.cache
+
+
+def prefetch_head_across(t: Trace, head: int, side: int) -> bool:
+    """Queue head_across_layers(t, head, side) to be computed while the compute lane has nothing asked
+    of it (core.lane). True when it was queued."""
+    return t.prefetch_memo(("head_across", head, side), _head_across_of(t, head, side),
+                           label=_("Computing head {head}'s pattern in every layer…").format(head=head))
 
 
 # ---- induction ----------------------------------------------------------------------------

@@ -103,6 +103,6 @@ with tabs["Token focus"]:
                                   _("head {head} (picker above)").format(head=head))
         show(recipe.focus(lm, t, pos, head if per_head == "one" else None))
 
-# The summaries that the entropy atlas and "One head across layers" read, computed while the model has
-# nothing else to do (never ahead of anyone's asked work), when they are short: longer work waits for a click.
-recipe.prefetch_summaries(lm, t, ASK_ABOVE_SECONDS)
+# What "One head across layers" and the entropy atlas read, computed while the model has nothing else
+# to do (never ahead of anyone's asked work), when it is short: longer work waits for a click.
+recipe.prefetch(lm, t, head, ASK_ABOVE_SECONDS)

@@ -7,9 +7,11 @@ import numpy as np
 
 from core.attention import (
     HEAD_METRICS,
+    head_across_cached,
     head_across_layers,
     head_scores,
     pattern_summaries,
+    prefetch_head_across,
     prefetch_pattern_summaries,
     summaries_cached,
     summaries_seconds,
@@ -68,14 +70,18 @@ def summaries_job(lm, t: Trace) -> LongJob:
                    estimate_s=0.0 if summaries_cached(t, side) else summaries_seconds(t), work_id=t.key)
 
 
-def prefetch_summaries(lm, t: Trace, below_s: float) -> bool:
-    """Queue summaries_job's layers to be computed while the compute lane has nothing asked of it
-    (core.lane), so the entropy atlas and "One head across layers" find them done; only when they
-    would take under `below_s` seconds (longer work waits for its Compute click). True when queued."""
+def prefetch(lm, t: Trace, head: int, below_s: float) -> bool:
+    """Queue what "One head across layers" (for `head`) and the entropy atlas read, to be computed while
+    the compute lane has nothing asked of it (core.lane), so they find it done: head `head` in every
+    layer and summaries_job's layers. Only when the summaries would take under `below_s` seconds
+    (longer work waits for its Compute click; the head's grids cost less). True when any was queued."""
     side = grid_side(lm)
-    if summaries_cached(t, side) or summaries_seconds(t) > below_s:
+    if summaries_cached(t, side) and head_across_cached(t, head, side):
         return False
-    return prefetch_pattern_summaries(t, side) > 0
+    if summaries_seconds(t) > below_s:
+        return False
+    queued = prefetch_head_across(t, head, side)
+    return prefetch_pattern_summaries(t, side) > 0 or queued
 
 
 def atlas(lm, t: Trace, metric: str, layer: int | None = None, head: int | None = None,

@@ -298,12 +298,12 @@ def test_prefetched_work_runs_only_when_nobody_waits_and_a_request_joins_it(lane
     assert got["value"] == "value" and calls == [1]
 
 
-def test_the_attention_page_prefetches_its_summaries_when_short_and_never_when_long(tiny_env, monkeypatch):
-    """After a view of the Attention page is drawn, the summaries that the entropy atlas and "One head
-    across layers" read are computed while the lane is idle; when they would take over the page's 2 s
-    (estimated), nothing starts unasked."""
+def test_the_attention_page_prefetches_what_its_views_read_when_short_and_never_when_long(tiny_env, monkeypatch):
+    """After a view of the Attention page is drawn, what "One head across layers" (the picked head in every
+    layer) and the entropy atlas (the summaries) read is computed while the lane is idle; when it would
+    take over the page's 2 s (estimated), nothing starts unasked."""
     import recipes.attention
-    from core.attention import summaries_cached
+    from core.attention import head_across_cached, summaries_cached
     from core.model import load_model
     from core.trace import trace
     from recipes.attention import grid_side
@@ -317,7 +317,8 @@ def test_the_attention_page_prefetches_its_summaries_when_short_and_never_when_l
     at = apptest.open_page(apptest.ATTENTION, prompt)
     assert at.get("plotly_chart")
     time.sleep(1.0)
-    assert not summaries_cached(t, side)
+    assert not summaries_cached(t, side) and not head_across_cached(t, 2, side)
     monkeypatch.setattr(recipes.attention, "summaries_seconds", lambda t: 0.1)
-    at.run()
-    wait_until(lambda: summaries_cached(t, side), timeout=20)
+    at.selectbox(key="attn_head").set_value(2).run()
+    wait_until(lambda: summaries_cached(t, side) and head_across_cached(t, 2, side), timeout=20)
+    assert not head_across_cached(t, 1, side)  # the picked head's, not every head's
