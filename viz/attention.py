@@ -36,7 +36,7 @@ GRID_CELLS = 800_000  # cells a grid of heads is pooled down to (~5 MB of float3
 PAIR_GRID_CELLS = 600_000  # for a view that shows two grids at once
 # A grid's panel is ~150 px wide in a ~760 px figure of 4 columns: more cells than that a side would be
 # under a pixel, dropped by the browser as it scales the heatmap down; max-pooling to it keeps every
-# strong weight (a 1,024-token layer: 12 panels of 147 x 147 blocks of 7 tokens, 1.4 MB; was 256, 5 MB).
+# strong weight (a 1,024-token layer: 12 panels of 147 x 147 blocks of 7 tokens, 1.7 MB; was 256, 5 MB).
 MAX_PANEL_SIDE = 160
 # One head's figure is ~900 px tall, its plot ~600 px square in a 1,280 px window (~700 on a wider
 # screen or a slide): past this many tokens a cell is under a pixel and the browser drops whole rows of
