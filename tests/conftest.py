@@ -34,6 +34,20 @@ def tiny_env(tiny_model_dir, monkeypatch):
     return tiny_model_dir
 
 
+BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
+
+
+@pytest.fixture
+def bundled_env(monkeypatch) -> Path:
+    """GPT2VIZ_MODEL pointing at the bundled mini GPT-2 (the one trained model here), as a user would
+    set it; skipped where the checkout lacks it."""
+    if not (BUNDLED / "trained_tokens.json").exists():
+        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
+    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
+    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+    return BUNDLED
+
+
 @pytest.fixture(scope="session")
 def tiny_sae_dir(tmp_path_factory) -> Path:
     """A random standard SAE for the tiny model (its residual before block 1, 96 features), saved by

@@ -16,7 +16,6 @@ from core.model import load_model
 from core.trace import trace
 from tests import apptest
 from tests.apptest import show_view
-from tests.conftest import ROOT
 from tests.plotly_json import decode
 from ui.shell import HELLO_BYE
 
@@ -176,7 +175,6 @@ def test_contextual_embeddings_follow_the_layer(tiny_env, tiny_lm, cache):
 
 
 # ---- a model that lists the tokens it learned (issue 25, item 13) -----------------------------------
-BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
 
 
 def listed_tokens(directory) -> list[int]:
@@ -185,12 +183,9 @@ def listed_tokens(directory) -> list[int]:
 
 
 @pytest.fixture
-def bundled_env(monkeypatch, cache):
-    if not (BUNDLED / "trained_tokens.json").exists():
-        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
-    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
-    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
-    return BUNDLED
+def bundled_env(bundled_env, cache):
+    """conftest's bundled model, with this module's own map cache directory."""
+    return bundled_env
 
 
 def plain(markdown: str) -> str:

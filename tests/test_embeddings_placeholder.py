@@ -10,22 +10,16 @@ import pytest
 
 from core import projection
 from tests import apptest
-from tests.conftest import ROOT
-
-BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
 
 
 @pytest.fixture
-def bundled_env(monkeypatch, tmp_path):
-    if not (BUNDLED / "trained_tokens.json").exists():
-        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
-    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
-    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
+def bundled_env(bundled_env, monkeypatch, tmp_path):
+    """conftest's bundled model, with a fresh map cache and PCA standing in for UMAP."""
     monkeypatch.setenv("GPT2VIZ_CACHE_DIR", str(tmp_path))
     real = projection.project  # PCA for UMAP: the map's layout is not what this test looks at (UMAP: a minute)
     monkeypatch.setattr(projection, "project",
                         lambda X, params, progress=None: real(X, dataclasses.replace(params, method="pca"), progress))
-    return BUNDLED
+    return bundled_env
 
 
 def test_the_search_box_suggests_a_word_the_bundled_model_learned(bundled_env):

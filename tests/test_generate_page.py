@@ -435,15 +435,6 @@ def test_whose_numbers_a_label_names_and_when_the_page_says_the_model_is_not_gpt
         assert "not GPT-2" in plain(note.text) and label in plain(note.text)
 
 
-@pytest.fixture
-def bundled_env(monkeypatch):
-    if not (BUNDLED / "config.json").exists():
-        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
-    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
-    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
-    return BUNDLED
-
-
 def test_the_bundled_model_gets_a_note_and_no_label_calls_its_numbers_gpt2s(bundled_env):
     at = generate(open_page())
     notes = [plain(i.value) for i in at.info if "not GPT-2" in i.value]

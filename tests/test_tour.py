@@ -185,15 +185,6 @@ def test_step_1_shows_the_essays_numbers_beside_the_live_ones(tiny_env):
 BUNDLED = ROOT / "bundled" / "mini-gpt2-kjv"
 
 
-@pytest.fixture
-def bundled_env(monkeypatch):
-    if not (BUNDLED / "trained_tokens.json").exists():
-        pytest.skip("bundled/mini-gpt2-kjv is not in this checkout")
-    monkeypatch.setenv("GPT2VIZ_MODEL", str(BUNDLED))
-    monkeypatch.setenv("GPT2VIZ_DEVICE", "cpu")
-    return BUNDLED
-
-
 def learned_tokens() -> set[int]:
     """The checkpoint's list of learned tokens, read from its file (the oracle)."""
     return set(json.loads((BUNDLED / "trained_tokens.json").read_text())["token_ids"])
