@@ -226,7 +226,7 @@ def fit_to_column(fig, share: float):
         fit_cell_text,
         fit_colour_bars,
         fit_tick_labels,
-            label_margins,
+        label_margins,
         legend_above_px,
     )
 
